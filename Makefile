@@ -1,0 +1,67 @@
+# userservice — every developer and CI command. `make help` lists them.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+include hack/versions.env
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+TOOLS_DIR := $(CURDIR)/.cache/tools
+# envtest convention: a folder holding kube-apiserver, etcd and kubectl. An existing one is reused.
+KUBEBUILDER_ASSETS ?= $(TOOLS_DIR)/k8s/$(K8S_VERSION)-linux-amd64
+export KUBEBUILDER_ASSETS
+export PATH := $(TOOLS_DIR)/bin:$(BIN):$(PATH)
+PYTEST := $(BIN)/pytest
+
+.PHONY: help
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+.PHONY: venv
+venv: $(VENV)/.installed ## create the virtualenv with the pinned dependencies
+
+.PHONY: tools
+tools: ## build or find kube-apiserver, etcd, kubectl, helm, buf, kubeconform (cached in .cache/tools)
+	bash hack/tools.sh
+
+.PHONY: run
+run: venv ## serve REST on :8080 and gRPC on :50051 (throwaway embedded PostgreSQL unless DATABASE_URL is set)
+	$(BIN)/userservice serve $(if $(DATABASE_URL),,--embedded-postgres $(CURDIR)/.data/postgres)
+
+.PHONY: migrate
+migrate: venv ## apply schema migrations to DATABASE_URL
+	$(BIN)/userservice migrate
+
+.PHONY: proto-generate
+proto-generate: venv ## regenerate the gRPC code from proto/ (the generated code is committed)
+	bash hack/proto-generate.sh
+
+.PHONY: lint
+lint: venv tools ## ruff, mypy and buf lint
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	cd proto && buf lint
+
+.PHONY: test
+test: venv tools ## unit, integration (PostgreSQL, kube-apiserver) and chart tests
+	$(PYTEST) tests/unit tests/integration
+
+.PHONY: test-unit
+test-unit: venv ## pure-function tests only
+	$(PYTEST) tests/unit
+
+.PHONY: test-integration
+test-integration: venv tools ## tests against real PostgreSQL, gRPC/HTTP servers and kube-apiserver
+	$(PYTEST) tests/integration
+
+.PHONY: clean
+clean: ## remove the virtualenv, caches and data (keeps the tools cache)
+	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,1 @@
+"""userservice_operator: reconciles UserService resources into Kubernetes workloads."""

@@ -1,0 +1,1 @@
+"""userservice: user management over REST and gRPC on PostgreSQL."""

@@ -1,0 +1,5 @@
+"""Root of the test tree: registers the shared fixtures of tests/support (real PostgreSQL, real kube-apiserver)."""
+
+pytest_plugins = [
+    "tests.support.postgres",
+]
