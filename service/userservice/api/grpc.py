@@ -1,0 +1,191 @@
+"""The gRPC adapter: userservice.v1.UserService over UserCore, with google.rpc error details."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+from google.protobuf import empty_pb2, timestamp_pb2
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from userservice import logs
+from userservice.domain.errors import (
+    AlreadyExists,
+    DomainError,
+    IdempotencyConflict,
+    InvalidArgument,
+    NotFound,
+    PreconditionFailed,
+    invalid,
+)
+from userservice.domain.events import Cursor, StoredEvent
+from userservice.domain.fields import FIELDS_BY_NAME, READ_ONLY_FIELDS
+from userservice.domain.listing import parse_filter
+from userservice.domain.model import User
+from userservice.events.feed import EventFeed
+from userservice.health import Health
+from userservice.metrics import Metrics
+from userservice.users import UserCore, check_idempotency_key
+from userservice.v1 import user_service_pb2 as pb
+from userservice.v1 import user_service_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["UserService"].full_name
+ERROR_DOMAIN = "userservice.io"
+
+# DomainError subclass -> (gRPC code, ErrorInfo reason)
+_CODES: dict[type[DomainError], tuple[grpc.StatusCode, str]] = {
+    InvalidArgument: (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT"),
+    NotFound: (grpc.StatusCode.NOT_FOUND, "USER_NOT_FOUND"),
+    AlreadyExists: (grpc.StatusCode.ALREADY_EXISTS, "ALREADY_EXISTS"),
+    PreconditionFailed: (grpc.StatusCode.ABORTED, "ETAG_MISMATCH"),
+    IdempotencyConflict: (grpc.StatusCode.FAILED_PRECONDITION, "REQUEST_ID_REUSED"),
+}
+
+
+def _status(exc: DomainError) -> status_pb2.Status:
+    code, reason = _CODES[type(exc)]
+    status = status_pb2.Status(code=code.value[0], message=exc.message)
+    if isinstance(exc, InvalidArgument):
+        violations = [error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description) for v in exc.violations]
+        status.message = "; ".join(f"{v.field}: {v.description}" for v in exc.violations)
+        status.details.add().Pack(error_details_pb2.BadRequest(field_violations=violations))
+    else:
+        metadata = {"field": exc.field} if isinstance(exc, AlreadyExists) else {}
+        status.details.add().Pack(error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN, metadata=metadata))
+    return status
+
+
+def _timestamp(value: Any) -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(value)
+    return stamp
+
+
+def to_proto(user: User) -> pb.User:
+    return pb.User(
+        id=str(user.id), first_name=user.first_name, last_name=user.last_name, nickname=user.nickname,
+        email=user.email, country=user.country, created_at=_timestamp(user.created_at),
+        updated_at=_timestamp(user.updated_at), version=user.version, etag=user.etag,
+    )  # fmt: skip
+
+
+def _event_to_proto(event: StoredEvent, source: str) -> pb.UserEvent:
+    return pb.UserEvent(
+        id=str(event.id), source=source, type=event.type, subject=str(event.subject), time=_timestamp(event.time),
+        user=to_proto(User.from_public(event.data["user"])), changed_fields=event.data.get("changed_fields", []),
+        cursor=str(event.cursor),
+    )  # fmt: skip
+
+
+def _input_fields(user: pb.User, names: list[str] | tuple[str, ...]) -> dict[str, object]:
+    """The named fields of a request's User as the input mapping the core validates. An unset scalar is
+    absent (so 'is required' is reported); a read-only field that is set is passed on to be refused."""
+    body: dict[str, object] = {}
+    for name in names:
+        if name in FIELDS_BY_NAME:
+            value = getattr(user, name)
+            if value != "" or name in body:
+                body[name] = value
+    for name in READ_ONLY_FIELDS:
+        if name != "etag" and name in names:
+            present = user.HasField(name) if name in {"created_at", "updated_at"} else bool(getattr(user, name))
+            if present:
+                body[name] = str(getattr(user, name))
+    return body
+
+
+class _Call:
+    """Request id, metrics and error mapping around one call, unary or streaming."""
+
+    def __init__(self, method: str, context: grpc.aio.ServicerContext, metrics: Metrics) -> None:
+        self._method, self._context, self._metrics = method, context, metrics
+
+    async def __aenter__(self) -> None:
+        rid = dict(self._context.invocation_metadata() or ()).get("x-request-id") or uuid.uuid4().hex
+        self._token = logs.request_id.set(str(rid))
+        self._started = time.perf_counter()
+
+    async def __aexit__(self, _type: type[BaseException] | None, exc: BaseException | None, _tb: object) -> None:
+        code = grpc.StatusCode.OK
+        try:
+            if isinstance(exc, DomainError):
+                status = _status(exc)
+                code = _CODES[type(exc)][0]
+                await self._context.abort_with_status(rpc_status.to_status(status))
+            elif isinstance(exc, asyncio.CancelledError):
+                code = grpc.StatusCode.CANCELLED
+            elif isinstance(exc, Exception) and not isinstance(exc, grpc.aio.AbortError):
+                code = grpc.StatusCode.INTERNAL
+                log.exception("unhandled error", extra={"method": self._method}, exc_info=exc)
+                await self._context.abort(code, "the server failed; the request id names it in the logs")
+        finally:
+            logs.request_id.reset(self._token)
+            self._metrics.grpc_requests.labels(self._method, code.name).inc()
+            self._metrics.grpc_latency.labels(self._method).observe(time.perf_counter() - self._started)
+
+
+class UserServiceServicer(pb_grpc.UserServiceServicer):
+    def __init__(self, core: UserCore, feed: EventFeed, health: Health, metrics: Metrics, event_source: str) -> None:
+        self._core, self._feed, self._health = core, feed, health
+        self._metrics, self._source = metrics, event_source
+
+    def _call(self, method: str, context: grpc.aio.ServicerContext) -> _Call:
+        return _Call(method, context, self._metrics)
+
+    async def CreateUser(self, request: pb.CreateUserRequest, context: grpc.aio.ServicerContext) -> pb.User:  # noqa: N802
+        async with self._call("CreateUser", context):
+            key = check_idempotency_key(request.request_id, "request_id") if request.request_id else None
+            body = _input_fields(request.user, [*FIELDS_BY_NAME, *READ_ONLY_FIELDS])
+            created = await self._core.create(body, key)
+            return to_proto(created.user)
+
+    async def GetUser(self, request: pb.GetUserRequest, context: grpc.aio.ServicerContext) -> pb.User:  # noqa: N802
+        async with self._call("GetUser", context):
+            return to_proto(await self._core.get(request.id))
+
+    async def UpdateUser(self, request: pb.UpdateUserRequest, context: grpc.aio.ServicerContext) -> pb.User:  # noqa: N802
+        async with self._call("UpdateUser", context):
+            paths = list(request.update_mask.paths)
+            unknown = [p for p in paths if p not in FIELDS_BY_NAME and p not in READ_ONLY_FIELDS]
+            if unknown:
+                raise invalid("update_mask", f"unknown field {unknown[0]!r}; updatable: {', '.join(FIELDS_BY_NAME)}")
+            if not paths:
+                paths = [name for name in FIELDS_BY_NAME if getattr(request.user, name)]
+            body = _input_fields(request.user, paths)
+            for name in paths:  # a masked field left empty means "set it to empty": let validation refuse it
+                if name in FIELDS_BY_NAME:
+                    body.setdefault(name, getattr(request.user, name))
+            user = await self._core.update(request.user.id, body, request.user.etag or None)
+            return to_proto(user)
+
+    async def DeleteUser(self, request: pb.DeleteUserRequest, context: grpc.aio.ServicerContext) -> empty_pb2.Empty:  # noqa: N802
+        async with self._call("DeleteUser", context):
+            await self._core.delete(request.id, request.etag or None)
+            return empty_pb2.Empty()
+
+    async def ListUsers(self, request: pb.ListUsersRequest, context: grpc.aio.ServicerContext) -> pb.ListUsersResponse:  # noqa: N802
+        async with self._call("ListUsers", context):
+            page = await self._core.list(parse_filter(request.filter), request.page_size, request.page_token or None)
+            return pb.ListUsersResponse(users=[to_proto(u) for u in page.users], next_page_token=page.next_page_token)
+
+    async def WatchUserEvents(  # noqa: N802
+        self, request: pb.WatchUserEventsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.UserEvent]:
+        gauge = self._metrics.watchers.labels("grpc")
+        async with self._call("WatchUserEvents", context):
+            after = Cursor.parse(request.after_cursor, "after_cursor") if request.after_cursor else None
+            gauge.inc()
+            try:
+                async for event in self._feed.watch(after, self._health.stopping):
+                    if event is not None:
+                        yield _event_to_proto(event, self._source)
+            finally:
+                gauge.dec()

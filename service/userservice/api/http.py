@@ -1,0 +1,220 @@
+"""The REST adapter: aiohttp routes over UserCore, problem+json errors, metrics, request ids, SSE events."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from userservice import logs
+from userservice.api import openapi, problem
+from userservice.domain.errors import DomainError, invalid
+from userservice.domain.events import Cursor
+from userservice.domain.listing import filter_from_query
+from userservice.events.feed import EventFeed
+from userservice.health import Health
+from userservice.metrics import Metrics
+from userservice.users import UserCore, check_idempotency_key
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+CORE = web.AppKey("core", UserCore)
+FEED = web.AppKey("feed", EventFeed)
+HEALTH = web.AppKey("health", Health)
+METRICS = web.AppKey("metrics", Metrics)
+EVENT_SOURCE = web.AppKey("event_source", str)
+
+LIST_PARAMS = frozenset({"country", "nickname", "email", "created_after", "created_before", "page_size", "page_token"})
+JSON_TYPES = frozenset({"application/json"})
+MERGE_PATCH_TYPES = frozenset({"application/merge-patch+json", "application/json"})
+KEEPALIVE_SECONDS = 15.0
+
+
+def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(text=json.dumps(data), status=status, content_type="application/json", headers=headers)
+
+
+def _route_of(request: web.Request) -> str:
+    route = request.match_info.route
+    return route.resource.canonical if route.resource is not None else "unmatched"
+
+
+@web.middleware
+async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Request id, access log and metrics for every request; converts every error to problem+json."""
+    rid = request.headers.get("X-Request-ID", "")
+    if not (0 < len(rid) <= 128 and rid.isascii() and rid.isprintable()):
+        rid = uuid.uuid4().hex
+    token = logs.request_id.set(rid)
+    started = time.perf_counter()
+    response: web.StreamResponse
+    try:
+        response = await handler(request)
+    except DomainError as exc:
+        response = problem.from_domain(exc)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        response = problem.from_http_error(exc)
+    except Exception:
+        log.exception("unhandled error")
+        response = problem.problem(500, "internal", "Internal error", "the server failed; the request id names it in the logs")
+    finally:
+        logs.request_id.reset(token)
+    if not response.prepared:
+        response.headers["X-Request-ID"] = rid
+    elapsed = time.perf_counter() - started
+    route, metrics = _route_of(request), request.app[METRICS]
+    metrics.http_requests.labels(request.method, route, str(response.status)).inc()
+    metrics.http_latency.labels(request.method, route).observe(elapsed)
+    if route not in {"/healthz", "/readyz", "/metrics"}:
+        log.info(
+            "request",
+            extra={"request_id": rid, "method": request.method, "path": request.path, "status": response.status,
+                   "duration_ms": round(elapsed * 1000, 2)},
+        )  # fmt: skip
+    return response
+
+
+async def _json_body(request: web.Request, allowed_types: frozenset[str]) -> dict[str, Any]:
+    if request.content_type not in allowed_types:
+        raise web.HTTPUnsupportedMediaType(
+            text=f"Content-Type must be {' or '.join(sorted(allowed_types))}, not {request.content_type or 'missing'}"
+        )
+    raw = await request.read()  # raises 413 past client_max_size
+    try:
+        body = json.loads(raw)
+    except UnicodeDecodeError:
+        raise invalid("body", "must be UTF-8 encoded JSON") from None
+    except json.JSONDecodeError as exc:
+        raise invalid("body", f"is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    if not isinstance(body, dict):
+        raise invalid("body", "must be a JSON object")
+    return body
+
+
+def _user_response(user_json: dict[str, Any], status: int = 200, extra: dict[str, str] | None = None) -> web.Response:
+    headers = {"ETag": user_json["etag"], **(extra or {})}
+    return _json(user_json, status=status, headers=headers)
+
+
+async def create_user(request: web.Request) -> web.Response:
+    body = await _json_body(request, JSON_TYPES)
+    key = request.headers.get("Idempotency-Key")
+    if key is not None:
+        check_idempotency_key(key, "Idempotency-Key")
+    created = await request.app[CORE].create(body, key)
+    headers = {"Location": f"/v1/users/{created.user.id}"}
+    if created.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return _user_response(created.user.public(), status=201, extra=headers)
+
+
+async def get_user(request: web.Request) -> web.Response:
+    user = await request.app[CORE].get(request.match_info["id"])
+    if request.headers.get("If-None-Match", "").strip() in {user.etag, f"W/{user.etag}", "*"}:
+        return web.Response(status=304, headers={"ETag": user.etag})
+    return _user_response(user.public())
+
+
+async def patch_user(request: web.Request) -> web.Response:
+    body = await _json_body(request, MERGE_PATCH_TYPES)
+    user = await request.app[CORE].update(request.match_info["id"], body, request.headers.get("If-Match"))
+    return _user_response(user.public())
+
+
+async def delete_user(request: web.Request) -> web.Response:
+    await request.app[CORE].delete(request.match_info["id"], request.headers.get("If-Match"))
+    return web.Response(status=204)
+
+
+def _page_size(raw: str | None) -> int | None:
+    if raw is None:
+        return None
+    if not raw.strip().lstrip("-").isdigit():
+        raise invalid("page_size", "must be a whole number")
+    return int(raw)
+
+
+async def list_users(request: web.Request) -> web.Response:
+    query = request.rel_url.query
+    unknown = sorted(set(query) - LIST_PARAMS)
+    if unknown:
+        raise invalid(unknown[0], f"is not a query parameter of this list; use {', '.join(sorted(LIST_PARAMS))}")
+    repeated = sorted(k for k in set(query) if len(query.getall(k)) > 1)
+    if repeated:
+        raise invalid(repeated[0], "may be given only once")
+    page = await request.app[CORE].list(filter_from_query(query), _page_size(query.get("page_size")), query.get("page_token"))
+    return _json({"users": [u.public() for u in page.users], "next_page_token": page.next_page_token})
+
+
+async def stream_events(request: web.Request) -> web.StreamResponse:
+    """Server-Sent Events; resumes after `Last-Event-ID` (or ?after=) when given."""
+    raw = request.headers.get("Last-Event-ID") or request.rel_url.query.get("after")
+    after = Cursor.parse(raw, "Last-Event-ID") if raw else None
+    app = request.app
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+    await response.prepare(request)
+    await response.write(b": connected\n\n")
+    source, stop = app[EVENT_SOURCE], app[HEALTH].stopping
+    gauge = app[METRICS].watchers.labels("sse")
+    gauge.inc()
+    last_write = time.monotonic()
+    try:
+        async for event in app[FEED].watch(after, stop):
+            if event is None:
+                if time.monotonic() - last_write >= KEEPALIVE_SECONDS:
+                    await response.write(b": keepalive\n\n")
+                    last_write = time.monotonic()
+                continue
+            payload = json.dumps(event.cloud_event(source))
+            await response.write(f"id: {event.cursor}\nevent: {event.type}\ndata: {payload}\n\n".encode())
+            last_write = time.monotonic()
+    except ConnectionResetError:
+        pass  # the client went away
+    finally:
+        gauge.dec()
+    return response
+
+
+async def healthz(_: web.Request) -> web.Response:
+    return _json({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    reason = await request.app[HEALTH].check_ready()
+    request.app[METRICS].ready.set(0 if reason else 1)
+    if reason:
+        return _json({"status": "unavailable", "reason": reason}, status=503)
+    return _json({"status": "ready"})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    return web.Response(body=generate_latest(request.app[METRICS].registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def openapi_document(_: web.Request) -> web.Response:
+    return _json(openapi.document())
+
+
+def build_app(core: UserCore, feed: EventFeed, health: Health, metrics_: Metrics, event_source: str, max_body: int) -> web.Application:
+    app = web.Application(middlewares=[observe], client_max_size=max_body)
+    app[CORE], app[FEED], app[HEALTH], app[METRICS], app[EVENT_SOURCE] = core, feed, health, metrics_, event_source
+    app.router.add_post("/v1/users", create_user)
+    app.router.add_get("/v1/users", list_users, allow_head=False)
+    app.router.add_get("/v1/users/{id}", get_user, allow_head=False)
+    app.router.add_patch("/v1/users/{id}", patch_user)
+    app.router.add_delete("/v1/users/{id}", delete_user)
+    app.router.add_get("/v1/events", stream_events, allow_head=False)
+    app.router.add_get("/healthz", healthz, allow_head=False)
+    app.router.add_get("/readyz", readyz, allow_head=False)
+    app.router.add_get("/metrics", metrics, allow_head=False)
+    app.router.add_get("/openapi.json", openapi_document, allow_head=False)
+    return app

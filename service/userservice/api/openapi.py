@@ -1,0 +1,236 @@
+"""The OpenAPI 3.1 document, built from the domain's field list so the schema and the validation agree.
+
+A test checks that every route the app serves is documented here and nothing else is.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from userservice.domain.events import EVENT_TYPES
+from userservice.domain.fields import WRITABLE_FIELDS
+from userservice.domain.listing import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+
+PROBLEM = "application/problem+json"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _problem(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {PROBLEM: {"schema": _ref("Problem")}}}
+
+
+def _user_response(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "headers": {"ETag": {"schema": {"type": "string"}, "description": "The user's version tag."}},
+        "content": {"application/json": {"schema": _ref("User")}},
+    }
+
+
+_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
+_IF_MATCH = {
+    "name": "If-Match", "in": "header", "required": False, "schema": {"type": "string"},
+    "description": "An ETag from an earlier response; the request fails with 412 if the user changed since.",
+}  # fmt: skip
+_COMMON_ERRORS = {"400": _problem("Invalid input; `errors` lists each field."), "404": _problem("No such user.")}
+
+
+def _schemas() -> dict[str, Any]:
+    writable = {f.name: {**f.json_schema, "description": f.description} for f in WRITABLE_FIELDS}
+    readable = {name: schema for name, schema in writable.items() if not schema.get("writeOnly")}
+    timestamp = {"type": "string", "format": "date-time"}
+    return {
+        "User": {
+            "type": "object",
+            "properties": {
+                "id": {"type": "string", "format": "uuid"},
+                **readable,
+                "created_at": timestamp,
+                "updated_at": timestamp,
+                "version": {"type": "integer", "minimum": 1},
+                "etag": {"type": "string"},
+            },
+            "required": ["id", *readable, "created_at", "updated_at", "version", "etag"],
+        },
+        "UserCreate": {"type": "object", "properties": writable, "required": list(writable), "additionalProperties": False},
+        "UserPatch": {
+            "type": "object",
+            "description": "JSON merge patch (RFC 7396): only the given fields change; null is refused (all are required).",
+            "properties": writable,
+            "additionalProperties": False,
+        },
+        "UserPage": {
+            "type": "object",
+            "properties": {
+                "users": {"type": "array", "items": _ref("User")},
+                "next_page_token": {"type": "string", "description": "Empty on the last page."},
+            },
+            "required": ["users", "next_page_token"],
+        },
+        "Problem": {
+            "type": "object",
+            "description": "RFC 9457 problem details.",
+            "properties": {
+                "type": {"type": "string", "format": "uri"},
+                "title": {"type": "string"},
+                "status": {"type": "integer"},
+                "detail": {"type": "string"},
+                "errors": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+                        "required": ["field", "message"],
+                    },
+                },
+            },
+            "required": ["type", "title", "status", "detail"],
+        },
+        "CloudEvent": {
+            "type": "object",
+            "description": "Sent as the `data` of each Server-Sent Event; the SSE `id` is the resume cursor.",
+            "properties": {
+                "specversion": {"const": "1.0"},
+                "id": {"type": "string", "format": "uuid"},
+                "source": {"type": "string"},
+                "type": {"enum": list(EVENT_TYPES)},
+                "subject": {"type": "string", "format": "uuid"},
+                "time": timestamp,
+                "datacontenttype": {"const": "application/json"},
+                "data": {
+                    "type": "object",
+                    "properties": {"user": _ref("User"), "changed_fields": {"type": "array", "items": {"type": "string"}}},
+                },
+            },
+        },
+    }
+
+
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+
+
+def _paths() -> dict[str, Any]:
+    text_ok = {"200": {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}}}
+    return {
+        "/v1/users": {
+            "post": {
+                "operationId": "createUser",
+                "summary": "Create a user",
+                "parameters": [
+                    {
+                        "name": "Idempotency-Key", "in": "header", "required": False,
+                        "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+                        "description": "Retrying with the same key and body returns the first response; "
+                        "with a different body, 422.",
+                    }  # fmt: skip
+                ],
+                "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("UserCreate")}}},
+                "responses": {
+                    "201": {**_user_response("Created (or replayed for a repeated Idempotency-Key)."),
+                            "headers": {"Location": {"schema": {"type": "string"}}, "ETag": {"schema": {"type": "string"}}}},
+                    "400": _COMMON_ERRORS["400"],
+                    "409": _problem("The nickname or email is taken."),
+                    "413": _problem("Body too large."),
+                    "415": _problem("Content-Type is not application/json."),
+                    "422": _problem("Idempotency-Key reused with a different body."),
+                },  # fmt: skip
+            },
+            "get": {
+                "operationId": "listUsers",
+                "summary": "List users in creation order",
+                "parameters": [
+                    _query("country", {"type": "string"}, "ISO 3166-1 alpha-2 code."),
+                    _query("nickname", {"type": "string"}, "Exact nickname."),
+                    _query("email", {"type": "string"}, "Email, case-insensitive."),
+                    _query("created_after", {"type": "string", "format": "date-time"}, "Exclusive lower bound."),
+                    _query("created_before", {"type": "string", "format": "date-time"}, "Exclusive upper bound."),
+                    _query("page_size", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE},
+                           f"Default {DEFAULT_PAGE_SIZE}."),
+                    _query("page_token", {"type": "string"}, "next_page_token of the previous page; keep the filters."),
+                ],  # fmt: skip
+                "responses": {"200": {"description": "A page.", "content": {"application/json": {"schema": _ref("UserPage")}}},
+                              "400": _COMMON_ERRORS["400"]},  # fmt: skip
+            },
+        },
+        "/v1/users/{id}": {
+            "parameters": [_ID],
+            "get": {
+                "operationId": "getUser",
+                "summary": "Get a user",
+                "parameters": [{"name": "If-None-Match", "in": "header", "required": False, "schema": {"type": "string"}}],
+                "responses": {"200": _user_response("The user."), "304": {"description": "Not modified."}, **_COMMON_ERRORS},
+            },
+            "patch": {
+                "operationId": "updateUser",
+                "summary": "Update a user (JSON merge patch)",
+                "parameters": [_IF_MATCH],
+                "requestBody": {
+                    "required": True,
+                    "content": {t: {"schema": _ref("UserPatch")} for t in ("application/merge-patch+json", "application/json")},
+                },
+                "responses": {
+                    "200": _user_response("The updated user."), **_COMMON_ERRORS,
+                    "409": _problem("The nickname or email is taken."), "412": _problem("The user changed since the If-Match ETag."),
+                    "413": _problem("Body too large."), "415": _problem("Unsupported Content-Type."),
+                },  # fmt: skip
+            },
+            "delete": {
+                "operationId": "deleteUser",
+                "summary": "Delete a user",
+                "parameters": [_IF_MATCH],
+                "responses": {"204": {"description": "Deleted."}, **_COMMON_ERRORS, "412": _problem("The user changed since the If-Match ETag.")},
+            },
+        },
+        "/v1/events": {
+            "get": {
+                "operationId": "streamEvents",
+                "summary": "Follow user changes (Server-Sent Events of CloudEvents)",
+                "parameters": [
+                    {"name": "Last-Event-ID", "in": "header", "required": False, "schema": {"type": "string"},
+                     "description": "Resume after this SSE id."},
+                    _query("after", {"type": "string"}, "Same as Last-Event-ID, for clients that cannot set headers."),
+                ],  # fmt: skip
+                "responses": {
+                    "200": {"description": "An endless event stream.", "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+                    "400": _COMMON_ERRORS["400"],
+                },
+            }
+        },
+        "/healthz": {"get": {"operationId": "healthz", "summary": "Liveness", "responses": text_ok}},
+        "/readyz": {
+            "get": {
+                "operationId": "readyz",
+                "summary": "Readiness: database reachable, schema current, not shutting down",
+                "responses": {**text_ok, "503": {"description": "Not ready; `reason` says why.",
+                                                 "content": {"application/json": {"schema": {"type": "object"}}}}},
+            }  # fmt: skip
+        },
+        "/metrics": {
+            "get": {
+                "operationId": "metrics",
+                "summary": "Prometheus metrics",
+                "responses": {"200": {"description": "Text exposition format.", "content": {"text/plain": {"schema": {"type": "string"}}}}},
+            }
+        },
+        "/openapi.json": {"get": {"operationId": "openapi", "summary": "This document", "responses": text_ok}},
+    }
+
+
+@cache
+def document() -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "userservice",
+            "version": "v1",
+            "description": "Users over REST. Errors are RFC 9457 problem+json. The gRPC API "
+            "(userservice.v1.UserService) offers the same operations.",
+        },
+        "paths": _paths(),
+        "components": {"schemas": _schemas()},
+    }

@@ -1,0 +1,66 @@
+"""RFC 9457 problem details: the one shape of every REST error."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+
+from aiohttp import web
+
+from userservice.domain.errors import (
+    AlreadyExists,
+    DomainError,
+    IdempotencyConflict,
+    InvalidArgument,
+    NotFound,
+    PreconditionFailed,
+)
+
+PROBLEM_JSON = "application/problem+json"
+TYPE_BASE = "https://userservice.io/problems/"
+
+# DomainError subclass -> (HTTP status, problem type slug, title)
+_DOMAIN: dict[type[DomainError], tuple[int, str, str]] = {
+    InvalidArgument: (400, "invalid-argument", "Invalid request"),
+    NotFound: (404, "not-found", "Not found"),
+    AlreadyExists: (409, "already-exists", "Already exists"),
+    PreconditionFailed: (412, "precondition-failed", "Precondition failed"),
+    IdempotencyConflict: (422, "idempotency-key-reused", "Idempotency key reused"),
+}
+
+
+def problem(
+    status: int,
+    slug: str,
+    title: str,
+    detail: str,
+    *,
+    errors: list[Mapping[str, str]] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> web.Response:
+    body: dict[str, object] = {"type": TYPE_BASE + slug, "title": title, "status": status, "detail": detail}
+    if errors:
+        body["errors"] = errors
+    return web.Response(status=status, text=json.dumps(body), content_type=PROBLEM_JSON, headers=headers)
+
+
+def from_domain(exc: DomainError) -> web.Response:
+    status, slug, title = _DOMAIN[type(exc)]
+    errors: list[Mapping[str, str]] | None = None
+    if isinstance(exc, InvalidArgument):
+        errors = [{"field": v.field, "message": v.description} for v in exc.violations]
+        detail = "; ".join(f"{v.field}: {v.description}" for v in exc.violations)
+    elif isinstance(exc, AlreadyExists):
+        errors = [{"field": exc.field, "message": exc.message}]
+        detail = exc.message
+    else:
+        detail = exc.message
+    return problem(status, slug, title, detail, errors=errors)
+
+
+def from_http_error(exc: web.HTTPException) -> web.Response:
+    """aiohttp's own 4xx (unknown route, wrong method, body too large …) as problem+json."""
+    slug = (exc.reason or "error").lower().replace(" ", "-")
+    detail = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else exc.reason
+    headers = {k: v for k, v in exc.headers.items() if k.lower() in {"allow"}}
+    return problem(exc.status, slug, exc.reason, detail or exc.reason, headers=headers)

@@ -1,0 +1,122 @@
+"""Wiring and lifecycle: build every part, serve REST and gRPC, shut down gracefully on SIGTERM/SIGINT.
+
+Shutdown order: readiness fails (and gRPC health says NOT_SERVING) at once; after SHUTDOWN_DELAY_SECONDS the
+listeners close; in-flight requests get SHUTDOWN_GRACE_SECONDS to finish while event streams end cleanly
+(clients resume from their last cursor elsewhere); then the pool closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import grpc
+from aiohttp import web
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from userservice.api import grpc as grpc_api
+from userservice.api import http as http_api
+from userservice.config import Config
+from userservice.events.feed import EventFeed
+from userservice.health import Health
+from userservice.maintenance import run as run_maintenance
+from userservice.metrics import Metrics
+from userservice.passwords import Passwords
+from userservice.store.db import create_pool
+from userservice.store.migrator import migrate
+from userservice.users import UserCore
+from userservice.v1 import user_service_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
+
+HEALTH_POLL_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class Bound:
+    """The ports actually bound (differs from the config when it asked for port 0)."""
+
+    http_port: int
+    grpc_port: int
+
+
+async def _track_grpc_health(service: Health, servicer: health.aio.HealthServicer) -> None:
+    while True:
+        reason = await service.check_ready()
+        status = health_pb2.HealthCheckResponse.NOT_SERVING if reason else health_pb2.HealthCheckResponse.SERVING
+        for name in ("", grpc_api.SERVICE_NAME):
+            await servicer.set(name, status)
+        await asyncio.sleep(HEALTH_POLL_SECONDS)
+
+
+async def serve(
+    config: Config, stop: asyncio.Event | None = None, on_ready: Callable[[Bound], Awaitable[None] | None] | None = None
+) -> None:
+    """Runs until `stop` is set or SIGTERM/SIGINT arrives."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+
+    metrics = Metrics()
+    pool = await create_pool(config.database_url, config.db_pool_max, config.db_command_timeout)
+    metrics.watch_pool(lambda: (pool.get_size(), pool.get_idle_size(), pool.get_max_size()))
+    if config.migrate_on_start:
+        async with pool.acquire() as conn:
+            await migrate(conn)
+    passwords = Passwords(config.argon2_time_cost, config.argon2_memory_kib, config.argon2_parallelism, config.hash_workers)
+    core = UserCore(pool, passwords, metrics, config.idempotency_ttl)
+    feed = EventFeed(config.database_url, pool, config.event_poll_interval)
+    service_health = Health(pool)
+    await feed.start()
+
+    app = http_api.build_app(core, feed, service_health, metrics, config.event_source, config.max_body_bytes)
+    runner = web.AppRunner(app, shutdown_timeout=config.shutdown_grace, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, config.http_host, config.http_port)
+    await site.start()
+
+    server = grpc.aio.server()
+    pb_grpc.add_UserServiceServicer_to_server(
+        grpc_api.UserServiceServicer(core, feed, service_health, metrics, config.event_source), server
+    )
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (grpc_api.SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
+    )
+    grpc_port = server.add_insecure_port(f"{config.grpc_host}:{config.grpc_port}")
+    await server.start()
+
+    background = [
+        asyncio.create_task(_track_grpc_health(service_health, health_servicer), name="grpc-health"),
+        asyncio.create_task(run_maintenance(pool, config.event_retention, config.maintenance_interval), name="maintenance"),
+    ]
+    http_port = site._server.sockets[0].getsockname()[1] if site._server else config.http_port  # type: ignore[union-attr]
+    bound = Bound(http_port, grpc_port)
+    log.info("serving", extra={"http_port": bound.http_port, "grpc_port": bound.grpc_port})
+    if on_ready is not None:
+        result = on_ready(bound)
+        if result is not None:
+            await result
+
+    await stop.wait()
+    log.info("shutting down", extra={"delay_seconds": config.shutdown_delay, "grace_seconds": config.shutdown_grace})
+    service_health.stopping.set()
+    metrics.ready.set(0)
+    await health_servicer.enter_graceful_shutdown()
+    await asyncio.sleep(config.shutdown_delay)
+    await asyncio.gather(runner.cleanup(), server.stop(config.shutdown_grace))
+    for task in background:
+        task.cancel()
+    await asyncio.gather(*background, return_exceptions=True)
+    await feed.close()
+    await asyncio.wait_for(pool.close(), timeout=config.shutdown_grace)
+    passwords.close()
+    log.info("stopped")

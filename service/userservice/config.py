@@ -1,0 +1,105 @@
+"""Configuration from environment variables. Every setting has a documented default (docs/configuration.md
+is generated from SETTINGS by a test, so the two cannot drift)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Setting:
+    env: str
+    default: str
+    help: str
+
+
+# name -> (environment variable, default, description). Order is the documentation order.
+SETTINGS: dict[str, Setting] = {
+    "database_url": Setting("DATABASE_URL", "", "PostgreSQL DSN, e.g. postgresql://user:pass@host:5432/db. Required."),
+    "http_host": Setting("HTTP_HOST", "0.0.0.0", "Address the REST server binds."),  # noqa: S104
+    "http_port": Setting("HTTP_PORT", "8080", "REST port (also /healthz, /readyz, /metrics)."),
+    "grpc_host": Setting("GRPC_HOST", "0.0.0.0", "Address the gRPC server binds."),  # noqa: S104
+    "grpc_port": Setting("GRPC_PORT", "50051", "gRPC port."),
+    "db_pool_max": Setting("DB_POOL_MAX", "10", "Most connections the pool opens."),
+    "db_command_timeout": Setting("DB_COMMAND_TIMEOUT_SECONDS", "10", "Longest a single SQL statement may take."),
+    "migrate_on_start": Setting("MIGRATE_ON_START", "false", "Apply migrations before serving (else run `userservice migrate`)."),
+    "log_level": Setting("LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING or ERROR."),
+    "log_format": Setting("LOG_FORMAT", "json", "json (one object per line) or text."),
+    "shutdown_delay": Setting("SHUTDOWN_DELAY_SECONDS", "0", "On SIGTERM: keep serving, already not-ready, this long before closing listeners (lets endpoints update)."),
+    "shutdown_grace": Setting("SHUTDOWN_GRACE_SECONDS", "20", "On SIGTERM: how long in-flight requests and streams may take to finish."),
+    "max_body_bytes": Setting("MAX_BODY_BYTES", "65536", "Largest accepted request body (413 above)."),
+    "idempotency_ttl": Setting("IDEMPOTENCY_TTL_SECONDS", "86400", "How long an Idempotency-Key / request_id is remembered."),
+    "event_retention": Setting("EVENT_RETENTION_SECONDS", "604800", "How long change events are kept for watchers to resume from."),
+    "event_poll_interval": Setting("EVENT_POLL_SECONDS", "2", "Watchers re-check the outbox this often even without a NOTIFY."),
+    "event_source": Setting("EVENT_SOURCE", "/userservice", "CloudEvents `source` attribute of every event."),
+    "maintenance_interval": Setting("MAINTENANCE_INTERVAL_SECONDS", "60", "How often expired events and idempotency keys are pruned."),
+    "argon2_time_cost": Setting("ARGON2_TIME_COST", "2", "argon2id iterations (OWASP: 2 with 19 MiB)."),
+    "argon2_memory_kib": Setting("ARGON2_MEMORY_KIB", "19456", "argon2id memory in KiB (OWASP: 19456)."),
+    "argon2_parallelism": Setting("ARGON2_PARALLELISM", "1", "argon2id lanes."),
+    "hash_workers": Setting("PASSWORD_HASH_WORKERS", "2", "Threads that hash passwords off the event loop."),
+}
+
+
+def _flag(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError("expected true or false")
+
+
+@dataclass(frozen=True)
+class Config:
+    database_url: str
+    http_host: str
+    http_port: int
+    grpc_host: str
+    grpc_port: int
+    db_pool_max: int
+    db_command_timeout: float
+    migrate_on_start: bool
+    log_level: str
+    log_format: str
+    shutdown_delay: float
+    shutdown_grace: float
+    max_body_bytes: int
+    idempotency_ttl: float
+    event_retention: float
+    event_poll_interval: float
+    event_source: str
+    maintenance_interval: float
+    argon2_time_cost: int
+    argon2_memory_kib: int
+    argon2_parallelism: int
+    hash_workers: int
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Config:
+        source = os.environ if env is None else env
+        parsers: dict[type, Callable[[str], Any]] = {int: int, float: float, bool: _flag, str: str}
+        values: dict[str, Any] = {}
+        errors = []
+        for f in fields(cls):
+            setting = SETTINGS[f.name]
+            raw = source.get(setting.env, setting.default)
+            kind = {"int": int, "float": float, "bool": bool, "str": str}[str(f.type)]
+            try:
+                values[f.name] = parsers[kind](raw)
+            except ValueError as exc:
+                errors.append(f"{setting.env}={raw!r}: {exc}")
+        values.update(overrides)
+        if not values["database_url"]:
+            errors.append("DATABASE_URL is not set (or run `make run` for a throwaway embedded PostgreSQL)")
+        if values["log_format"] not in {"json", "text"}:
+            errors.append("LOG_FORMAT must be json or text")
+        if errors:
+            raise ConfigError("; ".join(errors))
+        return cls(**values)

@@ -1,0 +1,66 @@
+"""Change events as CloudEvents 1.0. The outbox stores them; watchers read them back in commit order."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from userservice.domain.errors import invalid
+
+CREATED = "io.userservice.user.created.v1"
+UPDATED = "io.userservice.user.updated.v1"
+DELETED = "io.userservice.user.deleted.v1"
+EVENT_TYPES = (CREATED, UPDATED, DELETED)
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """A position in the event stream: the writing transaction's id, then the event's sequence number.
+
+    Watchers read only events of transactions older than every transaction still running, so the stream
+    is in commit order and a cursor never passes an event that commits later.
+    """
+
+    tx: int
+    seq: int
+
+    def __str__(self) -> str:
+        return f"{self.tx}-{self.seq}"
+
+    @classmethod
+    def parse(cls, text: str, field: str) -> Cursor:
+        tx, sep, seq = text.strip().partition("-")
+        if not (sep and tx.isdigit() and seq.isdigit()):
+            raise invalid(field, "is not an event cursor issued by this service")
+        return cls(int(tx), int(seq))
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    cursor: Cursor
+    id: UUID
+    type: str
+    subject: UUID
+    time: datetime
+    data: dict[str, Any]
+
+    def cloud_event(self, source: str) -> dict[str, Any]:
+        return {
+            "specversion": "1.0",
+            "id": str(self.id),
+            "source": source,
+            "type": self.type,
+            "subject": str(self.subject),
+            "time": self.time.isoformat(),
+            "datacontenttype": "application/json",
+            "data": self.data,
+        }
+
+
+def event_data(user: dict[str, Any], changed_fields: tuple[str, ...] = ()) -> dict[str, Any]:
+    data: dict[str, Any] = {"user": user}
+    if changed_fields:
+        data["changed_fields"] = list(changed_fields)
+    return data

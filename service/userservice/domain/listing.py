@@ -1,0 +1,168 @@
+"""Listing: filters (REST query parameters and the AIP-160 subset used by gRPC), page size, page tokens.
+
+Pages are keyset-ordered by (created_at, id). The key never changes, so a client paging while others insert
+neither repeats nor skips a user that existed when it began. A page token carries the last key of its page,
+the filter it was issued for, and an HMAC so that it cannot be forged or edited.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from uuid import UUID
+
+from userservice.domain.errors import FieldViolation, InvalidArgument, invalid
+from userservice.domain.fields import check_country, check_email, check_nickname
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 1000
+_RESOLUTION = timedelta(microseconds=1)  # PostgreSQL's timestamp resolution
+
+
+@dataclass(frozen=True)
+class ListFilter:
+    country: str | None = None
+    nickname: str | None = None
+    email: str | None = None
+    created_after: datetime | None = None  # exclusive
+    created_before: datetime | None = None  # exclusive
+
+    def fingerprint(self) -> str:
+        raw = json.dumps(asdict(self), default=str, sort_keys=True)
+        return hashlib.sha256(raw.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Position:
+    """The sort key of the last user on a page."""
+
+    created_at: datetime
+    id: UUID
+
+
+def parse_timestamp(field: str, value: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise invalid(field, "must be an RFC 3339 timestamp such as 2024-01-31T12:00:00Z") from None
+    if parsed.tzinfo is None:
+        raise invalid(field, "must include a time zone offset, e.g. Z or +01:00")
+    return parsed
+
+
+_EQUALITY_CHECKS = {"country": check_country, "nickname": check_nickname, "email": check_email}
+
+
+def _checked(field: str, value: str, violations: list[FieldViolation]) -> str | None:
+    try:
+        return _EQUALITY_CHECKS[field](value)
+    except ValueError as exc:
+        violations.append(FieldViolation(field, str(exc)))
+        return None
+
+
+def filter_from_query(params: Mapping[str, str]) -> ListFilter:
+    """REST: ?country=GB&nickname=…&email=…&created_after=…&created_before=…"""
+    violations: list[FieldViolation] = []
+    values: dict[str, object] = {}
+    for name in ("country", "nickname", "email"):
+        if name in params:
+            values[name] = _checked(name, params[name], violations)
+    for name in ("created_after", "created_before"):
+        if name in params:
+            try:
+                values[name] = parse_timestamp(name, params[name])
+            except InvalidArgument as exc:
+                violations.extend(exc.violations)
+    if violations:
+        raise InvalidArgument(violations)
+    return ListFilter(**values)  # type: ignore[arg-type]
+
+
+_TERM = re.compile(r'\s*(\w+)\s*(<=|>=|=|<|>)\s*"((?:[^"\\]|\\.)*)"\s*')
+
+
+def parse_filter(expression: str) -> ListFilter:
+    """gRPC: the AIP-160 subset `field op "value"` joined by AND, e.g. `country = "GB" AND created_at > "…"`."""
+    if not expression.strip():
+        return ListFilter()
+    values: dict[str, object] = {}
+    violations: list[FieldViolation] = []
+    for term in re.split(r"\s+AND\s+", expression.strip()):
+        match = _TERM.fullmatch(term)
+        if match is None:
+            raise invalid("filter", f'cannot parse {term.strip()!r}: expected field op "value" joined by AND')
+        name, op, value = match.group(1), match.group(2), match.group(3).replace('\\"', '"')
+        if name in _EQUALITY_CHECKS:
+            if op != "=":
+                raise invalid("filter", f"{name} supports only =")
+            values[name] = _checked(name, value, violations)
+        elif name == "created_at":
+            if op == "=":
+                raise invalid("filter", "created_at supports <, <=, > and >=")
+            at = parse_timestamp("filter", value)
+            if op in (">", ">="):
+                values["created_after"] = at - _RESOLUTION if op == ">=" else at
+            else:
+                values["created_before"] = at + _RESOLUTION if op == "<=" else at
+        else:
+            raise invalid("filter", f"unknown field {name!r}: use country, nickname, email or created_at")
+    if violations:
+        raise InvalidArgument([FieldViolation("filter", f"{v.field} {v.description}") for v in violations])
+    return ListFilter(**values)  # type: ignore[arg-type]
+
+
+def resolve_page_size(requested: int | None, field: str = "page_size") -> int:
+    if requested is None or requested == 0:
+        return DEFAULT_PAGE_SIZE
+    if not 1 <= requested <= MAX_PAGE_SIZE:
+        raise invalid(field, f"must be between 1 and {MAX_PAGE_SIZE}")
+    return requested
+
+
+def _b64encode(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _b64decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class PageTokens:
+    """Signs and checks page tokens with a secret shared by every replica."""
+
+    _MAC_BYTES = 16
+
+    def __init__(self, secret: bytes) -> None:
+        self._secret = secret
+
+    def _mac(self, payload: bytes) -> bytes:
+        return hmac.new(self._secret, payload, hashlib.sha256).digest()[: self._MAC_BYTES]
+
+    def encode(self, position: Position, list_filter: ListFilter) -> str:
+        payload = json.dumps(
+            {"t": position.created_at.isoformat(), "i": str(position.id), "f": list_filter.fingerprint()},
+            separators=(",", ":"),
+        ).encode()
+        return _b64encode(payload) + "." + _b64encode(self._mac(payload))
+
+    def decode(self, token: str, list_filter: ListFilter, field: str = "page_token") -> Position:
+        try:
+            body, mac = token.split(".")
+            payload = _b64decode(body)
+            valid = hmac.compare_digest(self._mac(payload), _b64decode(mac))
+        except (ValueError, binascii.Error):
+            valid = False
+        if not valid:
+            raise invalid(field, "is not a page token issued by this service")
+        data = json.loads(payload)
+        if data["f"] != list_filter.fingerprint():
+            raise invalid(field, "was issued for different filters; repeat the first request's filters")
+        return Position(datetime.fromisoformat(data["t"]), UUID(data["i"]))

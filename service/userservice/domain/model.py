@@ -1,0 +1,106 @@
+"""Entities and value objects."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+
+@dataclass(frozen=True)
+class User:
+    id: UUID
+    first_name: str
+    last_name: str
+    nickname: str
+    email: str
+    country: str
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+    @property
+    def etag(self) -> str:
+        return etag_for(self.version)
+
+    @classmethod
+    def from_public(cls, data: dict[str, Any]) -> User:
+        """Inverse of public(), for stored responses and event payloads."""
+        return cls(
+            id=UUID(data["id"]),
+            first_name=data["first_name"],
+            last_name=data["last_name"],
+            nickname=data["nickname"],
+            email=data["email"],
+            country=data["country"],
+            created_at=datetime.fromisoformat(data["created_at"]),
+            updated_at=datetime.fromisoformat(data["updated_at"]),
+            version=data["version"],
+        )
+
+    def public(self) -> dict[str, Any]:
+        """The JSON view: what REST returns and what events carry. Never holds a password."""
+        return {
+            "id": str(self.id),
+            "first_name": self.first_name,
+            "last_name": self.last_name,
+            "nickname": self.nickname,
+            "email": self.email,
+            "country": self.country,
+            "created_at": self.created_at.isoformat(),
+            "updated_at": self.updated_at.isoformat(),
+            "version": self.version,
+            "etag": self.etag,
+        }
+
+
+@dataclass(frozen=True)
+class NewUser:
+    first_name: str
+    last_name: str
+    nickname: str
+    email: str
+    country: str
+    password: str = field(repr=False)
+
+    def profile(self) -> dict[str, str]:
+        """Every field but the password, e.g. to fingerprint an idempotent request."""
+        return {
+            "first_name": self.first_name,
+            "last_name": self.last_name,
+            "nickname": self.nickname,
+            "email": self.email,
+            "country": self.country,
+        }
+
+
+@dataclass(frozen=True)
+class Changes:
+    """A validated partial update. `password` is plaintext until the core hashes it."""
+
+    values: dict[str, str] = field(repr=False)
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return tuple(sorted(self.values))
+
+    def changed_against(self, user: User) -> tuple[str, ...]:
+        """Fields whose new value differs from the user's (a password always counts as changed)."""
+        return tuple(
+            name for name in self.fields if name == "password" or getattr(user, name) != self.values[name]
+        )
+
+
+def etag_for(version: int) -> str:
+    return f'"v{version}"'
+
+
+def parse_etag(value: str) -> int | None:
+    """The version an etag names, or None when it is not one of ours (weak or strong form)."""
+    text = value.strip()
+    if text.startswith("W/"):
+        text = text[2:]
+    if len(text) >= 4 and text[0] == text[-1] == '"' and text[1] == "v" and text[2:-1].isdigit():
+        return int(text[2:-1])
+    return None

@@ -1,0 +1,55 @@
+"""Validation of create and update input: all problems are reported at once, each with its field."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from userservice.domain.errors import FieldViolation, InvalidArgument
+from userservice.domain.fields import FIELDS_BY_NAME, READ_ONLY_FIELDS, WRITABLE_FIELDS
+from userservice.domain.model import Changes, NewUser
+
+
+def _check_keys(body: Mapping[str, object], violations: list[FieldViolation]) -> None:
+    for key in body:
+        if key in READ_ONLY_FIELDS:
+            violations.append(FieldViolation(key, "is read-only and cannot be set"))
+        elif key not in FIELDS_BY_NAME:
+            violations.append(FieldViolation(key, "is not a field of a user"))
+
+
+def validate_new_user(body: Mapping[str, object]) -> NewUser:
+    violations: list[FieldViolation] = []
+    _check_keys(body, violations)
+    values: dict[str, str] = {}
+    for spec in WRITABLE_FIELDS:
+        if body.get(spec.name) is None:
+            violations.append(FieldViolation(spec.name, "is required"))
+            continue
+        try:
+            values[spec.name] = spec.check(body[spec.name])
+        except ValueError as exc:
+            violations.append(FieldViolation(spec.name, str(exc)))
+    if violations:
+        raise InvalidArgument(violations)
+    return NewUser(**values)
+
+
+def validate_changes(body: Mapping[str, object]) -> Changes:
+    """A partial update: only the given fields; none may be removed (null)."""
+    violations: list[FieldViolation] = []
+    _check_keys(body, violations)
+    values: dict[str, str] = {}
+    for name, raw in body.items():
+        spec = FIELDS_BY_NAME.get(name)
+        if spec is None:
+            continue
+        if raw is None:
+            violations.append(FieldViolation(name, "is required and cannot be removed"))
+            continue
+        try:
+            values[name] = spec.check(raw)
+        except ValueError as exc:
+            violations.append(FieldViolation(name, str(exc)))
+    if violations:
+        raise InvalidArgument(violations)
+    return Changes(values)

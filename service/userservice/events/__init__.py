@@ -1,0 +1,1 @@
+"""Change events: the outbox table is the truth; LISTEN/NOTIFY only wakes watchers."""

@@ -1,0 +1,1 @@
+"""PostgreSQL access through asyncpg: queries, migrations, connection pool."""

@@ -1,0 +1,97 @@
+"""SQL for the users table. Every function takes a connection so callers decide the transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from uuid import UUID
+
+import asyncpg
+
+from userservice.domain.errors import AlreadyExists
+from userservice.domain.listing import ListFilter, Position
+from userservice.domain.model import NewUser, User
+
+_COLUMNS = "id, first_name, last_name, nickname, email, country, created_at, updated_at, version"
+# Which unique index protects which field, for a clear "already taken" message.
+_UNIQUE_FIELDS = {"users_nickname_key": "nickname", "users_email_key": "email"}
+
+
+def _user(row: asyncpg.Record) -> User:
+    return User(**dict(row))
+
+
+def _already_exists(exc: asyncpg.UniqueViolationError) -> AlreadyExists:
+    field = _UNIQUE_FIELDS.get(exc.constraint_name or "", "id")
+    return AlreadyExists(field, f"a user with this {field} already exists")
+
+
+async def insert(conn: asyncpg.Connection, user_id: UUID, new: NewUser, password_hash: str) -> User:
+    try:
+        row = await conn.fetchrow(
+            f"""INSERT INTO users (id, first_name, last_name, nickname, email, country, password_hash)
+                VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {_COLUMNS}""",
+            user_id, new.first_name, new.last_name, new.nickname, new.email, new.country, password_hash,
+        )  # fmt: skip
+    except asyncpg.UniqueViolationError as exc:
+        raise _already_exists(exc) from None
+    return _user(row)
+
+
+async def get(conn: asyncpg.Connection | asyncpg.Pool, user_id: UUID) -> User | None:
+    row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM users WHERE id = $1", user_id)
+    return None if row is None else _user(row)
+
+
+async def lock(conn: asyncpg.Connection, user_id: UUID) -> User | None:
+    """Reads the user and holds its row lock until the transaction ends."""
+    row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM users WHERE id = $1 FOR UPDATE", user_id)
+    return None if row is None else _user(row)
+
+
+async def update(conn: asyncpg.Connection, user_id: UUID, columns: Mapping[str, str]) -> User:
+    """Sets the given columns (names come from the domain's field list, never from input) and bumps version."""
+    assignments = ", ".join(f"{name} = ${i}" for i, name in enumerate(columns, start=2))
+    try:
+        row = await conn.fetchrow(
+            f"""UPDATE users SET {assignments}, version = version + 1, updated_at = now()
+                WHERE id = $1 RETURNING {_COLUMNS}""",  # noqa: S608 - column names are not user input
+            user_id,
+            *columns.values(),
+        )
+    except asyncpg.UniqueViolationError as exc:
+        raise _already_exists(exc) from None
+    return _user(row)
+
+
+async def delete(conn: asyncpg.Connection, user_id: UUID) -> None:
+    await conn.execute("DELETE FROM users WHERE id = $1", user_id)
+
+
+async def page(
+    conn: asyncpg.Connection | asyncpg.Pool, list_filter: ListFilter, after: Position | None, limit: int
+) -> list[User]:
+    conditions: list[str] = []
+    args: list[object] = []
+
+    def arg(value: object) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    if list_filter.country is not None:
+        conditions.append(f"country = {arg(list_filter.country)}")
+    if list_filter.nickname is not None:
+        conditions.append(f"nickname = {arg(list_filter.nickname)}")
+    if list_filter.email is not None:
+        conditions.append(f"lower(email) = lower({arg(list_filter.email)})")
+    if list_filter.created_after is not None:
+        conditions.append(f"created_at > {arg(list_filter.created_after)}")
+    if list_filter.created_before is not None:
+        conditions.append(f"created_at < {arg(list_filter.created_before)}")
+    if after is not None:
+        conditions.append(f"(created_at, id) > ({arg(after.created_at)}, {arg(after.id)})")
+    where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
+    rows = await conn.fetch(
+        f"SELECT {_COLUMNS} FROM users {where} ORDER BY created_at, id LIMIT {arg(limit)}",  # noqa: S608
+        *args,
+    )
+    return [_user(row) for row in rows]

@@ -1,0 +1,173 @@
+"""The use cases: one method per operation, called by both the REST and the gRPC adapter.
+
+Every rule lives in domain/ or here, never in an adapter. Each change and its event commit in one transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from uuid import UUID
+
+import asyncpg
+
+from userservice.domain import events
+from userservice.domain.errors import IdempotencyConflict, NotFound, PreconditionFailed, invalid
+from userservice.domain.listing import ListFilter, PageTokens, Position, resolve_page_size
+from userservice.domain.model import NewUser, User, parse_etag
+from userservice.domain.validation import validate_changes, validate_new_user
+from userservice.events import outbox
+from userservice.metrics import Metrics
+from userservice.passwords import Passwords
+from userservice.store import idempotency
+from userservice.store.db import load_secret
+from userservice.store import users as store
+
+log = logging.getLogger(__name__)
+
+IDEMPOTENCY_KEY_MAX = 255
+
+
+def parse_user_id(text: str) -> UUID:
+    try:
+        return UUID(text)
+    except (ValueError, AttributeError, TypeError):
+        raise invalid("id", "must be a UUID such as 0b7e5b42-5c3c-4a4c-9d2c-8f1f0e0f5a11") from None
+
+
+def check_idempotency_key(key: str, field: str) -> str:
+    if not 1 <= len(key) <= IDEMPOTENCY_KEY_MAX or not key.isascii() or not key.isprintable():
+        raise invalid(field, f"must be 1 to {IDEMPOTENCY_KEY_MAX} printable ASCII characters")
+    return key
+
+
+def _fingerprint(new: NewUser) -> str:
+    return hashlib.sha256(json.dumps(new.profile(), sort_keys=True).encode()).hexdigest()
+
+
+def _expected_version(if_match: str | None, user: User) -> None:
+    """Checks an If-Match / etag precondition: absent or '*' always holds."""
+    if if_match is None or if_match.strip() in {"", "*"}:
+        return
+    versions = {parse_etag(tag) for tag in if_match.split(",")}
+    if user.version not in versions:
+        raise PreconditionFailed(f"the user changed since you read it: its current etag is {user.etag}")
+
+
+@dataclass(frozen=True)
+class Created:
+    user: User
+    replayed: bool
+
+
+@dataclass(frozen=True)
+class Page:
+    users: list[User]
+    next_page_token: str
+
+
+class UserCore:
+    def __init__(
+        self, pool: asyncpg.Pool, passwords: Passwords, metrics: Metrics, idempotency_ttl: float
+    ) -> None:
+        self._pool = pool
+        self._passwords = passwords
+        self._tokens: PageTokens | None = None
+        self._metrics = metrics
+        self._idempotency_ttl = idempotency_ttl
+
+    async def _hash(self, password: str) -> str:
+        started = time.perf_counter()
+        try:
+            return await self._passwords.hash(password)
+        finally:
+            self._metrics.password_hash_latency.observe(time.perf_counter() - started)
+
+    async def _append(self, conn: asyncpg.Connection, event_type: str, user: User, changed: tuple[str, ...] = ()) -> None:
+        await outbox.append(conn, event_type, user.id, events.event_data(user.public(), changed))
+        self._metrics.events_appended.labels(event_type).inc()
+
+    async def create(self, body: Mapping[str, object], idempotency_key: str | None = None) -> Created:
+        new = validate_new_user(body)
+        password_hash = await self._hash(new.password)
+        fingerprint = _fingerprint(new)
+        async with self._pool.acquire() as conn:
+            async with conn.transaction():
+                if idempotency_key is None or await idempotency.claim(
+                    conn, idempotency_key, fingerprint, password_hash, self._idempotency_ttl
+                ):
+                    user = await store.insert(conn, uuid.uuid4(), new, password_hash)
+                    await self._append(conn, events.CREATED, user)
+                    if idempotency_key is not None:
+                        await idempotency.record_response(conn, idempotency_key, user.public())
+                    self._metrics.user_changes.labels("created").inc()
+                    log.info("user created", extra={"user_id": str(user.id)})
+                    return Created(user, replayed=False)
+            stored = await idempotency.lookup(conn, idempotency_key)
+        if stored is None:  # claimed by a request that has not finished: retrying later will replay it
+            raise IdempotencyConflict("a request with this idempotency key is still in progress; retry shortly")
+        same = stored.fingerprint == fingerprint and await self._passwords.verify(stored.password_hash, new.password)
+        if not same:
+            raise IdempotencyConflict("this idempotency key was already used with a different request")
+        return Created(User.from_public(stored.response), replayed=True)
+
+    async def get(self, user_id: str) -> User:
+        user = await store.get(self._pool, parse_user_id(user_id))
+        if user is None:
+            raise NotFound(f"user {user_id} does not exist")
+        return user
+
+    async def update(self, user_id: str, body: Mapping[str, object], if_match: str | None = None) -> User:
+        uid = parse_user_id(user_id)
+        changes = validate_changes(body)
+        columns: dict[str, str] = {k: v for k, v in changes.values.items() if k != "password"}
+        if "password" in changes.values:
+            columns["password_hash"] = await self._hash(changes.values["password"])
+        async with self._pool.acquire() as conn, conn.transaction():
+            current = await store.lock(conn, uid)
+            if current is None:
+                raise NotFound(f"user {user_id} does not exist")
+            _expected_version(if_match, current)
+            changed = changes.changed_against(current)
+            if not changed:
+                return current
+            updated = await store.update(conn, uid, {k: v for k, v in columns.items() if k in changed or k == "password_hash"})
+            await self._append(conn, events.UPDATED, updated, changed)
+        self._metrics.user_changes.labels("updated").inc()
+        log.info("user updated", extra={"user_id": user_id, "fields": list(changed)})
+        return updated
+
+    async def delete(self, user_id: str, if_match: str | None = None) -> None:
+        uid = parse_user_id(user_id)
+        async with self._pool.acquire() as conn, conn.transaction():
+            current = await store.lock(conn, uid)
+            if current is None:
+                raise NotFound(f"user {user_id} does not exist")
+            _expected_version(if_match, current)
+            await store.delete(conn, uid)
+            await self._append(conn, events.DELETED, current)
+        self._metrics.user_changes.labels("deleted").inc()
+        log.info("user deleted", extra={"user_id": user_id})
+
+    async def _page_tokens(self) -> PageTokens:
+        # Loaded on first use: the secret lives in the database, which may be migrated after start-up.
+        if self._tokens is None:
+            self._tokens = PageTokens(await load_secret(self._pool, "page_token"))
+        return self._tokens
+
+    async def list(self, list_filter: ListFilter, page_size: int | None, page_token: str | None) -> Page:
+        size = resolve_page_size(page_size)
+        tokens = await self._page_tokens()
+        after = tokens.decode(page_token, list_filter) if page_token else None
+        rows = await store.page(self._pool, list_filter, after, size + 1)
+        users, more = rows[:size], len(rows) > size
+        token = ""
+        if more:
+            last = users[-1]
+            token = tokens.encode(Position(last.created_at, last.id), list_filter)
+        return Page(users, token)
