@@ -1,0 +1,161 @@
+"""Shared pieces of the child manifests: names, labels, owner references, the applied-hash annotation."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Any
+
+from userservice_operator.crd import API_VERSION, KIND
+
+Manifest = dict[str, Any]
+
+MANAGED_BY = "userservice-operator"
+APP_NAME = "userservice"
+HASH_ANNOTATION = "userservice.io/applied-hash"
+MIGRATION_HASH_LABEL = "userservice.io/migration-hash"
+
+
+def name_of(us: Manifest) -> str:
+    return str(us["metadata"]["name"])
+
+
+def namespace_of(us: Manifest) -> str:
+    return str(us["metadata"]["namespace"])
+
+
+def spec_of(us: Manifest) -> dict[str, Any]:
+    spec = us.get("spec") or {}
+    assert isinstance(spec, dict)
+    return spec
+
+
+def _label_value(text: str) -> str:
+    """A string made into a valid label value (<= 63 chars, alphanumerics at the ends)."""
+    value = re.sub(r"[^A-Za-z0-9_.-]", "-", text)[:63]
+    return value.strip("-_.")
+
+
+def image_tag(image: str) -> str:
+    """The tag (or digest prefix) of an image reference, for the app.kubernetes.io/version label."""
+    if "@" in image:
+        return image.split("@", 1)[1].replace("sha256:", "")[:12]
+    last = image.rsplit("/", 1)[-1]
+    return last.split(":", 1)[1] if ":" in last else "latest"
+
+
+def selector_labels(us: Manifest) -> dict[str, str]:
+    """Labels selecting the service's pods (immutable in the Deployment: never add to these)."""
+    return {"app.kubernetes.io/name": APP_NAME, "app.kubernetes.io/instance": name_of(us)}
+
+
+def labels(us: Manifest, component: str, image: str | None = None) -> dict[str, str]:
+    result = {
+        **selector_labels(us),
+        "app.kubernetes.io/component": component,
+        "app.kubernetes.io/part-of": APP_NAME,
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+    }
+    if image:
+        version = _label_value(image_tag(image))
+        if version:
+            result["app.kubernetes.io/version"] = version
+    return result
+
+
+def owner_reference(us: Manifest) -> dict[str, Any]:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "name": name_of(us),
+        "uid": us["metadata"]["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def metadata(us: Manifest, name: str, component: str, image: str | None = None) -> dict[str, Any]:
+    return {
+        "name": name,
+        "namespace": namespace_of(us),
+        "labels": labels(us, component, image),
+        "ownerReferences": [owner_reference(us)],
+    }
+
+
+def canonical_hash(obj: Any, length: int = 16) -> str:
+    """A stable short hash of a JSON-able value."""
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def with_hash(manifest: Manifest) -> Manifest:
+    """The manifest with the applied-hash annotation (a hash of everything else) added."""
+    meta = manifest["metadata"]
+    annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k != HASH_ANNOTATION}
+    body = {**manifest, "metadata": {**meta, "annotations": annotations}}
+    return {
+        **manifest,
+        "metadata": {**meta, "annotations": {**annotations, HASH_ANNOTATION: canonical_hash(body)}},
+    }
+
+
+def http_port(us: Manifest) -> int:
+    return int((spec_of(us).get("http") or {}).get("port", 8080))
+
+
+def grpc_port(us: Manifest) -> int:
+    return int((spec_of(us).get("grpc") or {}).get("port", 50051))
+
+
+def autoscaling_enabled(us: Manifest) -> bool:
+    autoscaling = spec_of(us).get("autoscaling") or {}
+    return bool(autoscaling) and bool(autoscaling.get("enabled", True))
+
+
+def migrations_enabled(us: Manifest) -> bool:
+    return bool((spec_of(us).get("migrations") or {}).get("enabled", True))
+
+
+def secret_ref(us: Manifest) -> tuple[str, str]:
+    ref = spec_of(us)["database"]["secretRef"]
+    return str(ref["name"]), str(ref.get("key", "url"))
+
+
+def base_env(us: Manifest) -> list[dict[str, Any]]:
+    """Environment shared by the service container and the migration Job."""
+    spec = spec_of(us)
+    secret, key = secret_ref(us)
+    return [
+        {"name": "DATABASE_URL", "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}},
+        {"name": "LOG_LEVEL", "value": str(spec.get("logLevel", "info"))},
+    ]
+
+
+def security_context() -> dict[str, Any]:
+    """Container security context of the 'restricted' Pod Security Standard, read-only root."""
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def pod_security_context() -> dict[str, Any]:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": 10001,
+        "runAsGroup": 10001,
+        "fsGroup": 10001,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def pod_scheduling(us: Manifest) -> dict[str, Any]:
+    """nodeSelector, tolerations, affinity and topologySpreadConstraints from spec.pod (only those set)."""
+    pod = spec_of(us).get("pod") or {}
+    keys = ("nodeSelector", "tolerations", "affinity", "topologySpreadConstraints")
+    return {k: pod[k] for k in keys if pod.get(k)}

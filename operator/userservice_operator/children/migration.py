@@ -1,0 +1,142 @@
+"""The schema-migration Job (`userservice migrate`) and the pure rules around it.
+
+The Job's name carries a hash of everything that shapes a migration run (image, database reference,
+environment, Job settings): a new image gets a new Job, and Jobs (whose pod template is immutable) are never
+patched in place. The Deployment rolls to an image only after that image's Job succeeded.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+from userservice_operator.children.common import (
+    MIGRATION_HASH_LABEL,
+    Manifest,
+    base_env,
+    canonical_hash,
+    metadata,
+    name_of,
+    pod_scheduling,
+    pod_security_context,
+    security_context,
+    spec_of,
+    with_hash,
+)
+
+COMPONENT = "migration"
+
+
+def migration_hash(us: Manifest) -> str:
+    spec = spec_of(us)
+    relevant = {
+        "image": spec["image"],
+        "database": spec["database"],
+        "env": spec.get("env") or [],
+        "migrations": spec.get("migrations") or {},
+        "logLevel": spec.get("logLevel", "info"),
+    }
+    return canonical_hash(relevant, 10)
+
+
+def job_name(us: Manifest) -> str:
+    return f"{name_of(us)}-migrate-{migration_hash(us)}"
+
+
+def build(us: Manifest) -> Manifest:
+    spec = spec_of(us)
+    migrations = spec.get("migrations") or {}
+    meta = metadata(us, job_name(us), COMPONENT, str(spec["image"]))
+    meta["labels"][MIGRATION_HASH_LABEL] = migration_hash(us)
+    container: dict[str, Any] = {
+        "name": "migrate",
+        "image": spec["image"],
+        "imagePullPolicy": spec.get("imagePullPolicy", "IfNotPresent"),
+        "args": ["migrate"],
+        "env": [*base_env(us), *(spec.get("env") or [])],
+        "resources": spec.get("resources") or {},
+        "securityContext": security_context(),
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108 - an emptyDir, read-only root
+    }
+    pod_labels = dict(meta["labels"])
+    return with_hash(
+        {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": meta,
+            "spec": {
+                "backoffLimit": int(migrations.get("backoffLimit", 2)),
+                "activeDeadlineSeconds": int(migrations.get("activeDeadlineSeconds", 600)),
+                "template": {
+                    "metadata": {"labels": pod_labels},
+                    "spec": {
+                        "restartPolicy": "Never",
+                        "automountServiceAccountToken": False,
+                        "enableServiceLinks": False,
+                        "securityContext": pod_security_context(),
+                        "containers": [container],
+                        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
+                        **pod_scheduling(us),
+                    },
+                },
+            },
+        }
+    )
+
+
+class JobPhase(enum.Enum):
+    DISABLED = "Disabled"
+    PENDING = "Pending"  # not created yet (e.g. waiting for the Secret)
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+
+@dataclass(frozen=True)
+class MigrationState:
+    phase: JobPhase
+    job: str = ""
+    message: str = ""
+
+
+def job_state(job: Manifest | None) -> MigrationState:
+    """Phase of a live migration Job from its status conditions."""
+    if job is None:
+        return MigrationState(JobPhase.PENDING)
+    name = str(job["metadata"]["name"])
+    for cond in (job.get("status") or {}).get("conditions") or []:
+        if cond.get("status") != "True":
+            continue
+        if cond.get("type") == "Complete":
+            return MigrationState(JobPhase.SUCCEEDED, name, f"Job {name} completed")
+        if cond.get("type") == "Failed":
+            detail = cond.get("message") or cond.get("reason") or "failed"
+            return MigrationState(JobPhase.FAILED, name, f"Job {name} failed: {detail}")
+    return MigrationState(JobPhase.RUNNING, name, f"Job {name} is running")
+
+
+@dataclass(frozen=True)
+class RolloutPlan:
+    """What the Deployment may run: the image, and a replica override (None: the normal rules)."""
+
+    image: str
+    replicas: int | None
+    held: bool
+
+
+def plan_rollout(us: Manifest, migration: MigrationState, live_image: str | None) -> RolloutPlan:
+    """Decide the Deployment's image: the new image only once its migration succeeded (or is disabled).
+
+    Before that, a Deployment that exists keeps its current image; a first Deployment is made with the new
+    image at zero replicas, so no pod runs against an unmigrated schema.
+    """
+    image = str(spec_of(us)["image"])
+    if migration.phase in (JobPhase.DISABLED, JobPhase.SUCCEEDED):
+        return RolloutPlan(image, None, held=False)
+    if live_image and live_image != image:
+        return RolloutPlan(live_image, None, held=True)
+    if live_image == image:
+        # Already at this image (e.g. the Job was deleted after success was recorded elsewhere): keep it.
+        return RolloutPlan(image, None, held=False)
+    return RolloutPlan(image, 0, held=True)

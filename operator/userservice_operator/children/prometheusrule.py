@@ -1,0 +1,68 @@
+"""PrometheusRule (monitoring.coreos.com/v1): availability, error-rate and latency alerts."""
+
+from __future__ import annotations
+
+from userservice_operator.children.common import Manifest, metadata, name_of, spec_of, with_hash
+
+
+def build(us: Manifest) -> Manifest | None:
+    """The PrometheusRule, or None when disabled."""
+    rule = (spec_of(us).get("monitoring") or {}).get("prometheusRule") or {}
+    if not rule.get("enabled", True):
+        return None
+    name = name_of(us)
+    namespace = us["metadata"]["namespace"]
+    sel = f'namespace="{namespace}",service="{name}"'
+    annotations_common = {"instance": f"{namespace}/{name}"}
+    return with_hash(
+        {
+            "apiVersion": "monitoring.coreos.com/v1",
+            "kind": "PrometheusRule",
+            "metadata": metadata(us, name, "monitoring"),
+            "spec": {
+                "groups": [
+                    {
+                        "name": f"userservice.{namespace}.{name}",
+                        "rules": [
+                            {
+                                "alert": "UserServiceDown",
+                                "expr": f"sum(up{{{sel}}}) == 0 or absent(up{{{sel}}})",
+                                "for": "5m",
+                                "labels": {"severity": "critical"},
+                                "annotations": {
+                                    **annotations_common,
+                                    "summary": f"No pod of UserService {namespace}/{name} is scraped as up.",
+                                },
+                            },
+                            {
+                                "alert": "UserServiceHighErrorRate",
+                                "expr": (
+                                    f'sum(rate(userservice_http_requests_total{{{sel},code=~"5.."}}[5m]))'
+                                    f" / sum(rate(userservice_http_requests_total{{{sel}}}[5m])) > 0.05"
+                                ),
+                                "for": "10m",
+                                "labels": {"severity": "warning"},
+                                "annotations": {
+                                    **annotations_common,
+                                    "summary": f"Over 5% of requests to {namespace}/{name} fail with 5xx.",
+                                },
+                            },
+                            {
+                                "alert": "UserServiceHighLatency",
+                                "expr": (
+                                    "histogram_quantile(0.99, sum by (le) (rate("
+                                    f"userservice_http_request_duration_seconds_bucket{{{sel}}}[5m]))) > 0.5"
+                                ),
+                                "for": "10m",
+                                "labels": {"severity": "warning"},
+                                "annotations": {
+                                    **annotations_common,
+                                    "summary": f"p99 latency of {namespace}/{name} is above 500 ms.",
+                                },
+                            },
+                        ],
+                    }
+                ]
+            },
+        }
+    )

@@ -1,0 +1,248 @@
+"""`userservice-operator`: leader election, then kopf watches feeding the reconcile workers.
+
+    userservice-operator [--namespace NS ...| --all-namespaces] [--kubeconfig PATH]
+                         [--health-port 8081] [--metrics-port 9090] [--lease-namespace NS]
+
+Every replica serves /healthz (liveness) and /metrics; only the holder of the Lease runs kopf and
+reconciles. Logs are JSON lines on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import sys
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import kopf
+from aiohttp import web
+from kubernetes import client as k8s_client
+from kubernetes import config as k8s_config
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pythonjsonlogger.json import JsonFormatter
+
+from userservice_operator import handlers
+from userservice_operator.apply import Kube
+from userservice_operator.leader import LeaderElector, LeaseConfig
+from userservice_operator.metrics import OperatorMetrics
+from userservice_operator.reconcile import Controller, ControllerConfig
+
+log = logging.getLogger("userservice_operator")
+
+
+def _env_float(name: str, default: float) -> float:
+    return float(os.environ.get(name, default))
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="userservice-operator", description=__doc__.splitlines()[0] if __doc__ else ""
+    )
+    scope = p.add_mutually_exclusive_group()
+    scope.add_argument(
+        "-n", "--namespace", action="append", default=[], help="namespace to watch (repeatable)"
+    )
+    scope.add_argument(
+        "-A", "--all-namespaces", action="store_true", help="watch all namespaces (the default without -n)"
+    )
+    p.add_argument(
+        "--kubeconfig", default=os.environ.get("KUBECONFIG"), help="kubeconfig (default: in-cluster)"
+    )
+    p.add_argument("--bind-address", default=os.environ.get("OPERATOR_BIND_ADDRESS", "0.0.0.0"))  # noqa: S104
+    p.add_argument("--health-port", type=int, default=int(os.environ.get("OPERATOR_HEALTH_PORT", "8081")))
+    p.add_argument("--metrics-port", type=int, default=int(os.environ.get("OPERATOR_METRICS_PORT", "9090")))
+    p.add_argument("--lease-name", default=os.environ.get("OPERATOR_LEASE_NAME", "userservice-operator"))
+    p.add_argument(
+        "--lease-namespace",
+        default=os.environ.get("POD_NAMESPACE"),
+        help="default: POD_NAMESPACE, first -n, or 'default'",
+    )
+    p.add_argument(
+        "--identity", default=os.environ.get("POD_NAME") or f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+    )
+    p.add_argument("--lease-duration", type=float, default=_env_float("OPERATOR_LEASE_DURATION", 15))
+    p.add_argument("--renew-deadline", type=float, default=_env_float("OPERATOR_RENEW_DEADLINE", 10))
+    p.add_argument("--retry-period", type=float, default=_env_float("OPERATOR_RETRY_PERIOD", 2))
+    p.add_argument("--resync-seconds", type=float, default=_env_float("OPERATOR_RESYNC_SECONDS", 300))
+    p.add_argument("--crd-poll-seconds", type=float, default=_env_float("OPERATOR_CRD_POLL_SECONDS", 10))
+    p.add_argument("--backoff-max", type=float, default=_env_float("OPERATOR_BACKOFF_MAX", 60))
+    p.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "info"))
+    args = p.parse_args(argv)
+    if not args.namespace:
+        args.all_namespaces = True
+    if not args.lease_namespace:
+        args.lease_namespace = args.namespace[0] if args.namespace else "default"
+    return args
+
+
+def setup_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s", rename_fields={"levelname": "level"})
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    logging.getLogger("kubernetes").setLevel(logging.WARNING)
+    logging.getLogger("urllib3").setLevel(logging.WARNING)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def load_client(kubeconfig: str | None) -> tuple[k8s_client.ApiClient, kopf.ConnectionInfo | None]:
+    """An ApiClient, and the same credentials for kopf (None: in-cluster service account)."""
+    cfg = k8s_client.Configuration()
+    if kubeconfig:
+        k8s_config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)  # type: ignore[no-untyped-call]
+        token = (cfg.api_key or {}).get("authorization", "").removeprefix("Bearer ").strip() or None
+        conn = kopf.ConnectionInfo(
+            server=cfg.host,
+            ca_path=cfg.ssl_ca_cert,
+            insecure=not cfg.verify_ssl,
+            token=token,
+            certificate_path=cfg.cert_file,
+            private_key_path=cfg.key_file,
+        )
+        return k8s_client.ApiClient(cfg), conn
+    k8s_config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+    return k8s_client.ApiClient(cfg), None
+
+
+async def serve_http(
+    host: str, health_port: int, metrics_port: int, metrics: OperatorMetrics, healthy: Any
+) -> list[web.AppRunner]:
+    async def healthz(_: web.Request) -> web.Response:
+        ok = bool(healthy())
+        return web.Response(status=200 if ok else 503, text="ok\n" if ok else "unhealthy\n")
+
+    async def metrics_view(_: web.Request) -> web.Response:
+        body = generate_latest(metrics.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    runners = []
+    apps: dict[int, web.Application] = {}
+    for port, path, view in ((health_port, "/healthz", healthz), (metrics_port, "/metrics", metrics_view)):
+        app = apps.setdefault(port, web.Application())
+        app.router.add_get(path, view)
+    for port, app in apps.items():
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, host, port).start()
+        runners.append(runner)
+    return runners
+
+
+async def run(args: argparse.Namespace) -> int:
+    metrics = OperatorMetrics()
+    api_client, connection = load_client(args.kubeconfig)
+    kube = Kube(api_client, metrics)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    state: dict[str, asyncio.Task[Any] | None] = {"operator": None}
+
+    def healthy() -> bool:
+        task = state["operator"]
+        return task is None or not task.done()
+
+    runners = await serve_http(args.bind_address, args.health_port, args.metrics_port, metrics, healthy)
+    elector = LeaderElector(
+        kube,
+        LeaseConfig(
+            name=args.lease_name,
+            namespace=args.lease_namespace,
+            identity=args.identity,
+            lease_duration=args.lease_duration,
+            renew_deadline=args.renew_deadline,
+            retry_period=args.retry_period,
+        ),
+    )
+    log.info("starting", extra={"identity": args.identity, "namespaces": args.namespace or "*"})
+    code = 0
+    try:
+        acquire = asyncio.create_task(elector.acquire())
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({acquire, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if stop.is_set():
+            acquire.cancel()
+            return 0
+        metrics.leader.set(1)
+        code = await lead(args, kube, metrics, connection, elector, stopping, state)
+    finally:
+        metrics.leader.set(0)
+        await elector.release() if code == 0 else None
+        for runner in runners:
+            await runner.cleanup()
+        await asyncio.to_thread(api_client.close)
+    return code
+
+
+async def lead(
+    args: argparse.Namespace,
+    kube: Kube,
+    metrics: OperatorMetrics,
+    connection: kopf.ConnectionInfo | None,
+    elector: LeaderElector,
+    stopping: asyncio.Task[Any],
+    state: dict[str, asyncio.Task[Any] | None],
+) -> int:
+    """Run kopf while holding the Lease. 0 on a requested stop, 1 when leadership or kopf was lost."""
+    controller = Controller(
+        kube,
+        metrics,
+        ControllerConfig(
+            resync_seconds=args.resync_seconds,
+            crd_poll_seconds=args.crd_poll_seconds,
+            backoff_max=args.backoff_max,
+        ),
+    )
+    registry = handlers.register(kopf.OperatorRegistry(), connection)
+    settings = kopf.OperatorSettings()
+    handlers.configure_settings(settings)
+    kopf_stop = asyncio.Event()
+    operator = asyncio.create_task(
+        kopf.operator(
+            registry=registry,
+            settings=settings,
+            clusterwide=args.all_namespaces,
+            namespaces=args.namespace,
+            standalone=True,
+            memo=kopf.Memo(controller=controller),
+            stop_flag=kopf_stop,
+        ),
+        name="kopf",
+    )
+    state["operator"] = operator
+    keep = asyncio.create_task(elector.keep(), name="lease")
+    await asyncio.wait({operator, keep, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    code = 0 if stopping.done() else 1
+    if keep.done():
+        log.error("lost leadership; stopping")
+    elif operator.done():
+        log.error(
+            "kopf stopped unexpectedly: %r", operator.exception() if not operator.cancelled() else "cancelled"
+        )
+    kopf_stop.set()
+    keep.cancel()
+    with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):
+        await asyncio.wait_for(operator, timeout=15)
+    await controller.stop()
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    setup_logging(args.log_level)
+    return asyncio.run(run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

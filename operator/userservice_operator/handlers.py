@@ -1,0 +1,89 @@
+"""kopf registrations only: watch streams feed the Controller (reconcile.py), which does the work.
+
+Everything is registered on a registry made per operator run (no module-level state). No handler here
+is a change-detecting (create/update) handler, so kopf writes no annotations or finalizers of its own:
+an idle UserService causes no writes.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from typing import Any
+
+import kopf
+
+from userservice_operator.crd import GROUP, PLURAL, VERSION
+from userservice_operator.reconcile import CHILD_SELECTOR, Controller, child_owner
+
+CHILD_RESOURCES = (
+    ("apps", "v1", "deployments"),
+    ("", "v1", "services"),
+    ("autoscaling", "v2", "horizontalpodautoscalers"),
+    ("policy", "v1", "poddisruptionbudgets"),
+    ("batch", "v1", "jobs"),
+    ("monitoring.coreos.com", "v1", "servicemonitors"),
+    ("monitoring.coreos.com", "v1", "prometheusrules"),
+)
+
+
+def _controller(memo: Any) -> Controller:
+    ctl = memo.controller
+    assert isinstance(ctl, Controller)
+    return ctl
+
+
+def configure_settings(settings: kopf.OperatorSettings) -> None:
+    """Watch timeouts so streams never hang after an API server restart; no kopf-side writes."""
+    settings.watching.server_timeout = 60  # the API server ends each watch after 60 s
+    settings.watching.client_timeout = 75  # ... and the client gives up shortly after if it does not
+    settings.watching.connect_timeout = 5
+    settings.watching.reconnect_backoff = 1.0
+    settings.watching.inactivity_timeout = 70
+    settings.networking.connect_timeout = 5
+    settings.networking.request_timeout = 30
+    settings.posting.enabled = False  # our own Events are posted by reconcile.Recorder
+    for group, version, plural in CHILD_RESOURCES:
+        settings.watching.label_selectors[group, version, plural] = CHILD_SELECTOR
+
+
+def register(
+    registry: kopf.OperatorRegistry, connection: kopf.ConnectionInfo | None
+) -> kopf.OperatorRegistry:
+    """Register every handler on `registry`; `connection` None means in-cluster (service account)."""
+
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        if connection is not None:
+            return connection
+        result = kopf.login_with_service_account(**kwargs)
+        return result
+
+    @kopf.on.cleanup(registry=registry)
+    async def cleanup(memo: Any, **_: Any) -> None:
+        await _controller(memo).stop()
+
+    @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
+    def userservice_event(event: Any, memo: Any, **_: Any) -> None:
+        obj = event.get("object") or {}
+        meta = obj.get("metadata") or {}
+        if event.get("type") == "DELETED" or meta.get("deletionTimestamp"):
+            _controller(memo).forget(meta.get("namespace", ""), meta.get("name", ""))
+            return
+        _controller(memo).observe(copy.deepcopy(obj))
+
+    for group, version, plural in CHILD_RESOURCES:
+
+        @kopf.on.event(group, version, plural, registry=registry, id=f"child-{plural}")
+        def child_event(event: Any, memo: Any, **_: Any) -> None:
+            owner = child_owner(event.get("object") or {})
+            if owner is not None:
+                _controller(memo).kick(*owner)
+
+    @kopf.on.event("", "v1", "secrets", registry=registry)
+    def secret_event(event: Any, memo: Any, **_: Any) -> None:
+        meta = (event.get("object") or {}).get("metadata") or {}
+        _controller(memo).kick_secret(meta.get("namespace", ""), meta.get("name", ""))
+
+    logging.getLogger(__name__).debug("handlers registered")
+    return registry

@@ -1,0 +1,208 @@
+"""Status of a UserService per the Kubernetes API conventions (pure functions, no I/O).
+
+Conditions: Ready, Progressing, Degraded, MigrationsComplete and Monitoring, each with status, reason,
+message, lastTransitionTime (kept while the status does not change) and observedGeneration.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from userservice_operator.children.common import Manifest, selector_labels
+from userservice_operator.children.migration import JobPhase, MigrationState
+from userservice_operator.children.service import endpoints
+
+READY = "Ready"
+PROGRESSING = "Progressing"
+DEGRADED = "Degraded"
+MIGRATIONS_COMPLETE = "MigrationsComplete"
+MONITORING = "Monitoring"
+CONDITION_TYPES = (READY, PROGRESSING, DEGRADED, MIGRATIONS_COMPLETE, MONITORING)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A reason (CamelCase) and a human message."""
+
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Observation:
+    """Everything the status is computed from, gathered by one reconcile pass."""
+
+    generation: int
+    image: str
+    secret_problem: Problem | None = None
+    apply_problem: Problem | None = None
+    migration: MigrationState = field(default_factory=lambda: MigrationState(JobPhase.DISABLED))
+    rollout_held: bool = False
+    deployment: Manifest | None = None
+    monitoring_requested: bool = False
+    monitoring_available: bool = True
+    completed_migration: dict[str, str] = field(default_factory=dict)
+
+
+def now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _cond(ctype: str, ok: bool, reason: str, message: str) -> dict[str, Any]:
+    return {"type": ctype, "status": "True" if ok else "False", "reason": reason, "message": message}
+
+
+def deployment_progress(deployment: Manifest | None, image: str) -> tuple[bool, bool, str, Problem | None]:
+    """(available, rolling, summary, problem) of a live Deployment for the wanted image."""
+    if deployment is None:
+        return False, False, "Deployment not created yet", None
+    spec = deployment.get("spec") or {}
+    st = deployment.get("status") or {}
+    wanted = int(spec.get("replicas", 1))
+    ready = int(st.get("readyReplicas", 0))
+    updated = int(st.get("updatedReplicas", 0))
+    available = int(st.get("availableReplicas", 0))
+    total = int(st.get("replicas", 0))
+    current_gen = int(st.get("observedGeneration", 0)) >= int(deployment["metadata"].get("generation", 0))
+    containers = ((spec.get("template") or {}).get("spec") or {}).get("containers") or [{}]
+    at_image = containers[0].get("image") == image
+    for cond in st.get("conditions") or []:
+        if cond.get("type") == "Progressing" and cond.get("reason") == "ProgressDeadlineExceeded":
+            return False, False, "", Problem("ProgressDeadlineExceeded", str(cond.get("message", "")))
+        if cond.get("type") == "ReplicaFailure" and cond.get("status") == "True":
+            return False, False, "", Problem("ReplicaFailure", str(cond.get("message", "")))
+    summary = f"{ready}/{wanted} replicas ready, {updated} updated"
+    done = current_gen and updated >= wanted and total <= wanted and available >= wanted
+    is_available = done and wanted > 0 and at_image
+    rolling = not done or not at_image
+    return is_available, rolling, summary, None
+
+
+def compute(us: Manifest, obs: Observation) -> dict[str, Any]:
+    """The desired status (without lastTransitionTime, see `merge_conditions`)."""
+    mig = obs.migration
+    # MigrationsComplete
+    if obs.secret_problem and mig.phase in (JobPhase.PENDING, JobPhase.RUNNING):
+        migrations = _cond(MIGRATIONS_COMPLETE, False, "WaitingForSecret", obs.secret_problem.message)
+    elif mig.phase is JobPhase.DISABLED:
+        migrations = _cond(
+            MIGRATIONS_COMPLETE, True, "MigrationsDisabled", "spec.migrations.enabled is false"
+        )
+    elif mig.phase is JobPhase.SUCCEEDED:
+        migrations = _cond(MIGRATIONS_COMPLETE, True, "MigrationSucceeded", f"{mig.message} for {obs.image}")
+    elif mig.phase is JobPhase.FAILED:
+        migrations = _cond(
+            MIGRATIONS_COMPLETE, False, "MigrationFailed", f"{mig.message}; rollout to {obs.image} is held"
+        )
+    elif mig.phase is JobPhase.RUNNING:
+        migrations = _cond(MIGRATIONS_COMPLETE, False, "MigrationRunning", f"{mig.message} for {obs.image}")
+    else:
+        migrations = _cond(MIGRATIONS_COMPLETE, False, "MigrationPending", "migration Job not created yet")
+
+    available, rolling, summary, rollout_problem = deployment_progress(obs.deployment, obs.image)
+
+    problem = obs.secret_problem or obs.apply_problem or rollout_problem
+    if problem is None and mig.phase is JobPhase.FAILED:
+        problem = Problem("MigrationFailed", migrations["message"])
+    degraded = (
+        _cond(DEGRADED, True, problem.reason, problem.message)
+        if problem
+        else _cond(DEGRADED, False, "AsExpected", "no problem observed")
+    )
+
+    if mig.phase is JobPhase.RUNNING and not obs.secret_problem:
+        progressing = _cond(PROGRESSING, True, "MigrationRunning", migrations["message"])
+    elif problem is None and rolling:
+        progressing = _cond(PROGRESSING, True, "RollingOut", f"rolling out {obs.image}: {summary}")
+    else:
+        progressing = _cond(PROGRESSING, False, "Idle" if problem is None else "Stalled", summary or "")
+
+    if problem is not None:
+        ready = _cond(READY, False, problem.reason, problem.message)
+    elif obs.rollout_held:
+        ready = _cond(READY, False, migrations["reason"], migrations["message"])
+    elif available:
+        ready = _cond(READY, True, "Available", summary)
+    else:
+        ready = _cond(READY, False, "Unavailable" if obs.deployment else "NotCreated", summary)
+
+    if not obs.monitoring_requested:
+        monitoring = _cond(
+            MONITORING, True, "Disabled", "spec.monitoring disables ServiceMonitor and PrometheusRule"
+        )
+    elif obs.monitoring_available:
+        monitoring = _cond(MONITORING, True, "Configured", "ServiceMonitor/PrometheusRule applied")
+    else:
+        monitoring = _cond(
+            MONITORING,
+            False,
+            "CRDNotInstalled",
+            "monitoring.coreos.com CRDs (Prometheus Operator) are not installed; ServiceMonitor and "
+            "PrometheusRule will be created once they are",
+        )
+
+    dep_status = (obs.deployment or {}).get("status") or {}
+    containers = (((obs.deployment or {}).get("spec") or {}).get("template") or {}).get("spec", {}).get(
+        "containers"
+    ) or [{}]
+    status: dict[str, Any] = {
+        "observedGeneration": obs.generation,
+        "conditions": [
+            {**c, "observedGeneration": obs.generation}
+            for c in (ready, progressing, degraded, migrations, monitoring)
+        ],
+        "replicas": int(dep_status.get("replicas", 0)),
+        "readyReplicas": int(dep_status.get("readyReplicas", 0)),
+        "selector": ",".join(f"{k}={v}" for k, v in selector_labels(us).items()),
+        "endpoints": endpoints(us),
+    }
+    if obs.deployment is not None and containers[0].get("image"):
+        status["image"] = containers[0]["image"]
+    migration: dict[str, str] = dict(obs.completed_migration)
+    if mig.job:
+        migration["job"] = mig.job
+        migration["image"] = obs.image
+    if migration:
+        status["migration"] = migration
+    return status
+
+
+def merge_conditions(
+    old: list[dict[str, Any]] | None, new: list[dict[str, Any]], ts: str
+) -> list[dict[str, Any]]:
+    """New conditions with lastTransitionTime carried over from `old` when the status did not change."""
+    previous = {c.get("type"): c for c in old or []}
+    merged = []
+    for cond in new:
+        before = previous.get(cond["type"])
+        keep = (
+            before is not None and before.get("status") == cond["status"] and before.get("lastTransitionTime")
+        )
+        merged.append({**cond, "lastTransitionTime": before["lastTransitionTime"] if keep and before else ts})
+    return merged
+
+
+def finalize(
+    old_status: dict[str, Any] | None, new_status: dict[str, Any], ts: str | None = None
+) -> dict[str, Any]:
+    """The full status to write: conditions merged with the old ones' transition times."""
+    old_status = old_status or {}
+    return {
+        **new_status,
+        "conditions": merge_conditions(old_status.get("conditions"), new_status["conditions"], ts or now()),
+    }
+
+
+def needs_update(old_status: dict[str, Any] | None, new_status: dict[str, Any]) -> bool:
+    """Whether writing `new_status` (as made by `finalize`) would change anything."""
+    old_status = old_status or {}
+    return any(old_status.get(k) != v for k, v in new_status.items())
+
+
+def condition(status: dict[str, Any] | None, ctype: str) -> dict[str, Any] | None:
+    for cond in (status or {}).get("conditions") or []:
+        if cond.get("type") == ctype:
+            return dict(cond)
+    return None
