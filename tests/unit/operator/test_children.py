@@ -1,0 +1,208 @@
+"""Each child builder is a pure function: UserService dict in, manifest out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from userservice_operator.children import (
+    deployment,
+    hpa,
+    migration,
+    pdb,
+    prometheusrule,
+    service,
+    servicemonitor,
+)
+from userservice_operator.children.common import HASH_ANNOTATION, labels
+
+from tests.unit.operator.conftest import make_userservice
+
+
+def _owner_and_labels(obj: dict[str, Any], name: str = "alpha") -> None:
+    meta = obj["metadata"]
+    assert meta["namespace"] == "team-a"
+    (ref,) = meta["ownerReferences"]
+    assert ref == {
+        "apiVersion": "userservice.io/v1alpha1",
+        "kind": "UserService",
+        "name": name,
+        "uid": "1234-uid",
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+    for key in ("name", "instance", "component", "part-of", "managed-by"):
+        assert f"app.kubernetes.io/{key}" in meta["labels"]
+    assert meta["labels"]["app.kubernetes.io/managed-by"] == "userservice-operator"
+    assert HASH_ANNOTATION in meta["annotations"]
+
+
+def test_deployment_shape() -> None:
+    us = make_userservice()
+    dep = deployment.build(us)
+    _owner_and_labels(dep)
+    spec = dep["spec"]
+    assert spec["replicas"] == 2
+    pod = spec["template"]["spec"]
+    (c,) = pod["containers"]
+    assert c["image"] == "registry.example/userservice:1.0.0"
+    assert c["args"] == ["serve"]
+    assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"http": 8080, "grpc": 50051}
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    env = {e["name"]: e for e in c["env"]}
+    assert env["DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {"name": "alpha-db", "key": "url"}
+    assert env["HTTP_PORT"]["value"] == "8080"
+    assert env["GRPC_PORT"]["value"] == "50051"
+    assert env["SHUTDOWN_GRACE_SECONDS"]["value"] == "20"
+    assert env["LOG_LEVEL"]["value"] == "info"
+    sc = c["securityContext"]
+    assert sc["runAsNonRoot"]
+    assert sc["readOnlyRootFilesystem"]
+    assert not sc["allowPrivilegeEscalation"]
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert c["lifecycle"]["preStop"] == {"sleep": {"seconds": 5}}
+    assert pod["terminationGracePeriodSeconds"] == 20 + 5 + 5
+    assert spec["selector"]["matchLabels"] == {
+        "app.kubernetes.io/name": "userservice",
+        "app.kubernetes.io/instance": "alpha",
+    }
+    assert spec["template"]["metadata"]["labels"]["app.kubernetes.io/version"] == "1.0.0"
+
+
+def test_deployment_leaves_replicas_to_hpa_when_autoscaling() -> None:
+    us = make_userservice(autoscaling={"maxReplicas": 5})
+    assert "replicas" not in deployment.build(us)["spec"]
+    assert deployment.build(us, replicas=0)["spec"]["replicas"] == 0
+
+
+def test_deployment_pod_settings_and_env_pass_through() -> None:
+    us = make_userservice(
+        pod={
+            "nodeSelector": {"disk": "ssd"},
+            "tolerations": [{"key": "k", "operator": "Exists"}],
+            "annotations": {"a": "b"},
+            "topologySpreadConstraints": [
+                {"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "DoNotSchedule"}
+            ],
+        },
+        env=[{"name": "FOO", "value": "bar"}],
+        shutdownGracePeriodSeconds=40,
+        logLevel="debug",
+    )
+    dep = deployment.build(us)
+    pod = dep["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"disk": "ssd"}
+    assert pod["tolerations"] == [{"key": "k", "operator": "Exists"}]
+    assert pod["topologySpreadConstraints"][0]["topologyKey"] == "zone"
+    assert dep["spec"]["template"]["metadata"]["annotations"] == {"a": "b"}
+    env = [e["name"] for e in pod["containers"][0]["env"]]
+    assert env[-1] == "FOO"
+    assert pod["terminationGracePeriodSeconds"] == 50
+
+
+def test_deployment_hash_changes_with_spec_only() -> None:
+    a = deployment.build(make_userservice())
+    b = deployment.build(make_userservice())
+    c = deployment.build(make_userservice(image="registry.example/userservice:2.0.0"))
+    h = lambda d: d["metadata"]["annotations"][HASH_ANNOTATION]  # noqa: E731
+    assert h(a) == h(b) != h(c)
+
+
+def test_service() -> None:
+    svc = service.build(make_userservice(http={"port": 9000}))
+    _owner_and_labels(svc)
+    assert [(p["name"], p["port"], p["targetPort"]) for p in svc["spec"]["ports"]] == [
+        ("http", 9000, "http"),
+        ("grpc", 50051, "grpc"),
+    ]
+    assert service.endpoints(make_userservice()) == {
+        "http": "http://alpha.team-a.svc:8080",
+        "grpc": "alpha.team-a.svc:50051",
+    }
+
+
+def test_hpa_cpu_and_requests_per_second() -> None:
+    assert hpa.build(make_userservice()) is None
+    assert hpa.build(make_userservice(autoscaling={"maxReplicas": 4, "enabled": False})) is None
+    obj = hpa.build(
+        make_userservice(
+            autoscaling={
+                "minReplicas": 3,
+                "maxReplicas": 9,
+                "targetRequestsPerSecond": 50,
+                "behavior": {"x": 1},
+            }
+        )
+    )
+    assert obj is not None
+    _owner_and_labels(obj)
+    spec = obj["spec"]
+    assert (spec["minReplicas"], spec["maxReplicas"]) == (3, 9)
+    assert spec["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "alpha"}
+    cpu, rps = spec["metrics"]
+    assert cpu["resource"]["target"] == {"type": "Utilization", "averageUtilization": 80}
+    assert rps["pods"]["metric"]["name"] == hpa.REQUESTS_METRIC
+    assert rps["pods"]["target"] == {"type": "AverageValue", "averageValue": "50"}
+    assert spec["behavior"] == {"x": 1}
+
+
+def test_pdb() -> None:
+    obj = pdb.build(make_userservice())
+    assert obj is not None
+    _owner_and_labels(obj)
+    assert obj["spec"]["maxUnavailable"] == 1
+    obj = pdb.build(make_userservice(podDisruptionBudget={"minAvailable": "50%"}))
+    assert obj is not None
+    assert obj["spec"]["minAvailable"] == "50%"
+    assert "maxUnavailable" not in obj["spec"]
+    assert pdb.build(make_userservice(podDisruptionBudget={"enabled": False})) is None
+
+
+def test_servicemonitor_and_rule() -> None:
+    sm = servicemonitor.build(
+        make_userservice(monitoring={"serviceMonitor": {"labels": {"release": "prom"}}})
+    )
+    assert sm is not None
+    _owner_and_labels(sm)
+    assert sm["metadata"]["labels"]["release"] == "prom"
+    assert sm["spec"]["endpoints"] == [{"port": "http", "path": "/metrics", "interval": "30s"}]
+    rule = prometheusrule.build(make_userservice())
+    assert rule is not None
+    _owner_and_labels(rule)
+    alerts = [r["alert"] for r in rule["spec"]["groups"][0]["rules"]]
+    assert "UserServiceDown" in alerts
+    off = make_userservice(
+        monitoring={"serviceMonitor": {"enabled": False}, "prometheusRule": {"enabled": False}}
+    )
+    assert servicemonitor.build(off) is None
+    assert prometheusrule.build(off) is None
+
+
+def test_migration_job() -> None:
+    us = make_userservice()
+    job = migration.build(us)
+    _owner_and_labels(job)
+    assert job["metadata"]["name"] == migration.job_name(us)
+    assert job["metadata"]["name"].startswith("alpha-migrate-")
+    assert len(job["metadata"]["name"]) <= 63
+    pod = job["spec"]["template"]["spec"]
+    assert pod["restartPolicy"] == "Never"
+    (c,) = pod["containers"]
+    assert c["args"] == ["migrate"]
+    assert c["image"] == us["spec"]["image"]
+    assert c["env"][0]["valueFrom"]["secretKeyRef"]["name"] == "alpha-db"
+    assert job["spec"]["backoffLimit"] == 2
+
+
+def test_new_image_gets_new_job_name() -> None:
+    a = migration.job_name(make_userservice())
+    b = migration.job_name(make_userservice())
+    c = migration.job_name(make_userservice(image="registry.example/userservice:2.0.0"))
+    assert a == b != c
+
+
+def test_long_names_fit() -> None:
+    us = make_userservice(name="a" * 40)
+    assert len(migration.job_name(us)) <= 63
+    assert len(labels(us, "server", "img@sha256:" + "f" * 64)["app.kubernetes.io/version"]) <= 63

@@ -1,0 +1,115 @@
+"""The CRD file: names, structural schema, defaults, subresources and CEL rules; the chart copy matches."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+from userservice_operator.crd import CRD_NAME, load_crd, load_rbac
+
+from tests.unit.operator.conftest import apply_defaults, schema
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def _walk(node: dict[str, Any], path: str = "") -> list[tuple[str, dict[str, Any]]]:
+    out = [(path, node)]
+    for key, sub in (node.get("properties") or {}).items():
+        out += _walk(sub, f"{path}.{key}")
+    if isinstance(node.get("items"), dict):
+        out += _walk(node["items"], f"{path}[]")
+    if isinstance(node.get("additionalProperties"), dict):
+        out += _walk(node["additionalProperties"], f"{path}{{}}")
+    return out
+
+
+def _plain(node: Any) -> Any:
+    """The schema without Kubernetes extensions, for jsonschema."""
+    if isinstance(node, dict):
+        return {k: _plain(v) for k, v in node.items() if not k.startswith("x-kubernetes")}
+    if isinstance(node, list):
+        return [_plain(v) for v in node]
+    return node
+
+
+def test_names_and_subresources() -> None:
+    crd = load_crd()
+    assert crd["metadata"]["name"] == CRD_NAME
+    names = crd["spec"]["names"]
+    assert names["kind"] == "UserService"
+    assert names["shortNames"] == ["usvc"]
+    assert "all" in names["categories"]
+    (version,) = crd["spec"]["versions"]
+    assert version["name"] == "v1alpha1"
+    assert version["subresources"]["status"] == {}
+    assert version["subresources"]["scale"]["specReplicasPath"] == ".spec.replicas"
+    columns = [c["name"] for c in version["additionalPrinterColumns"]]
+    assert {"Ready", "Replicas", "Image", "Age"} <= set(columns)
+
+
+def test_schema_is_structural() -> None:
+    """Every node has a type (or is int-or-string / preserve-unknown-fields)."""
+    for path, node in _walk(schema()):
+        if node.get("x-kubernetes-int-or-string") or node.get("x-kubernetes-preserve-unknown-fields"):
+            continue
+        assert "type" in node, f"{path or '<root>'} has no type"
+
+
+def test_spec_fields_are_described() -> None:
+    spec = schema()["properties"]["spec"]
+    for key in (
+        "image",
+        "replicas",
+        "autoscaling",
+        "resources",
+        "database",
+        "migrations",
+        "monitoring",
+        "env",
+    ):
+        assert spec["properties"][key].get("description"), key
+
+
+def test_cel_rules_present() -> None:
+    spec = schema()["properties"]["spec"]
+    rules = [r["rule"] for r in spec["properties"]["autoscaling"]["x-kubernetes-validations"]]
+    assert "self.minReplicas <= self.maxReplicas" in rules
+    assert spec["x-kubernetes-validations"]
+
+
+def test_sample_is_valid_and_defaults_fill_in() -> None:
+    docs = list(yaml.safe_load_all((ROOT / "deploy/samples/usvc.yaml").read_text()))
+    (sample,) = [d for d in docs if d and d["kind"] == "UserService"]
+    jsonschema.validate(sample, _plain(schema()))
+    defaulted = apply_defaults(schema(), sample)
+    assert defaulted["spec"]["http"]["port"] == 8080
+    assert defaulted["spec"]["grpc"]["port"] == 50051
+    assert defaulted["spec"]["migrations"]["enabled"] is True
+
+
+def test_bad_enum_is_refused_by_schema() -> None:
+    bad = {"spec": {"image": "x", "database": {"secretRef": {"name": "s"}}, "logLevel": "loud"}}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, _plain(schema()))
+
+
+def test_rbac_has_no_wildcards_and_secrets_read_only() -> None:
+    for doc in load_rbac():
+        for rule in doc["rules"]:
+            assert "*" not in rule["verbs"]
+            assert "*" not in rule["resources"]
+            if "secrets" in rule["resources"]:
+                assert set(rule["verbs"]) <= {"get", "list", "watch"}
+
+
+def test_chart_ships_the_same_crd() -> None:
+    """The chart's copy (charts/userservice-operator/crds/) must equal the operator package's file."""
+    crds = ROOT / "charts/userservice-operator/crds"
+    copies = sorted(crds.glob("*.yaml")) if crds.is_dir() else []
+    if not copies:
+        pytest.skip("the chart has no crds/ yet")
+    shipped = [yaml.safe_load(p.read_text()) for p in copies]
+    assert load_crd() in shipped, f"{crds} drifted from operator/userservice_operator/crd.yaml"

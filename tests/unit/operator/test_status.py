@@ -1,0 +1,163 @@
+"""Status conditions per the API conventions, computed from observations (pure)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from userservice_operator import status
+from userservice_operator.children import deployment
+from userservice_operator.children.migration import JobPhase, MigrationState
+from userservice_operator.status import Observation, Problem
+
+from tests.unit.operator.conftest import make_userservice
+
+IMAGE = "registry.example/userservice:1.0.0"
+
+
+def _dep(ready: int, replicas: int = 2, image: str = IMAGE, **extra: Any) -> dict[str, Any]:
+    dep = deployment.build(make_userservice(), image=image)
+    dep["metadata"]["generation"] = 1
+    dep["status"] = {
+        "observedGeneration": 1,
+        "replicas": replicas,
+        "updatedReplicas": replicas,
+        "readyReplicas": ready,
+        "availableReplicas": ready,
+        **extra,
+    }
+    return dep
+
+
+def _conds(st: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    return {c["type"]: (c["status"], c["reason"]) for c in st["conditions"]}
+
+
+def test_ready_when_available() -> None:
+    us = make_userservice()
+    obs = Observation(
+        generation=3,
+        image=IMAGE,
+        migration=MigrationState(JobPhase.SUCCEEDED, "j", "Job j completed"),
+        deployment=_dep(2),
+    )
+    st = status.compute(us, obs)
+    c = _conds(st)
+    assert c[status.READY] == ("True", "Available")
+    assert c[status.DEGRADED] == ("False", "AsExpected")
+    assert c[status.PROGRESSING][0] == "False"
+    assert c[status.MIGRATIONS_COMPLETE] == ("True", "MigrationSucceeded")
+    assert st["observedGeneration"] == 3
+    assert all(cond["observedGeneration"] == 3 for cond in st["conditions"])
+    assert (st["replicas"], st["readyReplicas"]) == (2, 2)
+    assert st["endpoints"]["grpc"] == "alpha.team-a.svc:50051"
+    assert st["selector"] == "app.kubernetes.io/name=userservice,app.kubernetes.io/instance=alpha"
+
+
+def test_rolling_out() -> None:
+    obs = Observation(generation=1, image=IMAGE, deployment=_dep(1))
+    c = _conds(status.compute(make_userservice(), obs))
+    assert c[status.READY] == ("False", "Unavailable")
+    assert c[status.PROGRESSING] == ("True", "RollingOut")
+    assert c[status.MIGRATIONS_COMPLETE] == ("True", "MigrationsDisabled")
+
+
+def test_missing_secret() -> None:
+    obs = Observation(
+        generation=1,
+        image=IMAGE,
+        secret_problem=Problem("SecretNotFound", "Secret 'alpha-db' ... does not exist"),
+        migration=MigrationState(JobPhase.PENDING),
+    )
+    c = _conds(status.compute(make_userservice(), obs))
+    assert c[status.READY] == ("False", "SecretNotFound")
+    assert c[status.DEGRADED] == ("True", "SecretNotFound")
+    assert c[status.MIGRATIONS_COMPLETE] == ("False", "WaitingForSecret")
+
+
+def test_failed_migration_holds_rollout() -> None:
+    obs = Observation(
+        generation=1,
+        image=IMAGE,
+        migration=MigrationState(JobPhase.FAILED, "j", "Job j failed: BackoffLimitExceeded"),
+        rollout_held=True,
+        deployment=_dep(2, image="registry.example/userservice:0.9.0"),
+    )
+    st = status.compute(make_userservice(), obs)
+    c = _conds(st)
+    assert c[status.MIGRATIONS_COMPLETE] == ("False", "MigrationFailed")
+    assert c[status.DEGRADED] == ("True", "MigrationFailed")
+    assert c[status.READY] == ("False", "MigrationFailed")
+    ready = status.condition(st, status.READY)
+    assert ready is not None
+    assert "held" in ready["message"]
+    assert "BackoffLimitExceeded" in ready["message"]
+    assert st["image"] == "registry.example/userservice:0.9.0"
+
+
+def test_running_migration_is_progress() -> None:
+    obs = Observation(
+        generation=1,
+        image=IMAGE,
+        migration=MigrationState(JobPhase.RUNNING, "j", "Job j is running"),
+        rollout_held=True,
+    )
+    c = _conds(status.compute(make_userservice(), obs))
+    assert c[status.PROGRESSING] == ("True", "MigrationRunning")
+    assert c[status.READY] == ("False", "MigrationRunning")
+    assert c[status.DEGRADED][0] == "False"
+
+
+def test_progress_deadline_is_degraded() -> None:
+    dep = _dep(
+        0,
+        conditions=[
+            {
+                "type": "Progressing",
+                "status": "False",
+                "reason": "ProgressDeadlineExceeded",
+                "message": "ReplicaSet has timed out progressing",
+            }
+        ],
+    )
+    c = _conds(status.compute(make_userservice(), Observation(generation=1, image=IMAGE, deployment=dep)))
+    assert c[status.DEGRADED] == ("True", "ProgressDeadlineExceeded")
+
+
+def test_monitoring_condition() -> None:
+    us = make_userservice()
+    absent = Observation(generation=1, image=IMAGE, monitoring_requested=True, monitoring_available=False)
+    assert _conds(status.compute(us, absent))[status.MONITORING] == ("False", "CRDNotInstalled")
+    present = Observation(generation=1, image=IMAGE, monitoring_requested=True, monitoring_available=True)
+    assert _conds(status.compute(us, present))[status.MONITORING] == ("True", "Configured")
+    off = Observation(generation=1, image=IMAGE, monitoring_requested=False)
+    assert _conds(status.compute(us, off))[status.MONITORING] == ("True", "Disabled")
+
+
+def test_transition_time_kept_while_status_unchanged() -> None:
+    us = make_userservice()
+    obs = Observation(generation=1, image=IMAGE, deployment=_dep(1))
+    first = status.finalize(None, status.compute(us, obs), ts="2026-01-01T00:00:00Z")
+    again = status.finalize(first, status.compute(us, obs), ts="2026-01-01T00:05:00Z")
+    assert again == first
+    assert not status.needs_update(first, again)
+    flipped = status.finalize(
+        first,
+        status.compute(us, Observation(generation=1, image=IMAGE, deployment=_dep(2))),
+        ts="2026-01-01T00:09:00Z",
+    )
+    ready = status.condition(flipped, status.READY)
+    degraded = status.condition(flipped, status.DEGRADED)
+    assert ready is not None
+    assert ready["lastTransitionTime"] == "2026-01-01T00:09:00Z"
+    assert degraded is not None
+    assert degraded["lastTransitionTime"] == "2026-01-01T00:00:00Z"
+    assert status.needs_update(first, flipped)
+    for cond in flipped["conditions"]:
+        assert set(cond) == {
+            "type",
+            "status",
+            "reason",
+            "message",
+            "lastTransitionTime",
+            "observedGeneration",
+        }
