@@ -59,7 +59,9 @@ def assets_dir() -> Path | None:
 
 def missing_binaries(with_controller_manager: bool = True) -> list[str]:
     assets = assets_dir()
-    names = ["etcd", "kube-apiserver", "kubectl"] + (["kube-controller-manager"] if with_controller_manager else [])
+    names = ["etcd", "kube-apiserver", "kubectl"] + (
+        ["kube-controller-manager"] if with_controller_manager else []
+    )
     if assets is None:
         return names
     return [n for n in names if not os.access(assets / n, os.X_OK)]
@@ -72,19 +74,12 @@ def free_port() -> int:
 
 
 def _write_service_account_key(directory: Path) -> tuple[Path, Path]:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    """An RSA key pair for service-account tokens (openssl)."""
     private = directory / "sa.key"
     public = directory / "sa.pub"
-    private.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
-        )
-    )
-    public.write_bytes(
-        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    subprocess.run(["openssl", "genrsa", "-out", str(private), "2048"], check=True, capture_output=True)
+    subprocess.run(
+        ["openssl", "rsa", "-in", str(private), "-pubout", "-out", str(public)], check=True, capture_output=True
     )
     return private, public
 
@@ -214,7 +209,9 @@ class KubeCluster:
         while time.monotonic() < deadline:
             proc = self.procs.get("kube-apiserver")
             if proc is not None and proc.poll() is not None:
-                raise RuntimeError(f"kube-apiserver exited with {proc.returncode}:\n{self.logs('kube-apiserver')}")
+                raise RuntimeError(
+                    f"kube-apiserver exited with {proc.returncode}:\n{self.logs('kube-apiserver')}"
+                )
             req = urllib.request.Request(
                 f"{self.server}/readyz", headers={"Authorization": f"Bearer {self.tokens['admin']}"}
             )
@@ -225,7 +222,9 @@ class KubeCluster:
             except Exception as exc:
                 last = exc
             time.sleep(0.3)
-        raise TimeoutError(f"kube-apiserver not ready after {timeout}s: {last}\n{self.logs('kube-apiserver')}")
+        raise TimeoutError(
+            f"kube-apiserver not ready after {timeout}s: {last}\n{self.logs('kube-apiserver')}"
+        )
 
     def restart_apiserver(self, down_seconds: float = 2.0) -> None:
         """Kill the API server (SIGKILL: every watch stream is cut) and start it again on the same port."""
@@ -273,7 +272,12 @@ class KubeCluster:
         return client.ApiClient(cfg)
 
     def kubectl(
-        self, *args: str, input: str | None = None, check: bool = True, user: str = "admin", timeout: float = 60
+        self,
+        *args: str,
+        input: str | None = None,
+        check: bool = True,
+        user: str = "admin",
+        timeout: float = 60,
     ) -> subprocess.CompletedProcess[str]:
         path = self.kubeconfig if user == "admin" else self.kubeconfig_for(user)
         result = subprocess.run(
@@ -303,7 +307,9 @@ class KubeCluster:
 def running_cluster(workdir: Path, *, controller_manager: bool = True) -> Iterator[KubeCluster]:
     """Start a private control plane in `workdir`; stop it on exit."""
     missing = missing_binaries(with_controller_manager=False)
-    require(not missing, f"control-plane binaries missing in KUBEBUILDER_ASSETS: {missing} (run `make tools`)")
+    require(
+        not missing, f"control-plane binaries missing in KUBEBUILDER_ASSETS: {missing} (run `make tools`)"
+    )
     cluster = KubeCluster(workdir, controller_manager=controller_manager).start()
     try:
         yield cluster
@@ -316,7 +322,9 @@ def running_cluster(workdir: Path, *, controller_manager: bool = True) -> Iterat
 def kube_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeCluster]:
     """The shared control plane of the test session (etcd + kube-apiserver + kube-controller-manager)."""
     missing = missing_binaries(with_controller_manager=True)
-    require(not missing, f"control-plane binaries missing in KUBEBUILDER_ASSETS: {missing} (run `make tools`)")
+    require(
+        not missing, f"control-plane binaries missing in KUBEBUILDER_ASSETS: {missing} (run `make tools`)"
+    )
     with running_cluster(tmp_path_factory.mktemp("kube")) as cluster:
         yield cluster
 

@@ -173,7 +173,8 @@ class UserServiceServicer(pb_grpc.UserServiceServicer):
 
     async def ListUsers(self, request: pb.ListUsersRequest, context: grpc.aio.ServicerContext) -> pb.ListUsersResponse:  # noqa: N802
         async with self._call("ListUsers", context):
-            page = await self._core.list(parse_filter(request.filter), request.page_size, request.page_token or None)
+            # proto3 cannot tell 0 from unset: 0 means the default page size.
+            page = await self._core.list(parse_filter(request.filter), request.page_size or None, request.page_token or None)
             return pb.ListUsersResponse(users=[to_proto(u) for u in page.users], next_page_token=page.next_page_token)
 
     async def WatchUserEvents(  # noqa: N802

@@ -90,7 +90,7 @@ async def _json_body(request: web.Request, allowed_types: frozenset[str]) -> dic
         )
     raw = await request.read()  # raises 413 past client_max_size
     try:
-        body = json.loads(raw)
+        body = json.loads(raw.decode("utf-8"))  # decode first: json.loads(bytes) would also accept UTF-16/32
     except UnicodeDecodeError:
         raise invalid("body", "must be UTF-8 encoded JSON") from None
     except json.JSONDecodeError as exc:

@@ -120,7 +120,7 @@ def parse_filter(expression: str) -> ListFilter:
 
 
 def resolve_page_size(requested: int | None, field: str = "page_size") -> int:
-    if requested is None or requested == 0:
+    if requested is None:
         return DEFAULT_PAGE_SIZE
     if not 1 <= requested <= MAX_PAGE_SIZE:
         raise invalid(field, f"must be between 1 and {MAX_PAGE_SIZE}")

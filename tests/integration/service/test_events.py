@@ -1,0 +1,124 @@
+"""Change events: CloudEvents over SSE and gRPC, resumable, in commit order, across replicas."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiohttp
+import grpc
+
+from tests.support.service import RunningService, ServiceProcess
+from tests.support.sse import SseEvent, read_events
+from tests.support.users import new_user
+from userservice.v1 import user_service_pb2 as pb
+from userservice.v1 import user_service_pb2_grpc as pb_grpc
+
+
+async def collect_sse(http: aiohttp.ClientSession, count: int, headers: dict[str, str] | None = None) -> list[SseEvent]:
+    events: list[SseEvent] = []
+    async with http.get("/v1/events", headers=headers, timeout=aiohttp.ClientTimeout(total=30)) as resp:
+        assert resp.status == 200 and resp.content_type == "text/event-stream"
+        async for event in read_events(resp):
+            events.append(event)
+            if len(events) == count:
+                return events
+    raise AssertionError(f"stream ended after {len(events)} events")
+
+
+async def write_changes(http: aiohttp.ClientSession) -> dict[str, Any]:
+    async with http.post("/v1/users", json=new_user()) as resp:
+        user = await resp.json()
+    async with http.patch(f"/v1/users/{user['id']}", json={"first_name": "Changed", "password": "a brand new password"}) as resp:
+        assert resp.status == 200
+    async with http.delete(f"/v1/users/{user['id']}") as resp:
+        assert resp.status == 204
+    return user  # type: ignore[no-any-return]
+
+
+async def test_sse_delivers_cloudevents_and_resumes(http: aiohttp.ClientSession) -> None:
+    watcher = asyncio.create_task(collect_sse(http, 3))
+    await asyncio.sleep(0.3)  # let the watcher connect: it starts at the current end of the stream
+    user = await write_changes(http)
+    events = await asyncio.wait_for(watcher, 20)
+    types = [e.event for e in events]
+    assert types == ["io.userservice.user.created.v1", "io.userservice.user.updated.v1", "io.userservice.user.deleted.v1"]
+    created, updated, deleted = (e.data for e in events)
+    assert created["specversion"] == "1.0" and created["subject"] == user["id"] and created["source"] == "/userservice"
+    assert created["data"]["user"]["nickname"] == user["nickname"]
+    assert updated["data"]["changed_fields"] == ["first_name", "password"]
+    assert deleted["data"]["user"]["first_name"] == "Changed"
+    assert all("password" not in e.data["data"]["user"] for e in events)
+    assert "brand new" not in str(events)
+    assert len({e.data["id"] for e in events}) == 3
+    # Resume after the first event: the next two come again, from the table.
+    resumed = await asyncio.wait_for(collect_sse(http, 2, headers={"Last-Event-ID": events[0].id}), 20)
+    assert [e.data["id"] for e in resumed] == [e.data["id"] for e in events[1:]]
+
+
+async def test_grpc_watch_resumes_from_cursor(http: aiohttp.ClientSession, stub: pb_grpc.UserServiceStub) -> None:
+    received: list[pb.UserEvent] = []
+
+    async def watch(after: str, count: int) -> list[pb.UserEvent]:
+        got: list[pb.UserEvent] = []
+        async for event in stub.WatchUserEvents(pb.WatchUserEventsRequest(after_cursor=after)):
+            got.append(event)
+            if len(got) == count:
+                return got
+        return got
+
+    task = asyncio.create_task(watch("", 3))
+    await asyncio.sleep(0.3)
+    user = await write_changes(http)
+    received = await asyncio.wait_for(task, 20)
+    assert [e.type.rsplit(".", 2)[1] for e in received] == ["created", "updated", "deleted"]
+    assert all(e.subject == user["id"] and e.user.password == "" for e in received)
+    assert list(received[1].changed_fields) == ["first_name", "password"]
+    again = await asyncio.wait_for(watch(received[0].cursor, 2), 20)
+    assert [e.id for e in again] == [e.id for e in received[1:]]
+    with_bad_cursor = stub.WatchUserEvents(pb.WatchUserEventsRequest(after_cursor="zzz"))
+    try:
+        async for _ in with_bad_cursor:
+            raise AssertionError("a bad cursor must fail")
+    except grpc.aio.AioRpcError as exc:
+        assert exc.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_events_follow_commit_order_under_concurrent_writers(http: aiohttp.ClientSession, service: RunningService) -> None:
+    watcher = asyncio.create_task(collect_sse(http, 30))
+    await asyncio.sleep(0.3)
+
+    async def create() -> str:
+        async with http.post("/v1/users", json=new_user()) as resp:
+            return str((await resp.json())["id"])
+
+    ids = await asyncio.gather(*(create() for _ in range(30)))
+    events = await asyncio.wait_for(watcher, 30)
+    assert sorted(e.data["subject"] for e in events) == sorted(ids)
+    cursors = [tuple(int(p) for p in e.id.split("-")) for e in events]
+    assert cursors == sorted(cursors)
+
+
+async def test_watcher_on_one_replica_sees_writes_through_another(database: str) -> None:
+    replicas = [ServiceProcess(database).start(), ServiceProcess(database).start()]
+    try:
+        reader, writer = replicas
+        async with aiohttp.ClientSession(base_url=reader.http) as on_reader, aiohttp.ClientSession(base_url=writer.http) as on_writer:
+            sse = asyncio.create_task(collect_sse(on_reader, 3))
+            async with grpc.aio.insecure_channel(reader.grpc) as channel:
+                stub = pb_grpc.UserServiceStub(channel)
+                stream = stub.WatchUserEvents(pb.WatchUserEventsRequest())
+                await asyncio.sleep(0.5)
+                user = await write_changes(on_writer)
+                grpc_events = []
+                async for event in stream:
+                    grpc_events.append(event)
+                    if len(grpc_events) == 3:
+                        break
+                stream.cancel()
+            sse_events = await asyncio.wait_for(sse, 20)
+        assert {e.data["subject"] for e in sse_events} == {user["id"]}
+        assert [e.subject for e in grpc_events] == [user["id"]] * 3
+    finally:
+        for replica in replicas:
+            replica.kill()

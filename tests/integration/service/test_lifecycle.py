@@ -1,0 +1,155 @@
+"""Process-level behaviour: graceful SIGTERM, concurrent migrations, readiness, metrics, logs, CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import uuid
+
+import aiohttp
+import asyncpg
+import grpc
+
+from tests.support.postgres import create_database
+from tests.support.service import RunningService, ServiceProcess, in_process
+from tests.support.sse import read_events
+from tests.support.users import new_user
+from userservice.store.migrator import LATEST_VERSION
+from userservice.v1 import user_service_pb2 as pb
+from userservice.v1 import user_service_pb2_grpc as pb_grpc
+
+
+async def test_sigterm_drains_requests_and_ends_streams_cleanly(database: str) -> None:
+    # Slow hashing keeps creates in flight when the signal lands; a delay shows readiness failing first.
+    replica = ServiceProcess(
+        database, env={"ARGON2_TIME_COST": "3", "ARGON2_MEMORY_KIB": "65536", "SHUTDOWN_DELAY_SECONDS": "1",
+                       "SHUTDOWN_GRACE_SECONDS": "20"},
+    ).start()  # fmt: skip
+    successor = ServiceProcess(database).start()
+    try:
+        async with aiohttp.ClientSession(base_url=replica.http) as http, grpc.aio.insecure_channel(replica.grpc) as channel:
+            sse = await http.get("/v1/events")
+            watch = pb_grpc.UserServiceStub(channel).WatchUserEvents(pb.WatchUserEventsRequest())
+            await asyncio.sleep(0.3)
+            async with http.post("/v1/users", json=new_user()) as resp:
+                assert resp.status == 201
+
+            async def create() -> str:
+                async with http.post("/v1/users", json=new_user()) as resp:
+                    assert resp.status == 201, await resp.text()
+                    return str((await resp.json())["id"])
+
+            in_flight = [asyncio.create_task(create()) for _ in range(12)]
+            await asyncio.sleep(0.3)
+            replica.terminate()
+            await asyncio.sleep(0.3)
+            async with aiohttp.ClientSession(base_url=replica.http) as probe, probe.get("/readyz") as resp:
+                assert resp.status == 503
+                assert (await resp.json())["reason"] == "shutting down"
+            created = set(await asyncio.gather(*in_flight))  # every in-flight request completes
+            seen = [e async for e in read_events(sse)]  # the stream ends (cleanly) with the shutdown
+            watched = [e async for e in watch]
+            assert await watch.code() == grpc.StatusCode.OK
+            assert seen and watched
+        assert await asyncio.to_thread(replica.wait, 30) == 0
+        assert any(log.get("message") == "stopped" for log in replica.logs)
+        # A consumer resuming on another replica from its last cursor misses nothing.
+        last_seen = {e.data["subject"] for e in seen}
+        async with aiohttp.ClientSession(base_url=successor.http) as http:
+            resp = await http.get("/v1/events", headers={"Last-Event-ID": seen[-1].id})
+            async for event in read_events(resp):
+                last_seen.add(event.data["subject"])
+                if created <= last_seen:
+                    break
+            resp.close()
+        assert created <= last_seen
+    finally:
+        replica.kill()
+        successor.kill()
+
+
+async def test_three_concurrent_migrations_apply_each_version_once(postgres_dsn: str) -> None:
+    dsn = await create_database(postgres_dsn, migrated=False)
+    procs = [
+        await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "userservice.cli", "migrate", env={"DATABASE_URL": dsn, "PATH": "/usr/bin:/bin"},
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        for _ in range(3)
+    ]
+    results = [await p.communicate() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], results
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch("SELECT version, count(*) FROM schema_migrations GROUP BY version ORDER BY version")
+    finally:
+        await conn.close()
+    assert [(r["version"], r["count"]) for r in rows] == [(v, 1) for v in range(1, LATEST_VERSION + 1)]
+    applied = [json.loads(line)["applied"] for out, _ in results for line in out.decode().splitlines() if "migrations complete" in line]
+    assert sorted(len(a) for a in applied) == [0, 0, LATEST_VERSION]
+
+
+async def test_readyz_fails_until_schema_is_current(postgres_dsn: str) -> None:
+    dsn = await create_database(postgres_dsn, migrated=False)
+    async with in_process(dsn) as running, aiohttp.ClientSession(base_url=running.http) as http:
+        async with http.get("/readyz") as resp:
+            assert resp.status == 503
+            assert "userservice migrate" in (await resp.json())["reason"]
+        async with http.get("/healthz") as resp:
+            assert resp.status == 200
+        migrate = await asyncio.create_subprocess_exec(sys.executable, "-m", "userservice.cli", "migrate", env={"DATABASE_URL": dsn})
+        assert await migrate.wait() == 0
+        async with http.get("/readyz") as resp:
+            assert resp.status == 200
+
+
+async def test_metrics_cover_http_grpc_pool_events_and_users(service: RunningService, http: aiohttp.ClientSession) -> None:
+    async with http.post("/v1/users", json=new_user()) as resp:
+        assert resp.status == 201
+    async with grpc.aio.insecure_channel(service.grpc) as channel:
+        await pb_grpc.UserServiceStub(channel).ListUsers(pb.ListUsersRequest())
+    async with http.get("/metrics") as resp:
+        text = await resp.text()
+    for expected in [
+        'userservice_http_requests_total{code="201",method="POST",route="/v1/users"}',
+        'userservice_http_request_duration_seconds_bucket{le="0.005",method="POST",route="/v1/users"}',
+        'userservice_grpc_requests_total{code="OK",method="ListUsers"}',
+        "userservice_grpc_request_duration_seconds_count{method=\"ListUsers\"}",
+        'userservice_db_pool_connections{state="idle"}',
+        "userservice_db_pool_max_connections",
+        'userservice_events_appended_total{type="io.userservice.user.created.v1"}',
+        'userservice_user_changes_total{operation="created"}',
+        "userservice_event_watchers",
+        "userservice_password_hash_duration_seconds_count",
+    ]:
+        assert expected in text, expected
+
+
+async def test_logs_are_json_with_request_id_and_never_a_password(database: str) -> None:
+    replica = ServiceProcess(database).start()
+    secret = f"never-log-{uuid.uuid4().hex}"
+    try:
+        async with aiohttp.ClientSession(base_url=replica.http) as http:
+            async with http.post("/v1/users", json=new_user(password=secret), headers={"X-Request-ID": "trace-me-1"}) as resp:
+                assert resp.headers["X-Request-ID"] == "trace-me-1"
+            async with http.post("/v1/users", json=new_user(password=secret, email="bad")) as resp:
+                assert resp.status == 400
+        replica.terminate()
+        await asyncio.to_thread(replica.wait)
+    finally:
+        replica.kill()
+    access = [r for r in replica.logs if r.get("message") == "request" and r.get("request_id") == "trace-me-1"]
+    assert access and access[0]["status"] == 201 and access[0]["method"] == "POST" and access[0]["level"] == "INFO"
+    assert secret not in json.dumps(replica.logs)
+
+
+def test_cli_help_and_configuration_errors() -> None:
+    out = subprocess.run([sys.executable, "-m", "userservice.cli", "--help"], capture_output=True, text=True, check=True)
+    assert "serve" in out.stdout and "migrate" in out.stdout and "DATABASE_URL" in out.stdout
+    bad = subprocess.run(
+        [sys.executable, "-m", "userservice.cli", "serve"], capture_output=True, text=True, env={"HTTP_PORT": "eighty"}
+    )
+    assert bad.returncode == 2
+    assert "HTTP_PORT='eighty'" in bad.stderr and "DATABASE_URL is not set" in bad.stderr
