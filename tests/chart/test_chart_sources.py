@@ -1,0 +1,49 @@
+"""The chart's copies of the operator's single sources (CRD, RBAC) and the generated dashboard stay in step."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import yaml
+
+from tests.chart.support import CHART, OPERATOR_PKG, ROOT, docs, helm_template
+
+
+def test_crd_copy_matches_the_operator_source() -> None:
+    copy = CHART / "crds" / "userservices.userservice.io.yaml"
+    assert copy.read_text() == (OPERATOR_PKG / "crd.yaml").read_text(), (
+        "charts/userservice-operator/crds/ drifted from operator/userservice_operator/crd.yaml: "
+        "run `bash hack/chart-sync.sh`"
+    )
+    assert [p.name for p in (CHART / "crds").iterdir()] == ["userservices.userservice.io.yaml"]
+
+
+def test_rbac_copy_matches_the_operator_source() -> None:
+    assert (CHART / "files" / "rbac.yaml").read_text() == (OPERATOR_PKG / "rbac.yaml").read_text(), (
+        "charts/userservice-operator/files/rbac.yaml drifted from operator/userservice_operator/rbac.yaml: "
+        "run `bash hack/chart-sync.sh`"
+    )
+
+
+def test_rendered_rbac_grants_exactly_the_operator_rules() -> None:
+    source = {d["metadata"]["name"]: d["rules"] for d in yaml.safe_load_all((OPERATOR_PKG / "rbac.yaml").read_text()) if d}
+    rendered = {
+        (d["kind"], d["metadata"]["name"]): d["rules"]
+        for d in docs(helm_template(release="userservice-operator"))
+        if d["kind"] in ("ClusterRole", "Role")
+    }
+    assert rendered == {
+        ("ClusterRole", "userservice-operator"): source["userservice-operator"],
+        ("ClusterRole", "userservice-operator-cluster"): source["userservice-operator-cluster"],
+        ("Role", "userservice-operator-leader-election"): source["userservice-operator-leader-election"],
+    }
+
+
+def test_dashboard_json_is_what_the_generator_writes() -> None:
+    spec = importlib.util.spec_from_file_location("gen_dashboard", ROOT / "hack" / "gen-dashboard.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert (CHART / "files" / "dashboard.json").read_text() == module.render(), (
+        "files/dashboard.json is stale: run `python3 hack/gen-dashboard.py`"
+    )
