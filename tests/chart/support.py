@@ -31,15 +31,24 @@ def tool(name: str) -> str:
 
 def run(*args: str, input: str | None = None, timeout: float = 120, env: dict[str, str] | None = None) -> str:
     result = subprocess.run(
-        list(args), input=input, capture_output=True, text=True, timeout=timeout, check=False,
+        list(args),
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
         env={**os.environ, **(env or {})},
-    )  # fmt: skip
+    )
     if result.returncode != 0:
-        raise AssertionError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+        raise AssertionError(
+            f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+        )
     return result.stdout
 
 
-def helm_template(*extra: str, values: Path | None = None, release: str = "rel", namespace: str = "ops") -> str:
+def helm_template(
+    *extra: str, values: Path | None = None, release: str = "rel", namespace: str = "ops"
+) -> str:
     args = [tool("helm"), "template", release, str(CHART), "--namespace", namespace]
     if values is not None:
         args += ["--values", str(values)]
@@ -67,15 +76,24 @@ def _convert(node: Any) -> Any:
     """OpenAPI v2 schema -> strict JSON schema as kubeconform's -strict schemas are: objects refuse unknown
     fields (unless marked preserve-unknown-fields), int-or-string and quantities take both, null is allowed
     where a value may be left empty."""
-    if isinstance(node, list):
-        return [_convert(n) for n in node]
     if not isinstance(node, dict):
         return node
-    out = {k: _convert(v) for k, v in node.items() if not k.startswith("x-kubernetes-") or k == "x-kubernetes-group-version-kind"}
     if node.get("format") == "int-or-string" or node.get("x-kubernetes-int-or-string"):
         return {"oneOf": [{"type": ["string", "null"]}, {"type": "integer"}]}
-    if "$ref" in out:
-        return {"$ref": out["$ref"]}
+    if "$ref" in node:
+        return {"$ref": node["$ref"]}
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key.startswith("x-kubernetes-"):
+            continue
+        if key in ("properties", "patternProperties"):
+            out[key] = {name: _convert(v) for name, v in value.items()}
+        elif key in ("items", "additionalProperties", "not"):
+            out[key] = _convert(value)
+        elif key in ("allOf", "oneOf", "anyOf"):
+            out[key] = [_convert(v) for v in value]
+        else:
+            out[key] = value
     if (
         out.get("type") == "object"
         and "properties" in out
@@ -119,7 +137,12 @@ def write_kubeconform_schemas(openapi: dict[str, Any], out: Path) -> dict[str, P
     for name, definition in defs.items():
         for gvk in definition.get("x-kubernetes-group-version-kind", []):
             group, version, kind = gvk.get("group", ""), gvk["version"], gvk["kind"]
-            if version == "__internal" or kind in ("WatchEvent", "DeleteOptions", "Status", "APIResourceList"):
+            if version == "__internal" or kind in (
+                "WatchEvent",
+                "DeleteOptions",
+                "Status",
+                "APIResourceList",
+            ):
                 continue
             needed: set[str] = set()
             todo = [name]
@@ -145,13 +168,23 @@ def kubeconform(manifests: str, schema_dir: Path, *skip_kinds: str) -> list[dict
     """Validate with kubeconform (-strict) against the generated schemas only; returns its per-resource
     results. Fails on any invalid resource or any kind without a schema (unless in skip_kinds)."""
     args = [
-        tool("kubeconform"), "-strict", "-summary", "-output", "json", "-verbose",
-        "-schema-location", str(schema_dir / "{{ .ResourceKind }}{{ .KindSuffix }}.json"),
-    ]  # fmt: skip
+        tool("kubeconform"),
+        "-strict",
+        "-summary",
+        "-output",
+        "json",
+        "-verbose",
+        "-schema-location",
+        str(schema_dir / "{{ .ResourceKind }}{{ .KindSuffix }}.json"),
+    ]
     if skip_kinds:
         args += ["-skip", ",".join(skip_kinds)]
-    result = subprocess.run([*args, "-"], input=manifests, capture_output=True, text=True, timeout=120, check=False)
+    result = subprocess.run(
+        [*args, "-"], input=manifests, capture_output=True, text=True, timeout=120, check=False
+    )
     report = json.loads(result.stdout or "{}")
     bad = [r for r in report.get("resources", []) if r.get("status") not in ("statusValid", "statusSkipped")]
-    assert result.returncode == 0 and not bad, f"kubeconform found problems:\n{json.dumps(bad, indent=1)}\n{result.stderr}"
+    assert result.returncode == 0 and not bad, (
+        f"kubeconform found problems:\n{json.dumps(bad, indent=1)}\n{result.stderr}"
+    )
     return list(report.get("resources", []))

@@ -12,14 +12,20 @@ import yaml
 
 from tests.chart.support import ALL_OPTIONS, CHART, CI_VALUES, OPERATOR_PKG, docs, helm_template, run, tool
 
-RESTRICTED_CONTAINER = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}}
+RESTRICTED_CONTAINER = {
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "capabilities": {"drop": ["ALL"]},
+}
 
 
 def by_kind(objs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
     return [o for o in objs if o["kind"] == kind]
 
 
-@pytest.mark.parametrize("values", [None, *CI_VALUES], ids=lambda v: v.name if isinstance(v, Path) else "defaults")
+@pytest.mark.parametrize(
+    "values", [None, *CI_VALUES], ids=lambda v: v.name if isinstance(v, Path) else "defaults"
+)
 def test_helm_lint_strict(values: Path | None) -> None:
     args = [tool("helm"), "lint", "--strict", str(CHART)]
     if values is not None:
@@ -37,10 +43,22 @@ def test_values_schema_refuses_bad_values(tmp_path: Path) -> None:
 def test_defaults_render_the_operator_deployment() -> None:
     objs = docs(helm_template(release="userservice-operator", namespace="userservice-system"))
     kinds = sorted(o["kind"] for o in objs)
-    assert kinds == sorted([
-        "ServiceAccount", "ClusterRole", "ClusterRole", "ClusterRoleBinding", "ClusterRoleBinding", "Role",
-        "RoleBinding", "Deployment", "Service", "PodDisruptionBudget", "ConfigMap", "Pod",
-    ])  # fmt: skip
+    assert kinds == sorted(
+        [
+            "ServiceAccount",
+            "ClusterRole",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "ClusterRoleBinding",
+            "Role",
+            "RoleBinding",
+            "Deployment",
+            "Service",
+            "PodDisruptionBudget",
+            "ConfigMap",
+            "Pod",
+        ]
+    )
     for o in objs:
         labels = o["metadata"]["labels"]
         assert labels["app.kubernetes.io/name"] == "userservice-operator"
@@ -69,7 +87,9 @@ def test_defaults_render_the_operator_deployment() -> None:
     (test_pod,) = by_kind(objs, "Pod")
     assert test_pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
     assert test_pod["spec"]["containers"][0]["securityContext"] == RESTRICTED_CONTAINER
-    (binding,) = [o for o in by_kind(objs, "ClusterRoleBinding") if o["roleRef"]["name"] == "userservice-operator"]
+    (binding,) = [
+        o for o in by_kind(objs, "ClusterRoleBinding") if o["roleRef"]["name"] == "userservice-operator"
+    ]
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": "userservice-operator", "namespace": "userservice-system"}
     ]
@@ -85,15 +105,27 @@ def test_all_options_render() -> None:
     assert "--namespace=team-a" in container["args"] and "--namespace=team-b" in container["args"]
     assert "--all-namespaces" not in container["args"]
     # Namespaced rights only in the watched namespaces.
-    rolebindings = {(o["metadata"].get("namespace"), o["roleRef"]["name"]) for o in by_kind(objs, "RoleBinding")}
-    assert rolebindings == {("team-a", "users-operator"), ("team-b", "users-operator"), ("ops", "users-operator-leader-election")}
+    rolebindings = {
+        (o["metadata"].get("namespace"), o["roleRef"]["name"]) for o in by_kind(objs, "RoleBinding")
+    }
+    assert rolebindings == {
+        ("team-a", "users-operator"),
+        ("team-b", "users-operator"),
+        ("ops", "users-operator-leader-election"),
+    }
     assert [o["roleRef"]["name"] for o in by_kind(objs, "ClusterRoleBinding")] == ["users-operator-cluster"]
     (sm,) = by_kind(objs, "ServiceMonitor")
     assert sm["metadata"]["labels"]["release"] == "prometheus"
     (rule,) = by_kind(objs, "PrometheusRule")
     alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
-    for name in ("UserServiceOperatorReconcileErrors", "UserServiceGrpcHighErrorRate", "UserServiceGrpcHighLatency",
-                 "UserServicePodRestarting", "UserServiceFleetHttpHighErrorRate", "UserServiceFleetHttpHighLatency"):  # fmt: skip
+    for name in (
+        "UserServiceOperatorReconcileErrors",
+        "UserServiceGrpcHighErrorRate",
+        "UserServiceGrpcHighLatency",
+        "UserServicePodRestarting",
+        "UserServiceFleetHttpHighErrorRate",
+        "UserServiceFleetHttpHighLatency",
+    ):
         assert name in alerts, name
     for alert in alerts.values():
         assert alert["expr"] and alert["for"] and alert["labels"]["severity"] in ("warning", "critical")

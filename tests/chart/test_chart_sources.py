@@ -26,7 +26,11 @@ def test_rbac_copy_matches_the_operator_source() -> None:
 
 
 def test_rendered_rbac_grants_exactly_the_operator_rules() -> None:
-    source = {d["metadata"]["name"]: d["rules"] for d in yaml.safe_load_all((OPERATOR_PKG / "rbac.yaml").read_text()) if d}
+    source = {
+        d["metadata"]["name"]: d["rules"]
+        for d in yaml.safe_load_all((OPERATOR_PKG / "rbac.yaml").read_text())
+        if d
+    }
     rendered = {
         (d["kind"], d["metadata"]["name"]): d["rules"]
         for d in docs(helm_template(release="userservice-operator"))
