@@ -26,6 +26,7 @@ from aiohttp import web
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
 
 from userservice_operator import handlers
@@ -85,7 +86,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def setup_logging(level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
-        JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s", rename_fields={"levelname": "level"})
+        JsonFormatter(
+            "%(asctime)s %(levelname)s %(name)s %(message)s",
+            rename_fields={"levelname": "level"},
+            # kopf attaches its settings and object references to records: not for the log line.
+            reserved_attrs=[*RESERVED_ATTRS, "settings", "k8s_skip", "k8s_ref"],
+            json_default=str,
+        )
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -93,6 +100,8 @@ def setup_logging(level: str) -> None:
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
     logging.getLogger("urllib3").setLevel(logging.WARNING)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # kopf reports every handled watch event at INFO; our own lines say what was done.
+    logging.getLogger("kopf.objects").setLevel(max(logging.WARNING, root.level))
 
 
 def load_client(kubeconfig: str | None) -> tuple[k8s_client.ApiClient, kopf.ConnectionInfo | None]:
@@ -100,7 +109,9 @@ def load_client(kubeconfig: str | None) -> tuple[k8s_client.ApiClient, kopf.Conn
     cfg = k8s_client.Configuration()
     if kubeconfig:
         k8s_config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)  # type: ignore[no-untyped-call]
-        token = (cfg.api_key or {}).get("authorization", "").removeprefix("Bearer ").strip() or None
+        keys = cfg.api_key or {}
+        bearer = keys.get("BearerToken") or keys.get("authorization") or ""
+        token = bearer.removeprefix("Bearer ").strip() or None
         conn = kopf.ConnectionInfo(
             server=cfg.host,
             ca_path=cfg.ssl_ca_cert,
@@ -223,13 +234,18 @@ async def lead(
     state["operator"] = operator
     keep = asyncio.create_task(elector.keep(), name="lease")
     await asyncio.wait({operator, keep, stopping}, return_when=asyncio.FIRST_COMPLETED)
-    code = 0 if stopping.done() else 1
-    if keep.done():
+    code = 0
+    if keep.done() and not stopping.done():
         log.error("lost leadership; stopping")
-    elif operator.done():
-        log.error(
-            "kopf stopped unexpectedly: %r", operator.exception() if not operator.cancelled() else "cancelled"
-        )
+        code = 1
+    elif operator.done() and not stopping.done():
+        # kopf installs its own SIGTERM/SIGINT handlers: a clean return is a requested stop.
+        failure = operator.exception() if not operator.cancelled() else None
+        if failure is not None:
+            log.error("kopf stopped unexpectedly: %r", failure)
+            code = 1
+        else:
+            log.info("kopf stopped; shutting down")
     kopf_stop.set()
     keep.cancel()
     with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):

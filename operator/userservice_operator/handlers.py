@@ -64,7 +64,7 @@ def register(
         await _controller(memo).stop()
 
     @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
-    def userservice_event(event: Any, memo: Any, **_: Any) -> None:
+    async def userservice_event(event: Any, memo: Any, **_: Any) -> None:
         obj = event.get("object") or {}
         meta = obj.get("metadata") or {}
         if event.get("type") == "DELETED" or meta.get("deletionTimestamp"):
@@ -75,13 +75,13 @@ def register(
     for group, version, plural in CHILD_RESOURCES:
 
         @kopf.on.event(group, version, plural, registry=registry, id=f"child-{plural}")
-        def child_event(event: Any, memo: Any, **_: Any) -> None:
+        async def child_event(event: Any, memo: Any, **_: Any) -> None:
             owner = child_owner(event.get("object") or {})
             if owner is not None:
                 _controller(memo).kick(*owner)
 
     @kopf.on.event("", "v1", "secrets", registry=registry)
-    def secret_event(event: Any, memo: Any, **_: Any) -> None:
+    async def secret_event(event: Any, memo: Any, **_: Any) -> None:
         meta = (event.get("object") or {}).get("metadata") or {}
         _controller(memo).kick_secret(meta.get("namespace", ""), meta.get("name", ""))
 

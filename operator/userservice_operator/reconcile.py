@@ -16,6 +16,7 @@ import socket
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
@@ -274,7 +275,20 @@ async def _ensure(
                 us, "Normal", "Deleted", f"deleted {kind} {name} (no longer wanted by spec)"
             )
         return None
-    result = await apply(ctx.kube, desired)
+    try:
+        result = await apply(ctx.kube, desired)
+    except ApiException as exc:
+        # 422: the live object cannot be brought back by apply (an immutable field changed, or list entries
+        # someone else took over collide with ours). Ours to manage: replace it.
+        live = await ctx.kube.get(kind, ns, name)
+        if exc.status != 422 or not _owned(us, live):
+            raise
+        log.warning("%s %s/%s cannot be patched (%s); re-creating it", kind, ns, name, exc.reason)
+        await ctx.kube.delete(kind, ns, name)
+        await ctx.recorder.event(
+            us, "Warning", "Recreated", f"re-created {kind} {name}: {str(exc.body)[:300]}"
+        )
+        result = await apply(ctx.kube, desired, None, fetched=True)
     if result.action == "created":
         await ctx.recorder.event(us, "Normal", "Created", f"created {kind} {name}")
     elif result.action == "configured":
@@ -362,10 +376,11 @@ async def reconcile(ctx: Controller, us: Manifest) -> None:
                 completed = {"completedHash": migration.migration_hash(us), "completedImage": image}
             elif mig.phase is JobPhase.FAILED and old_status.get("migration", {}).get("job") != mig.job:
                 await ctx.recorder.event(us, "Warning", "MigrationFailed", f"{mig.message}; rollout held")
-        live_image = None
+        live_image, live_replicas = None, None
         if live_dep is not None:
             live_image = live_dep["spec"]["template"]["spec"]["containers"][0].get("image")
-        plan = migration.plan_rollout(us, mig, live_image)
+            live_replicas = live_dep["spec"].get("replicas")
+        plan = migration.plan_rollout(us, mig, live_image, live_replicas)
         held = plan.held
         try:
             live_dep = await _ensure(
@@ -404,18 +419,8 @@ async def _write_status(ctx: Controller, us: Manifest, obs: Observation) -> None
     if not status_mod.needs_update(old_status, new_status):
         return
     before = {c["type"]: c for c in old_status.get("conditions") or []}
-    for cond in new_status["conditions"]:
-        if cond["type"] not in (status_mod.READY, status_mod.DEGRADED):
-            continue
-        prev = before.get(cond["type"]) or {}
-        if prev.get("status") != cond["status"] or prev.get("reason") != cond["reason"]:
-            bad = cond["type"] == status_mod.DEGRADED and cond["status"] == "True"
-            await ctx.recorder.event(
-                us,
-                "Warning" if bad else "Normal",
-                cond["reason"],
-                f"{cond['type']}={cond['status']}: {cond['message']}",
-            )
+    for event_type, reason, message in condition_events(before, new_status["conditions"]):
+        await ctx.recorder.event(us, event_type, reason, message)
     try:
         updated = await ctx.kube.patch_status("UserService", namespace_of(us), name_of(us), new_status)
     except ApiException as exc:
@@ -436,3 +441,26 @@ def child_owner(body: Manifest) -> tuple[str, str] | None:
 
 
 CHILD_SELECTOR = f"app.kubernetes.io/managed-by={MANAGED_BY}"
+
+
+def condition_events(
+    before: dict[str, dict[str, Any]], conditions: list[dict[str, Any]]
+) -> list[tuple[str, str, str]]:
+    """Events worth posting for a status change: Ready changed, Degraded raised or cleared."""
+    events = []
+    for cond in conditions:
+        prev = before.get(cond["type"]) or {}
+        text = f"{cond['type']}={cond['status']}: {cond['message']}"
+        if cond["type"] == status_mod.READY and (
+            prev.get("status") != cond["status"]
+            or (cond["status"] == "False" and prev.get("reason") != cond["reason"])
+        ):
+            events.append(("Normal", cond["reason"], text))
+        if cond["type"] == status_mod.DEGRADED:
+            if cond["status"] == "True" and (
+                prev.get("status") != "True" or prev.get("reason") != cond["reason"]
+            ):
+                events.append(("Warning", cond["reason"], text))
+            elif cond["status"] == "False" and prev.get("status") == "True":
+                events.append(("Normal", "Recovered", text))
+    return events

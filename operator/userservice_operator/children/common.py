@@ -46,13 +46,21 @@ def image_tag(image: str) -> str:
 
 
 def selector_labels(us: Manifest) -> dict[str, str]:
-    """Labels selecting the service's pods (immutable in the Deployment: never add to these)."""
-    return {"app.kubernetes.io/name": APP_NAME, "app.kubernetes.io/instance": name_of(us)}
+    """Labels selecting the serving pods (immutable in the Deployment: never change these).
+
+    The component is part of it, so the migration Job's pods never match the Service, PDB or Deployment.
+    """
+    return {
+        "app.kubernetes.io/name": APP_NAME,
+        "app.kubernetes.io/instance": name_of(us),
+        "app.kubernetes.io/component": "server",
+    }
 
 
 def labels(us: Manifest, component: str, image: str | None = None) -> dict[str, str]:
     result = {
-        **selector_labels(us),
+        "app.kubernetes.io/name": APP_NAME,
+        "app.kubernetes.io/instance": name_of(us),
         "app.kubernetes.io/component": component,
         "app.kubernetes.io/part-of": APP_NAME,
         "app.kubernetes.io/managed-by": MANAGED_BY,

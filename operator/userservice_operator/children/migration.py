@@ -125,18 +125,20 @@ class RolloutPlan:
     held: bool
 
 
-def plan_rollout(us: Manifest, migration: MigrationState, live_image: str | None) -> RolloutPlan:
+def plan_rollout(
+    us: Manifest, migration: MigrationState, live_image: str | None, live_replicas: int | None = None
+) -> RolloutPlan:
     """Decide the Deployment's image: the new image only once its migration succeeded (or is disabled).
 
     Before that, a Deployment that exists keeps its current image; a first Deployment is made with the new
-    image at zero replicas, so no pod runs against an unmigrated schema.
+    image at zero replicas (and no HPA), so no pod runs against an unmigrated schema. A Deployment already
+    running the image (only other settings changed) is not held.
     """
     image = str(spec_of(us)["image"])
     if migration.phase in (JobPhase.DISABLED, JobPhase.SUCCEEDED):
         return RolloutPlan(image, None, held=False)
     if live_image and live_image != image:
         return RolloutPlan(live_image, None, held=True)
-    if live_image == image:
-        # Already at this image (e.g. the Job was deleted after success was recorded elsewhere): keep it.
+    if live_image == image and live_replicas != 0:
         return RolloutPlan(image, None, held=False)
     return RolloutPlan(image, 0, held=True)

@@ -23,9 +23,9 @@ from typing import Any
 
 import pytest
 import yaml
+from userservice_operator.crd import crd_text, rbac_text
 
 from tests.support.kube import KubeCluster, free_port
-from userservice_operator.crd import crd_text, rbac_text
 
 OPERATOR_USER = "userservice-operator"
 LEASE_NAMESPACE = "userservice-system"
@@ -45,7 +45,9 @@ def wait_for(fn: Callable[[], Any], timeout: float = 30.0, interval: float = 0.2
         except (AssertionError, LookupError, TypeError) as exc:
             last = exc
         if time.monotonic() > deadline:
-            raise AssertionError(f"not converged within {timeout}s{' (' + what + ')' if what else ''}: {last!r}")
+            raise AssertionError(
+                f"not converged within {timeout}s{' (' + what + ')' if what else ''}: {last!r}"
+            )
         time.sleep(interval)
 
 
@@ -141,6 +143,8 @@ def install_operator_api(cluster: KubeCluster) -> None:
     """CRD (from the operator package), RBAC (rbac.yaml) bound to the operator's user, its lease namespace."""
     cluster.kubectl("apply", "--server-side", "-f", "-", input=crd_text())
     cluster.kubectl("wait", "--for=condition=Established", "crd/userservices.userservice.io", "--timeout=60s")
+    # the OpenAPI document (kubectl explain, client-side validation) is published a moment later
+    wait_for(lambda: cluster.kubectl("explain", "userservices.spec", check=False).returncode == 0, 60)
     cluster.kubectl("create", "namespace", LEASE_NAMESPACE, check=False)
     docs = [d for d in yaml.safe_load_all(rbac_text()) if d]
     for doc in docs:
@@ -218,8 +222,29 @@ def start_operator(
 
 
 def _namespace(cluster: KubeCluster, prefix: str) -> Iterator[str]:
+    """A namespace where the user `developer` has the built-in `edit` role (UserServices aggregated in)."""
     name = f"{prefix}-{uuid.uuid4().hex[:6]}"
     cluster.kubectl("create", "namespace", name)
+    cluster.kubectl(
+        "-n", name, "create", "rolebinding", "developer-edit", "--clusterrole=edit", "--user=developer"
+    )
+    wait_for(
+        lambda: (
+            cluster.kubectl(
+                "-n",
+                name,
+                "auth",
+                "can-i",
+                "create",
+                "userservices.userservice.io",
+                "--as=developer",
+                check=False,
+            ).stdout.strip()
+            == "yes"
+        ),
+        30,
+        what="edit role aggregated",
+    )
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
 

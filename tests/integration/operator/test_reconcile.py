@@ -1,0 +1,460 @@
+"""The operator (a `userservice-operator` subprocess, least-privilege RBAC) against a real API server.
+
+Each test works in its own `it-*` namespace through kubectl and the kubernetes client. Waits are
+"converges within N seconds" polls; nothing asserts wall-clock durations.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.integration.operator.conftest import Operator, wait_for
+from tests.integration.operator.helpers import (
+    GROUP,
+    PLURAL,
+    VERSION,
+    apply,
+    complete_job,
+    condition,
+    container,
+    custom_objects,
+    get,
+    must_get,
+    reconciled,
+    resource_versions,
+    secret,
+    userservice,
+)
+from tests.support.kube import KubeCluster
+
+pytestmark = pytest.mark.needs_kube
+HERE = Path(__file__).parent
+
+
+def test_children_have_the_right_spec(operator_cluster: KubeCluster, it_namespace: str) -> None:
+    ns = it_namespace
+    apply(operator_cluster, ns, secret())
+    body = userservice(
+        "alpha",
+        autoscaling={"minReplicas": 2, "maxReplicas": 5, "targetRequestsPerSecond": 100},
+        env=[{"name": "FEATURE_X", "value": "on"}],
+        pod={"nodeSelector": {"disk": "ssd"}, "annotations": {"team": "a"}},
+    )
+    custom_objects(operator_cluster).create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, body)
+    dep = wait_for(lambda: get(operator_cluster, ns, "deployment", "alpha"), 30, what="deployment")
+    svc = wait_for(lambda: get(operator_cluster, ns, "service", "alpha"), 30)
+    hpa = wait_for(lambda: get(operator_cluster, ns, "hpa", "alpha"), 30)
+    pdb = wait_for(lambda: get(operator_cluster, ns, "pdb", "alpha"), 30)
+    us = wait_for(lambda: reconciled(operator_cluster, ns, "alpha"), 30)
+
+    for child in (dep, svc, hpa, pdb):
+        (ref,) = child["metadata"]["ownerReferences"]
+        assert (ref["kind"], ref["name"], ref["uid"], ref["controller"]) == (
+            "UserService",
+            "alpha",
+            us["metadata"]["uid"],
+            True,
+        )
+        labels = child["metadata"]["labels"]
+        assert labels["app.kubernetes.io/managed-by"] == "userservice-operator"
+        assert labels["app.kubernetes.io/instance"] == "alpha"
+        managers = {m["manager"] for m in child["metadata"]["managedFields"] if m["operation"] == "Apply"}
+        assert managers == {"userservice-operator"}
+
+    c = container(dep)
+    assert c["image"] == "registry.example/userservice:1.0.0"
+    assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    assert c["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert c["lifecycle"]["preStop"]["sleep"]["seconds"] == 5
+    env = {e["name"]: e for e in c["env"]}
+    assert env["DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {"name": "db", "key": "url"}
+    assert env["FEATURE_X"]["value"] == "on"
+    pod = dep["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"disk": "ssd"}
+    assert pod["terminationGracePeriodSeconds"] == 30
+    assert dep["spec"]["template"]["metadata"]["annotations"] == {"team": "a"}
+    # autoscaling on: the operator does not own spec.replicas (the HPA does)
+    owned = json.dumps(
+        [m for m in dep["metadata"]["managedFields"] if m["manager"] == "userservice-operator"]
+    )
+    assert '"f:replicas"' not in owned
+    assert {p["name"]: p["port"] for p in svc["spec"]["ports"]} == {"http": 8080, "grpc": 50051}
+    assert hpa["spec"]["minReplicas"] == 2 and hpa["spec"]["maxReplicas"] == 5
+    assert [m["type"] for m in hpa["spec"]["metrics"]] == ["Resource", "Pods"]
+    assert pdb["spec"]["maxUnavailable"] == 1
+    st = us["status"]
+    assert st["endpoints"] == {"http": f"http://alpha.{ns}.svc:8080", "grpc": f"alpha.{ns}.svc:50051"}
+    for ctype in ("Ready", "Progressing", "Degraded", "MigrationsComplete", "Monitoring"):
+        cond = condition(us, ctype)
+        assert cond["reason"] and cond["message"] and cond["lastTransitionTime"]
+        assert cond["observedGeneration"] == us["metadata"]["generation"]
+    assert condition(us, "Degraded")["status"] == "False"
+    # Events record what was done
+    events = operator_cluster.kubectl(
+        "-n", ns, "get", "events", "--field-selector=involvedObject.kind=UserService", "-o", "json"
+    ).stdout
+    reasons = {e["reason"] for e in json.loads(events)["items"]}
+    assert "Created" in reasons
+    # kubectl shows the printer columns
+    table = operator_cluster.kubectl("-n", ns, "get", "usvc").stdout
+    assert table.split()[:5] == ["NAME", "READY", "REPLICAS", "IMAGE", "AGE"]
+
+
+def test_drift_is_restored_and_others_fields_left_alone(
+    operator_cluster: KubeCluster, it_namespace: str
+) -> None:
+    ns = it_namespace
+    apply(operator_cluster, ns, secret(), userservice("drift", replicas=2))
+    wait_for(lambda: get(operator_cluster, ns, "deployment", "drift"), 30)
+    # a hand edit of a field the operator owns is put back
+    operator_cluster.kubectl(
+        "-n",
+        ns,
+        "patch",
+        "deployment",
+        "drift",
+        "--type=json",
+        "-p",
+        '[{"op":"replace","path":"/spec/template/spec/containers/0/image","value":"evil:1"}]',
+    )
+    wait_for(
+        lambda: container(must_get(operator_cluster, ns, "deployment", "drift"))["image"].endswith(":1.0.0"),
+        20,
+        what="image restored",
+    )
+    operator_cluster.kubectl(
+        "-n",
+        ns,
+        "patch",
+        "service",
+        "drift",
+        "--type=merge",
+        "-p",
+        '{"spec":{"ports":[{"name":"http","port":1,"targetPort":"http"}]}}',
+    )
+    wait_for(
+        lambda: (
+            {p["port"] for p in must_get(operator_cluster, ns, "service", "drift")["spec"]["ports"]}
+            == {8080, 50051}
+        ),
+        20,
+        what="service ports restored",
+    )
+    # a deleted child is re-created
+    old_uid = must_get(operator_cluster, ns, "service", "drift")["metadata"]["uid"]
+    operator_cluster.kubectl("-n", ns, "delete", "service", "drift")
+    wait_for(
+        lambda: (
+            (get(operator_cluster, ns, "service", "drift") or {}).get("metadata", {}).get("uid")
+            not in (None, old_uid)
+        ),
+        20,
+        what="service re-created",
+    )
+    operator_cluster.kubectl("-n", ns, "delete", "pdb", "drift")
+    wait_for(lambda: get(operator_cluster, ns, "pdb", "drift"), 20, what="pdb re-created")
+    # a label someone else added is theirs: left alone
+    operator_cluster.kubectl("-n", ns, "label", "deployment", "drift", "owner=someone-else")
+    time.sleep(4)  # longer than the shared operator's resync (3 s)
+    assert (
+        must_get(operator_cluster, ns, "deployment", "drift")["metadata"]["labels"]["owner"] == "someone-else"
+    )
+
+
+def test_hpa_owns_replicas_when_autoscaling(operator_cluster: KubeCluster, it_namespace: str) -> None:
+    ns = it_namespace
+    apply(
+        operator_cluster,
+        ns,
+        secret(),
+        userservice("scaled", autoscaling={"minReplicas": 1, "maxReplicas": 9}),
+    )
+    wait_for(lambda: get(operator_cluster, ns, "hpa", "scaled"), 30)
+    # what the HPA controller does: write the scale subresource under its own manager
+    operator_cluster.kubectl("-n", ns, "scale", "deployment", "scaled", "--replicas=7")
+    time.sleep(4)  # a few resyncs of the shared operator
+    assert must_get(operator_cluster, ns, "deployment", "scaled")["spec"]["replicas"] == 7
+    # autoscaling off: the operator takes spec.replicas back and removes the HPA
+    apply(operator_cluster, ns, userservice("scaled", replicas=3))
+    wait_for(lambda: must_get(operator_cluster, ns, "deployment", "scaled")["spec"]["replicas"] == 3, 20)
+    wait_for(lambda: get(operator_cluster, ns, "hpa", "scaled") is None, 20, what="hpa removed")
+
+
+def test_scale_subresource(operator_cluster: KubeCluster, it_namespace: str) -> None:
+    ns = it_namespace
+    apply(operator_cluster, ns, secret(), userservice("sc", replicas=1))
+    wait_for(lambda: get(operator_cluster, ns, "deployment", "sc"), 30)
+    operator_cluster.kubectl("-n", ns, "scale", "usvc", "sc", "--replicas=4")
+    wait_for(lambda: must_get(operator_cluster, ns, "deployment", "sc")["spec"]["replicas"] == 4, 20)
+
+
+def test_spec_change_propagates_and_idle_makes_no_writes(
+    operator_cluster: KubeCluster, it_namespace: str, shared_operator: Operator
+) -> None:
+    ns = it_namespace
+    apply(operator_cluster, ns, secret(), userservice("chg", replicas=1))
+    wait_for(lambda: reconciled(operator_cluster, ns, "chg"), 30)
+    svc_before = must_get(operator_cluster, ns, "service", "chg")
+    pdb_before = must_get(operator_cluster, ns, "pdb", "chg")
+    custom_objects(operator_cluster).patch_namespaced_custom_object(
+        GROUP, VERSION, ns, PLURAL, "chg", {"spec": {"http": {"port": 9090}, "logLevel": "debug"}}
+    )
+    wait_for(
+        lambda: (
+            {p["name"]: p["port"] for p in must_get(operator_cluster, ns, "service", "chg")["spec"]["ports"]}[
+                "http"
+            ]
+            == 9090
+        ),
+        20,
+        what="service port",
+    )
+    dep = wait_for(
+        lambda: (
+            (d := must_get(operator_cluster, ns, "deployment", "chg"))
+            and {e["name"]: e.get("value") for e in container(d)["env"]}["LOG_LEVEL"] == "debug"
+            and d
+        ),
+        20,
+    )
+    assert container(dep)["ports"][0]["containerPort"] == 9090
+    # only what changed was written: the PDB (not affected by this change) kept its resourceVersion
+    assert (
+        must_get(operator_cluster, ns, "pdb", "chg")["metadata"]["resourceVersion"]
+        == (pdb_before["metadata"]["resourceVersion"])
+    )
+    assert (
+        svc_before["metadata"]["uid"] == must_get(operator_cluster, ns, "service", "chg")["metadata"]["uid"]
+    )
+    # idle: once converged, several resync periods pass without a single write to the resource or its children
+    wait_for(lambda: reconciled(operator_cluster, ns, "chg"), 20)
+    time.sleep(2)
+    before = resource_versions(operator_cluster, ns)
+    writes = shared_operator.metric_sum("userservice_operator_child_writes_total")
+    time.sleep(8)
+    assert resource_versions(operator_cluster, ns) == before
+    assert shared_operator.metric_sum("userservice_operator_child_writes_total") == writes
+
+
+def test_missing_secret_is_a_condition_then_resolved(
+    operator_cluster: KubeCluster, it_namespace: str
+) -> None:
+    ns = it_namespace
+    apply(operator_cluster, ns, userservice("nosecret"))
+    us = wait_for(lambda: reconciled(operator_cluster, ns, "nosecret"), 30)
+    degraded = condition(us, "Degraded")
+    assert (degraded["status"], degraded["reason"]) == ("True", "SecretNotFound")
+    assert "'db'" in degraded["message"]
+    assert condition(us, "Ready")["reason"] == "SecretNotFound"
+    assert get(operator_cluster, ns, "deployment", "nosecret") is None
+    warnings = operator_cluster.kubectl("-n", ns, "get", "events", "--field-selector=type=Warning").stdout
+    assert "SecretNotFound" in warnings
+    # a Secret without the key is still a problem, with its own reason
+    apply(operator_cluster, ns, secret(key="other"))
+    wait_for(
+        lambda: (
+            condition(get(operator_cluster, ns, PLURAL, "nosecret"), "Degraded")["reason"]
+            == "SecretKeyNotFound"
+        ),
+        30,
+    )
+    apply(operator_cluster, ns, secret())
+    wait_for(lambda: get(operator_cluster, ns, "deployment", "nosecret"), 30, what="deployment after secret")
+    wait_for(
+        lambda: condition(get(operator_cluster, ns, PLURAL, "nosecret"), "Degraded")["status"] == "False", 30
+    )
+
+
+def test_migration_job_gates_the_rollout(operator_cluster: KubeCluster, it_namespace: str) -> None:
+    ns = it_namespace
+    apply(operator_cluster, ns, secret(), userservice("mig", migrations={"enabled": True}, replicas=2))
+    job1 = wait_for(
+        lambda: operator_cluster.kubectl("-n", ns, "get", "jobs", "-o", "name").stdout.split(), 30
+    )[0]
+    dep = wait_for(lambda: get(operator_cluster, ns, "deployment", "mig"), 30)
+    assert dep["spec"]["replicas"] == 0  # no pod runs before the first migration
+    job = must_get(operator_cluster, ns, "job", job1.split("/")[1])
+    assert job["spec"]["template"]["spec"]["containers"][0]["args"] == ["migrate"]
+    us = wait_for(lambda: reconciled(operator_cluster, ns, "mig"), 30)
+    assert condition(us, "MigrationsComplete")["reason"] == "MigrationRunning"
+    assert condition(us, "Progressing")["status"] == "True"
+
+    complete_job(operator_cluster, ns, job1.split("/")[1])
+    wait_for(lambda: must_get(operator_cluster, ns, "deployment", "mig")["spec"]["replicas"] == 2, 20)
+    wait_for(
+        lambda: condition(get(operator_cluster, ns, PLURAL, "mig"), "MigrationsComplete")["status"] == "True",
+        20,
+    )
+
+    # a new image gets a new Job; until it succeeds the Deployment stays at the old image
+    apply(
+        operator_cluster,
+        ns,
+        userservice(
+            "mig", migrations={"enabled": True}, replicas=2, image="registry.example/userservice:2.0.0"
+        ),
+    )
+    names = wait_for(
+        lambda: (
+            (n := operator_cluster.kubectl("-n", ns, "get", "jobs", "-o", "name").stdout.split())
+            and len(n) == 2
+            and n
+        ),
+        30,
+    )
+    job2 = next(n for n in names if n != job1).split("/")[1]
+    assert must_get(operator_cluster, ns, "job", job2)["spec"]["template"]["spec"]["containers"][0][
+        "image"
+    ].endswith(":2.0.0")
+    time.sleep(2)
+    assert container(must_get(operator_cluster, ns, "deployment", "mig"))["image"].endswith(":1.0.0")
+    complete_job(operator_cluster, ns, job2, failed=True)
+    us = wait_for(
+        lambda: (
+            (u := get(operator_cluster, ns, PLURAL, "mig"))
+            and condition(u, "MigrationsComplete")["reason"] == "MigrationFailed"
+            and u
+        ),
+        20,
+    )
+    assert condition(us, "Degraded")["status"] == "True"
+    assert "held" in condition(us, "Ready")["message"]
+    assert container(must_get(operator_cluster, ns, "deployment", "mig"))["image"].endswith(":1.0.0")
+
+    # a fixed image: a third Job; its success rolls the Deployment and prunes the older Jobs
+    apply(
+        operator_cluster,
+        ns,
+        userservice(
+            "mig", migrations={"enabled": True}, replicas=2, image="registry.example/userservice:2.0.1"
+        ),
+    )
+    job3 = wait_for(
+        lambda: [
+            n
+            for n in operator_cluster.kubectl("-n", ns, "get", "jobs", "-o", "name").stdout.split()
+            if n not in (job1, f"job.batch/{job2}")
+        ],
+        30,
+    )[0].split("/")[1]
+    complete_job(operator_cluster, ns, job3)
+    wait_for(
+        lambda: container(must_get(operator_cluster, ns, "deployment", "mig"))["image"].endswith(":2.0.1"), 20
+    )
+    wait_for(
+        lambda: (
+            operator_cluster.kubectl("-n", ns, "get", "jobs", "-o", "name").stdout.split()
+            == [f"job.batch/{job3}"]
+        ),
+        30,
+        what="old jobs pruned",
+    )
+    us = wait_for(
+        lambda: (
+            (u := get(operator_cluster, ns, PLURAL, "mig"))
+            and condition(u, "Degraded")["status"] == "False"
+            and u
+        ),
+        20,
+    )
+    assert us["status"]["migration"]["completedImage"].endswith(":2.0.1")
+
+
+def test_monitoring_appears_when_crds_installed(operator_cluster: KubeCluster, it_namespace: str) -> None:
+    ns = it_namespace
+    body = userservice(
+        "mon",
+        monitoring={
+            "serviceMonitor": {"enabled": True, "labels": {"release": "prom"}},
+            "prometheusRule": {"enabled": True},
+        },
+    )
+    apply(operator_cluster, ns, secret(), body)
+    us = wait_for(lambda: reconciled(operator_cluster, ns, "mon"), 30)
+    assert condition(us, "Monitoring")["reason"] == "CRDNotInstalled"
+    operator_cluster.kubectl("apply", "-f", str(HERE / "monitoring_crds.yaml"))
+    try:
+        sm = wait_for(
+            lambda: get(operator_cluster, ns, "servicemonitors.monitoring.coreos.com", "mon"),
+            40,
+            what="servicemonitor",
+        )
+        assert sm["metadata"]["labels"]["release"] == "prom"
+        assert sm["spec"]["endpoints"][0]["port"] == "http"
+        wait_for(lambda: get(operator_cluster, ns, "prometheusrules.monitoring.coreos.com", "mon"), 20)
+        wait_for(
+            lambda: condition(get(operator_cluster, ns, PLURAL, "mon"), "Monitoring")["status"] == "True", 20
+        )
+        # drift on a ServiceMonitor is restored as well
+        operator_cluster.kubectl("-n", ns, "delete", "servicemonitors.monitoring.coreos.com", "mon")
+        wait_for(lambda: get(operator_cluster, ns, "servicemonitors.monitoring.coreos.com", "mon"), 30)
+    finally:
+        operator_cluster.kubectl(
+            "delete", "-f", str(HERE / "monitoring_crds.yaml"), "--wait=true", check=False
+        )
+
+
+def test_delete_cleans_up(operator_cluster: KubeCluster, it_namespace: str) -> None:
+    ns = it_namespace
+    apply(operator_cluster, ns, secret(), userservice("gone", migrations={"enabled": True}))
+    wait_for(lambda: get(operator_cluster, ns, "deployment", "gone"), 30)
+    wait_for(lambda: operator_cluster.kubectl("-n", ns, "get", "jobs", "-o", "name").stdout.strip(), 30)
+    operator_cluster.kubectl("-n", ns, "delete", "usvc", "gone")
+    kinds = "deployments,services,poddisruptionbudgets,horizontalpodautoscalers,jobs,replicasets"
+    wait_for(
+        lambda: operator_cluster.kubectl("-n", ns, "get", kinds, "-o", "name").stdout.strip() == "",
+        60,
+        what="children garbage-collected",
+    )
+    assert get(operator_cluster, ns, "secret", "db") is not None  # the user's Secret is not ours
+
+
+def test_samples_apply(operator_cluster: KubeCluster, it_namespace: str) -> None:
+    """`kubectl apply -f deploy/samples/` shows the resource and its children."""
+    ns = it_namespace
+    samples = Path(__file__).resolve().parents[3] / "deploy" / "samples"
+    operator_cluster.kubectl("-n", ns, "apply", "-f", str(samples))
+    wait_for(lambda: get(operator_cluster, ns, "service", "users"), 30)
+    wait_for(lambda: get(operator_cluster, ns, "deployment", "users"), 30)
+    wait_for(lambda: get(operator_cluster, ns, "pdb", "users"), 30)
+    job = wait_for(
+        lambda: operator_cluster.kubectl("-n", ns, "get", "jobs", "-o", "name").stdout.split(), 30
+    )[0]
+    complete_job(operator_cluster, ns, job.split("/")[1])
+    wait_for(lambda: get(operator_cluster, ns, "hpa", "users"), 30)
+    us = wait_for(lambda: reconciled(operator_cluster, ns, "users"), 30)
+    assert condition(us, "MigrationsComplete")["status"] == "True"
+
+
+def test_hundred_userservices(
+    operator_cluster: KubeCluster, it_namespace: str, shared_operator: Operator
+) -> None:
+    ns = it_namespace
+    errors_before = shared_operator.metric_sum('userservice_operator_reconciles_total{result="error"}')
+    docs = [secret()] + [userservice(f"svc-{i:03d}", replicas=1) for i in range(100)]
+    apply(operator_cluster, ns, *docs)
+
+    def all_reconciled() -> bool:
+        items = json.loads(operator_cluster.kubectl("-n", ns, "get", "usvc", "-o", "json").stdout)["items"]
+        done = [
+            u
+            for u in items
+            if (u.get("status") or {}).get("observedGeneration") == u["metadata"]["generation"]
+            and condition(u, "Degraded")["status"] == "False"
+        ]
+        return len(done) == 100
+
+    wait_for(all_reconciled, 240, interval=2, what="100 UserServices reconciled")
+    deployments = operator_cluster.kubectl("-n", ns, "get", "deployments", "-o", "name").stdout.split()
+    services = operator_cluster.kubectl("-n", ns, "get", "services", "-o", "name").stdout.split()
+    assert len(deployments) == 100 and len(services) == 100
+    assert (
+        shared_operator.metric_sum('userservice_operator_reconciles_total{result="error"}') == errors_before
+    )
+    assert shared_operator.errors() == []
