@@ -12,6 +12,12 @@ import yaml
 
 from tests.chart.support import ALL_OPTIONS, CHART, CI_VALUES, OPERATOR_PKG, docs, helm_template, run, tool
 
+AGGREGATED_ROLES = sum(
+    1
+    for d in yaml.safe_load_all((OPERATOR_PKG / "rbac.yaml").read_text())
+    if d
+    and any(k.startswith("rbac.authorization.k8s.io/aggregate-to-") for k in d["metadata"].get("labels", {}))
+)
 RESTRICTED_CONTAINER = {
     "allowPrivilegeEscalation": False,
     "readOnlyRootFilesystem": True,
@@ -46,8 +52,7 @@ def test_defaults_render_the_operator_deployment() -> None:
     assert kinds == sorted(
         [
             "ServiceAccount",
-            "ClusterRole",
-            "ClusterRole",
+            *["ClusterRole"] * (2 + AGGREGATED_ROLES),
             "ClusterRoleBinding",
             "ClusterRoleBinding",
             "Role",

@@ -36,11 +36,20 @@ def test_rendered_rbac_grants_exactly_the_operator_rules() -> None:
         for d in docs(helm_template(release="userservice-operator"))
         if d["kind"] in ("ClusterRole", "Role")
     }
-    assert rendered == {
+    expected = {
         ("ClusterRole", "userservice-operator"): source["userservice-operator"],
         ("ClusterRole", "userservice-operator-cluster"): source["userservice-operator-cluster"],
         ("Role", "userservice-operator-leader-election"): source["userservice-operator-leader-election"],
     }
+    # The aggregated roles for people (edit/admin/view), named after the release.
+    for name, rules in source.items():
+        if name.startswith("userservice-") and name not in (
+            "userservice-operator",
+            "userservice-operator-cluster",
+            "userservice-operator-leader-election",
+        ):
+            expected[("ClusterRole", "userservice-operator-" + name.removeprefix("userservice-"))] = rules
+    assert rendered == expected
 
 
 def test_dashboard_json_is_what_the_generator_writes() -> None:
