@@ -48,14 +48,18 @@ class Bound:
 async def _track_grpc_health(service: Health, servicer: health.aio.HealthServicer) -> None:
     while True:
         reason = await service.check_ready()
-        status = health_pb2.HealthCheckResponse.NOT_SERVING if reason else health_pb2.HealthCheckResponse.SERVING
+        status = (
+            health_pb2.HealthCheckResponse.NOT_SERVING if reason else health_pb2.HealthCheckResponse.SERVING
+        )
         for name in ("", grpc_api.SERVICE_NAME):
             await servicer.set(name, status)
         await asyncio.sleep(HEALTH_POLL_SECONDS)
 
 
 async def serve(
-    config: Config, stop: asyncio.Event | None = None, on_ready: Callable[[Bound], Awaitable[None] | None] | None = None
+    config: Config,
+    stop: asyncio.Event | None = None,
+    on_ready: Callable[[Bound], Awaitable[None] | None] | None = None,
 ) -> None:
     """Runs until `stop` is set or SIGTERM/SIGINT arrives."""
     stop = stop or asyncio.Event()
@@ -70,7 +74,9 @@ async def serve(
     if config.migrate_on_start:
         async with pool.acquire() as conn:
             await migrate(conn)
-    passwords = Passwords(config.argon2_time_cost, config.argon2_memory_kib, config.argon2_parallelism, config.hash_workers)
+    passwords = Passwords(
+        config.argon2_time_cost, config.argon2_memory_kib, config.argon2_parallelism, config.hash_workers
+    )
     core = UserCore(pool, passwords, metrics, config.idempotency_ttl)
     feed = EventFeed(config.database_url, pool, config.event_poll_interval)
     service_health = Health(pool)
@@ -83,23 +89,29 @@ async def serve(
     await site.start()
 
     server = grpc.aio.server()
-    pb_grpc.add_UserServiceServicer_to_server(
+    pb_grpc.add_UserServiceServicer_to_server(  # type: ignore[no-untyped-call] # generated code is untyped
         grpc_api.UserServiceServicer(core, feed, service_health, metrics, config.event_source), server
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
-        (grpc_api.SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
+        (
+            grpc_api.SERVICE_NAME,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ),
+        server,
     )
     grpc_port = server.add_insecure_port(f"{config.grpc_host}:{config.grpc_port}")
     await server.start()
 
     background = [
         asyncio.create_task(_track_grpc_health(service_health, health_servicer), name="grpc-health"),
-        asyncio.create_task(run_maintenance(pool, config.event_retention, config.maintenance_interval), name="maintenance"),
+        asyncio.create_task(
+            run_maintenance(pool, config.event_retention, config.maintenance_interval), name="maintenance"
+        ),
     ]
-    http_port = site._server.sockets[0].getsockname()[1] if site._server else config.http_port  # type: ignore[union-attr]
-    bound = Bound(http_port, grpc_port)
+    bound = Bound(runner.addresses[0][1], grpc_port)
     log.info("serving", extra={"http_port": bound.http_port, "grpc_port": bound.grpc_port})
     if on_ready is not None:
         result = on_ready(bound)
@@ -107,7 +119,10 @@ async def serve(
             await result
 
     await stop.wait()
-    log.info("shutting down", extra={"delay_seconds": config.shutdown_delay, "grace_seconds": config.shutdown_grace})
+    log.info(
+        "shutting down",
+        extra={"delay_seconds": config.shutdown_delay, "grace_seconds": config.shutdown_grace},
+    )
     service_health.stopping.set()
     metrics.ready.set(0)
     await health_servicer.enter_graceful_shutdown()

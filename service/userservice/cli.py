@@ -61,7 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve" and args.embedded_postgres and not env.get("DATABASE_URL"):
         from userservice.devdb import start_embedded_postgres
 
-        overrides = {"database_url": start_embedded_postgres(args.embedded_postgres), "migrate_on_start": True}
+        overrides = {
+            "database_url": start_embedded_postgres(args.embedded_postgres),
+            "migrate_on_start": True,
+        }
     try:
         config = Config.from_env(env, **overrides)
     except ConfigError as exc:

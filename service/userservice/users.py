@@ -25,8 +25,8 @@ from userservice.events import outbox
 from userservice.metrics import Metrics
 from userservice.passwords import Passwords
 from userservice.store import idempotency
-from userservice.store.db import load_secret
 from userservice.store import users as store
+from userservice.store.db import load_secret
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,9 @@ class UserCore:
         finally:
             self._metrics.password_hash_latency.observe(time.perf_counter() - started)
 
-    async def _append(self, conn: asyncpg.Connection, event_type: str, user: User, changed: tuple[str, ...] = ()) -> None:
+    async def _append(
+        self, conn: asyncpg.Connection, event_type: str, user: User, changed: tuple[str, ...] = ()
+    ) -> None:
         await outbox.append(conn, event_type, user.id, events.event_data(user.public(), changed))
         self._metrics.events_appended.labels(event_type).inc()
 
@@ -110,8 +112,12 @@ class UserCore:
                     return Created(user, replayed=False)
             stored = await idempotency.lookup(conn, idempotency_key)
         if stored is None:  # claimed by a request that has not finished: retrying later will replay it
-            raise IdempotencyConflict("a request with this idempotency key is still in progress; retry shortly")
-        same = stored.fingerprint == fingerprint and await self._passwords.verify(stored.password_hash, new.password)
+            raise IdempotencyConflict(
+                "a request with this idempotency key is still in progress; retry shortly"
+            )
+        same = stored.fingerprint == fingerprint and await self._passwords.verify(
+            stored.password_hash, new.password
+        )
         if not same:
             raise IdempotencyConflict("this idempotency key was already used with a different request")
         return Created(User.from_public(stored.response), replayed=True)
@@ -136,7 +142,9 @@ class UserCore:
             changed = changes.changed_against(current)
             if not changed:
                 return current
-            updated = await store.update(conn, uid, {k: v for k, v in columns.items() if k in changed or k == "password_hash"})
+            updated = await store.update(
+                conn, uid, {k: v for k, v in columns.items() if k in changed or k == "password_hash"}
+            )
             await self._append(conn, events.UPDATED, updated, changed)
         self._metrics.user_changes.labels("updated").inc()
         log.info("user updated", extra={"user_id": user_id, "fields": list(changed)})

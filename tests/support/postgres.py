@@ -17,7 +17,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
-
 from userservice.store.migrator import migrate
 
 

@@ -31,8 +31,15 @@ class RunningService:
 
 @contextlib.asynccontextmanager
 async def in_process(dsn: str, **overrides: object) -> AsyncIterator[RunningService]:
-    env = {"DATABASE_URL": dsn, "HTTP_HOST": "127.0.0.1", "HTTP_PORT": "0", "GRPC_HOST": "127.0.0.1",
-           "GRPC_PORT": "0", "EVENT_POLL_SECONDS": "0.5", **FAST_HASHING}  # fmt: skip
+    env = {
+        "DATABASE_URL": dsn,
+        "HTTP_HOST": "127.0.0.1",
+        "HTTP_PORT": "0",
+        "GRPC_HOST": "127.0.0.1",
+        "GRPC_PORT": "0",
+        "EVENT_POLL_SECONDS": "0.5",
+        **FAST_HASHING,
+    }
     config = Config.from_env(env, **overrides)
     stop = asyncio.Event()
     bound: asyncio.Future[Bound] = asyncio.get_running_loop().create_future()
@@ -59,11 +66,24 @@ class ServiceProcess:
     grpc: str = ""
 
     def start(self, timeout: float = 30) -> ServiceProcess:
-        env = {**os.environ, "DATABASE_URL": self.dsn, "HTTP_HOST": "127.0.0.1", "HTTP_PORT": "0",
-               "GRPC_HOST": "127.0.0.1", "GRPC_PORT": "0", "LOG_FORMAT": "json", "EVENT_POLL_SECONDS": "0.5",
-               **FAST_HASHING, **self.env}  # fmt: skip
+        env = {
+            **os.environ,
+            "DATABASE_URL": self.dsn,
+            "HTTP_HOST": "127.0.0.1",
+            "HTTP_PORT": "0",
+            "GRPC_HOST": "127.0.0.1",
+            "GRPC_PORT": "0",
+            "LOG_FORMAT": "json",
+            "EVENT_POLL_SECONDS": "0.5",
+            **FAST_HASHING,
+            **self.env,
+        }
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "userservice.cli", "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            [sys.executable, "-m", "userservice.cli", "serve"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         ready = threading.Event()
 

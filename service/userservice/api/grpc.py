@@ -54,12 +54,17 @@ def _status(exc: DomainError) -> status_pb2.Status:
     code, reason = _CODES[type(exc)]
     status = status_pb2.Status(code=code.value[0], message=exc.message)
     if isinstance(exc, InvalidArgument):
-        violations = [error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description) for v in exc.violations]
+        violations = [
+            error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+            for v in exc.violations
+        ]
         status.message = "; ".join(f"{v.field}: {v.description}" for v in exc.violations)
         status.details.add().Pack(error_details_pb2.BadRequest(field_violations=violations))
     else:
         metadata = {"field": exc.field} if isinstance(exc, AlreadyExists) else {}
-        status.details.add().Pack(error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN, metadata=metadata))
+        status.details.add().Pack(
+            error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN, metadata=metadata)
+        )
     return status
 
 
@@ -71,18 +76,30 @@ def _timestamp(value: Any) -> timestamp_pb2.Timestamp:
 
 def to_proto(user: User) -> pb.User:
     return pb.User(
-        id=str(user.id), first_name=user.first_name, last_name=user.last_name, nickname=user.nickname,
-        email=user.email, country=user.country, created_at=_timestamp(user.created_at),
-        updated_at=_timestamp(user.updated_at), version=user.version, etag=user.etag,
-    )  # fmt: skip
+        id=str(user.id),
+        first_name=user.first_name,
+        last_name=user.last_name,
+        nickname=user.nickname,
+        email=user.email,
+        country=user.country,
+        created_at=_timestamp(user.created_at),
+        updated_at=_timestamp(user.updated_at),
+        version=user.version,
+        etag=user.etag,
+    )
 
 
 def _event_to_proto(event: StoredEvent, source: str) -> pb.UserEvent:
     return pb.UserEvent(
-        id=str(event.id), source=source, type=event.type, subject=str(event.subject), time=_timestamp(event.time),
-        user=to_proto(User.from_public(event.data["user"])), changed_fields=event.data.get("changed_fields", []),
+        id=str(event.id),
+        source=source,
+        type=event.type,
+        subject=str(event.subject),
+        time=_timestamp(event.time),
+        user=to_proto(User.from_public(event.data["user"])),
+        changed_fields=event.data.get("changed_fields", []),
         cursor=str(event.cursor),
-    )  # fmt: skip
+    )
 
 
 def _input_fields(user: pb.User, names: list[str] | tuple[str, ...]) -> dict[str, object]:
@@ -96,7 +113,9 @@ def _input_fields(user: pb.User, names: list[str] | tuple[str, ...]) -> dict[str
                 body[name] = value
     for name in READ_ONLY_FIELDS:
         if name != "etag" and name in names:
-            present = user.HasField(name) if name in {"created_at", "updated_at"} else bool(getattr(user, name))
+            present = (
+                user.HasField(name) if name in {"created_at", "updated_at"} else bool(getattr(user, name))
+            )
             if present:
                 body[name] = str(getattr(user, name))
     return body
@@ -113,7 +132,9 @@ class _Call:
         self._token = logs.request_id.set(str(rid))
         self._started = time.perf_counter()
 
-    async def __aexit__(self, _type: type[BaseException] | None, exc: BaseException | None, _tb: object) -> None:
+    async def __aexit__(
+        self, _type: type[BaseException] | None, exc: BaseException | None, _tb: object
+    ) -> None:
         code = grpc.StatusCode.OK
         try:
             if isinstance(exc, DomainError):
@@ -133,30 +154,34 @@ class _Call:
 
 
 class UserServiceServicer(pb_grpc.UserServiceServicer):
-    def __init__(self, core: UserCore, feed: EventFeed, health: Health, metrics: Metrics, event_source: str) -> None:
+    def __init__(
+        self, core: UserCore, feed: EventFeed, health: Health, metrics: Metrics, event_source: str
+    ) -> None:
         self._core, self._feed, self._health = core, feed, health
         self._metrics, self._source = metrics, event_source
 
     def _call(self, method: str, context: grpc.aio.ServicerContext) -> _Call:
         return _Call(method, context, self._metrics)
 
-    async def CreateUser(self, request: pb.CreateUserRequest, context: grpc.aio.ServicerContext) -> pb.User:  # noqa: N802
+    async def CreateUser(self, request: pb.CreateUserRequest, context: grpc.aio.ServicerContext) -> pb.User:
         async with self._call("CreateUser", context):
             key = check_idempotency_key(request.request_id, "request_id") if request.request_id else None
             body = _input_fields(request.user, [*FIELDS_BY_NAME, *READ_ONLY_FIELDS])
             created = await self._core.create(body, key)
             return to_proto(created.user)
 
-    async def GetUser(self, request: pb.GetUserRequest, context: grpc.aio.ServicerContext) -> pb.User:  # noqa: N802
+    async def GetUser(self, request: pb.GetUserRequest, context: grpc.aio.ServicerContext) -> pb.User:
         async with self._call("GetUser", context):
             return to_proto(await self._core.get(request.id))
 
-    async def UpdateUser(self, request: pb.UpdateUserRequest, context: grpc.aio.ServicerContext) -> pb.User:  # noqa: N802
+    async def UpdateUser(self, request: pb.UpdateUserRequest, context: grpc.aio.ServicerContext) -> pb.User:
         async with self._call("UpdateUser", context):
             paths = list(request.update_mask.paths)
             unknown = [p for p in paths if p not in FIELDS_BY_NAME and p not in READ_ONLY_FIELDS]
             if unknown:
-                raise invalid("update_mask", f"unknown field {unknown[0]!r}; updatable: {', '.join(FIELDS_BY_NAME)}")
+                raise invalid(
+                    "update_mask", f"unknown field {unknown[0]!r}; updatable: {', '.join(FIELDS_BY_NAME)}"
+                )
             if not paths:
                 paths = [name for name in FIELDS_BY_NAME if getattr(request.user, name)]
             body = _input_fields(request.user, paths)
@@ -166,18 +191,26 @@ class UserServiceServicer(pb_grpc.UserServiceServicer):
             user = await self._core.update(request.user.id, body, request.user.etag or None)
             return to_proto(user)
 
-    async def DeleteUser(self, request: pb.DeleteUserRequest, context: grpc.aio.ServicerContext) -> empty_pb2.Empty:  # noqa: N802
+    async def DeleteUser(
+        self, request: pb.DeleteUserRequest, context: grpc.aio.ServicerContext
+    ) -> empty_pb2.Empty:
         async with self._call("DeleteUser", context):
             await self._core.delete(request.id, request.etag or None)
             return empty_pb2.Empty()
 
-    async def ListUsers(self, request: pb.ListUsersRequest, context: grpc.aio.ServicerContext) -> pb.ListUsersResponse:  # noqa: N802
+    async def ListUsers(
+        self, request: pb.ListUsersRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListUsersResponse:
         async with self._call("ListUsers", context):
             # proto3 cannot tell 0 from unset: 0 means the default page size.
-            page = await self._core.list(parse_filter(request.filter), request.page_size or None, request.page_token or None)
-            return pb.ListUsersResponse(users=[to_proto(u) for u in page.users], next_page_token=page.next_page_token)
+            page = await self._core.list(
+                parse_filter(request.filter), request.page_size or None, request.page_token or None
+            )
+            return pb.ListUsersResponse(
+                users=[to_proto(u) for u in page.users], next_page_token=page.next_page_token
+            )
 
-    async def WatchUserEvents(  # noqa: N802
+    async def WatchUserEvents(
         self, request: pb.WatchUserEventsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.UserEvent]:
         gauge = self._metrics.watchers.labels("grpc")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -31,14 +32,18 @@ HEALTH = web.AppKey("health", Health)
 METRICS = web.AppKey("metrics", Metrics)
 EVENT_SOURCE = web.AppKey("event_source", str)
 
-LIST_PARAMS = frozenset({"country", "nickname", "email", "created_after", "created_before", "page_size", "page_token"})
+LIST_PARAMS = frozenset(
+    {"country", "nickname", "email", "created_after", "created_before", "page_size", "page_token"}
+)
 JSON_TYPES = frozenset({"application/json"})
 MERGE_PATCH_TYPES = frozenset({"application/merge-patch+json", "application/json"})
 KEEPALIVE_SECONDS = 15.0
 
 
 def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(text=json.dumps(data), status=status, content_type="application/json", headers=headers)
+    return web.Response(
+        text=json.dumps(data), status=status, content_type="application/json", headers=headers
+    )
 
 
 def _route_of(request: web.Request) -> str:
@@ -65,7 +70,9 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         response = problem.from_http_error(exc)
     except Exception:
         log.exception("unhandled error")
-        response = problem.problem(500, "internal", "Internal error", "the server failed; the request id names it in the logs")
+        response = problem.problem(
+            500, "internal", "Internal error", "the server failed; the request id names it in the logs"
+        )
     finally:
         logs.request_id.reset(token)
     if not response.prepared:
@@ -77,9 +84,14 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     if route not in {"/healthz", "/readyz", "/metrics"}:
         log.info(
             "request",
-            extra={"request_id": rid, "method": request.method, "path": request.path, "status": response.status,
-                   "duration_ms": round(elapsed * 1000, 2)},
-        )  # fmt: skip
+            extra={
+                "request_id": rid,
+                "method": request.method,
+                "path": request.path,
+                "status": response.status,
+                "duration_ms": round(elapsed * 1000, 2),
+            },
+        )
     return response
 
 
@@ -94,13 +106,17 @@ async def _json_body(request: web.Request, allowed_types: frozenset[str]) -> dic
     except UnicodeDecodeError:
         raise invalid("body", "must be UTF-8 encoded JSON") from None
     except json.JSONDecodeError as exc:
-        raise invalid("body", f"is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        raise invalid(
+            "body", f"is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
     if not isinstance(body, dict):
         raise invalid("body", "must be a JSON object")
     return body
 
 
-def _user_response(user_json: dict[str, Any], status: int = 200, extra: dict[str, str] | None = None) -> web.Response:
+def _user_response(
+    user_json: dict[str, Any], status: int = 200, extra: dict[str, str] | None = None
+) -> web.Response:
     headers = {"ETag": user_json["etag"], **(extra or {})}
     return _json(user_json, status=status, headers=headers)
 
@@ -138,7 +154,7 @@ async def delete_user(request: web.Request) -> web.Response:
 def _page_size(raw: str | None) -> int | None:
     if raw is None:
         return None
-    if not raw.strip().lstrip("-").isdigit():
+    if not re.fullmatch(r"-?[0-9]{1,9}", raw.strip()):
         raise invalid("page_size", "must be a whole number")
     return int(raw)
 
@@ -147,11 +163,15 @@ async def list_users(request: web.Request) -> web.Response:
     query = request.rel_url.query
     unknown = sorted(set(query) - LIST_PARAMS)
     if unknown:
-        raise invalid(unknown[0], f"is not a query parameter of this list; use {', '.join(sorted(LIST_PARAMS))}")
+        raise invalid(
+            unknown[0], f"is not a query parameter of this list; use {', '.join(sorted(LIST_PARAMS))}"
+        )
     repeated = sorted(k for k in set(query) if len(query.getall(k)) > 1)
     if repeated:
         raise invalid(repeated[0], "may be given only once")
-    page = await request.app[CORE].list(filter_from_query(query), _page_size(query.get("page_size")), query.get("page_token"))
+    page = await request.app[CORE].list(
+        filter_from_query(query), _page_size(query.get("page_size")), query.get("page_token")
+    )
     return _json({"users": [u.public() for u in page.users], "next_page_token": page.next_page_token})
 
 
@@ -197,16 +217,26 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    return web.Response(body=generate_latest(request.app[METRICS].registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+    return web.Response(
+        body=generate_latest(request.app[METRICS].registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+    )
 
 
 async def openapi_document(_: web.Request) -> web.Response:
     return _json(openapi.document())
 
 
-def build_app(core: UserCore, feed: EventFeed, health: Health, metrics_: Metrics, event_source: str, max_body: int) -> web.Application:
+def build_app(
+    core: UserCore, feed: EventFeed, health: Health, metrics_: Metrics, event_source: str, max_body: int
+) -> web.Application:
     app = web.Application(middlewares=[observe], client_max_size=max_body)
-    app[CORE], app[FEED], app[HEALTH], app[METRICS], app[EVENT_SOURCE] = core, feed, health, metrics_, event_source
+    app[CORE], app[FEED], app[HEALTH], app[METRICS], app[EVENT_SOURCE] = (
+        core,
+        feed,
+        health,
+        metrics_,
+        event_source,
+    )
     app.router.add_post("/v1/users", create_user)
     app.router.add_get("/v1/users", list_users, allow_head=False)
     app.router.add_get("/v1/users/{id}", get_user, allow_head=False)

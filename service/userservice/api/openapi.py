@@ -33,10 +33,21 @@ def _user_response(description: str) -> dict[str, Any]:
 
 _ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
 _IF_MATCH = {
-    "name": "If-Match", "in": "header", "required": False, "schema": {"type": "string"},
+    "name": "If-Match",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string"},
     "description": "An ETag from an earlier response; the request fails with 412 if the user changed since.",
-}  # fmt: skip
-_COMMON_ERRORS = {"400": _problem("Invalid input; `errors` lists each field."), "404": _problem("No such user.")}
+}
+# How a created user's id feeds the other operations (used by clients and by schemathesis' stateful phase).
+_USER_LINKS = {
+    name: {"operationId": op, "parameters": {"id": "$response.body#/id"}}
+    for name, op in (("GetUser", "getUser"), ("UpdateUser", "updateUser"), ("DeleteUser", "deleteUser"))
+}
+_COMMON_ERRORS = {
+    "400": _problem("Invalid input; `errors` lists each field."),
+    "404": _problem("No such user."),
+}
 
 
 def _schemas() -> dict[str, Any]:
@@ -56,7 +67,12 @@ def _schemas() -> dict[str, Any]:
             },
             "required": ["id", *readable, "created_at", "updated_at", "version", "etag"],
         },
-        "UserCreate": {"type": "object", "properties": writable, "required": list(writable), "additionalProperties": False},
+        "UserCreate": {
+            "type": "object",
+            "properties": writable,
+            "required": list(writable),
+            "additionalProperties": False,
+        },
         "UserPatch": {
             "type": "object",
             "description": "JSON merge patch (RFC 7396): only the given fields change; null is refused (all are required).",
@@ -103,7 +119,10 @@ def _schemas() -> dict[str, Any]:
                 "datacontenttype": {"const": "application/json"},
                 "data": {
                     "type": "object",
-                    "properties": {"user": _ref("User"), "changed_fields": {"type": "array", "items": {"type": "string"}}},
+                    "properties": {
+                        "user": _ref("User"),
+                        "changed_fields": {"type": "array", "items": {"type": "string"}},
+                    },
                 },
             },
         },
@@ -123,22 +142,33 @@ def _paths() -> dict[str, Any]:
                 "summary": "Create a user",
                 "parameters": [
                     {
-                        "name": "Idempotency-Key", "in": "header", "required": False,
+                        "name": "Idempotency-Key",
+                        "in": "header",
+                        "required": False,
                         "schema": {"type": "string", "minLength": 1, "maxLength": 255},
                         "description": "Retrying with the same key and body returns the first response; "
                         "with a different body, 422.",
-                    }  # fmt: skip
+                    }
                 ],
-                "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("UserCreate")}}},
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("UserCreate")}},
+                },
                 "responses": {
-                    "201": {**_user_response("Created (or replayed for a repeated Idempotency-Key)."),
-                            "headers": {"Location": {"schema": {"type": "string"}}, "ETag": {"schema": {"type": "string"}}}},
+                    "201": {
+                        **_user_response("Created (or replayed for a repeated Idempotency-Key)."),
+                        "headers": {
+                            "Location": {"schema": {"type": "string"}},
+                            "ETag": {"schema": {"type": "string"}},
+                        },
+                        "links": _USER_LINKS,
+                    },
                     "400": _COMMON_ERRORS["400"],
                     "409": _problem("The nickname or email is taken."),
                     "413": _problem("Body too large."),
                     "415": _problem("Content-Type is not application/json."),
                     "422": _problem("Idempotency-Key reused with a different body."),
-                },  # fmt: skip
+                },
             },
             "get": {
                 "operationId": "listUsers",
@@ -147,14 +177,30 @@ def _paths() -> dict[str, Any]:
                     _query("country", {"type": "string"}, "ISO 3166-1 alpha-2 code."),
                     _query("nickname", {"type": "string"}, "Exact nickname."),
                     _query("email", {"type": "string"}, "Email, case-insensitive."),
-                    _query("created_after", {"type": "string", "format": "date-time"}, "Exclusive lower bound."),
-                    _query("created_before", {"type": "string", "format": "date-time"}, "Exclusive upper bound."),
-                    _query("page_size", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE},
-                           f"Default {DEFAULT_PAGE_SIZE}."),
-                    _query("page_token", {"type": "string"}, "next_page_token of the previous page; keep the filters."),
-                ],  # fmt: skip
-                "responses": {"200": {"description": "A page.", "content": {"application/json": {"schema": _ref("UserPage")}}},
-                              "400": _COMMON_ERRORS["400"]},  # fmt: skip
+                    _query(
+                        "created_after", {"type": "string", "format": "date-time"}, "Exclusive lower bound."
+                    ),
+                    _query(
+                        "created_before", {"type": "string", "format": "date-time"}, "Exclusive upper bound."
+                    ),
+                    _query(
+                        "page_size",
+                        {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE},
+                        f"Default {DEFAULT_PAGE_SIZE}.",
+                    ),
+                    _query(
+                        "page_token",
+                        {"type": "string"},
+                        "next_page_token of the previous page; keep the filters.",
+                    ),
+                ],
+                "responses": {
+                    "200": {
+                        "description": "A page.",
+                        "content": {"application/json": {"schema": _ref("UserPage")}},
+                    },
+                    "400": _COMMON_ERRORS["400"],
+                },
             },
         },
         "/v1/users/{id}": {
@@ -162,8 +208,14 @@ def _paths() -> dict[str, Any]:
             "get": {
                 "operationId": "getUser",
                 "summary": "Get a user",
-                "parameters": [{"name": "If-None-Match", "in": "header", "required": False, "schema": {"type": "string"}}],
-                "responses": {"200": _user_response("The user."), "304": {"description": "Not modified."}, **_COMMON_ERRORS},
+                "parameters": [
+                    {"name": "If-None-Match", "in": "header", "required": False, "schema": {"type": "string"}}
+                ],
+                "responses": {
+                    "200": _user_response("The user."),
+                    "304": {"description": "Not modified."},
+                    **_COMMON_ERRORS,
+                },
             },
             "patch": {
                 "operationId": "updateUser",
@@ -171,19 +223,29 @@ def _paths() -> dict[str, Any]:
                 "parameters": [_IF_MATCH],
                 "requestBody": {
                     "required": True,
-                    "content": {t: {"schema": _ref("UserPatch")} for t in ("application/merge-patch+json", "application/json")},
+                    "content": {
+                        t: {"schema": _ref("UserPatch")}
+                        for t in ("application/merge-patch+json", "application/json")
+                    },
                 },
                 "responses": {
-                    "200": _user_response("The updated user."), **_COMMON_ERRORS,
-                    "409": _problem("The nickname or email is taken."), "412": _problem("The user changed since the If-Match ETag."),
-                    "413": _problem("Body too large."), "415": _problem("Unsupported Content-Type."),
-                },  # fmt: skip
+                    "200": _user_response("The updated user."),
+                    **_COMMON_ERRORS,
+                    "409": _problem("The nickname or email is taken."),
+                    "412": _problem("The user changed since the If-Match ETag."),
+                    "413": _problem("Body too large."),
+                    "415": _problem("Unsupported Content-Type."),
+                },
             },
             "delete": {
                 "operationId": "deleteUser",
                 "summary": "Delete a user",
                 "parameters": [_IF_MATCH],
-                "responses": {"204": {"description": "Deleted."}, **_COMMON_ERRORS, "412": _problem("The user changed since the If-Match ETag.")},
+                "responses": {
+                    "204": {"description": "Deleted."},
+                    **_COMMON_ERRORS,
+                    "412": _problem("The user changed since the If-Match ETag."),
+                },
             },
         },
         "/v1/events": {
@@ -191,12 +253,24 @@ def _paths() -> dict[str, Any]:
                 "operationId": "streamEvents",
                 "summary": "Follow user changes (Server-Sent Events of CloudEvents)",
                 "parameters": [
-                    {"name": "Last-Event-ID", "in": "header", "required": False, "schema": {"type": "string"},
-                     "description": "Resume after this SSE id."},
-                    _query("after", {"type": "string"}, "Same as Last-Event-ID, for clients that cannot set headers."),
-                ],  # fmt: skip
+                    {
+                        "name": "Last-Event-ID",
+                        "in": "header",
+                        "required": False,
+                        "schema": {"type": "string"},
+                        "description": "Resume after this SSE id.",
+                    },
+                    _query(
+                        "after",
+                        {"type": "string"},
+                        "Same as Last-Event-ID, for clients that cannot set headers.",
+                    ),
+                ],
                 "responses": {
-                    "200": {"description": "An endless event stream.", "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+                    "200": {
+                        "description": "An endless event stream.",
+                        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                    },
                     "400": _COMMON_ERRORS["400"],
                 },
             }
@@ -206,18 +280,30 @@ def _paths() -> dict[str, Any]:
             "get": {
                 "operationId": "readyz",
                 "summary": "Readiness: database reachable, schema current, not shutting down",
-                "responses": {**text_ok, "503": {"description": "Not ready; `reason` says why.",
-                                                 "content": {"application/json": {"schema": {"type": "object"}}}}},
-            }  # fmt: skip
+                "responses": {
+                    **text_ok,
+                    "503": {
+                        "description": "Not ready; `reason` says why.",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    },
+                },
+            }
         },
         "/metrics": {
             "get": {
                 "operationId": "metrics",
                 "summary": "Prometheus metrics",
-                "responses": {"200": {"description": "Text exposition format.", "content": {"text/plain": {"schema": {"type": "string"}}}}},
+                "responses": {
+                    "200": {
+                        "description": "Text exposition format.",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    }
+                },
             }
         },
-        "/openapi.json": {"get": {"operationId": "openapi", "summary": "This document", "responses": text_ok}},
+        "/openapi.json": {
+            "get": {"operationId": "openapi", "summary": "This document", "responses": text_ok}
+        },
     }
 
 

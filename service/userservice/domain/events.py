@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -13,6 +14,7 @@ CREATED = "io.userservice.user.created.v1"
 UPDATED = "io.userservice.user.updated.v1"
 DELETED = "io.userservice.user.deleted.v1"
 EVENT_TYPES = (CREATED, UPDATED, DELETED)
+_CURSOR = re.compile(r"([0-9]{1,20})-([0-9]{1,20})")
 
 
 @dataclass(frozen=True)
@@ -31,10 +33,10 @@ class Cursor:
 
     @classmethod
     def parse(cls, text: str, field: str) -> Cursor:
-        tx, sep, seq = text.strip().partition("-")
-        if not (sep and tx.isdigit() and seq.isdigit()):
+        match = _CURSOR.fullmatch(text.strip())
+        if match is None:
             raise invalid(field, "is not an event cursor issued by this service")
-        return cls(int(tx), int(seq))
+        return cls(int(match.group(1)), int(match.group(2)))
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,9 @@ PASSWORD_MIN, PASSWORD_MAX = 12, 128
 NICKNAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 # Deliberately simple: one '@', a dotted domain, no spaces or control characters. Deliverability is the
 # mail system's job; this rejects what is certainly not an address.
-EMAIL_RE = re.compile(r"[^@\s\x00-\x1f\x7f]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+")
+EMAIL_RE = re.compile(
+    r"[^@\s\x00-\x1f\x7f]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+"
+)
 
 
 def _text(value: object) -> str:
@@ -53,7 +55,9 @@ def check_nickname(value: object) -> str:
     if not NICKNAME_MIN <= len(text) <= NICKNAME_MAX:
         raise ValueError(f"must be {NICKNAME_MIN} to {NICKNAME_MAX} characters")
     if not NICKNAME_RE.fullmatch(text):
-        raise ValueError("may hold only letters A-Z, digits, '.', '_' and '-', and must start with a letter or digit")
+        raise ValueError(
+            "may hold only letters A-Z, digits, '.', '_' and '-', and must start with a letter or digit"
+        )
     return text
 
 
@@ -111,7 +115,12 @@ WRITABLE_FIELDS: tuple[FieldSpec, ...] = (
         "nickname",
         f"Unique handle, {NICKNAME_MIN}-{NICKNAME_MAX} characters: A-Z, a-z, 0-9, '.', '_', '-'.",
         check_nickname,
-        {"type": "string", "minLength": NICKNAME_MIN, "maxLength": NICKNAME_MAX, "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]*$"},
+        {
+            "type": "string",
+            "minLength": NICKNAME_MIN,
+            "maxLength": NICKNAME_MAX,
+            "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        },
     ),
     FieldSpec(
         "email",

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from uuid import UUID
+
+_ETAG = re.compile(r'(?:W/)?"v([0-9]{1,19})"')
 
 
 @dataclass(frozen=True)
@@ -98,9 +101,5 @@ def etag_for(version: int) -> str:
 
 def parse_etag(value: str) -> int | None:
     """The version an etag names, or None when it is not one of ours (weak or strong form)."""
-    text = value.strip()
-    if text.startswith("W/"):
-        text = text[2:]
-    if len(text) >= 4 and text[0] == text[-1] == '"' and text[1] == "v" and text[2:-1].isdigit():
-        return int(text[2:-1])
-    return None
+    match = _ETAG.fullmatch(value.strip())
+    return int(match.group(1)) if match else None

@@ -55,7 +55,7 @@ class EventFeed:
             try:
                 conn = await asyncpg.connect(self._dsn)
                 lost = asyncio.Event()
-                conn.add_termination_listener(lambda _conn: lost.set())
+                conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
                 await conn.add_listener(outbox.CHANNEL, self._wake_all)
                 delay = 0.5
                 self._wake_all()  # anything committed while we were not listening
@@ -64,7 +64,9 @@ class EventFeed:
             except asyncio.CancelledError:
                 raise
             except (OSError, asyncpg.PostgresError) as exc:
-                log.warning("event listener cannot connect; retrying", extra={"error": str(exc), "retry_in": delay})
+                log.warning(
+                    "event listener cannot connect; retrying", extra={"error": str(exc), "retry_in": delay}
+                )
             finally:
                 if conn is not None and not conn.is_closed():
                     with contextlib.suppress(Exception):
@@ -90,17 +92,17 @@ class EventFeed:
                     cursor = event.cursor
                 if len(batch) == BATCH:
                     continue
-                await _first_of(wakeup, stop, timeout=self._poll_interval)
+                await _first_of(wakeup, stop, self._poll_interval)
                 if not (wakeup.is_set() or stop.is_set()):
                     yield None
         finally:
             self._wakeups.discard(wakeup)
 
 
-async def _first_of(a: asyncio.Event, b: asyncio.Event, timeout: float) -> None:
+async def _first_of(a: asyncio.Event, b: asyncio.Event, seconds: float) -> None:
     waiters = [asyncio.ensure_future(a.wait()), asyncio.ensure_future(b.wait())]
     try:
-        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
     finally:
         for waiter in waiters:
             waiter.cancel()

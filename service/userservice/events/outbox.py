@@ -17,11 +17,16 @@ async def append(conn: asyncpg.Connection, event_type: str, subject: UUID, data:
     await conn.execute(
         """WITH appended AS (INSERT INTO user_events (type, subject, data) VALUES ($1, $2, $3) RETURNING 1)
            SELECT pg_notify($4, '') FROM appended""",
-        event_type, subject, data, CHANNEL,
-    )  # fmt: skip
+        event_type,
+        subject,
+        data,
+        CHANNEL,
+    )
 
 
-async def read_after(conn: asyncpg.Connection | asyncpg.Pool, cursor: Cursor, limit: int) -> list[StoredEvent]:
+async def read_after(
+    conn: asyncpg.Connection | asyncpg.Pool, cursor: Cursor, limit: int
+) -> list[StoredEvent]:
     """Events after `cursor` whose transactions are older than every running one (so none can slip in
     behind the cursor later), in commit order."""
     rows = await conn.fetch(
@@ -29,8 +34,10 @@ async def read_after(conn: asyncpg.Connection | asyncpg.Pool, cursor: Cursor, li
            WHERE (tx, seq) > ($1::text::xid8, $2::bigint)
              AND tx < pg_snapshot_xmin(pg_current_snapshot())
            ORDER BY tx, seq LIMIT $3""",
-        str(cursor.tx), cursor.seq, limit,
-    )  # fmt: skip
+        str(cursor.tx),
+        cursor.seq,
+        limit,
+    )
     return [
         StoredEvent(Cursor(int(r["tx"]), r["seq"]), r["id"], r["type"], r["subject"], r["time"], r["data"])
         for r in rows

@@ -20,7 +20,9 @@ class StoredKey:
     response: dict[str, Any]
 
 
-async def claim(conn: asyncpg.Connection, key: str, fingerprint: str, password_hash: str, ttl_seconds: float) -> bool:
+async def claim(
+    conn: asyncpg.Connection, key: str, fingerprint: str, password_hash: str, ttl_seconds: float
+) -> bool:
     """True when this transaction now owns the key; False when an unexpired key exists."""
     claimed = await conn.fetchval(
         """INSERT INTO idempotency_keys (key, fingerprint, password_hash, expires_at)
@@ -30,8 +32,11 @@ async def claim(conn: asyncpg.Connection, key: str, fingerprint: str, password_h
                   response = NULL, expires_at = excluded.expires_at
               WHERE idempotency_keys.expires_at <= now()
            RETURNING true""",
-        key, fingerprint, password_hash, ttl_seconds,
-    )  # fmt: skip
+        key,
+        fingerprint,
+        password_hash,
+        ttl_seconds,
+    )
     return bool(claimed)
 
 

@@ -67,7 +67,10 @@ async def migrate(conn: asyncpg.Connection) -> list[int]:
     await conn.execute("SELECT pg_advisory_lock($1)", LOCK_ID)
     try:
         await conn.execute(_CREATE_TABLE)
-        applied = {r["version"]: r["checksum"] for r in await conn.fetch("SELECT version, checksum FROM schema_migrations")}
+        applied = {
+            r["version"]: r["checksum"]
+            for r in await conn.fetch("SELECT version, checksum FROM schema_migrations")
+        }
         newer = sorted(v for v in applied if v > len(migrations))
         if newer:
             log.warning("database has migrations newer than this build", extra={"versions": newer})

@@ -30,8 +30,14 @@ async def insert(conn: asyncpg.Connection, user_id: UUID, new: NewUser, password
         row = await conn.fetchrow(
             f"""INSERT INTO users (id, first_name, last_name, nickname, email, country, password_hash)
                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {_COLUMNS}""",
-            user_id, new.first_name, new.last_name, new.nickname, new.email, new.country, password_hash,
-        )  # fmt: skip
+            user_id,
+            new.first_name,
+            new.last_name,
+            new.nickname,
+            new.email,
+            new.country,
+            password_hash,
+        )
     except asyncpg.UniqueViolationError as exc:
         raise _already_exists(exc) from None
     return _user(row)
@@ -54,7 +60,7 @@ async def update(conn: asyncpg.Connection, user_id: UUID, columns: Mapping[str, 
     try:
         row = await conn.fetchrow(
             f"""UPDATE users SET {assignments}, version = version + 1, updated_at = now()
-                WHERE id = $1 RETURNING {_COLUMNS}""",  # noqa: S608 - column names are not user input
+                WHERE id = $1 RETURNING {_COLUMNS}""",
             user_id,
             *columns.values(),
         )
@@ -91,7 +97,7 @@ async def page(
         conditions.append(f"(created_at, id) > ({arg(after.created_at)}, {arg(after.id)})")
     where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
     rows = await conn.fetch(
-        f"SELECT {_COLUMNS} FROM users {where} ORDER BY created_at, id LIMIT {arg(limit)}",  # noqa: S608
+        f"SELECT {_COLUMNS} FROM users {where} ORDER BY created_at, id LIMIT {arg(limit)}",
         *args,
     )
     return [_user(row) for row in rows]

@@ -7,15 +7,17 @@ from typing import Any
 
 import aiohttp
 import grpc
+from userservice.v1 import user_service_pb2 as pb
+from userservice.v1 import user_service_pb2_grpc as pb_grpc
 
 from tests.support.service import RunningService, ServiceProcess
 from tests.support.sse import SseEvent, read_events
 from tests.support.users import new_user
-from userservice.v1 import user_service_pb2 as pb
-from userservice.v1 import user_service_pb2_grpc as pb_grpc
 
 
-async def collect_sse(http: aiohttp.ClientSession, count: int, headers: dict[str, str] | None = None) -> list[SseEvent]:
+async def collect_sse(
+    http: aiohttp.ClientSession, count: int, headers: dict[str, str] | None = None
+) -> list[SseEvent]:
     events: list[SseEvent] = []
     async with http.get("/v1/events", headers=headers, timeout=aiohttp.ClientTimeout(total=30)) as resp:
         assert resp.status == 200 and resp.content_type == "text/event-stream"
@@ -29,7 +31,9 @@ async def collect_sse(http: aiohttp.ClientSession, count: int, headers: dict[str
 async def write_changes(http: aiohttp.ClientSession) -> dict[str, Any]:
     async with http.post("/v1/users", json=new_user()) as resp:
         user = await resp.json()
-    async with http.patch(f"/v1/users/{user['id']}", json={"first_name": "Changed", "password": "a brand new password"}) as resp:
+    async with http.patch(
+        f"/v1/users/{user['id']}", json={"first_name": "Changed", "password": "a brand new password"}
+    ) as resp:
         assert resp.status == 200
     async with http.delete(f"/v1/users/{user['id']}") as resp:
         assert resp.status == 204
@@ -42,9 +46,17 @@ async def test_sse_delivers_cloudevents_and_resumes(http: aiohttp.ClientSession)
     user = await write_changes(http)
     events = await asyncio.wait_for(watcher, 20)
     types = [e.event for e in events]
-    assert types == ["io.userservice.user.created.v1", "io.userservice.user.updated.v1", "io.userservice.user.deleted.v1"]
+    assert types == [
+        "io.userservice.user.created.v1",
+        "io.userservice.user.updated.v1",
+        "io.userservice.user.deleted.v1",
+    ]
     created, updated, deleted = (e.data for e in events)
-    assert created["specversion"] == "1.0" and created["subject"] == user["id"] and created["source"] == "/userservice"
+    assert (
+        created["specversion"] == "1.0"
+        and created["subject"] == user["id"]
+        and created["source"] == "/userservice"
+    )
     assert created["data"]["user"]["nickname"] == user["nickname"]
     assert updated["data"]["changed_fields"] == ["first_name", "password"]
     assert deleted["data"]["user"]["first_name"] == "Changed"
@@ -56,7 +68,9 @@ async def test_sse_delivers_cloudevents_and_resumes(http: aiohttp.ClientSession)
     assert [e.data["id"] for e in resumed] == [e.data["id"] for e in events[1:]]
 
 
-async def test_grpc_watch_resumes_from_cursor(http: aiohttp.ClientSession, stub: pb_grpc.UserServiceStub) -> None:
+async def test_grpc_watch_resumes_from_cursor(
+    http: aiohttp.ClientSession, stub: pb_grpc.UserServiceStub
+) -> None:
     received: list[pb.UserEvent] = []
 
     async def watch(after: str, count: int) -> list[pb.UserEvent]:
@@ -84,7 +98,9 @@ async def test_grpc_watch_resumes_from_cursor(http: aiohttp.ClientSession, stub:
         assert exc.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
-async def test_events_follow_commit_order_under_concurrent_writers(http: aiohttp.ClientSession, service: RunningService) -> None:
+async def test_events_follow_commit_order_under_concurrent_writers(
+    http: aiohttp.ClientSession, service: RunningService
+) -> None:
     watcher = asyncio.create_task(collect_sse(http, 30))
     await asyncio.sleep(0.3)
 
@@ -103,7 +119,10 @@ async def test_watcher_on_one_replica_sees_writes_through_another(database: str)
     replicas = [ServiceProcess(database).start(), ServiceProcess(database).start()]
     try:
         reader, writer = replicas
-        async with aiohttp.ClientSession(base_url=reader.http) as on_reader, aiohttp.ClientSession(base_url=writer.http) as on_writer:
+        async with (
+            aiohttp.ClientSession(base_url=reader.http) as on_reader,
+            aiohttp.ClientSession(base_url=writer.http) as on_writer,
+        ):
             sse = asyncio.create_task(collect_sse(on_reader, 3))
             async with grpc.aio.insecure_channel(reader.grpc) as channel:
                 stub = pb_grpc.UserServiceStub(channel)

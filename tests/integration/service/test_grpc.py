@@ -11,11 +11,11 @@ from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_status import rpc_status
+from userservice.v1 import user_service_pb2 as pb
+from userservice.v1 import user_service_pb2_grpc as pb_grpc
 
 from tests.support.service import RunningService
 from tests.support.users import new_user
-from userservice.v1 import user_service_pb2 as pb
-from userservice.v1 import user_service_pb2_grpc as pb_grpc
 
 
 def user_msg(**fields: object) -> pb.User:
@@ -42,7 +42,9 @@ def violations(error: grpc.aio.AioRpcError) -> dict[str, str]:
 
 async def test_crud(stub: pb_grpc.UserServiceStub) -> None:
     created = await stub.CreateUser(pb.CreateUserRequest(user=user_msg(country="de")))
-    assert created.country == "DE" and created.version == 1 and created.etag == '"v1"' and created.password == ""
+    assert (
+        created.country == "DE" and created.version == 1 and created.etag == '"v1"' and created.password == ""
+    )
     assert created.created_at.seconds > 0
     got = await stub.GetUser(pb.GetUserRequest(id=created.id))
     assert got == created
@@ -59,7 +61,9 @@ async def test_crud(stub: pb_grpc.UserServiceStub) -> None:
 
 async def test_invalid_argument_lists_field_violations(stub: pb_grpc.UserServiceStub) -> None:
     error = await expect_error(
-        stub.CreateUser(pb.CreateUserRequest(user=pb.User(first_name="Ada", email="nope", country="UK", id="x"))),
+        stub.CreateUser(
+            pb.CreateUserRequest(user=pb.User(first_name="Ada", email="nope", country="UK", id="x"))
+        ),
         grpc.StatusCode.INVALID_ARGUMENT,
     )
     found = violations(error)
@@ -71,7 +75,9 @@ async def test_update_mask_and_etag_rules(stub: pb_grpc.UserServiceStub) -> None
     created = await stub.CreateUser(pb.CreateUserRequest(user=user_msg()))
     mask = field_mask_pb2.FieldMask
     error = await expect_error(
-        stub.UpdateUser(pb.UpdateUserRequest(user=pb.User(id=created.id), update_mask=mask(paths=["shoe_size"]))),
+        stub.UpdateUser(
+            pb.UpdateUserRequest(user=pb.User(id=created.id), update_mask=mask(paths=["shoe_size"]))
+        ),
         grpc.StatusCode.INVALID_ARGUMENT,
     )
     assert "update_mask" in violations(error)
@@ -80,19 +86,24 @@ async def test_update_mask_and_etag_rules(stub: pb_grpc.UserServiceStub) -> None
         grpc.StatusCode.INVALID_ARGUMENT,
     )
     assert "email" in violations(error)  # masked but empty: clearing a required field is refused
-    await stub.UpdateUser(pb.UpdateUserRequest(user=pb.User(id=created.id, last_name="Hopper")))  # empty mask: set fields
+    await stub.UpdateUser(
+        pb.UpdateUserRequest(user=pb.User(id=created.id, last_name="Hopper"))
+    )  # empty mask: set fields
     await expect_error(
         stub.UpdateUser(pb.UpdateUserRequest(user=pb.User(id=created.id, last_name="X", etag=created.etag))),
         grpc.StatusCode.ABORTED,
     )
-    await expect_error(stub.DeleteUser(pb.DeleteUserRequest(id=created.id, etag='"v1"')), grpc.StatusCode.ABORTED)
+    await expect_error(
+        stub.DeleteUser(pb.DeleteUserRequest(id=created.id, etag='"v1"')), grpc.StatusCode.ABORTED
+    )
     await expect_error(stub.GetUser(pb.GetUserRequest(id="not-a-uuid")), grpc.StatusCode.INVALID_ARGUMENT)
 
 
 async def test_already_exists(stub: pb_grpc.UserServiceStub) -> None:
     first = await stub.CreateUser(pb.CreateUserRequest(user=user_msg()))
     error = await expect_error(
-        stub.CreateUser(pb.CreateUserRequest(user=user_msg(email=first.email.upper()))), grpc.StatusCode.ALREADY_EXISTS
+        stub.CreateUser(pb.CreateUserRequest(user=user_msg(email=first.email.upper()))),
+        grpc.StatusCode.ALREADY_EXISTS,
     )
     assert "email" in (error.details() or "")
 
@@ -106,7 +117,10 @@ async def test_request_id_idempotency(stub: pb_grpc.UserServiceStub) -> None:
     other = pb.User()
     other.CopyFrom(user)
     other.first_name = "Different"
-    await expect_error(stub.CreateUser(pb.CreateUserRequest(user=other, request_id=request_id)), grpc.StatusCode.FAILED_PRECONDITION)
+    await expect_error(
+        stub.CreateUser(pb.CreateUserRequest(user=other, request_id=request_id)),
+        grpc.StatusCode.FAILED_PRECONDITION,
+    )
 
 
 async def test_list_with_filter_and_pages(stub: pb_grpc.UserServiceStub) -> None:
@@ -114,17 +128,23 @@ async def test_list_with_filter_and_pages(stub: pb_grpc.UserServiceStub) -> None
     seen: list[str] = []
     token = ""
     while True:
-        page = await stub.ListUsers(pb.ListUsersRequest(filter='country = "ke"', page_size=2, page_token=token))
+        page = await stub.ListUsers(
+            pb.ListUsersRequest(filter='country = "ke"', page_size=2, page_token=token)
+        )
         seen.extend(u.id for u in page.users)
         token = page.next_page_token
         if not token:
             break
     assert set(seen) == ids and len(seen) == 5
     for bad in ['country ~ "KE"', 'shoe = "9"', 'created_at = "2024-01-01T00:00:00Z"', "country = KE"]:
-        error = await expect_error(stub.ListUsers(pb.ListUsersRequest(filter=bad)), grpc.StatusCode.INVALID_ARGUMENT)
+        error = await expect_error(
+            stub.ListUsers(pb.ListUsersRequest(filter=bad)), grpc.StatusCode.INVALID_ARGUMENT
+        )
         assert "filter" in violations(error)
     await expect_error(stub.ListUsers(pb.ListUsersRequest(page_size=5000)), grpc.StatusCode.INVALID_ARGUMENT)
-    await expect_error(stub.ListUsers(pb.ListUsersRequest(page_token="x.y")), grpc.StatusCode.INVALID_ARGUMENT)
+    await expect_error(
+        stub.ListUsers(pb.ListUsersRequest(page_token="x.y")), grpc.StatusCode.INVALID_ARGUMENT
+    )
 
 
 async def test_health_and_reflection(service: RunningService) -> None:
@@ -134,8 +154,14 @@ async def test_health_and_reflection(service: RunningService) -> None:
             reply = await health.Check(health_pb2.HealthCheckRequest(service=name))
             assert reply.status == health_pb2.HealthCheckResponse.SERVING
         reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
-        responses = reflection.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
+        responses = reflection.ServerReflectionInfo(
+            iter([reflection_pb2.ServerReflectionRequest(list_services="")])
+        )
         async for response in responses:
             names = {s.name for s in response.list_services_response.service}
             break
-    assert {"userservice.v1.UserService", "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"} <= names
+    assert {
+        "userservice.v1.UserService",
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1alpha.ServerReflection",
+    } <= names

@@ -11,25 +11,33 @@ import uuid
 import aiohttp
 import asyncpg
 import grpc
+from userservice.store.migrator import LATEST_VERSION
+from userservice.v1 import user_service_pb2 as pb
+from userservice.v1 import user_service_pb2_grpc as pb_grpc
 
 from tests.support.postgres import create_database
 from tests.support.service import RunningService, ServiceProcess, in_process
 from tests.support.sse import read_events
 from tests.support.users import new_user
-from userservice.store.migrator import LATEST_VERSION
-from userservice.v1 import user_service_pb2 as pb
-from userservice.v1 import user_service_pb2_grpc as pb_grpc
 
 
 async def test_sigterm_drains_requests_and_ends_streams_cleanly(database: str) -> None:
     # Slow hashing keeps creates in flight when the signal lands; a delay shows readiness failing first.
     replica = ServiceProcess(
-        database, env={"ARGON2_TIME_COST": "3", "ARGON2_MEMORY_KIB": "65536", "SHUTDOWN_DELAY_SECONDS": "1",
-                       "SHUTDOWN_GRACE_SECONDS": "20"},
-    ).start()  # fmt: skip
+        database,
+        env={
+            "ARGON2_TIME_COST": "3",
+            "ARGON2_MEMORY_KIB": "65536",
+            "SHUTDOWN_DELAY_SECONDS": "1",
+            "SHUTDOWN_GRACE_SECONDS": "20",
+        },
+    ).start()
     successor = ServiceProcess(database).start()
     try:
-        async with aiohttp.ClientSession(base_url=replica.http) as http, grpc.aio.insecure_channel(replica.grpc) as channel:
+        async with (
+            aiohttp.ClientSession(base_url=replica.http) as http,
+            grpc.aio.insecure_channel(replica.grpc) as channel,
+        ):
             sse = await http.get("/v1/events")
             watch = pb_grpc.UserServiceStub(channel).WatchUserEvents(pb.WatchUserEventsRequest())
             await asyncio.sleep(0.3)
@@ -74,20 +82,32 @@ async def test_three_concurrent_migrations_apply_each_version_once(postgres_dsn:
     dsn = await create_database(postgres_dsn, migrated=False)
     procs = [
         await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "userservice.cli", "migrate", env={"DATABASE_URL": dsn, "PATH": "/usr/bin:/bin"},
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            sys.executable,
+            "-m",
+            "userservice.cli",
+            "migrate",
+            env={"DATABASE_URL": dsn, "PATH": "/usr/bin:/bin"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
         for _ in range(3)
     ]
     results = [await p.communicate() for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0], results
     conn = await asyncpg.connect(dsn)
     try:
-        rows = await conn.fetch("SELECT version, count(*) FROM schema_migrations GROUP BY version ORDER BY version")
+        rows = await conn.fetch(
+            "SELECT version, count(*) FROM schema_migrations GROUP BY version ORDER BY version"
+        )
     finally:
         await conn.close()
     assert [(r["version"], r["count"]) for r in rows] == [(v, 1) for v in range(1, LATEST_VERSION + 1)]
-    applied = [json.loads(line)["applied"] for out, _ in results for line in out.decode().splitlines() if "migrations complete" in line]
+    applied = [
+        json.loads(line)["applied"]
+        for out, _ in results
+        for line in out.decode().splitlines()
+        if "migrations complete" in line
+    ]
     assert sorted(len(a) for a in applied) == [0, 0, LATEST_VERSION]
 
 
@@ -99,13 +119,17 @@ async def test_readyz_fails_until_schema_is_current(postgres_dsn: str) -> None:
             assert "userservice migrate" in (await resp.json())["reason"]
         async with http.get("/healthz") as resp:
             assert resp.status == 200
-        migrate = await asyncio.create_subprocess_exec(sys.executable, "-m", "userservice.cli", "migrate", env={"DATABASE_URL": dsn})
+        migrate = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "userservice.cli", "migrate", env={"DATABASE_URL": dsn}
+        )
         assert await migrate.wait() == 0
         async with http.get("/readyz") as resp:
             assert resp.status == 200
 
 
-async def test_metrics_cover_http_grpc_pool_events_and_users(service: RunningService, http: aiohttp.ClientSession) -> None:
+async def test_metrics_cover_http_grpc_pool_events_and_users(
+    service: RunningService, http: aiohttp.ClientSession
+) -> None:
     async with http.post("/v1/users", json=new_user()) as resp:
         assert resp.status == 201
     async with grpc.aio.insecure_channel(service.grpc) as channel:
@@ -116,7 +140,7 @@ async def test_metrics_cover_http_grpc_pool_events_and_users(service: RunningSer
         'userservice_http_requests_total{code="201",method="POST",route="/v1/users"}',
         'userservice_http_request_duration_seconds_bucket{le="0.005",method="POST",route="/v1/users"}',
         'userservice_grpc_requests_total{code="OK",method="ListUsers"}',
-        "userservice_grpc_request_duration_seconds_count{method=\"ListUsers\"}",
+        'userservice_grpc_request_duration_seconds_count{method="ListUsers"}',
         'userservice_db_pool_connections{state="idle"}',
         "userservice_db_pool_max_connections",
         'userservice_events_appended_total{type="io.userservice.user.created.v1"}',
@@ -132,7 +156,9 @@ async def test_logs_are_json_with_request_id_and_never_a_password(database: str)
     secret = f"never-log-{uuid.uuid4().hex}"
     try:
         async with aiohttp.ClientSession(base_url=replica.http) as http:
-            async with http.post("/v1/users", json=new_user(password=secret), headers={"X-Request-ID": "trace-me-1"}) as resp:
+            async with http.post(
+                "/v1/users", json=new_user(password=secret), headers={"X-Request-ID": "trace-me-1"}
+            ) as resp:
                 assert resp.headers["X-Request-ID"] == "trace-me-1"
             async with http.post("/v1/users", json=new_user(password=secret, email="bad")) as resp:
                 assert resp.status == 400
@@ -140,16 +166,28 @@ async def test_logs_are_json_with_request_id_and_never_a_password(database: str)
         await asyncio.to_thread(replica.wait)
     finally:
         replica.kill()
-    access = [r for r in replica.logs if r.get("message") == "request" and r.get("request_id") == "trace-me-1"]
-    assert access and access[0]["status"] == 201 and access[0]["method"] == "POST" and access[0]["level"] == "INFO"
+    access = [
+        r for r in replica.logs if r.get("message") == "request" and r.get("request_id") == "trace-me-1"
+    ]
+    assert (
+        access
+        and access[0]["status"] == 201
+        and access[0]["method"] == "POST"
+        and access[0]["level"] == "INFO"
+    )
     assert secret not in json.dumps(replica.logs)
 
 
 def test_cli_help_and_configuration_errors() -> None:
-    out = subprocess.run([sys.executable, "-m", "userservice.cli", "--help"], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "userservice.cli", "--help"], capture_output=True, text=True, check=True
+    )
     assert "serve" in out.stdout and "migrate" in out.stdout and "DATABASE_URL" in out.stdout
     bad = subprocess.run(
-        [sys.executable, "-m", "userservice.cli", "serve"], capture_output=True, text=True, env={"HTTP_PORT": "eighty"}
+        [sys.executable, "-m", "userservice.cli", "serve"],
+        capture_output=True,
+        text=True,
+        env={"HTTP_PORT": "eighty"},
     )
     assert bad.returncode == 2
     assert "HTTP_PORT='eighty'" in bad.stderr and "DATABASE_URL is not set" in bad.stderr

@@ -19,7 +19,12 @@ async def row_counts(database: str) -> AsyncIterator[None]:
     async def counts() -> tuple[int, ...]:
         conn = await asyncpg.connect(database)
         try:
-            return tuple([await conn.fetchval(f"SELECT count(*) FROM {t}") for t in ("users", "user_events", "idempotency_keys")])
+            return tuple(
+                [
+                    await conn.fetchval(f"SELECT count(*) FROM {t}")
+                    for t in ("users", "user_events", "idempotency_keys")
+                ]
+            )
         finally:
             await conn.close()
 
@@ -28,11 +33,18 @@ async def row_counts(database: str) -> AsyncIterator[None]:
     assert await counts() == before, "bad input left something behind"
 
 
-async def expect_problem(resp: aiohttp.ClientResponse, status: int, slug: str, fields: set[str] | None = None) -> dict:  # type: ignore[type-arg]
+async def expect_problem(
+    resp: aiohttp.ClientResponse, status: int, slug: str, fields: set[str] | None = None
+) -> dict:  # type: ignore[type-arg]
     assert resp.status == status, await resp.text()
     assert resp.content_type == "application/problem+json"
     problem = await resp.json()
-    assert problem["status"] == status and problem["type"].endswith("/" + slug) and problem["title"] and problem["detail"]
+    assert (
+        problem["status"] == status
+        and problem["type"].endswith("/" + slug)
+        and problem["title"]
+        and problem["detail"]
+    )
     if fields is not None:
         assert {e["field"] for e in problem["errors"]} == fields
     return problem  # type: ignore[no-any-return]
@@ -59,7 +71,9 @@ BAD_BODIES = [
 
 
 @pytest.mark.parametrize(("body", "fields"), BAD_BODIES)
-async def test_invalid_fields_are_all_reported(http: aiohttp.ClientSession, row_counts: None, body: dict, fields: set[str]) -> None:  # type: ignore[type-arg]
+async def test_invalid_fields_are_all_reported(
+    http: aiohttp.ClientSession, row_counts: None, body: dict, fields: set[str]
+) -> None:  # type: ignore[type-arg]
     async with http.post("/v1/users", json=body) as resp:
         problem = await expect_problem(resp, 400, "invalid-argument", fields)
     assert "correct horse" not in str(problem)  # never echo a password
@@ -81,14 +95,18 @@ async def test_uk_hints_at_gb(http: aiohttp.ClientSession, row_counts: None) -> 
         (b"", "not valid JSON"),
     ],
 )
-async def test_malformed_json(http: aiohttp.ClientSession, row_counts: None, data: bytes, expected: str) -> None:
+async def test_malformed_json(
+    http: aiohttp.ClientSession, row_counts: None, data: bytes, expected: str
+) -> None:
     async with http.post("/v1/users", data=data, headers={"Content-Type": "application/json"}) as resp:
         problem = await expect_problem(resp, 400, "invalid-argument", {"body"})
     assert expected in problem["detail"]
 
 
 async def test_wrong_content_type_is_415(http: aiohttp.ClientSession, row_counts: None) -> None:
-    async with http.post("/v1/users", data="first_name=Ada", headers={"Content-Type": "application/x-www-form-urlencoded"}) as resp:
+    async with http.post(
+        "/v1/users", data="first_name=Ada", headers={"Content-Type": "application/x-www-form-urlencoded"}
+    ) as resp:
         problem = await expect_problem(resp, 415, "unsupported-media-type")
     assert "application/json" in problem["detail"]
     async with http.post("/v1/users", data=b"{}") as resp:  # no content type at all

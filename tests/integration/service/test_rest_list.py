@@ -11,7 +11,6 @@ import aiohttp
 from tests.support.users import new_user
 
 
-
 async def create_many(http: aiohttp.ClientSession, count: int, **fields: object) -> list[dict[str, Any]]:
     async def one() -> dict[str, Any]:
         async with http.post("/v1/users", json=new_user(**fields)) as resp:
@@ -39,15 +38,19 @@ async def test_filters(http: aiohttp.ClientSession) -> None:
     ours = await create_many(http, 3, country="NZ")
     await create_many(http, 2, country="JP")
     listed = await list_all(http, country="nz")
-    assert [u["id"] for u in listed] == [u["id"] for u in sorted(ours, key=lambda u: (u["created_at"], u["id"]))]
+    assert [u["id"] for u in listed] == [
+        u["id"] for u in sorted(ours, key=lambda u: (u["created_at"], u["id"]))
+    ]
     one = ours[1]
     assert [u["id"] for u in await list_all(http, nickname=one["nickname"])] == [one["id"]]
     assert [u["id"] for u in await list_all(http, email=one["email"].upper())] == [one["id"]]
     created = datetime.fromisoformat(one["created_at"])
     window = await list_all(
-        http, country="NZ", created_after=(created - timedelta(microseconds=1)).isoformat(),
+        http,
+        country="NZ",
+        created_after=(created - timedelta(microseconds=1)).isoformat(),
         created_before=(created + timedelta(microseconds=1)).isoformat(),
-    )  # fmt: skip
+    )
     assert one["id"] in [u["id"] for u in window]
     assert all(u["created_at"] == one["created_at"] for u in window)
 
@@ -76,7 +79,9 @@ async def test_token_is_bound_to_filters_and_tamper_evident(http: aiohttp.Client
         assert resp.status == 200
 
 
-async def test_paging_during_concurrent_inserts_neither_repeats_nor_skips(http: aiohttp.ClientSession) -> None:
+async def test_paging_during_concurrent_inserts_neither_repeats_nor_skips(
+    http: aiohttp.ClientSession,
+) -> None:
     existing = await create_many(http, 40, country="CL")
     stop = asyncio.Event()
 

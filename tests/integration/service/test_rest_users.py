@@ -7,7 +7,6 @@ import uuid
 
 import aiohttp
 import asyncpg
-import pytest
 
 from tests.support.users import new_user
 
@@ -37,8 +36,12 @@ async def test_password_is_stored_as_argon2id(http: aiohttp.ClientSession, datab
     user = await create(http, password="a very secret passphrase")
     conn = await asyncpg.connect(database)
     try:
-        stored = await conn.fetchval("SELECT password_hash FROM users WHERE id = $1", uuid.UUID(str(user["id"])))
-        events = await conn.fetchval("SELECT data::text FROM user_events WHERE subject = $1", uuid.UUID(str(user["id"])))
+        stored = await conn.fetchval(
+            "SELECT password_hash FROM users WHERE id = $1", uuid.UUID(str(user["id"]))
+        )
+        events = await conn.fetchval(
+            "SELECT data::text FROM user_events WHERE subject = $1", uuid.UUID(str(user["id"]))
+        )
     finally:
         await conn.close()
     assert stored.startswith("$argon2id$")
@@ -69,7 +72,11 @@ async def test_patch_merge_patch_and_etag(http: aiohttp.ClientSession) -> None:
     async with http.patch(url, data='{"first_name": "Augusta", "country": "fr"}', headers=headers) as resp:
         assert resp.status == 200, await resp.text()
         patched = await resp.json()
-    assert patched["first_name"] == "Augusta" and patched["country"] == "FR" and patched["last_name"] == "Lovelace"
+    assert (
+        patched["first_name"] == "Augusta"
+        and patched["country"] == "FR"
+        and patched["last_name"] == "Lovelace"
+    )
     assert patched["version"] == 2 and resp.headers["ETag"] == '"v2"'
     assert patched["created_at"] == user["created_at"] and patched["updated_at"] > user["updated_at"]
     # The old etag is stale now.
@@ -96,7 +103,9 @@ async def test_concurrent_patches_with_same_if_match_exactly_one_wins(http: aioh
     headers = {"If-Match": str(user["etag"])}
 
     async def patch(i: int) -> int:
-        async with http.patch(f"/v1/users/{user['id']}", json={"first_name": f"Name{chr(65 + i)}"}, headers=headers) as resp:
+        async with http.patch(
+            f"/v1/users/{user['id']}", json={"first_name": f"Name{chr(65 + i)}"}, headers=headers
+        ) as resp:
             return resp.status
 
     statuses = await asyncio.gather(*(patch(i) for i in range(8)))
@@ -154,7 +163,9 @@ class TestIdempotency:
                 assert resp.status == 422
                 assert resp.content_type == "application/problem+json"
 
-    async def test_concurrent_requests_with_one_key_create_one_user(self, http: aiohttp.ClientSession, database: str) -> None:
+    async def test_concurrent_requests_with_one_key_create_one_user(
+        self, http: aiohttp.ClientSession, database: str
+    ) -> None:
         body, key = new_user(), str(uuid.uuid4())
 
         async def post() -> tuple[int, str]:
@@ -166,15 +177,24 @@ class TestIdempotency:
         assert len({user_id for _, user_id in results}) == 1
         conn = await asyncpg.connect(database)
         try:
-            assert await conn.fetchval("SELECT count(*) FROM users WHERE nickname = $1", body["nickname"]) == 1
-            assert await conn.fetchval("SELECT count(*) FROM user_events WHERE subject = $1", uuid.UUID(results[0][1])) == 1
+            assert (
+                await conn.fetchval("SELECT count(*) FROM users WHERE nickname = $1", body["nickname"]) == 1
+            )
+            assert (
+                await conn.fetchval(
+                    "SELECT count(*) FROM user_events WHERE subject = $1", uuid.UUID(results[0][1])
+                )
+                == 1
+            )
         finally:
             await conn.close()
 
     async def test_failed_create_does_not_burn_the_key(self, http: aiohttp.ClientSession) -> None:
         taken = await create(http)
         key = str(uuid.uuid4())
-        async with http.post("/v1/users", json=new_user(nickname=taken["nickname"]), headers={"Idempotency-Key": key}) as resp:
+        async with http.post(
+            "/v1/users", json=new_user(nickname=taken["nickname"]), headers={"Idempotency-Key": key}
+        ) as resp:
             assert resp.status == 409
         async with http.post("/v1/users", json=new_user(), headers={"Idempotency-Key": key}) as resp:
             assert resp.status == 201
@@ -185,7 +205,9 @@ class TestIdempotency:
             assert resp.status == 201
         conn = await asyncpg.connect(database)
         try:
-            await conn.execute("UPDATE idempotency_keys SET expires_at = now() - interval '1 second' WHERE key = $1", key)
+            await conn.execute(
+                "UPDATE idempotency_keys SET expires_at = now() - interval '1 second' WHERE key = $1", key
+            )
         finally:
             await conn.close()
         async with http.post("/v1/users", json=new_user(), headers={"Idempotency-Key": key}) as resp:

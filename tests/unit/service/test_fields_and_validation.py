@@ -1,0 +1,147 @@
+"""Validation rules (pure): every limit, with property-based checks that valid input round-trips."""
+
+from __future__ import annotations
+
+import string
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from userservice.domain import fields
+from userservice.domain.errors import InvalidArgument
+from userservice.domain.model import Changes, etag_for, parse_etag
+from userservice.domain.validation import validate_changes, validate_new_user
+
+VALID = {
+    "first_name": "Ada",
+    "last_name": "Lovelace",
+    "nickname": "ada_l",
+    "email": "ada@example.com",
+    "country": "GB",
+    "password": "correct horse battery",
+}
+
+
+def violations(body: dict[str, object]) -> dict[str, str]:
+    with pytest.raises(InvalidArgument) as info:
+        validate_new_user(body)
+    return {v.field: v.description for v in info.value.violations}
+
+
+def test_valid_user_is_normalised() -> None:
+    new = validate_new_user({**VALID, "first_name": " Ada ", "country": "gb", "email": " ada@example.com "})
+    assert (new.first_name, new.country, new.email) == ("Ada", "GB", "ada@example.com")
+    assert "correct horse" not in repr(new)  # the password never appears in a repr (and so in a log)
+
+
+def test_all_problems_are_reported_together() -> None:
+    found = violations(
+        {
+            "first_name": "",
+            "nickname": "x",
+            "email": "no",
+            "country": "ZZ",
+            "password": "short",
+            "id": "1",
+            "x": 1,
+        }
+    )
+    assert set(found) == {"first_name", "last_name", "nickname", "email", "country", "password", "id", "x"}
+    assert found["last_name"] == "is required"
+    assert found["id"] == "is read-only and cannot be set"
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("first_name", "A" * 101, "at most 100"),
+        ("first_name", "1234", "at least one letter"),
+        ("first_name", "Ad\u200ba", "control, format"),
+        ("nickname", "ab", "3 to 32"),
+        ("nickname", "a" * 33, "3 to 32"),
+        ("nickname", "_ada", "start with a letter or digit"),
+        ("nickname", "ädä", "letters A-Z"),
+        ("email", "a@" + "b" * 250 + ".com", "at most 254"),
+        ("email", "x" * 65 + "@example.com", "email address"),
+        ("email", "a b@example.com", "email address"),
+        ("email", "ada@-example.com", "email address"),
+        ("country", "UK", "did you mean GB"),
+        ("country", "GBR", "ISO 3166-1 alpha-2"),
+        ("password", "x" * 11, "12 to 128"),
+        ("password", "x" * 129, "12 to 128"),
+        ("password", "pass\x00word-long", "NUL"),
+        ("password", 123456789012, "must be a string"),
+    ],
+)
+def test_limits(field: str, value: object, message: str) -> None:
+    assert message in violations({**VALID, field: value})[field]
+
+
+def test_unicode_names_are_welcome() -> None:
+    for name in ("Zoë", "José María", "O'Brien-Smith", "李", "Nguyễn"):
+        assert validate_new_user({**VALID, "first_name": name}).first_name == name
+
+
+def test_changes_refuse_null_and_track_real_changes() -> None:
+    with pytest.raises(InvalidArgument):
+        validate_changes({"email": None})
+    changes = validate_changes({"country": "fr", "password": "another good password"})
+    assert isinstance(changes, Changes) and changes.fields == ("country", "password")
+    assert "another good" not in repr(changes)
+
+
+def test_etags() -> None:
+    assert etag_for(3) == '"v3"'
+    assert parse_etag('"v3"') == parse_etag('W/"v3"') == 3
+    for junk in ("v3", '"3"', '"vx"', "", '"v"'):
+        assert parse_etag(junk) is None
+
+
+nicknames = st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9._-]{2,31}\Z")
+emails = st.builds(
+    lambda local, domain, tld: f"{local}@{domain}.{tld}",
+    st.text(alphabet=string.ascii_letters + string.digits + "._+-", min_size=1, max_size=64),
+    st.from_regex(r"\A[a-z0-9](?:[a-z0-9-]{0,20}[a-z0-9])?\Z"),
+    st.sampled_from(["com", "org", "io", "co"]),
+)
+names = st.text(min_size=1, max_size=100).filter(lambda s: s.strip() and any(c.isalpha() for c in s))
+passwords = st.text(min_size=12, max_size=128).filter(lambda s: s.strip() and "\x00" not in s)
+
+
+@given(
+    nickname=nicknames,
+    email=emails,
+    country=st.sampled_from(sorted(fields.ISO_3166_ALPHA2)),
+    password=passwords,
+)
+def test_valid_input_is_accepted_and_stable(nickname: str, email: str, country: str, password: str) -> None:
+    new = validate_new_user(
+        {**VALID, "nickname": nickname, "email": email, "country": country.lower(), "password": password}
+    )
+    assert (new.nickname, new.email, new.country, new.password) == (nickname, email, country, password)
+    # Normalisation is idempotent: validating the output again changes nothing.
+    assert validate_new_user({**new.profile(), "password": new.password}) == new
+
+
+@given(
+    st.dictionaries(
+        st.text(max_size=12), st.one_of(st.none(), st.integers(), st.text(max_size=300)), max_size=8
+    )
+)
+def test_arbitrary_input_either_validates_or_raises_invalid_argument(body: dict[str, object]) -> None:
+    try:
+        validate_new_user(body)
+        validate_changes(body)
+    except InvalidArgument as exc:
+        assert exc.violations and all(v.description for v in exc.violations)
+        assert {v.field for v in exc.violations} <= set(body) | set(fields.FIELDS_BY_NAME)
+
+
+@given(names)
+def test_names_within_limits_are_kept(name: str) -> None:
+    try:
+        result = fields.check_name(name)
+    except ValueError as exc:
+        assert "control" in str(exc) or "at most" in str(exc)
+    else:
+        assert 1 <= len(result) <= fields.NAME_MAX and result == result.strip()
