@@ -40,7 +40,7 @@ migrate: venv ## apply schema migrations to DATABASE_URL
 	$(BIN)/userservice migrate
 
 .PHONY: proto-generate
-proto-generate: venv ## regenerate the gRPC code from proto/ (the generated code is committed)
+proto-generate: venv tools ## regenerate the gRPC code from proto/ with buf (the generated code is committed)
 	bash hack/proto-generate.sh
 
 .PHONY: lint

@@ -1,13 +1,12 @@
 #!/usr/bin/env bash
-# Generates the Python gRPC code from proto/ into service/userservice/v1/ (the protobuf package path).
-# Uses grpc_tools.protoc pinned in pyproject.toml: the same output on every machine, no network needed.
+# Generates the Python gRPC code from proto/ with buf (proto/buf.gen.yaml) into service/userservice/v1/.
+# Usage: hack/proto-generate.sh [BASE_DIR]   (BASE_DIR defaults to the repository; tests pass a temp dir)
 set -euo pipefail
-cd "$(dirname "$0")/.."
-out=${1:-service}
-python=${PYTHON:-.venv/bin/python}
-rm -f "$out"/userservice/v1/*_pb2*.py "$out"/userservice/v1/*_pb2*.pyi
-mkdir -p "$out/userservice/v1"
-"$python" -m grpc_tools.protoc -I proto \
-  --python_out="$out" --pyi_out="$out" --grpc_python_out="$out" \
-  proto/userservice/v1/*.proto
-touch "$out/userservice/v1/__init__.py"
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+export PATH="$root/.cache/tools/bin:$root/.venv/bin:$PATH"
+command -v buf >/dev/null || { echo "buf not found: run 'make tools'" >&2; exit 1; }
+base=${1:-$root}
+rm -f "$base"/service/userservice/v1/*_pb2*.py "$base"/service/userservice/v1/*_pb2*.pyi
+buf generate proto --template proto/buf.gen.yaml -o "$base"
+touch "$base/service/userservice/v1/__init__.py"

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import filecmp
+import shutil
 import subprocess
 from pathlib import Path
 
+from tests.support.require import require
 from userservice.config import SETTINGS, Config
 
 ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_generated_grpc_code_is_current(tmp_path: Path) -> None:
+    require((ROOT / ".cache/tools/bin/buf").exists() or shutil.which("buf") is not None, "buf is not installed: run `make tools`")
     subprocess.run(["bash", str(ROOT / "hack/proto-generate.sh"), str(tmp_path)], check=True, cwd=ROOT)
-    generated = tmp_path / "userservice/v1"
+    generated = tmp_path / "service/userservice/v1"
     committed = ROOT / "service/userservice/v1"
     names = sorted(p.name for p in generated.iterdir() if p.is_file())
     assert names == sorted(p.name for p in committed.iterdir() if p.is_file() and p.suffix in {".py", ".pyi"})
