@@ -52,7 +52,7 @@ lint: venv tools ## ruff, mypy and buf lint
 
 .PHONY: test
 test: venv tools ## unit, integration (PostgreSQL, kube-apiserver) and chart tests
-	$(PYTEST) tests/unit tests/integration
+	$(PYTEST) tests/unit tests/integration tests/chart
 
 .PHONY: test-unit
 test-unit: venv ## pure-function tests only
@@ -61,6 +61,25 @@ test-unit: venv ## pure-function tests only
 .PHONY: test-integration
 test-integration: venv tools ## tests against real PostgreSQL, gRPC/HTTP servers and kube-apiserver
 	$(PYTEST) tests/integration
+
+.PHONY: test-chart
+test-chart: venv tools ## helm lint/template/kubeconform and helm install on a real kube-apiserver
+	$(PYTEST) tests/chart
+
+IMAGE ?= userservice:dev
+export IMAGE
+
+.PHONY: build
+build: ## build the container image with a real Docker engine (starts dockerd and makes a local base if needed)
+	bash hack/build-image.sh
+
+.PHONY: test-e2e
+test-e2e: venv tools build ## the image against PostgreSQL, then the one-node cluster end to end
+	$(PYTEST) tests/e2e
+
+.PHONY: bench
+bench: venv tools ## benchmarks: ratios against baselines measured in the same run (bench/results/)
+	$(BIN)/python -m bench
 
 .PHONY: clean
 clean: ## remove the virtualenv, caches and data (keeps the tools cache)
