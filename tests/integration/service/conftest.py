@@ -5,9 +5,9 @@ from collections.abc import AsyncIterator
 import aiohttp
 import grpc
 import pytest
-from userservice.v1 import user_service_pb2_grpc as pb_grpc
 
 from tests.support.service import RunningService, in_process
+from userservice.v1 import user_service_pb2_grpc as pb_grpc
 
 
 @pytest.fixture(scope="module")

@@ -7,12 +7,12 @@ from typing import Any
 
 import aiohttp
 import grpc
-from userservice.v1 import user_service_pb2 as pb
-from userservice.v1 import user_service_pb2_grpc as pb_grpc
 
 from tests.support.service import RunningService, ServiceProcess
 from tests.support.sse import SseEvent, read_events
 from tests.support.users import new_user
+from userservice.v1 import user_service_pb2 as pb
+from userservice.v1 import user_service_pb2_grpc as pb_grpc
 
 
 async def collect_sse(

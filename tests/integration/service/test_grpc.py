@@ -11,11 +11,11 @@ from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_status import rpc_status
-from userservice.v1 import user_service_pb2 as pb
-from userservice.v1 import user_service_pb2_grpc as pb_grpc
 
 from tests.support.service import RunningService
 from tests.support.users import new_user
+from userservice.v1 import user_service_pb2 as pb
+from userservice.v1 import user_service_pb2_grpc as pb_grpc
 
 
 def user_msg(**fields: object) -> pb.User:

@@ -11,14 +11,14 @@ import uuid
 import aiohttp
 import asyncpg
 import grpc
-from userservice.store.migrator import LATEST_VERSION
-from userservice.v1 import user_service_pb2 as pb
-from userservice.v1 import user_service_pb2_grpc as pb_grpc
 
 from tests.support.postgres import create_database
 from tests.support.service import RunningService, ServiceProcess, in_process
 from tests.support.sse import read_events
 from tests.support.users import new_user
+from userservice.store.migrator import LATEST_VERSION
+from userservice.v1 import user_service_pb2 as pb
+from userservice.v1 import user_service_pb2_grpc as pb_grpc
 
 
 async def test_sigterm_drains_requests_and_ends_streams_cleanly(database: str) -> None:

@@ -7,6 +7,7 @@ import string
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from userservice.domain import fields
 from userservice.domain.errors import InvalidArgument
 from userservice.domain.model import Changes, etag_for, parse_etag

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from userservice.domain.errors import InvalidArgument
 from userservice.domain.events import Cursor
 from userservice.domain.listing import (
