@@ -31,6 +31,7 @@ from userservice.domain.model import User
 from userservice.events.feed import EventFeed
 from userservice.health import Health
 from userservice.metrics import Metrics
+from userservice.store.db import UNAVAILABLE_ERRORS
 from userservice.users import UserCore, check_idempotency_key
 from userservice.v1 import user_service_pb2 as pb
 from userservice.v1 import user_service_pb2_grpc as pb_grpc
@@ -143,6 +144,10 @@ class _Call:
                 await self._context.abort_with_status(rpc_status.to_status(status))
             elif isinstance(exc, asyncio.CancelledError):
                 code = grpc.StatusCode.CANCELLED
+            elif isinstance(exc, UNAVAILABLE_ERRORS):
+                code = grpc.StatusCode.UNAVAILABLE
+                log.warning("database unavailable", extra={"method": self._method, "error": repr(exc)})
+                await self._context.abort(code, "the database cannot be reached; retry later")
             elif isinstance(exc, Exception) and not isinstance(exc, grpc.aio.AbortError):
                 code = grpc.StatusCode.INTERNAL
                 log.exception("unhandled error", extra={"method": self._method}, exc_info=exc)

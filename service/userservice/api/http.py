@@ -21,6 +21,7 @@ from userservice.domain.listing import filter_from_query
 from userservice.events.feed import EventFeed
 from userservice.health import Health
 from userservice.metrics import Metrics
+from userservice.store.db import UNAVAILABLE_ERRORS
 from userservice.users import UserCore, check_idempotency_key
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,11 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         if exc.status < 400:
             raise
         response = problem.from_http_error(exc)
+    except UNAVAILABLE_ERRORS as exc:
+        log.warning("database unavailable", extra={"error": repr(exc)})
+        response = problem.problem(
+            503, "unavailable", "Service unavailable", "the database cannot be reached; retry later", headers={"Retry-After": "1"}
+        )
     except Exception:
         log.exception("unhandled error")
         response = problem.problem(

@@ -11,6 +11,7 @@ import uuid
 import aiohttp
 import asyncpg
 import grpc
+import pytest
 
 from tests.support.postgres import create_database
 from tests.support.service import RunningService, ServiceProcess, in_process
@@ -191,3 +192,44 @@ def test_cli_help_and_configuration_errors() -> None:
     )
     assert bad.returncode == 2
     assert "HTTP_PORT='eighty'" in bad.stderr and "DATABASE_URL is not set" in bad.stderr
+
+
+async def test_unreachable_database_is_503_and_unavailable_not_500() -> None:
+    # Nothing listens on port 1: every connection attempt is refused. The service still starts and says why.
+    async with in_process("postgresql://nobody@127.0.0.1:1/none") as running:
+        async with aiohttp.ClientSession(base_url=running.http) as http:
+            async with http.get("/healthz") as resp:
+                assert resp.status == 200
+            async with http.get("/readyz") as resp:
+                assert resp.status == 503
+                assert "database unreachable" in (await resp.json())["reason"]
+            async with http.get(f"/v1/users/{uuid.uuid4()}") as resp:
+                assert resp.status == 503
+                assert resp.headers["Retry-After"] == "1"
+                assert resp.content_type == "application/problem+json"
+        async with grpc.aio.insecure_channel(running.grpc) as channel:
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await pb_grpc.UserServiceStub(channel).GetUser(pb.GetUserRequest(id=str(uuid.uuid4())))
+            assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+async def test_retention_prunes_old_events_and_expired_keys(database: str, http: aiohttp.ClientSession) -> None:
+    from userservice.maintenance import prune_once
+    from userservice.store.db import create_pool
+
+    async with http.post("/v1/users", json=new_user(), headers={"Idempotency-Key": str(uuid.uuid4())}) as resp:
+        assert resp.status == 201
+    pool = await create_pool(database, 2, 10)
+    try:
+        async with pool.acquire() as conn:
+            await conn.execute("UPDATE user_events SET time = now() - interval '2 hours'")
+            await conn.execute("UPDATE idempotency_keys SET expires_at = now() - interval '1 second'")
+            async with http.post("/v1/users", json=new_user()) as resp:  # a fresh event that must survive
+                assert resp.status == 201
+        events, keys = await prune_once(pool, event_retention=3600) or (0, 0)
+        assert events >= 1 and keys >= 1
+        async with pool.acquire() as conn:
+            assert await conn.fetchval("SELECT count(*) FROM user_events") == 1
+            assert await conn.fetchval("SELECT count(*) FROM idempotency_keys") == 0
+    finally:
+        await pool.close()
