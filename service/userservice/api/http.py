@@ -72,7 +72,11 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     except UNAVAILABLE_ERRORS as exc:
         log.warning("database unavailable", extra={"error": repr(exc)})
         response = problem.problem(
-            503, "unavailable", "Service unavailable", "the database cannot be reached; retry later", headers={"Retry-After": "1"}
+            503,
+            "unavailable",
+            "Service unavailable",
+            "the database cannot be reached; retry later",
+            headers={"Retry-After": "1"},
         )
     except Exception:
         log.exception("unhandled error")

@@ -6,7 +6,6 @@ import json
 
 import asyncpg
 
-
 # Failures that mean "the database cannot serve right now", not "the request is wrong": adapters answer them with
 # 503 / UNAVAILABLE so clients retry, instead of a 500.
 UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (

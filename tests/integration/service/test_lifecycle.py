@@ -213,11 +213,15 @@ async def test_unreachable_database_is_503_and_unavailable_not_500() -> None:
             assert info.value.code() == grpc.StatusCode.UNAVAILABLE
 
 
-async def test_retention_prunes_old_events_and_expired_keys(database: str, http: aiohttp.ClientSession) -> None:
+async def test_retention_prunes_old_events_and_expired_keys(
+    database: str, http: aiohttp.ClientSession
+) -> None:
     from userservice.maintenance import prune_once
     from userservice.store.db import create_pool
 
-    async with http.post("/v1/users", json=new_user(), headers={"Idempotency-Key": str(uuid.uuid4())}) as resp:
+    async with http.post(
+        "/v1/users", json=new_user(), headers={"Idempotency-Key": str(uuid.uuid4())}
+    ) as resp:
         assert resp.status == 201
     pool = await create_pool(database, 2, 10)
     try:
