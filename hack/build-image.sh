@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the userservice image (both programs) with a real Docker engine: `make build`.
 #
-#   IMAGE=userservice:dev        tag to build (default)
+#   IMAGE=userservice:dev        tag to build (default); also tagged <repository>:<version from pyproject>
 #   BASE_IMAGE=...               base for both stages; default python:3.11-slim-bookworm when the engine has it
 #                                or can pull it, else a local Debian bookworm base made by hack/base-image.sh
 #   BUILDER_IMAGE=...            base for the builder stage only (default: BASE_IMAGE)
@@ -54,5 +54,7 @@ docker build \
     --build-arg BUILD_DATE="$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
     ${DOCKER_BUILD_ARGS:-} \
     .
+# Also tag <repository>:<version>, the tag the Helm chart uses by default (its appVersion).
+docker tag "$IMAGE" "${IMAGE%:*}:$version"
 size=$(docker image inspect --format '{{.Size}}' "$IMAGE")
 echo "build-image.sh: built $IMAGE in $(( $(date +%s) - start ))s; size $(( size / 1000000 )) MB ($size bytes)" >&2
