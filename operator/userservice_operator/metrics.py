@@ -14,6 +14,8 @@ class OperatorMetrics:
             ["result"],
             registry=self.registry,
         )
+        for result in ("success", "retry", "error"):
+            self.reconciles.labels(result)
         self.reconcile_duration = Histogram(
             "userservice_operator_reconcile_duration_seconds",
             "Duration of one reconcile pass.",

@@ -218,6 +218,35 @@ class Worker:
         if self.task is not None:
             self.task.cancel()
 
+    def _failed(self, exc: Exception) -> float:
+        """Count a failed pass; the backoff delay before the next one."""
+        cfg = self.controller.config
+        self.failures += 1
+        delay = float(min(cfg.backoff_base * 2 ** (self.failures - 1), cfg.backoff_max))
+        self.controller.metrics.reconciles.labels("error").inc()
+        detail = (
+            f"{exc.status} {exc.reason}: {str(exc.body)[:300]}" if isinstance(exc, ApiException) else str(exc)
+        )
+        log.warning(
+            "%s/%s: reconcile failed: %s; retrying in %.0fs",
+            namespace_of(self.body),
+            name_of(self.body),
+            detail,
+            delay,
+            exc_info=not isinstance(exc, ApiException | OSError),
+        )
+        return delay
+
+    async def _going_away(self, exc: ApiException) -> bool:
+        """Whether a 403/404 comes from the UserService or its namespace being deleted."""
+        if "being terminated" in str(exc.body):
+            return True
+        try:
+            live = await self.controller.kube.get("UserService", namespace_of(self.body), name_of(self.body))
+        except Exception:
+            return False
+        return live is None or bool(live["metadata"].get("deletionTimestamp"))
+
     async def _run(self) -> None:
         cfg = self.controller.config
         metrics = self.controller.metrics
@@ -231,25 +260,23 @@ class Worker:
                 metrics.reconciles.labels("success").inc()
             except asyncio.CancelledError:
                 raise
+            except ApiException as exc:
+                if exc.status not in (403, 404) or not await self._going_away(exc):
+                    delay = self._failed(exc)
+                else:
+                    # The resource or its namespace is being deleted: nothing to do until told otherwise.
+                    log.debug("%s/%s is going away", namespace_of(self.body), name_of(self.body))
+                    delay = cfg.resync_seconds
+                    metrics.reconciles.labels("retry").inc()
             except RetryLater as exc:
                 self.failures += 1
-                delay = min(cfg.backoff_base * 2 ** (self.failures - 1), cfg.backoff_max)
+                delay = float(min(cfg.backoff_base * 2 ** (self.failures - 1), cfg.backoff_max))
                 metrics.reconciles.labels("retry").inc()
                 log.info(
                     "%s/%s: %s; retrying in %.0fs", namespace_of(self.body), name_of(self.body), exc, delay
                 )
             except Exception as exc:
-                self.failures += 1
-                delay = min(cfg.backoff_base * 2 ** (self.failures - 1), cfg.backoff_max)
-                metrics.reconciles.labels("error").inc()
-                log.warning(
-                    "%s/%s: reconcile failed: %s; retrying in %.0fs",
-                    namespace_of(self.body),
-                    name_of(self.body),
-                    exc,
-                    delay,
-                    exc_info=not isinstance(exc, ApiException | OSError),
-                )
+                delay = self._failed(exc)
             finally:
                 metrics.reconcile_duration.observe(time.monotonic() - started)
             with contextlib.suppress(TimeoutError):
@@ -359,8 +386,15 @@ async def reconcile(ctx: Controller, us: Manifest) -> None:
     sm, rule = servicemonitor.build(us), prometheusrule.build(us)
     monitoring_requested = sm is not None or rule is not None
     if ctx.monitoring_crds:
-        await _ensure(ctx, us, sm, "ServiceMonitor", name)
-        await _ensure(ctx, us, rule, "PrometheusRule", name)
+        try:
+            await _ensure(ctx, us, sm, "ServiceMonitor", name)
+            await _ensure(ctx, us, rule, "PrometheusRule", name)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            ctx.monitoring_crds = await ctx.check_monitoring_crds()  # the CRDs went away
+            if ctx.monitoring_crds:
+                raise
 
     secret_problem = await _check_secret(ctx, us)
     live_dep = await ctx.kube.get("Deployment", ns, name)

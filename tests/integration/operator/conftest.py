@@ -23,9 +23,9 @@ from typing import Any
 
 import pytest
 import yaml
-from userservice_operator.crd import crd_text, rbac_text
 
 from tests.support.kube import KubeCluster, free_port
+from userservice_operator.crd import crd_text, rbac_text
 
 OPERATOR_USER = "userservice-operator"
 LEASE_NAMESPACE = "userservice-system"
@@ -59,6 +59,7 @@ class Operator:
         self.health_port = free_port()
         self.metrics_port = free_port()
         self.log_path = workdir / f"operator-{name}.log"
+        self.identity = f"op-{name}"
         self.args = [
             str(EXE),
             f"--kubeconfig={cluster.kubeconfig_for(OPERATOR_USER)}",
@@ -66,7 +67,7 @@ class Operator:
             f"--health-port={self.health_port}",
             f"--metrics-port={self.metrics_port}",
             f"--lease-namespace={LEASE_NAMESPACE}",
-            f"--identity=op-{name}",
+            f"--identity={self.identity}",
             "--crd-poll-seconds=2",
             "--backoff-max=5",
             "--log-level=info",

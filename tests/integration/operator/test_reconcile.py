@@ -436,7 +436,6 @@ def test_hundred_userservices(
     operator_cluster: KubeCluster, it_namespace: str, shared_operator: Operator
 ) -> None:
     ns = it_namespace
-    errors_before = shared_operator.metric_sum('userservice_operator_reconciles_total{result="error"}')
     docs = [secret()] + [userservice(f"svc-{i:03d}", replicas=1) for i in range(100)]
     apply(operator_cluster, ns, *docs)
 
@@ -454,7 +453,11 @@ def test_hundred_userservices(
     deployments = operator_cluster.kubectl("-n", ns, "get", "deployments", "-o", "name").stdout.split()
     services = operator_cluster.kubectl("-n", ns, "get", "services", "-o", "name").stdout.split()
     assert len(deployments) == 100 and len(services) == 100
-    assert (
-        shared_operator.metric_sum('userservice_operator_reconciles_total{result="error"}') == errors_before
-    )
-    assert shared_operator.errors() == []
+    # no reconcile of these 100 failed (other tests' namespaces being torn down meanwhile may log retries)
+    failures = [
+        line
+        for line in shared_operator.log(tail=100000).splitlines()
+        if f"{ns}/" in line and ("reconcile failed" in line or '"level": "ERROR"' in line)
+    ]
+    assert failures == []
+    assert [e for e in shared_operator.errors() if ns in json.dumps(e)] == []
