@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import copy
 
+from tests.unit.operator.conftest import make_userservice
 from userservice_operator.apply import KINDS, is_subset, up_to_date
 from userservice_operator.children import deployment
-
-from tests.unit.operator.conftest import make_userservice
 
 
 def test_is_subset() -> None:

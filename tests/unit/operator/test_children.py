@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tests.unit.operator.conftest import make_userservice
 from userservice_operator.children import (
     deployment,
     hpa,
@@ -14,8 +15,6 @@ from userservice_operator.children import (
     servicemonitor,
 )
 from userservice_operator.children.common import HASH_ANNOTATION, labels
-
-from tests.unit.operator.conftest import make_userservice
 
 
 def _owner_and_labels(obj: dict[str, Any], name: str = "alpha") -> None:
@@ -66,6 +65,7 @@ def test_deployment_shape() -> None:
     assert spec["selector"]["matchLabels"] == {
         "app.kubernetes.io/name": "userservice",
         "app.kubernetes.io/instance": "alpha",
+        "app.kubernetes.io/component": "server",
     }
     assert spec["template"]["metadata"]["labels"]["app.kubernetes.io/version"] == "1.0.0"
 
@@ -193,6 +193,10 @@ def test_migration_job() -> None:
     assert c["image"] == us["spec"]["image"]
     assert c["env"][0]["valueFrom"]["secretKeyRef"]["name"] == "alpha-db"
     assert job["spec"]["backoffLimit"] == 2
+    # the Job's pods never match the selector of the Service, PDB or Deployment
+    selector = service.build(us)["spec"]["selector"]
+    pod_labels = job["spec"]["template"]["metadata"]["labels"]
+    assert not all(pod_labels.get(k) == v for k, v in selector.items())
 
 
 def test_new_image_gets_new_job_name() -> None:

@@ -8,9 +8,9 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from userservice_operator.crd import CRD_NAME, load_crd, load_rbac
 
 from tests.unit.operator.conftest import apply_defaults, schema
+from userservice_operator.crd import CRD_NAME, load_crd, load_rbac
 
 ROOT = Path(__file__).resolve().parents[3]
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from userservice_operator.children.migration import JobPhase, MigrationState, job_state, plan_rollout
-
 from tests.unit.operator.conftest import make_userservice
+from userservice_operator.children.migration import JobPhase, MigrationState, job_state, plan_rollout
 
 NEW = "registry.example/userservice:1.0.0"
 OLD = "registry.example/userservice:0.9.0"
@@ -41,6 +40,11 @@ def test_rollout_waits_for_migration() -> None:
     # the first Deployment is made at zero replicas until the first migration succeeded
     first = plan_rollout(us, running, None)
     assert (first.image, first.replicas, first.held) == (NEW, 0, True)
+    # ... and stays there (at the new image, zero replicas) while the Job runs
+    again = plan_rollout(us, running, NEW, 0)
+    assert (again.image, again.replicas, again.held) == (NEW, 0, True)
+    # a Deployment already serving this image (only settings changed) is not held
+    assert not plan_rollout(us, running, NEW, 2).held
     after = plan_rollout(us, done, None)
     assert (after.image, after.replicas, after.held) == (NEW, None, False)
     # migrations disabled: straight to the new image

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from tests.unit.operator.conftest import make_userservice
 from userservice_operator import status
 from userservice_operator.children import deployment
 from userservice_operator.children.migration import JobPhase, MigrationState
 from userservice_operator.status import Observation, Problem
-
-from tests.unit.operator.conftest import make_userservice
 
 IMAGE = "registry.example/userservice:1.0.0"
 
@@ -50,7 +49,9 @@ def test_ready_when_available() -> None:
     assert all(cond["observedGeneration"] == 3 for cond in st["conditions"])
     assert (st["replicas"], st["readyReplicas"]) == (2, 2)
     assert st["endpoints"]["grpc"] == "alpha.team-a.svc:50051"
-    assert st["selector"] == "app.kubernetes.io/name=userservice,app.kubernetes.io/instance=alpha"
+    assert st["selector"] == (
+        "app.kubernetes.io/name=userservice,app.kubernetes.io/instance=alpha,app.kubernetes.io/component=server"
+    )
 
 
 def test_rolling_out() -> None:
