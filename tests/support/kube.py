@@ -79,7 +79,9 @@ def _write_service_account_key(directory: Path) -> tuple[Path, Path]:
     public = directory / "sa.pub"
     subprocess.run(["openssl", "genrsa", "-out", str(private), "2048"], check=True, capture_output=True)
     subprocess.run(
-        ["openssl", "rsa", "-in", str(private), "-pubout", "-out", str(public)], check=True, capture_output=True
+        ["openssl", "rsa", "-in", str(private), "-pubout", "-out", str(public)],
+        check=True,
+        capture_output=True,
     )
     return private, public
 
@@ -339,3 +341,38 @@ def kube_client(kube_cluster: KubeCluster) -> Iterator[Any]:
     api = kube_cluster.client()
     yield api
     api.close()
+
+
+def main() -> None:
+    """`python -m tests.support.kube [KUBECONFIG_PATH]`: a throwaway control plane to try the operator on.
+
+    Starts etcd, kube-apiserver and kube-controller-manager from KUBEBUILDER_ASSETS, installs the UserService
+    CRD, writes an admin kubeconfig (default `.data/kube/kubeconfig`) and runs until Ctrl-C.
+    """
+    import sys
+    import tempfile
+
+    from userservice_operator.crd import crd_text
+
+    target = Path(sys.argv[1] if len(sys.argv) > 1 else ".data/kube/kubeconfig").resolve()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    missing = missing_binaries()
+    if missing:
+        sys.exit(f"missing in KUBEBUILDER_ASSETS: {missing} (run `make tools`)")
+    with tempfile.TemporaryDirectory(prefix="kube-") as tmp:
+        cluster = KubeCluster(Path(tmp)).start()
+        try:
+            cluster.kubectl("apply", "--server-side", "-f", "-", input=crd_text())
+            target.write_text(cluster.kubeconfig.read_text())
+            print(
+                f"API server {cluster.server} ready; export KUBECONFIG={target}  (Ctrl-C stops it)",
+                flush=True,
+            )
+            signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        finally:
+            cluster.stop()
+
+
+if __name__ == "__main__":
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    main()
