@@ -44,18 +44,6 @@ RUN python3 -m venv /opt/venv \
 
 # ---------------------------------------------------------------------------------------------------------------
 FROM ${BASE_IMAGE} AS runtime
-ARG BASE_IMAGE
-ARG VERSION=0.1.0
-ARG VCS_REF=unknown
-ARG BUILD_DATE=unknown
-LABEL org.opencontainers.image.title="userservice" \
-      org.opencontainers.image.description="User management microservice (REST + gRPC on PostgreSQL) and its Kubernetes operator" \
-      org.opencontainers.image.version="${VERSION}" \
-      org.opencontainers.image.revision="${VCS_REF}" \
-      org.opencontainers.image.created="${BUILD_DATE}" \
-      org.opencontainers.image.licenses="Apache-2.0" \
-      org.opencontainers.image.base.name="${BASE_IMAGE}" \
-      org.opencontainers.image.documentation="docs/packaging.md"
 # A fixed, non-root UID/GID (Kubernetes `runAsNonRoot` needs the numeric USER below).
 RUN groupadd --gid 10001 userservice \
  && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin userservice
@@ -71,3 +59,16 @@ USER 10001:10001
 WORKDIR /
 EXPOSE 8080 50051
 CMD ["userservice", "serve"]
+# Metadata last: the build date and revision change every build and must not invalidate the layers above.
+ARG BASE_IMAGE
+ARG VERSION=0.1.0
+ARG VCS_REF=unknown
+ARG BUILD_DATE=unknown
+LABEL org.opencontainers.image.title="userservice" \
+      org.opencontainers.image.description="User management microservice (REST + gRPC on PostgreSQL) and its Kubernetes operator" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${VCS_REF}" \
+      org.opencontainers.image.created="${BUILD_DATE}" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.base.name="${BASE_IMAGE}" \
+      org.opencontainers.image.documentation="docs/packaging.md"
