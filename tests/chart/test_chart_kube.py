@@ -20,6 +20,7 @@ import yaml
 from tests.chart.support import (
     ALL_OPTIONS,
     CHART,
+    ROOT,
     docs,
     helm_template,
     kubeconform,
@@ -90,6 +91,12 @@ def test_rendered_manifests_validate_against_the_api_server_schemas(
     if values is ALL_OPTIONS:
         assert valid.count("UserService") == 2
         assert sorted(skipped) == sorted(NO_SCHEMA_HERE)
+
+
+def test_dev_postgres_manifests_validate(schema_dir: Path) -> None:
+    manifests = "\n---\n".join(p.read_text() for p in sorted((ROOT / "deploy" / "postgres").glob("*.yaml")))
+    kinds = sorted(r["kind"] for r in kubeconform(manifests, schema_dir))
+    assert kinds == ["Secret", "Service", "StatefulSet"]
 
 
 def test_kubeconform_schemas_refuse_a_wrong_manifest(schema_dir: Path) -> None:
