@@ -167,7 +167,12 @@ def test_helm_install_then_the_operator_reconciles_a_userservice_from_values(
         )
     )
     helm = [tool("helm"), f"--kubeconfig={cluster.kubeconfig}"]
-    run(*helm, "install", release, str(CHART), "-n", ns, "--create-namespace", "-f", str(values), timeout=180)
+    installed = run(
+        *helm, "install", release, str(CHART), "-n", ns, "--create-namespace", "-f", str(values), timeout=180
+    )
+    # NOTES.txt rendered for this release.
+    assert f"is installed in namespace {ns}" in installed and f"watching {apps}" in installed
+    assert f"{apps}/users" in installed
     try:
         # The UserService from values exists, with the chart's image filled in.
         us = json.loads(cluster.kubectl("-n", apps, "get", "userservice", "users", "-o", "json").stdout)
