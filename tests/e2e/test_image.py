@@ -24,12 +24,12 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from userservice.v1 import user_service_pb2, user_service_pb2_grpc
 
 from tests.support.kube import free_port
 from tests.support.postgres import create_database, drop_database
 from tests.support.require import require
 from tests.support.users import new_user
+from userservice.v1 import user_service_pb2, user_service_pb2_grpc
 
 pytestmark = pytest.mark.needs_docker
 
