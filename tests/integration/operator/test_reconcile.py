@@ -437,6 +437,7 @@ def test_hundred_userservices(
 ) -> None:
     ns = it_namespace
     docs = [secret()] + [userservice(f"svc-{i:03d}", replicas=1) for i in range(100)]
+    started = time.monotonic()
     apply(operator_cluster, ns, *docs)
 
     def all_reconciled() -> bool:
@@ -450,6 +451,7 @@ def test_hundred_userservices(
         return len(done) == 100
 
     wait_for(all_reconciled, 240, interval=2, what="100 UserServices reconciled")
+    print(f"\nmeasured: 100 UserServices applied and reconciled in {time.monotonic() - started:.1f}s")
     deployments = operator_cluster.kubectl("-n", ns, "get", "deployments", "-o", "name").stdout.split()
     services = operator_cluster.kubectl("-n", ns, "get", "services", "-o", "name").stdout.split()
     assert len(deployments) == 100 and len(services) == 100

@@ -73,3 +73,30 @@ def test_defaults_applied_by_api_server(operator_cluster: KubeCluster) -> None:
     assert spec["migrations"]["enabled"] is True
     assert spec["monitoring"]["serviceMonitor"]["interval"] == "30s"
     assert spec["logLevel"] == "info"
+
+
+@pytest.mark.parametrize(
+    ("verb", "resource", "allowed"),
+    [
+        ("get", "secrets", "yes"),
+        ("watch", "secrets", "yes"),
+        ("create", "secrets", "no"),
+        ("update", "secrets", "no"),
+        ("delete", "secrets", "no"),
+        ("patch", "deployments.apps", "yes"),
+        ("delete", "jobs.batch", "yes"),
+        ("patch", "userservices.userservice.io/status", "yes"),
+        ("delete", "userservices.userservice.io", "no"),
+        ("create", "pods", "no"),
+        ("create", "roles.rbac.authorization.k8s.io", "no"),
+    ],
+)
+def test_operator_rbac_is_least_privilege(
+    operator_cluster: KubeCluster, verb: str, resource: str, allowed: str
+) -> None:
+    """The rules of rbac.yaml as the API server evaluates them for the operator's user."""
+    res, _, sub = resource.partition("/")
+    args = ["auth", "can-i", verb, res, "-n", "default", "--as=userservice-operator"]
+    if sub:
+        args.append(f"--subresource={sub}")
+    assert operator_cluster.kubectl(*args, check=False).stdout.strip() == allowed
