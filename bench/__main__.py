@@ -1,0 +1,133 @@
+"""`python -m bench [--smoke] [--out DIR] [--no-service] [--no-operator]`
+
+Runs every measurement with its baseline in the same run, writes <out>/<UTC timestamp>.json and .png, prints
+the table. A full run also refreshes bench/results/latest.json and latest.png (the README's figures).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from bench import operator_bench, results, service_bench, tools
+
+FULL = {
+    "service": service_bench.Plan(seconds=5, levels=(4, 16, 64), seed_users=20000, events=200, warmup=True),
+    "operator": operator_bench.Plan(
+        latency_count=100, scale_count=500, idle_seconds=60, resync_seconds=20, deadline_seconds=300
+    ),
+}
+SMOKE = {
+    "service": service_bench.Plan(seconds=1, levels=(8,), seed_users=2000, events=10, warmup=False),
+    "operator": operator_bench.Plan(
+        latency_count=5, scale_count=10, idle_seconds=4, resync_seconds=2, deadline_seconds=60
+    ),
+}
+
+
+def machine() -> dict[str, Any]:
+    model = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    cores = os.cpu_count() or 0
+    return {
+        "cpu": model,
+        "cores": cores,
+        "memory_gib": round(mem_gib, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+        "summary": f"{cores} cores {model}, {mem_gib:.0f} GiB",
+        "note": (
+            "One machine, loopback only: the load generators (wrk, ghz, the asyncpg driver), PostgreSQL, the "
+            "server under test, etcd and kube-apiserver all share these cores, so every figure is lower than "
+            "on dedicated hardware; the ratios compare parts measured under the same contention."
+        ),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    p.add_argument("--smoke", action="store_true", help="a bounded run of every part (about a minute)")
+    p.add_argument("--out", type=Path, default=results.RESULTS, help="where to write the JSON and PNG")
+    p.add_argument("--no-service", action="store_true")
+    p.add_argument("--no-operator", action="store_true")
+    args = p.parse_args(argv)
+    plans = SMOKE if args.smoke else FULL
+    started = time.monotonic()
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
+    doc: dict[str, Any] = {
+        "timestamp": stamp,
+        "mode": "smoke" if args.smoke else "full",
+        "command": "make bench" if not args.smoke else "python -m bench --smoke",
+        "machine": machine(),
+        "settings": {
+            "concurrency_levels": list(plans["service"].levels),
+            "seconds_per_run": plans["service"].seconds,
+            "service": {
+                "DB_POOL_MAX": service_bench.POOL_SIZE,
+                "argon2": "production defaults (time_cost 2, 19 MiB)",
+                "logging": "JSON, one access line per request (as deployed)",
+            },
+        },
+        "tools": {},
+        "figures": [],
+    }
+    doc["settings"]["operator"] = {
+        k: getattr(plans["operator"], k) for k in operator_bench.Plan.__dataclass_fields__
+    }
+    with tempfile.TemporaryDirectory(prefix="userservice-bench-") as tmp:
+        workdir = Path(tmp)
+        operator_run: Future[dict[str, Any]] | None = None
+        with ThreadPoolExecutor(1) as background:
+            if not args.no_operator and args.smoke and not args.no_service:
+                # smoke: the numbers mean nothing, so both parts run at once to stay within a minute
+                operator_run = background.submit(operator_bench.measure, plans["operator"], workdir)
+            if not args.no_service:
+                doc["tools"] = {
+                    "http": f"wrk ({tools.version([tools.wrk(), '-v'])})",
+                    "grpc": f"ghz {tools.GHZ_VERSION} (go install)",
+                    "database_baseline": "python -m bench.pgload: asyncpg in a separate process",
+                }
+                service = service_bench.measure(plans["service"], workdir)
+                doc["service"] = {k: v for k, v in service.items() if k != "figures"}
+                doc["figures"].extend(service["figures"])
+            if not args.no_operator:
+                op = (
+                    operator_run.result()
+                    if operator_run is not None
+                    else operator_bench.measure(plans["operator"], workdir)
+                )
+                doc["operator"] = {k: v for k, v in op.items() if k != "figures"}
+                doc["figures"].extend(op["figures"])
+    doc["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    doc["duration_seconds"] = round(time.monotonic() - started, 1)
+    path = results.write(doc, args.out)
+    png = results.chart(doc, path.with_suffix(".png")) if doc["figures"] and "service" in doc else None
+    print()
+    print(results.table(doc))
+    print(f"\nwrote {path}" + (f" and {png}" if png else "") + f" in {doc['duration_seconds']} s")
+    if not args.smoke and not args.no_service and not args.no_operator and args.out == results.RESULTS:
+        shutil.copy(path, results.RESULTS / "latest.json")
+        if png:
+            shutil.copy(png, results.RESULTS / "latest.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""gRPC load with ghz (a separate process; its own latency distribution)."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import tempfile
+from pathlib import Path
+
+from bench import tools
+from bench.stack import LIST_COUNTRY
+from bench.stats import Run
+
+PROTO_ROOT = tools.ROOT / "proto"
+PROTO = PROTO_ROOT / "userservice" / "v1" / "user_service.proto"
+METHODS = {
+    "get": "GetUser",
+    "list": "ListUsers",
+    "create": "CreateUser",
+    "patch": "UpdateUser",
+}
+
+
+def _data(op: str, ids: list[str], tag: str) -> object:
+    sample = random.sample(ids, min(len(ids), 2000))
+    if op == "get":
+        return [{"id": i} for i in sample]
+    if op == "list":
+        return {"filter": f'country = "{LIST_COUNTRY}"', "page_size": 50}
+    if op == "create":
+        nick = f"g{tag}x{{{{.RequestNumber}}}}"
+        return {
+            "user": {
+                "first_name": "Ada",
+                "last_name": "Lovelace",
+                "nickname": nick,
+                "email": f"{nick}@example.com",
+                "country": "GB",
+                "password": "correct horse battery staple",
+            }
+        }
+    if op == "patch":
+        return [{"user": {"id": i, "first_name": "P{{.RequestNumber}}"}} for i in sample]
+    raise ValueError(op)
+
+
+def run(
+    address: str, op: str, concurrency: int, seconds: float, ids: list[str], tag: str, target: str
+) -> Run:
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(_data(op, ids, tag), f)
+        data_file = f.name
+    cmd = [
+        tools.ghz(),
+        "--insecure",
+        f"--proto={PROTO}",
+        f"--import-paths={PROTO_ROOT}",
+        f"--call=userservice.v1.UserService.{METHODS[op]}",
+        f"--data-file={data_file}",
+        f"--concurrency={concurrency}",
+        f"--connections={min(concurrency, 4)}",
+        f"--duration={max(1, round(seconds))}s",
+        "--timeout=10s",
+        "--format=json",
+        address,
+    ]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60, check=False)
+    finally:
+        Path(data_file).unlink(missing_ok=True)
+    if not proc.stdout.strip():
+        raise RuntimeError(f"ghz failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    data = json.loads(proc.stdout)
+    dist = {int(d["percentage"]): d["latency"] for d in data.get("latencyDistribution") or []}
+    codes = data.get("statusCodeDistribution") or {}
+    ok = int(codes.get("OK", 0))
+    return Run(
+        tool="ghz",
+        target=target,
+        op=op,
+        concurrency=concurrency,
+        seconds=data["total"] / 1e9,
+        requests=ok,
+        errors=int(data["count"]) - ok,
+        p50_ms=dist.get(50, 0) / 1e6,
+        p99_ms=dist.get(99, 0) / 1e6,
+    )

@@ -1,0 +1,51 @@
+-- wrk script for the userservice REST API: `wrk ... -s users.lua URL -- OP IDS_FILE RUN_TAG`
+-- OP: get (by random seeded id), list (country filter, page of 50), create (unique users), patch (random id).
+-- done() prints one JSON line, prefixed with BENCH, that bench/http_load.py reads.
+
+local threads = {}
+local next_id = 0
+
+function setup(thread)
+  thread:set("tid", next_id)
+  next_id = next_id + 1
+  table.insert(threads, thread)
+end
+
+local op, ids, tag, n = "get", {}, "t", 0
+
+function init(args)
+  op = args[1]
+  tag = args[3] or "t"
+  for line in io.lines(args[2]) do
+    ids[#ids + 1] = line
+  end
+  math.randomseed(os.time() * 1000 + tid)
+end
+
+local json_headers = { ["Content-Type"] = "application/json" }
+local patch_headers = { ["Content-Type"] = "application/merge-patch+json" }
+
+function request()
+  n = n + 1
+  if op == "get" then
+    return wrk.format("GET", "/v1/users/" .. ids[math.random(#ids)])
+  elseif op == "list" then
+    return wrk.format("GET", "/v1/users?country=GB&page_size=50")
+  elseif op == "create" then
+    local nick = "w" .. tag .. "t" .. tid .. "n" .. n
+    local body = '{"first_name":"Ada","last_name":"Lovelace","nickname":"' .. nick ..
+      '","email":"' .. nick .. '@example.com","country":"GB","password":"correct horse battery staple"}'
+    return wrk.format("POST", "/v1/users", json_headers, body)
+  elseif op == "patch" then
+    return wrk.format("PATCH", "/v1/users/" .. ids[math.random(#ids)], patch_headers,
+      '{"first_name":"P' .. tid .. "x" .. n .. '"}')
+  end
+end
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'BENCH{"requests":%d,"duration_us":%d,"errors":%d,"status_errors":%d,"p50_us":%d,"p99_us":%d}\n',
+    summary.requests, summary.duration, e.connect + e.read + e.write + e.timeout, e.status,
+    latency:percentile(50), latency:percentile(99)))
+end

@@ -1,0 +1,257 @@
+"""The service's figures: REST (wrk) and gRPC (ghz) against the raw-asyncpg and bare-framework baselines,
+GET under a create load, and event latency. Everything runs against one seeded PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from bench import events_bench, grpc_load, http_load, stack
+from bench.stats import Run, percentile, ratio
+
+OPS = ("get", "list", "create", "patch")
+POOL_SIZE = 10  # the service's DB_POOL_MAX default
+
+
+@dataclass(frozen=True)
+class Plan:
+    seconds: float
+    levels: tuple[int, ...]
+    seed_users: int
+    events: int
+    warmup: bool
+
+
+def _tag() -> str:
+    return uuid.uuid4().hex[:6]
+
+
+def _pgload(dsn: str, op: str, c: int, seconds: float, ids_file: Path) -> Run:
+    cmd = [sys.executable, "-m", "bench.pgload", dsn, op, str(c), str(seconds), str(ids_file), str(POOL_SIZE)]
+    out = subprocess.run([*cmd, _tag()], capture_output=True, text=True, timeout=seconds + 60, check=True)
+    data = json.loads(out.stdout.strip().splitlines()[-1])
+    return Run(
+        "python asyncpg (separate process)",
+        "asyncpg",
+        op,
+        c,
+        data["seconds"],
+        data["requests"],
+        data["errors"],
+        data["p50_ms"],
+        data["p99_ms"],
+    )
+
+
+def _quiesce(dsn: str, timeout: float = 60) -> None:
+    """Wait until requests still queued in the server (a create waits for its hash) have committed, so one
+    run's load does not spill into the next."""
+
+    async def wait() -> None:
+        conn = await asyncpg.connect(dsn)
+        try:
+            last, deadline = None, time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                head = await conn.fetchval("SELECT count(*) FROM user_events")
+                if head == last:
+                    return
+                last = head
+                await asyncio.sleep(0.3)
+        finally:
+            await conn.close()
+
+    asyncio.run(wait())
+
+
+def _log(run: Run) -> Run:
+    print(
+        f"  {run.target:13} {run.op:7} c={run.concurrency:<3} {run.rps:9.1f} req/s  "
+        f"p50 {run.p50_ms:7.2f} ms  p99 {run.p99_ms:7.2f} ms  errors {run.errors}",
+        flush=True,
+    )
+    return run
+
+
+def measure(plan: Plan, workdir: Path) -> dict[str, Any]:
+    with stack.postgres() as (admin, pg_desc):
+        dsn = asyncio.run(stack.fresh_database(admin))
+        try:
+            return _measure(plan, workdir, dsn, pg_desc)
+        finally:
+            asyncio.run(stack.drop(admin, dsn))
+
+
+def _measure(plan: Plan, workdir: Path, dsn: str, pg_desc: str) -> dict[str, Any]:
+    print(f"seeding {plan.seed_users} users", flush=True)
+    ids = asyncio.run(stack.seed(dsn, plan.seed_users))
+    event_user = UUID(ids.pop())  # written only by the event-latency measurement
+    ids_file = workdir / "ids.txt"
+    ids_file.write_text("\n".join(ids) + "\n")
+    runs: list[Run] = []
+    svc = stack.start_service(dsn, workdir)
+    try:
+        http = f"http://127.0.0.1:{svc.info['http_port']}"
+        grpc_addr = f"127.0.0.1:{svc.info['grpc_port']}"
+        if plan.warmup:
+            http_load.run(http, "get", plan.levels[-1], 1, ids_file, _tag(), "warmup")
+            grpc_load.run(grpc_addr, "get", plan.levels[-1], 1, ids, _tag(), "warmup")
+        print("service REST (wrk) and gRPC (ghz)", flush=True)
+        for op in OPS:
+            for c in plan.levels:
+                runs.append(_log(http_load.run(http, op, c, plan.seconds, ids_file, _tag(), "service-rest")))
+                _quiesce(dsn)
+        for op in OPS:
+            for c in plan.levels:
+                runs.append(_log(grpc_load.run(grpc_addr, op, c, plan.seconds, ids, _tag(), "service-grpc")))
+                _quiesce(dsn)
+        under = _get_under_create(http, plan, ids_file)
+        _quiesce(dsn)
+        print("event latency", flush=True)
+        watch = asyncio.run(events_bench.grpc_latencies(dsn, grpc_addr, event_user, plan.events))
+        notify = asyncio.run(events_bench.notify_latencies(dsn, event_user, plan.events))
+    finally:
+        svc.stop()
+    print("baselines: asyncpg, bare aiohttp, bare grpc.aio", flush=True)
+    for op in OPS:
+        for c in plan.levels:
+            runs.append(_log(_pgload(dsn, op, c, plan.seconds, ids_file)))
+    for kind, target in (("http", "bare-aiohttp"), ("grpc", "bare-grpc")):
+        bare = stack.start_bare(kind, workdir)
+        try:
+            for c in plan.levels:
+                if kind == "http":
+                    url = f"http://127.0.0.1:{bare.info['port']}"
+                    runs.append(_log(http_load.run(url, "get", c, plan.seconds, ids_file, _tag(), target)))
+                else:
+                    addr = f"127.0.0.1:{bare.info['port']}"
+                    runs.append(_log(grpc_load.run(addr, "get", c, plan.seconds, ids, _tag(), target)))
+        finally:
+            bare.stop()
+    return {
+        "postgres": pg_desc,
+        "seed_users": plan.seed_users,
+        "runs": [r.to_json() for r in runs],
+        "figures": _figures(runs, under, watch, notify, plan),
+    }
+
+
+def _get_under_create(http: str, plan: Plan, ids_file: Path) -> dict[str, Any]:
+    """GET load alone, then the same GET load while a create load runs beside it (argon2 off the loop)."""
+    c = plan.levels[len(plan.levels) // 2]
+    print(f"GET p99 while creating (c={c} each)", flush=True)
+    alone = _log(http_load.run(http, "get", c, plan.seconds, ids_file, _tag(), "service-rest"))
+    results: dict[str, Run] = {}
+
+    def creates() -> None:
+        results["create"] = http_load.run(
+            http, "create", c, plan.seconds + 1, ids_file, _tag(), "service-rest"
+        )
+
+    thread = threading.Thread(target=creates)
+    thread.start()
+    time.sleep(0.5)
+    loaded = _log(http_load.run(http, "get", c, plan.seconds, ids_file, _tag(), "service-rest"))
+    thread.join()
+    return {"alone": alone, "loaded": loaded, "create": _log(results["create"])}
+
+
+def _round(v: float) -> float:
+    return round(v, 3)
+
+
+def _figures(
+    runs: list[Run], under: dict[str, Any], watch: list[float], notify: list[float], plan: Plan
+) -> list[dict[str, Any]]:
+    by = {(r.target, r.op, r.concurrency): r for r in runs}
+    figures: list[dict[str, Any]] = []
+    for protocol, target, framework in (
+        ("rest", "service-rest", "bare-aiohttp"),
+        ("grpc", "service-grpc", "bare-grpc"),
+    ):
+        for op in OPS:
+            for c in plan.levels:
+                run, base = by[(target, op, c)], by[("asyncpg", op, c)]
+                fig: dict[str, Any] = {
+                    "id": f"{protocol}.{op}.c{c}",
+                    "group": "service",
+                    "what": f"{protocol.upper()} {op}, {c} concurrent",
+                    "tool": run.tool,
+                    "rps": round(run.rps, 1),
+                    "p50_ms": _round(run.p50_ms),
+                    "p99_ms": _round(run.p99_ms),
+                    "errors": run.errors,
+                    "baseline": f"the same SQL through raw asyncpg, pool {POOL_SIZE}, {c} workers",
+                    "baseline_rps": round(base.rps, 1),
+                    "baseline_p50_ms": _round(base.p50_ms),
+                    "baseline_p99_ms": _round(base.p99_ms),
+                    "rps_ratio": ratio(run.rps, base.rps),
+                    "p50_ratio": ratio(run.p50_ms, base.p50_ms),
+                    "p99_ratio": ratio(run.p99_ms, base.p99_ms),
+                }
+                if op == "get":
+                    bare = by[(framework, "get", c)]
+                    fig.update(
+                        framework_baseline=(
+                            "bare aiohttp handler returning a constant"
+                            if protocol == "rest"
+                            else "bare grpc.aio unary call returning a constant"
+                        ),
+                        framework_rps=round(bare.rps, 1),
+                        framework_p99_ms=_round(bare.p99_ms),
+                        framework_rps_ratio=ratio(run.rps, bare.rps),
+                    )
+                if op == "list":
+                    get = by[(target, "get", c)]
+                    fig.update(get_p99_ms=_round(get.p99_ms), get_p99_ratio=ratio(run.p99_ms, get.p99_ms))
+                figures.append(fig)
+    alone, loaded, create = under["alone"], under["loaded"], under["create"]
+    figures.append(
+        {
+            "id": f"rest.get_during_create.c{alone.concurrency}",
+            "group": "service",
+            "what": f"REST get while {create.concurrency} clients create users (argon2id, production cost)",
+            "tool": "wrk",
+            "rps": round(loaded.rps, 1),
+            "p50_ms": _round(loaded.p50_ms),
+            "p99_ms": _round(loaded.p99_ms),
+            "errors": loaded.errors,
+            "create_rps": round(create.rps, 1),
+            "baseline": "the same GET load with no creates",
+            "baseline_rps": round(alone.rps, 1),
+            "baseline_p50_ms": _round(alone.p50_ms),
+            "baseline_p99_ms": _round(alone.p99_ms),
+            "rps_ratio": ratio(loaded.rps, alone.rps),
+            "p50_ratio": ratio(loaded.p50_ms, alone.p50_ms),
+            "p99_ratio": ratio(loaded.p99_ms, alone.p99_ms),
+        }
+    )
+    w50, w99 = percentile(watch, 50) * 1000, percentile(watch, 99) * 1000
+    n50, n99 = percentile(notify, 50) * 1000, percentile(notify, 99) * 1000
+    figures.append(
+        {
+            "id": "events.commit_to_watch",
+            "group": "service",
+            "what": f"event latency, commit -> WatchUserEvents consumer (n={len(watch)})",
+            "tool": "grpc.aio client",
+            "n": len(watch),
+            "p50_ms": _round(w50),
+            "p99_ms": _round(w99),
+            "baseline": "commit -> raw asyncpg LISTEN on the outbox channel (PostgreSQL NOTIFY alone)",
+            "baseline_p50_ms": _round(n50),
+            "baseline_p99_ms": _round(n99),
+            "p50_ratio": ratio(w50, n50),
+            "p99_ratio": ratio(w99, n99),
+        }
+    )
+    return figures

