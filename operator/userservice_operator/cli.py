@@ -19,6 +19,7 @@ import socket
 import sys
 import uuid
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kopf
@@ -74,6 +75,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--resync-seconds", type=float, default=_env_float("OPERATOR_RESYNC_SECONDS", 300))
     p.add_argument("--crd-poll-seconds", type=float, default=_env_float("OPERATOR_CRD_POLL_SECONDS", 10))
     p.add_argument("--backoff-max", type=float, default=_env_float("OPERATOR_BACKOFF_MAX", 60))
+    p.add_argument("--api-threads", type=int, default=int(os.environ.get("OPERATOR_API_THREADS", "16")))
     p.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "info"))
     args = p.parse_args(argv)
     if not args.namespace:
@@ -155,6 +157,8 @@ async def run(args: argparse.Namespace) -> int:
     kube = Kube(api_client, metrics)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    # API calls of the reconcile path run in threads (the kubernetes client is synchronous).
+    loop.set_default_executor(ThreadPoolExecutor(max_workers=args.api_threads, thread_name_prefix="kube"))
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
