@@ -198,6 +198,7 @@ class Worker:
         self.task: asyncio.Task[None] | None = None
         self.wake = asyncio.Event()
         self.failures = 0
+        self.last_error = ""
 
     @property
     def secret_name(self) -> str:
@@ -235,7 +236,38 @@ class Worker:
             delay,
             exc_info=not isinstance(exc, ApiException | OSError),
         )
+        self.last_error = detail
         return delay
+
+    async def report_failure(self) -> None:
+        """Show a failed pass as Degraded=True, reason ReconcileError (other conditions untouched)."""
+        us, detail = self.body, self.last_error[:1000]
+        conditions = [dict(c) for c in (us.get("status") or {}).get("conditions") or []]
+        previous = next((c for c in conditions if c.get("type") == status_mod.DEGRADED), None)
+        if previous and previous.get("reason") == "ReconcileError" and previous.get("message") == detail:
+            return
+        degraded = {
+            "type": status_mod.DEGRADED,
+            "status": "True",
+            "reason": "ReconcileError",
+            "message": detail,
+            "observedGeneration": int(us["metadata"].get("generation", 0)),
+        }
+        (degraded,) = status_mod.merge_conditions(conditions, [degraded], status_mod.now())
+        if previous is None:
+            conditions.append(degraded)
+        else:
+            conditions[conditions.index(previous)] = degraded
+        try:
+            updated = await self.controller.kube.patch_status(
+                "UserService", namespace_of(us), name_of(us), {"conditions": conditions}
+            )
+        except Exception as exc:  # the API server may be what failed
+            log.debug("could not record the failure in the status: %s", exc)
+            return
+        us["status"] = updated.get("status") or us.get("status")
+        if not previous or previous.get("reason") != "ReconcileError":
+            await self.controller.recorder.event(us, "Warning", "ReconcileError", detail)
 
     async def _going_away(self, exc: ApiException) -> bool:
         """Whether a 403/404 comes from the UserService or its namespace being deleted."""
@@ -263,6 +295,7 @@ class Worker:
             except ApiException as exc:
                 if exc.status not in (403, 404) or not await self._going_away(exc):
                     delay = self._failed(exc)
+                    await self.report_failure()
                 else:
                     # The resource or its namespace is being deleted: nothing to do until told otherwise.
                     log.debug("%s/%s is going away", namespace_of(self.body), name_of(self.body))
@@ -277,6 +310,7 @@ class Worker:
                 )
             except Exception as exc:
                 delay = self._failed(exc)
+                await self.report_failure()
             finally:
                 metrics.reconcile_duration.observe(time.monotonic() - started)
             with contextlib.suppress(TimeoutError):

@@ -175,7 +175,9 @@ def install_operator_api(cluster: KubeCluster) -> None:
             "subjects": subject,
         }
     )
-    cluster.kubectl("apply", "--server-side", "-f", "-", input=yaml.safe_dump_all([*docs, *bindings]))
+    cluster.kubectl(
+        "apply", "--server-side", "--force-conflicts", "-f", "-", input=yaml.safe_dump_all([*docs, *bindings])
+    )
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.operator.conftest import Operator, wait_for
+from tests.integration.operator.conftest import Operator, install_operator_api, wait_for
 from tests.integration.operator.helpers import (
     GROUP,
     PLURAL,
@@ -463,3 +463,32 @@ def test_hundred_userservices(
     ]
     assert failures == []
     assert [e for e in shared_operator.errors() if ns in json.dumps(e)] == []
+
+
+def test_api_errors_become_a_condition_and_clear(operator_cluster: KubeCluster, it_namespace: str) -> None:
+    """An API error (here: the operator's RBAC lacking PodDisruptionBudgets) is shown, retried, then cleared."""
+    ns = it_namespace
+    apply(operator_cluster, ns, secret(), userservice("err", podDisruptionBudget={"enabled": False}))
+    wait_for(lambda: reconciled(operator_cluster, ns, "err"), 30)
+    role = json.loads(
+        operator_cluster.kubectl("get", "clusterrole", "userservice-operator", "-o", "json").stdout
+    )
+    role["rules"] = [r for r in role["rules"] if "poddisruptionbudgets" not in r["resources"]]
+    operator_cluster.kubectl("replace", "-f", "-", input=json.dumps(role))
+    try:
+        apply(operator_cluster, ns, userservice("err", podDisruptionBudget={"enabled": True}))
+        degraded = wait_for(
+            lambda: (
+                (c := condition(get(operator_cluster, ns, PLURAL, "err"), "Degraded"))["reason"]
+                == "ReconcileError"
+                and c
+            ),
+            30,
+            what="ReconcileError condition",
+        )
+        assert degraded["status"] == "True"
+        assert "forbidden" in degraded["message"]
+    finally:
+        install_operator_api(operator_cluster)  # restores the ClusterRole from rbac.yaml
+    wait_for(lambda: get(operator_cluster, ns, "pdb", "err"), 30, what="pdb after RBAC restored")
+    wait_for(lambda: condition(get(operator_cluster, ns, PLURAL, "err"), "Degraded")["status"] == "False", 30)
