@@ -162,3 +162,23 @@ def test_transition_time_kept_while_status_unchanged() -> None:
             "lastTransitionTime",
             "observedGeneration",
         }
+
+
+def test_condition_events() -> None:
+    from userservice_operator.reconcile import condition_events
+
+    ready_false = {"type": "Ready", "status": "False", "reason": "MigrationRunning", "message": "m"}
+    degraded_true = {"type": "Degraded", "status": "True", "reason": "SecretNotFound", "message": "s"}
+    degraded_false = {"type": "Degraded", "status": "False", "reason": "AsExpected", "message": "ok"}
+    # first status: Ready is news, a healthy Degraded is not
+    assert condition_events({}, [ready_false, degraded_false]) == [
+        ("Normal", "MigrationRunning", "Ready=False: m")
+    ]
+    # unchanged: nothing
+    before = {"Ready": ready_false, "Degraded": degraded_false}
+    assert condition_events(before, [ready_false, degraded_false]) == []
+    # a problem is a Warning; its end is "Recovered"
+    assert condition_events(before, [ready_false, degraded_true])[-1][:2] == ("Warning", "SecretNotFound")
+    assert condition_events({"Degraded": degraded_true}, [degraded_false]) == [
+        ("Normal", "Recovered", "Degraded=False: ok")
+    ]
