@@ -1,0 +1,444 @@
+#!/usr/bin/env bash
+# A real one-node Kubernetes cluster on this machine, from parts: `hack/cluster.sh up|down|status|env`.
+#
+#   etcd, kube-apiserver, kube-controller-manager, kube-scheduler   built by hack/tools.sh (pinned K8S_VERSION)
+#   kubelet, kube-proxy (iptables mode)                             same
+#   containerd, runc, CNI bridge/host-local/loopback                Debian packages (installed here if missing)
+#   pause image                                                     deploy/cluster/pause/pause.go, built static
+#   metrics-server, prometheus-operator                             go install at pinned versions, run on the host
+#   Prometheus                                                      Debian's prometheus binary in a local image,
+#                                                                   run in the cluster by prometheus-operator
+#   userservice:dev (make build)                                    docker save | ctr import
+#
+# Every process runs in the background with its log in .cache/cluster/logs; certificates, kubeconfig
+# (.cache/cluster/admin.kubeconfig) and state live in .cache/cluster (gitignored). `down` stops everything it
+# started, unmounts, removes the bridge, netns and iptables rules of the cluster. Needs root (kubelet, containerd,
+# iptables). Configuration templates: deploy/cluster/.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=hack/versions.env
+source "$ROOT/hack/versions.env"
+
+STATE=${CLUSTER_DIR:-$ROOT/.cache/cluster}
+RUN=/run/usvc-cluster
+LOGS=$STATE/logs
+PIDS=$STATE/pids
+PKI=$STATE/pki
+KUBECONFIG_FILE=$STATE/admin.kubeconfig
+case "$(uname -m)" in x86_64) ARCH=amd64 ;; aarch64 | arm64) ARCH=arm64 ;; *) ARCH=$(uname -m) ;; esac
+K8S_BIN=$ROOT/.cache/tools/k8s/$K8S_VERSION-linux-$ARCH
+TOOLS_BIN=$ROOT/.cache/tools/bin
+CNI_BIN=/usr/lib/cni
+POD_CIDR=10.244.0.0/24
+SERVICE_CIDR=10.96.0.0/16
+API_SERVICE_IP=10.96.0.1
+API_PORT=6443
+ETCD_PORT=23790
+METRICS_SERVER_PORT=4443
+PAUSE_IMAGE=localhost/usvc-pause:1
+PROMETHEUS_IMAGE=localhost/prometheus:debian
+RELOADER_IMAGE=localhost/prometheus-config-reloader:v$PROMETHEUS_OPERATOR_VERSION
+IMAGE=${IMAGE:-userservice:dev}
+NODE_NAME=$(hostname | tr '[:upper:]' '[:lower:]')
+NODE_IP=${NODE_IP:-$(ip -4 route get 1.1.1.1 2>/dev/null | sed -n 's/.* src \([0-9.]*\).*/\1/p')}
+NODE_IP=${NODE_IP:-127.0.0.1}
+
+export PATH=$K8S_BIN:$TOOLS_BIN:$PATH
+export KUBECONFIG=$KUBECONFIG_FILE
+
+log() { printf '[cluster %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+kc() { kubectl --kubeconfig "$KUBECONFIG_FILE" "$@"; }
+ctrd() { ctr --address "$RUN/containerd.sock" -n k8s.io "$@"; }
+
+# Timing: every phase appends "name seconds" to $STATE/timings.
+phase_start() { PHASE=$1 PHASE_T0=$SECONDS; log "$1 ..."; }
+phase_end() {
+	local dt=$((SECONDS - PHASE_T0))
+	printf '%s %s\n' "$PHASE" "$dt" >>"$STATE/timings"
+	log "$PHASE done in ${dt}s"
+}
+
+render() { # render TEMPLATE DEST: fill in @VAR@ placeholders
+	sed -e "s|@ROOT@|$ROOT|g" -e "s|@STATE@|$STATE|g" -e "s|@RUN@|$RUN|g" -e "s|@NODE_IP@|$NODE_IP|g" -e "s|@NODE_NAME@|$NODE_NAME|g" \
+		-e "s|@POD_CIDR@|$POD_CIDR|g" -e "s|@CNI_BIN@|$CNI_BIN|g" -e "s|@PAUSE_IMAGE@|$PAUSE_IMAGE|g" \
+		"$ROOT/deploy/cluster/$1" >"$2"
+}
+
+running() { [[ -f $PIDS/$1.pid ]] && kill -0 "$(<"$PIDS/$1.pid")" 2>/dev/null; }
+
+# start NAME CMD...: run CMD in its own session in the background, log to $LOGS/NAME.log.
+start() {
+	local name=$1
+	shift
+	if running "$name"; then return 0; fi
+	setsid "$@" >>"$LOGS/$name.log" 2>&1 </dev/null &
+	echo $! >"$PIDS/$name.pid"
+}
+
+wait_for() { # wait_for SECONDS WHAT CMD...
+	local limit=$1 what=$2 i
+	shift 2
+	for ((i = 0; i < limit; i++)); do
+		if "$@" >/dev/null 2>&1; then return 0; fi
+		sleep 1
+	done
+	die "$what not ready after ${limit}s (logs: $LOGS)"
+}
+
+need_root() { [[ $(id -u) == 0 ]] || die "needs root (kubelet, containerd, iptables)"; }
+
+install_packages() {
+	local missing=() p
+	command -v containerd >/dev/null || missing+=(containerd)
+	command -v runc >/dev/null || missing+=(runc)
+	[[ -x $CNI_BIN/bridge ]] || missing+=(containernetworking-plugins)
+	command -v conntrack >/dev/null || missing+=(conntrack)
+	command -v socat >/dev/null || missing+=(socat)
+	command -v iptables >/dev/null || missing+=(iptables)
+	[[ -x /usr/bin/prometheus ]] || missing+=(prometheus)
+	command -v openssl >/dev/null || missing+=(openssl)
+	((${#missing[@]} == 0)) && return 0
+	log "apt-get install ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	# Debian's prometheus package would start its own services where an init system runs; here none does.
+	apt-get install -y -qq --no-install-recommends "${missing[@]}" >"$LOGS/apt.log" 2>&1 || {
+		cat "$LOGS/apt.log" >&2
+		exit 1
+	}
+	for p in containerd; do command -v "$p" >/dev/null || die "$p missing after apt-get install"; done
+}
+
+# --- certificates ------------------------------------------------------------------------------------------------
+cert() { # cert NAME CN O CA [SANS] : key + cert signed by CA (ca or front-proxy-ca)
+	local name=$1 cn=$2 org=$3 ca=$4 sans=${5:-}
+	[[ -f $PKI/$name.crt ]] && return 0
+	local subj="/CN=$cn"
+	[[ -n $org ]] && subj="/O=$org$subj"
+	openssl req -new -newkey rsa:2048 -nodes -keyout "$PKI/$name.key" -subj "$subj" -out "$PKI/$name.csr" 2>/dev/null
+	local ext="$PKI/$name.ext"
+	{
+		echo "basicConstraints=CA:FALSE"
+		echo "keyUsage=critical,digitalSignature,keyEncipherment"
+		if [[ -n $sans ]]; then
+			echo "extendedKeyUsage=serverAuth,clientAuth"
+			echo "subjectAltName=$sans"
+		else
+			echo "extendedKeyUsage=clientAuth"
+		fi
+	} >"$ext"
+	openssl x509 -req -in "$PKI/$name.csr" -CA "$PKI/$ca.crt" -CAkey "$PKI/$ca.key" -CAcreateserial \
+		-days 3650 -sha256 -extfile "$ext" -out "$PKI/$name.crt" 2>/dev/null
+	rm -f "$PKI/$name.csr" "$ext"
+}
+
+ca() {
+	[[ -f $PKI/$1.crt ]] && return 0
+	openssl req -x509 -new -newkey rsa:2048 -nodes -days 3650 -subj "/CN=$2" \
+		-keyout "$PKI/$1.key" -out "$PKI/$1.crt" 2>/dev/null
+}
+
+make_pki() {
+	mkdir -p "$PKI"
+	ca ca usvc-cluster-ca
+	ca front-proxy-ca usvc-front-proxy-ca
+	cert apiserver kube-apiserver "" ca \
+		"DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,DNS:localhost,DNS:$NODE_NAME,IP:127.0.0.1,IP:$API_SERVICE_IP,IP:$NODE_IP"
+	cert admin admin system:masters ca
+	cert front-proxy-client front-proxy-client "" front-proxy-ca
+	cert metrics-server metrics-server "" ca "DNS:metrics-server.kube-system.svc,DNS:localhost,IP:127.0.0.1,IP:$NODE_IP"
+	if [[ ! -f $PKI/sa.key ]]; then
+		openssl genrsa -out "$PKI/sa.key" 2048 2>/dev/null
+		openssl rsa -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub" 2>/dev/null
+	fi
+	local server="https://$NODE_IP:$API_PORT"
+	kubectl config --kubeconfig "$KUBECONFIG_FILE" set-cluster usvc --server "$server" \
+		--certificate-authority "$PKI/ca.crt" --embed-certs >/dev/null
+	kubectl config --kubeconfig "$KUBECONFIG_FILE" set-credentials admin --client-certificate "$PKI/admin.crt" \
+		--client-key "$PKI/admin.key" --embed-certs >/dev/null
+	kubectl config --kubeconfig "$KUBECONFIG_FILE" set-context usvc --cluster usvc --user admin >/dev/null
+	kubectl config --kubeconfig "$KUBECONFIG_FILE" use-context usvc >/dev/null
+}
+
+# --- images ------------------------------------------------------------------------------------------------------
+# docker_image_to_containerd REF: copy an image from the Docker engine into containerd's k8s.io namespace.
+docker_image_to_containerd() {
+	docker save "$1" | ctrd images import - >/dev/null
+}
+
+# rootfs_image NAME DIR CMD_JSON: a docker image from a directory (docker import), then into containerd.
+rootfs_image() {
+	local name=$1 dir=$2 cmd=$3
+	tar -C "$dir" -c . | docker import --change "ENTRYPOINT $cmd" - "$name" >/dev/null
+	docker_image_to_containerd "$name"
+}
+
+build_images() {
+	local work=$STATE/images
+	mkdir -p "$work"
+	bash "$ROOT/hack/docker.sh"
+	# pause
+	if ! ctrd images ls -q | grep -qx "$PAUSE_IMAGE"; then
+		rm -rf "$work/pause" && mkdir -p "$work/pause"
+		(cd "$ROOT/deploy/cluster/pause" && GOWORK=off GO111MODULE=off CGO_ENABLED=0 \
+			go build -trimpath -ldflags '-s -w' -o "$work/pause/pause" pause.go)
+		rootfs_image "$PAUSE_IMAGE" "$work/pause" '["/pause"]'
+	fi
+	# Prometheus: Debian's binary (dynamically linked) with the libraries it needs, run by prometheus-operator.
+	if ! ctrd images ls -q | grep -qx "$PROMETHEUS_IMAGE"; then
+		local r=$work/prometheus lib
+		rm -rf "$r" && mkdir -p "$r/bin" "$r/prometheus" "$r/etc/prometheus" "$r/tmp"
+		cp /usr/bin/prometheus "$r/bin/prometheus"
+		for lib in $(ldd /usr/bin/prometheus | grep -o '/[^ ]*'); do
+			mkdir -p "$r$(dirname "$lib")" && cp -L "$lib" "$r$lib"
+		done
+		cp /etc/ssl/certs/ca-certificates.crt "$r/etc/prometheus/" 2>/dev/null || true
+		chmod 1777 "$r/tmp" && chown 65534:65534 "$r/prometheus"
+		rootfs_image "$PROMETHEUS_IMAGE" "$r" '["/bin/prometheus"]'
+	fi
+	if ! ctrd images ls -q | grep -qx "$RELOADER_IMAGE"; then
+		rm -rf "$work/reloader" && mkdir -p "$work/reloader/bin"
+		cp "$TOOLS_BIN/prometheus-config-reloader" "$work/reloader/bin/"
+		rootfs_image "$RELOADER_IMAGE" "$work/reloader" '["/bin/prometheus-config-reloader"]'
+	fi
+	import_app_image
+}
+
+import_app_image() {
+	if docker image inspect "$IMAGE" >/dev/null 2>&1; then
+		local id have
+		id=$(docker image inspect --format '{{.Id}}' "$IMAGE")
+		have=$(cat "$STATE/.imported-image" 2>/dev/null || true)
+		if [[ $have != "$IMAGE $id" ]] || ! ctrd images ls -q | grep -q "userservice"; then
+			log "importing $IMAGE into containerd"
+			docker_image_to_containerd "$IMAGE"
+			echo "$IMAGE $id" >"$STATE/.imported-image"
+		fi
+	else
+		log "no $IMAGE in Docker (run make build): not imported"
+	fi
+}
+
+# --- processes ---------------------------------------------------------------------------------------------------
+start_containerd() {
+	mkdir -p "$RUN" "$STATE/containerd" "$STATE/cni/net.d" "$STATE/cni/ipam"
+	render containerd.toml "$STATE/containerd.toml"
+	render cni.conflist "$STATE/cni/net.d/10-usvc.conflist"
+	start containerd containerd --config "$STATE/containerd.toml"
+	wait_for 30 containerd ctrd version
+}
+
+start_control_plane() {
+	start etcd "$K8S_BIN/etcd" --name usvc --data-dir "$STATE/etcd" \
+		--listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
+		--listen-peer-urls "http://127.0.0.1:$((ETCD_PORT + 1))" \
+		--initial-advertise-peer-urls "http://127.0.0.1:$((ETCD_PORT + 1))" \
+		--initial-cluster "usvc=http://127.0.0.1:$((ETCD_PORT + 1))" \
+		--listen-metrics-urls "http://127.0.0.1:$((ETCD_PORT + 2))" \
+		--quota-backend-bytes 4294967296 --unsafe-no-fsync
+	wait_for 30 etcd curl -fsS "http://127.0.0.1:$((ETCD_PORT + 2))/health"
+	start kube-apiserver "$K8S_BIN/kube-apiserver" \
+		--etcd-servers "http://127.0.0.1:$ETCD_PORT" \
+		--bind-address 0.0.0.0 --secure-port "$API_PORT" --advertise-address "$NODE_IP" \
+		--tls-cert-file "$PKI/apiserver.crt" --tls-private-key-file "$PKI/apiserver.key" \
+		--client-ca-file "$PKI/ca.crt" \
+		--kubelet-client-certificate "$PKI/admin.crt" --kubelet-client-key "$PKI/admin.key" \
+		--service-account-issuer https://kubernetes.default.svc.cluster.local \
+		--service-account-key-file "$PKI/sa.pub" --service-account-signing-key-file "$PKI/sa.key" \
+		--service-cluster-ip-range "$SERVICE_CIDR" \
+		--authorization-mode Node,RBAC --allow-privileged=true \
+		--requestheader-client-ca-file "$PKI/front-proxy-ca.crt" \
+		--requestheader-allowed-names front-proxy-client \
+		--requestheader-extra-headers-prefix X-Remote-Extra- \
+		--requestheader-group-headers X-Remote-Group --requestheader-username-headers X-Remote-User \
+		--proxy-client-cert-file "$PKI/front-proxy-client.crt" --proxy-client-key-file "$PKI/front-proxy-client.key" \
+		--enable-aggregator-routing=true --kubelet-preferred-address-types InternalIP,Hostname
+	wait_for 90 kube-apiserver kc get --raw /readyz
+	start kube-controller-manager "$K8S_BIN/kube-controller-manager" \
+		--kubeconfig "$KUBECONFIG_FILE" --authentication-kubeconfig "$KUBECONFIG_FILE" \
+		--authorization-kubeconfig "$KUBECONFIG_FILE" --bind-address 127.0.0.1 \
+		--leader-elect=false --use-service-account-credentials \
+		--service-account-private-key-file "$PKI/sa.key" --root-ca-file "$PKI/ca.crt" \
+		--cluster-signing-cert-file "$PKI/ca.crt" --cluster-signing-key-file "$PKI/ca.key" \
+		--service-cluster-ip-range "$SERVICE_CIDR" \
+		--horizontal-pod-autoscaler-sync-period 5s --controllers '*,-nodeipam'
+	start kube-scheduler "$K8S_BIN/kube-scheduler" \
+		--kubeconfig "$KUBECONFIG_FILE" --authentication-kubeconfig "$KUBECONFIG_FILE" \
+		--authorization-kubeconfig "$KUBECONFIG_FILE" --bind-address 127.0.0.1 --leader-elect=false
+}
+
+start_node() {
+	sysctl -qw net.ipv4.ip_forward=1
+	modprobe br_netfilter 2>/dev/null || true
+	sysctl -qw net.bridge.bridge-nf-call-iptables=1 2>/dev/null || true
+	render kube-proxy.yaml "$STATE/kube-proxy.yaml"
+	start kube-proxy "$K8S_BIN/kube-proxy" --config "$STATE/kube-proxy.yaml"
+	mkdir -p "$STATE/kubelet"
+	render kubelet.yaml "$STATE/kubelet.yaml"
+	start kubelet "$K8S_BIN/kubelet" --config "$STATE/kubelet.yaml" --kubeconfig "$KUBECONFIG_FILE" \
+		--root-dir "$STATE/kubelet" --cert-dir "$STATE/kubelet/pki" \
+		--hostname-override "$NODE_NAME" --node-ip "$NODE_IP" --v 1
+	wait_for 120 "node $NODE_NAME" kc wait --for condition=Ready "node/$NODE_NAME" --timeout 1s
+}
+
+apply_addons() {
+	# metrics-server on the host, behind the aggregated API: a Service without selector whose Endpoints point at
+	# the host, and the APIService.
+	start metrics-server "$TOOLS_BIN/metrics-server" --kubeconfig "$KUBECONFIG_FILE" \
+		--authentication-kubeconfig "$KUBECONFIG_FILE" --authorization-kubeconfig "$KUBECONFIG_FILE" \
+		--secure-port "$METRICS_SERVER_PORT" --bind-address "$NODE_IP" \
+		--tls-cert-file "$PKI/metrics-server.crt" --tls-private-key-file "$PKI/metrics-server.key" \
+		--kubelet-insecure-tls --kubelet-preferred-address-types InternalIP --metric-resolution 15s \
+		--requestheader-client-ca-file "$PKI/front-proxy-ca.crt" --requestheader-allowed-names front-proxy-client
+	sed -e "s|@NODE_IP@|$NODE_IP|g" -e "s|@METRICS_SERVER_PORT@|$METRICS_SERVER_PORT|g" \
+		"$ROOT/deploy/cluster/metrics-server.yaml" | kc apply -f - >/dev/null
+	# prometheus-operator on the host with its CRDs (from the pinned module), and a Prometheus in the cluster.
+	local crds
+	crds=$(GOWORK=off GOFLAGS=-mod=mod go env GOMODCACHE)/github.com/prometheus-operator/prometheus-operator@v$PROMETHEUS_OPERATOR_VERSION/example/prometheus-operator-crd
+	[[ -d $crds ]] || (cd /tmp && GOWORK=off go mod download "github.com/prometheus-operator/prometheus-operator@v$PROMETHEUS_OPERATOR_VERSION")
+	kc apply --server-side --force-conflicts -f "$crds" >/dev/null
+	start prometheus-operator "$TOOLS_BIN/operator" --kubeconfig "$KUBECONFIG_FILE" \
+		--prometheus-config-reloader "$RELOADER_IMAGE" --web.listen-address 127.0.0.1:8089
+	kc wait --for condition=Established crd/prometheuses.monitoring.coreos.com --timeout 60s >/dev/null
+	sed -e "s|@PROMETHEUS_IMAGE@|$PROMETHEUS_IMAGE|g" "$ROOT/deploy/cluster/prometheus.yaml" | kc apply -f - >/dev/null
+}
+
+up() {
+	need_root
+	mkdir -p "$STATE" "$LOGS" "$PIDS"
+	: >"$STATE/timings"
+	local t0=$SECONDS
+	phase_start packages && install_packages && phase_end
+	phase_start tools && bash "$ROOT/hack/tools.sh" cluster >"$LOGS/tools.log" 2>&1 || {
+		tail -n 40 "$LOGS/tools.log" >&2
+		die "hack/tools.sh cluster failed"
+	}
+	phase_end
+	phase_start pki && make_pki && phase_end
+	phase_start containerd && start_containerd && phase_end
+	phase_start images && build_images && phase_end
+	phase_start control-plane && start_control_plane && phase_end
+	phase_start node && start_node && phase_end
+	phase_start addons && apply_addons && phase_end
+	printf 'total %s\n' "$((SECONDS - t0))" >>"$STATE/timings"
+	log "cluster up in $((SECONDS - t0))s: export KUBECONFIG=$KUBECONFIG_FILE"
+}
+
+# --- down --------------------------------------------------------------------------------------------------------
+stop_pid() { # stop_pid NAME: SIGTERM, then SIGKILL after 10 s
+	local f=$PIDS/$1.pid pid i
+	[[ -f $f ]] || return 0
+	pid=$(<"$f")
+	if kill -0 "$pid" 2>/dev/null; then
+		kill "$pid" 2>/dev/null || true
+		for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+		kill -9 "$pid" 2>/dev/null || true
+	fi
+	rm -f "$f"
+}
+
+# Processes of this cluster's pods: everything in the kubepods cgroups, and the containerd shims that name this
+# cluster's containerd socket on their command line (found by id through /proc, never by a broad name match).
+kill_pods() {
+	local d pid
+	for d in /sys/fs/cgroup/pids/kubepods /sys/fs/cgroup/memory/kubepods /sys/fs/cgroup/cpu,cpuacct/kubepods; do
+		[[ -d $d ]] || continue
+		find "$d" -name cgroup.procs -exec cat {} + 2>/dev/null | while read -r pid; do kill -9 "$pid" 2>/dev/null || true; done
+	done
+	for pid in $(grep -lsF -- "$RUN/containerd.sock" /proc/[0-9]*/cmdline | cut -d/ -f3); do
+		kill -9 "$pid" 2>/dev/null || true
+	done
+}
+
+remove_cgroups() {
+	local d
+	for d in /sys/fs/cgroup/*/kubepods; do
+		[[ -d $d ]] && find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null || true
+	done
+}
+
+unmount_all() { # every mount under the cluster's state and run dirs, deepest first
+	local m
+	for _ in 1 2 3; do
+		awk '{print $5}' /proc/self/mountinfo | grep -E "^($STATE|$RUN)(/|$)" | sort -r | while read -r m; do
+			umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
+		done
+	done
+}
+
+remove_network() {
+	local ns rule chain
+	# The pods' network namespaces (containerd's CRI names them cni-<uuid>).
+	for ns in /run/netns/cni-*; do
+		[[ -e $ns ]] || continue
+		umount "$ns" 2>/dev/null || true
+		rm -f "$ns"
+	done
+	ip link del usvc0 2>/dev/null || true
+	# kube-proxy's own chains.
+	[[ -x $K8S_BIN/kube-proxy ]] && "$K8S_BIN/kube-proxy" --cleanup >"$LOGS/kube-proxy-cleanup.log" 2>&1 || true
+	# The bridge plugin's masquerade rules for this network ("name: \"usvc\"" comments) and their chains.
+	iptables -t nat -S POSTROUTING 2>/dev/null | grep -F 'name: \"usvc\"' | while read -r rule; do
+		chain=$(sed -n 's/.* -j \(CNI-[0-9a-f]*\).*/\1/p' <<<"$rule")
+		eval "iptables -t nat ${rule/-A/-D}" 2>/dev/null || true
+		if [[ -n $chain ]]; then
+			iptables -t nat -F "$chain" 2>/dev/null || true
+			iptables -t nat -X "$chain" 2>/dev/null || true
+		fi
+	done
+}
+
+down() {
+	need_root
+	mkdir -p "$PIDS" "$LOGS"
+	local name
+	for name in prometheus-operator metrics-server kubelet kube-proxy kube-scheduler kube-controller-manager; do
+		stop_pid "$name"
+	done
+	kill_pods
+	if running containerd; then # forget the pods' containers, keep the images
+		local ids
+		ids=$(ctrd tasks ls -q 2>/dev/null || true)
+		[[ -z $ids ]] || ctrd tasks rm -f $ids >/dev/null 2>&1 || true
+		ids=$(ctrd containers ls -q 2>/dev/null || true)
+		[[ -z $ids ]] || ctrd containers rm $ids >/dev/null 2>&1 || true
+	fi
+	stop_pid containerd
+	kill_pods
+	stop_pid kube-apiserver
+	stop_pid etcd
+	unmount_all
+	remove_cgroups
+	remove_network
+	rm -rf "$RUN" "$STATE/etcd" "$STATE/kubelet" "$STATE/cni/ipam" "$STATE/containerd/root/io.containerd.runtime.v2.task"
+	rm -f "$STATE/.imported-image"
+	log "cluster down (kept $STATE/pki, logs, and containerd's image store)"
+}
+
+status() {
+	local name rc=0
+	for name in containerd etcd kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubelet \
+		metrics-server prometheus-operator; do
+		if running "$name"; then printf '  %-24s running (pid %s)\n' "$name" "$(<"$PIDS/$name.pid")"; else
+			printf '  %-24s stopped\n' "$name"
+			rc=1
+		fi
+	done
+	if ((rc == 0)); then kc get nodes -o wide; fi
+	return $rc
+}
+
+case "${1:-}" in
+up) up ;;
+down) down ;;
+status) status ;;
+import) import_app_image ;;
+tag) ctrd images tag --force "$2" "$3" >/dev/null ;;
+env) echo "export KUBECONFIG=$KUBECONFIG_FILE" ;;
+*)
+	echo "usage: $0 up|down|status|import|tag SRC DST|env" >&2
+	exit 2
+	;;
+esac
