@@ -81,6 +81,43 @@ test-e2e: venv tools build ## the image against PostgreSQL, then the one-node cl
 bench: venv tools ## benchmarks: ratios against baselines measured in the same run (bench/results/)
 	$(BIN)/python -m bench
 
+.PHONY: kube-up
+kube-up: venv tools ## throwaway kube-apiserver + etcd + controller-manager with the CRD; writes .data/kube/kubeconfig
+	$(BIN)/python -m tests.support.kube $(CURDIR)/.data/kube/kubeconfig
+
+# --- kind (people with Docker and kind: go install sigs.k8s.io/kind@v$(KIND_VERSION)) ---------------------
+KIND ?= kind
+KIND_CLUSTER ?= userservice
+KUBECTL ?= $(shell command -v kubectl 2>/dev/null || echo $(KUBEBUILDER_ASSETS)/kubectl)
+RELEASE ?= userservice-operator
+RELEASE_NAMESPACE ?= userservice-system
+
+.PHONY: kind-up
+kind-up: ## create the kind cluster of deploy/kind/cluster.yaml (needs Docker and kind)
+	$(KIND) get clusters 2>/dev/null | grep -qx '$(KIND_CLUSTER)' || \
+		$(KIND) create cluster --name $(KIND_CLUSTER) --config deploy/kind/cluster.yaml --wait 120s
+
+.PHONY: kind-load
+kind-load: build ## load the image (IMAGE) into the kind cluster's nodes
+	$(KIND) load docker-image $(IMAGE) --name $(KIND_CLUSTER)
+
+.PHONY: deploy
+deploy: ## install the operator chart, a dev PostgreSQL and the sample UserService into the current kubectl context
+	helm upgrade --install $(RELEASE) charts/userservice-operator --namespace $(RELEASE_NAMESPACE) --create-namespace \
+		--set image.repository=$(firstword $(subst :, ,$(IMAGE))) --set image.tag=$(lastword $(subst :, ,$(IMAGE))) \
+		--wait --timeout 5m
+	$(KUBECTL) apply -f deploy/postgres/
+	$(KUBECTL) rollout status statefulset/postgres --timeout=5m
+	$(KUBECTL) apply -f deploy/samples/
+	$(KUBECTL) wait --for=condition=Ready userservice/users --timeout=5m
+
+.PHONY: undeploy
+undeploy: ## remove the sample UserService, the dev PostgreSQL and the operator release
+	$(KUBECTL) delete --ignore-not-found -f deploy/samples/
+	$(KUBECTL) delete --ignore-not-found -f deploy/postgres/
+	$(KUBECTL) delete --ignore-not-found pvc -l app.kubernetes.io/name=postgres
+	helm uninstall $(RELEASE) --namespace $(RELEASE_NAMESPACE) --ignore-not-found --wait
+
 .PHONY: clean
 clean: ## remove the virtualenv, caches and data (keeps the tools cache)
 	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache .hypothesis
