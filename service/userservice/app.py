@@ -74,6 +74,7 @@ async def serve(
     if config.migrate_on_start:
         async with pool.acquire() as conn:
             await migrate(conn)
+            await conn.reset()  # the pool does not reset on release; undo the migration's session lock
     passwords = Passwords(
         config.argon2_time_cost, config.argon2_memory_kib, config.argon2_parallelism, config.hash_workers
     )
