@@ -30,10 +30,18 @@ CHILDREN = ("Deployment", "Service", "PodDisruptionBudget", "HorizontalPodAutosc
 WRITE_VERBS = {"POST", "PUT", "PATCH", "DELETE", "APPLY"}
 
 
+SCALE_NOTE = (
+    "The issue asks for 500 at once. On this 2-core machine shared with the load of other work, 500 did not "
+    "converge within 300 s (153/500 did: every own write comes back as a watch event and triggers another full "
+    "pass, and the operator's API calls share asyncio's default pool of cpu+4 threads), so a full run creates "
+    "200, converging within the bench's time bound; idle writes and memory are measured at that count."
+)
+
+
 @dataclass(frozen=True)
 class Plan:
     latency_count: int  # UserServices created one at a time
-    scale_count: int  # created at once
+    scale_count: int  # created at once (the issue asks for 500: see SCALE_NOTE)
     idle_seconds: float
     resync_seconds: float
     deadline_seconds: float  # longest the convergence may take before the bench scales down its claim
@@ -284,7 +292,7 @@ def _measure(plan: Plan, workdir: Path, cluster: KubeCluster) -> dict[str, Any]:
             f"operator: idle writes over {plan.idle_seconds:.0f} s (resync every {plan.resync_seconds:.0f} s)",
             flush=True,
         )
-        time.sleep(max(2.0, plan.resync_seconds / 2))
+        time.sleep(min(10.0, plan.resync_seconds))  # the last watch events of the convergence
         before = _apiserver_writes(cluster)
         op_before = operator.metric_sum("userservice_operator_child_writes_total")
         time.sleep(plan.idle_seconds)
@@ -323,6 +331,8 @@ def _measure(plan: Plan, workdir: Path, cluster: KubeCluster) -> dict[str, Any]:
             "group": "operator",
             "what": f"{n} UserServices created at once -> all children and status",
             "count": n,
+            "requested_count": 500,
+            "note": SCALE_NOTE,
             "converged": done_count,
             "complete": converged_ok,
             "seconds": round(converge_seconds, 2),
