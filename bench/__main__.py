@@ -23,7 +23,7 @@ from bench import operator_bench, results, service_bench, tools
 FULL = {
     "service": service_bench.Plan(seconds=5, levels=(4, 16, 64), seed_users=20000, events=200, warmup=True),
     "operator": operator_bench.Plan(
-        latency_count=100, scale_count=200, idle_seconds=60, resync_seconds=60, deadline_seconds=240
+        latency_count=100, scale_count=500, idle_seconds=60, resync_seconds=60, deadline_seconds=240
     ),
 }
 SMOKE = {

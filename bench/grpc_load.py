@@ -75,8 +75,13 @@ def run(
     dist = {int(d["percentage"]): d["latency"] for d in data.get("latencyDistribution") or []}
     codes = data.get("statusCodeDistribution") or {}
     ok = int(codes.get("OK", 0))
-    # ghz cancels the calls still in flight when the duration ends: not failures of the server.
-    canceled = int(codes.get("Canceled", 0))
+    # ghz closes its connections when the duration ends; the calls still in flight then fail on the client
+    # ("use of closed network connection", or Canceled): not failures of the server.
+    canceled = sum(
+        int(n)
+        for msg, n in (data.get("errorDistribution") or {}).items()
+        if "use of closed network connection" in msg or "code = Canceled" in msg
+    )
     return Run(
         tool="ghz",
         target=target,
