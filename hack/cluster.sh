@@ -60,10 +60,15 @@ phase_end() {
 	log "$PHASE done in ${dt}s"
 }
 
-render() { # render TEMPLATE DEST: fill in @VAR@ placeholders
+render() { # render TEMPLATE DEST: fill in @VAR@ placeholders; DEST is left alone when unchanged (kube-proxy
+	# exits when its config file is touched)
+	_render "$1" >"$2.new"
+	if cmp -s "$2.new" "$2"; then rm -f "$2.new"; else mv -f "$2.new" "$2"; fi
+}
+_render() {
 	sed -e "s|@ROOT@|$ROOT|g" -e "s|@STATE@|$STATE|g" -e "s|@RUN@|$RUN|g" -e "s|@NODE_IP@|$NODE_IP|g" -e "s|@NODE_NAME@|$NODE_NAME|g" \
 		-e "s|@POD_CIDR@|$POD_CIDR|g" -e "s|@CNI_BIN@|$CNI_BIN|g" -e "s|@PAUSE_IMAGE@|$PAUSE_IMAGE|g" \
-		"$ROOT/deploy/cluster/$1" >"$2"
+		"$ROOT/deploy/cluster/$1"
 }
 
 running() { [[ -f $PIDS/$1.pid ]] && kill -0 "$(<"$PIDS/$1.pid")" 2>/dev/null; }
@@ -99,6 +104,7 @@ install_packages() {
 	command -v iptables >/dev/null || missing+=(iptables)
 	[[ -x /usr/bin/prometheus ]] || missing+=(prometheus)
 	command -v openssl >/dev/null || missing+=(openssl)
+	command -v dnsmasq >/dev/null || missing+=(dnsmasq-base)
 	((${#missing[@]} == 0)) && return 0
 	log "apt-get install ${missing[*]}"
 	export DEBIAN_FRONTEND=noninteractive
@@ -269,7 +275,32 @@ start_control_plane() {
 		--authorization-kubeconfig "$KUBECONFIG_FILE" --bind-address 127.0.0.1 --leader-elect=false
 }
 
+# Cluster DNS: dnsmasq on the node address answers <service>.<namespace>.svc[.cluster.local] from a hosts file
+# that `dns-sync` rewrites from the Services' ClusterIPs every few seconds (dnsmasq watches --hostsdir), keeps
+# other cluster.local names local (NXDOMAIN) and forwards the rest to the host's resolvers. No CoreDNS image
+# can be pulled here; kubelet's clusterDNS points at this.
+start_dns() {
+	mkdir -p "$STATE/dns/hosts"
+	printf '%s kubernetes.default.svc.cluster.local kubernetes.default.svc\n' "$API_SERVICE_IP" \
+		>"$STATE/dns/hosts/services"
+	start dns dnsmasq --keep-in-foreground --log-facility=- --pid-file= --no-hosts --bind-interfaces \
+		--listen-address "$NODE_IP" --port 53 --hostsdir "$STATE/dns/hosts" --local=/cluster.local/ \
+		--domain-needed --cache-size=1000 --user=root
+	start dns-sync bash "$ROOT/hack/cluster.sh" dns-sync
+}
+
+dns_sync() {
+	local out=$STATE/dns/hosts/services tmp=$STATE/dns/services.tmp
+	while sleep 3; do
+		kc get services -A -o jsonpath='{range .items[*]}{.spec.clusterIP} {.metadata.name}.{.metadata.namespace}.svc.cluster.local {.metadata.name}.{.metadata.namespace}.svc{"\n"}{end}' \
+			2>/dev/null | grep -E '^[0-9]' | sort >"$tmp" || continue
+		[[ -s $tmp ]] || continue
+		cmp -s "$tmp" "$out" || mv -f "$tmp" "$out"
+	done
+}
+
 start_node() {
+	start_dns
 	sysctl -qw net.ipv4.ip_forward=1
 	modprobe br_netfilter 2>/dev/null || true
 	sysctl -qw net.bridge.bridge-nf-call-iptables=1 2>/dev/null || true
@@ -299,7 +330,8 @@ apply_addons() {
 	crds=$(GOWORK=off GOFLAGS=-mod=mod go env GOMODCACHE)/github.com/prometheus-operator/prometheus-operator@v$PROMETHEUS_OPERATOR_VERSION/example/prometheus-operator-crd
 	[[ -d $crds ]] || (cd /tmp && GOWORK=off go mod download "github.com/prometheus-operator/prometheus-operator@v$PROMETHEUS_OPERATOR_VERSION")
 	kc apply --server-side --force-conflicts -f "$crds" >/dev/null
-	start prometheus-operator "$TOOLS_BIN/operator" --kubeconfig "$KUBECONFIG_FILE" \
+	start prometheus-operator "$TOOLS_BIN/operator" --apiserver "https://$NODE_IP:$API_PORT" \
+		--ca-file "$PKI/ca.crt" --cert-file "$PKI/admin.crt" --key-file "$PKI/admin.key" \
 		--prometheus-config-reloader "$RELOADER_IMAGE" --web.listen-address 127.0.0.1:8089
 	kc wait --for condition=Established crd/prometheuses.monitoring.coreos.com --timeout 60s >/dev/null
 	sed -e "s|@PROMETHEUS_IMAGE@|$PROMETHEUS_IMAGE|g" "$ROOT/deploy/cluster/prometheus.yaml" | kc apply -f - >/dev/null
@@ -394,7 +426,7 @@ down() {
 	need_root
 	mkdir -p "$PIDS" "$LOGS"
 	local name
-	for name in prometheus-operator metrics-server kubelet kube-proxy kube-scheduler kube-controller-manager; do
+	for name in prometheus-operator metrics-server dns-sync dns kubelet kube-proxy kube-scheduler kube-controller-manager; do
 		stop_pid "$name"
 	done
 	kill_pods
@@ -417,16 +449,19 @@ down() {
 	log "cluster down (kept $STATE/pki, logs, and containerd's image store)"
 }
 
-status() {
+status() { # exit 0 when every process runs and the node is Ready
 	local name rc=0
-	for name in containerd etcd kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubelet \
-		metrics-server prometheus-operator; do
+	for name in containerd etcd kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubelet dns \
+		dns-sync metrics-server prometheus-operator; do
 		if running "$name"; then printf '  %-24s running (pid %s)\n' "$name" "$(<"$PIDS/$name.pid")"; else
 			printf '  %-24s stopped\n' "$name"
 			rc=1
 		fi
 	done
-	if ((rc == 0)); then kc get nodes -o wide; fi
+	if ((rc == 0)); then
+		kc get nodes -o wide
+		kc wait --for condition=Ready "node/$NODE_NAME" --timeout 5s >/dev/null || rc=1
+	fi
 	return $rc
 }
 
@@ -435,6 +470,7 @@ up) up ;;
 down) down ;;
 status) status ;;
 import) import_app_image ;;
+dns-sync) dns_sync ;;
 tag) ctrd images tag --force "$2" "$3" >/dev/null ;;
 env) echo "export KUBECONFIG=$KUBECONFIG_FILE" ;;
 *)

@@ -1,0 +1,457 @@
+"""End to end on the local one-node cluster (hack/cluster.sh): issue 5, steps 1-7, in order.
+
+The operator comes from the Helm chart, the UserService's pods run the image under test (IMAGE) in containerd,
+PostgreSQL runs on the host (tests/e2e/conftest.py), metrics-server feeds the HPA and prometheus-operator runs
+the Prometheus that honours the operator's ServiceMonitor. All traffic goes to ClusterIPs (kube-proxy's
+iptables rules on the host) or pod IPs on the cluster bridge. The tests share one UserService and run in file
+order; each later step needs the earlier ones.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from google.protobuf import field_mask_pb2
+
+from tests.e2e.conftest import IMAGE, HostPostgres, kubectl, run
+from tests.support.users import new_user
+from userservice.v1 import user_service_pb2, user_service_pb2_grpc
+
+pytestmark = [pytest.mark.needs_docker, pytest.mark.timeout(3600)]
+
+NAME = "users"
+NEW_TAG = "e2e-rollout"
+
+
+NAMESPACE: list[str] = []  # the test namespace, for diagnostics
+
+
+def diagnostics() -> str:
+    """The state worth seeing when a wait times out: the namespace's objects, events, the operator's log."""
+    if not NAMESPACE:
+        return ""
+    ns = NAMESPACE[0]
+    parts = [
+        kubectl("-n", ns, "get", "userservice,deploy,rs,pods,jobs,hpa,svc", "-o", "wide", check=False),
+        kubectl("-n", ns, "get", "userservice", NAME, "-o", "jsonpath={.status}", check=False),
+        kubectl("-n", ns, "get", "events", "--sort-by=.lastTimestamp", check=False)[-4000:],
+        kubectl("-n", "userservice-system", "logs", "deploy/userservice-operator", "--tail=30", check=False),
+    ]
+    return "\n".join(parts)
+
+
+def wait_until(what: str, check: Callable[[], Any], timeout: float = 180, every: float = 2) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while True:
+        try:
+            last = check()
+            if last:
+                return last
+        except (AssertionError, urllib.error.URLError, OSError, grpc.RpcError, json.JSONDecodeError) as exc:
+            last = exc
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout}s (last: {last!r})\n{diagnostics()}")
+        time.sleep(every)
+
+
+def http(method: str, url: str, body: Any = None, timeout: float = 10) -> tuple[int, bytes]:
+    data = json.dumps(body).encode() if body is not None else None
+    ctype = "application/merge-patch+json" if method == "PATCH" else "application/json"
+    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": ctype})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def get_json(*args: str) -> Any:
+    return json.loads(kubectl(*args, "-o", "json"))
+
+
+@dataclass
+class Deployed:
+    namespace: str
+    http: str  # http://<ClusterIP>:<port>
+    grpc: str  # <ClusterIP>:<port>
+    postgres: HostPostgres
+    database: str
+
+    def usvc(self) -> Any:
+        return get_json("-n", self.namespace, "get", "userservice", NAME)
+
+    def pods(self) -> list[dict[str, Any]]:
+        items = get_json(
+            "-n", self.namespace, "get", "pods", "-l",
+            f"app.kubernetes.io/instance={NAME},app.kubernetes.io/component=server",
+        )["items"]  # fmt: skip
+        return [p for p in items if not p["metadata"].get("deletionTimestamp")]
+
+    def ready_pods(self) -> list[dict[str, Any]]:
+        return [
+            p
+            for p in self.pods()
+            if any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))
+        ]
+
+    def deployment(self) -> Any:
+        return get_json("-n", self.namespace, "get", "deployment", NAME)
+
+    def count_users(self, ids: list[str]) -> int:
+        if not ids:
+            return 0
+        quoted = ",".join(f"'{i}'" for i in ids)
+        return int(self.postgres.psql(f"SELECT count(*) FROM users WHERE id IN ({quoted})", self.database))
+
+
+def usvc_manifest(namespace: str, image: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "userservice.io/v1alpha1",
+        "kind": "UserService",
+        "metadata": {"name": NAME, "namespace": namespace},
+        "spec": {
+            "image": image,
+            "imagePullPolicy": "Never",
+            "database": {"secretRef": {"name": "users-db", "key": "url"}},
+            "autoscaling": {
+                "minReplicas": 2,
+                "maxReplicas": 4,
+                "targetCPUUtilizationPercentage": 50,
+                # Short windows so the test sees the scale-up and the scale-down within minutes.
+                "behavior": {
+                    "scaleUp": {
+                        "stabilizationWindowSeconds": 0,
+                        "policies": [{"type": "Pods", "value": 2, "periodSeconds": 10}],
+                    },
+                    "scaleDown": {
+                        "stabilizationWindowSeconds": 20,
+                        "policies": [{"type": "Percent", "value": 100, "periodSeconds": 10}],
+                    },
+                },
+            },
+            "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}},
+            "monitoring": {"serviceMonitor": {"interval": "5s"}},
+            "preStopSleepSeconds": 5,
+            "shutdownGracePeriodSeconds": 20,
+        },
+    }
+
+
+@pytest.fixture(scope="module")
+def deployed(cluster: Path, operator_release: str, host_postgres: HostPostgres) -> Iterator[Deployed]:
+    namespace = f"e2e-{uuid.uuid4().hex[:6]}"
+    database = f"e2e_{uuid.uuid4().hex[:8]}"
+    url = host_postgres.database_url(database)
+    kubectl("create", "namespace", namespace)
+    NAMESPACE[:] = [namespace]
+    kubectl("-n", namespace, "create", "secret", "generic", "users-db", f"--from-literal=url={url}")
+    try:
+        yield Deployed(namespace, "", "", host_postgres, database)
+    finally:
+        kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+# 1 ------------------------------------------------------------------------------------------------------------
+def test_1_operator_from_helm_and_usvc_ready(deployed: Deployed) -> None:
+    kubectl("apply", "-f", "-", input=json.dumps(usvc_manifest(deployed.namespace, IMAGE)))
+
+    def ready() -> bool:
+        status = deployed.usvc().get("status", {})
+        conds = {c["type"]: c for c in status.get("conditions", [])}
+        return conds.get("Ready", {}).get("status") == "True" and status.get("readyReplicas", 0) >= 2
+
+    wait_until("UserService Ready", ready, timeout=300, every=3)
+    out = kubectl("-n", deployed.namespace, "get", "usvc", NAME)
+    header, row = out.splitlines()[:2]
+    cols = dict(zip(header.split(), row.split(), strict=False))
+    assert cols["READY"] == "True" and int(cols["REPLICAS"]) >= 2, out
+    svc = get_json("-n", deployed.namespace, "get", "service", NAME)
+    ip = svc["spec"]["clusterIP"]
+    ports = {p["name"]: p["port"] for p in svc["spec"]["ports"]}
+    deployed.http = f"http://{ip}:{ports['http']}"
+    deployed.grpc = f"{ip}:{ports['grpc']}"
+
+
+# 2 ------------------------------------------------------------------------------------------------------------
+def test_2_rest_and_grpc_through_the_service(deployed: Deployed) -> None:
+    assert deployed.http, "step 1 did not pass"
+    wait_until("REST through the ClusterIP", lambda: http("GET", deployed.http + "/readyz")[0] == 200, 60, 1)
+    user = new_user()
+    status, body = http("POST", deployed.http + "/v1/users", user)
+    assert status == 201, body
+    created = json.loads(body)
+    status, body = http("GET", deployed.http + "/v1/users?" + urllib.parse.urlencode({"page_size": 1000}))
+    assert status == 200 and created["id"] in {u["id"] for u in json.loads(body)["users"]}, body
+    status, body = http("PATCH", deployed.http + f"/v1/users/{created['id']}", {"first_name": "Grace"})
+    assert status == 200 and json.loads(body)["first_name"] == "Grace", body
+    status, body = http("DELETE", deployed.http + f"/v1/users/{created['id']}")
+    assert status in (200, 204), body
+    assert http("GET", deployed.http + f"/v1/users/{created['id']}")[0] == 404
+
+    with grpc.insecure_channel(deployed.grpc) as channel:
+        stub = user_service_pb2_grpc.UserServiceStub(channel)
+        u = new_user()
+        made = stub.CreateUser(
+            user_service_pb2.CreateUserRequest(user=user_service_pb2.User(**u)), timeout=20
+        )
+        listed = stub.ListUsers(user_service_pb2.ListUsersRequest(page_size=1000), timeout=20)
+        assert made.id in {x.id for x in listed.users}
+        updated = stub.UpdateUser(
+            user_service_pb2.UpdateUserRequest(
+                user=user_service_pb2.User(id=made.id, last_name="Hopper"),
+                update_mask=field_mask_pb2.FieldMask(paths=["last_name"]),
+            ),
+            timeout=20,
+        )
+        assert updated.last_name == "Hopper" and updated.version == made.version + 1
+        stub.DeleteUser(user_service_pb2.DeleteUserRequest(id=made.id), timeout=20)
+        with pytest.raises(grpc.RpcError) as err:
+            stub.GetUser(user_service_pb2.GetUserRequest(id=made.id), timeout=20)
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_2_watch_events_on_one_pod_while_writing_through_another(deployed: Deployed) -> None:
+    pods = wait_until("two ready pods", lambda: (p := deployed.ready_pods()) and len(p) >= 2 and p, 120)
+    watch_ip, write_ip = pods[0]["status"]["podIP"], pods[1]["status"]["podIP"]
+    events: list[user_service_pb2.UserEvent] = []
+    channel = grpc.insecure_channel(f"{watch_ip}:50051")
+    stream = user_service_pb2_grpc.UserServiceStub(channel).WatchUserEvents(
+        user_service_pb2.WatchUserEventsRequest(), timeout=120
+    )
+
+    def follow() -> None:
+        try:
+            for event in stream:
+                events.append(event)
+        except grpc.RpcError:
+            pass
+
+    reader = threading.Thread(target=follow, daemon=True)
+    reader.start()
+    base = f"http://{write_ip}:8080"
+    # The stream starts at the current end once the server has the call: write markers until one shows up.
+    markers: set[str] = set()
+
+    def subscribed() -> bool:
+        status, body = http("POST", base + "/v1/users", new_user())
+        assert status == 201, body
+        markers.add(json.loads(body)["id"])
+        return any(e.subject in markers for e in events)
+
+    wait_until("the watch stream delivers", subscribed, timeout=30, every=1)
+    status, body = http("POST", base + "/v1/users", new_user())
+    assert status == 201, body
+    uid = json.loads(body)["id"]
+    assert http("PATCH", base + f"/v1/users/{uid}", {"country": "FR"})[0] == 200
+    assert http("DELETE", base + f"/v1/users/{uid}")[0] in (200, 204)
+    try:
+        wait_until(
+            "created/updated/deleted events on the other pod",
+            lambda: (
+                [e.type.split(".")[-2] for e in events if e.subject == uid]
+                == ["created", "updated", "deleted"]
+            ),
+            timeout=30,
+            every=0.5,
+        )
+    finally:
+        stream.cancel()
+        channel.close()
+
+
+# load ---------------------------------------------------------------------------------------------------------
+@dataclass
+class Writer:
+    """Creates users through the Service from `threads` threads until stopped (or `limit` seconds)."""
+
+    base: str
+    threads: int = 1
+    limit: float = 300
+    acked: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _workers: list[threading.Thread] = field(default_factory=list)
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + self.limit
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            try:
+                status, body = http("POST", self.base + "/v1/users", new_user(), timeout=15)
+            except (urllib.error.URLError, OSError) as exc:
+                self.failures.append(repr(exc))
+                continue
+            if status == 201:
+                self.acked.append(json.loads(body)["id"])
+            else:
+                self.failures.append(f"{status} {body[:200]!r}")
+
+    def __enter__(self) -> Writer:
+        for _ in range(self.threads):
+            t = threading.Thread(target=self._run, daemon=True)
+            t.start()
+            self._workers.append(t)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for t in self._workers:
+            t.join(30)
+
+
+def hpa_status(deployed: Deployed) -> dict[str, Any]:
+    return dict(get_json("-n", deployed.namespace, "get", "hpa", NAME).get("status", {}))
+
+
+# 3 ------------------------------------------------------------------------------------------------------------
+def test_3_hpa_scales_up_under_load_and_back_down(deployed: Deployed) -> None:
+    wait_until(
+        "HPA sees CPU metrics (metrics-server)",
+        lambda: any(
+            m.get("resource", {}).get("current") for m in hpa_status(deployed).get("currentMetrics") or []
+        ),
+        timeout=180,
+        every=5,
+    )
+    minimum = 2
+    with Writer(deployed.http, threads=6, limit=300) as load:
+        wait_until(
+            "HPA above the minimum", lambda: hpa_status(deployed).get("desiredReplicas", 0) > minimum, 300, 3
+        )
+    assert load.acked, load.failures[:5]
+    wait_until(
+        "more ready pods than the minimum",
+        lambda: (
+            len(deployed.ready_pods()) > minimum or hpa_status(deployed).get("desiredReplicas", 0) <= minimum
+        ),
+        120,
+        3,
+    )
+    wait_until(
+        "HPA back at the minimum after the load stopped",
+        lambda: hpa_status(deployed).get("desiredReplicas") == minimum and len(deployed.pods()) == minimum,
+        timeout=300,
+        every=5,
+    )
+
+
+# 4 ------------------------------------------------------------------------------------------------------------
+def prometheus(path: str, **params: str) -> Any:
+    svc = get_json("-n", "monitoring", "get", "service", "prometheus")
+    url = f"http://{svc['spec']['clusterIP']}:9090{path}"
+    if params:
+        url += "?" + urllib.parse.urlencode(params)
+    with urllib.request.urlopen(url, timeout=10) as r:
+        return json.loads(r.read())
+
+
+def test_4_prometheus_scrapes_every_pod_through_the_servicemonitor(deployed: Deployed) -> None:
+    get_json("-n", deployed.namespace, "get", "servicemonitor", NAME)
+
+    def all_up() -> bool:
+        pod_ips = {p["status"]["podIP"] for p in deployed.ready_pods()}
+        targets = prometheus("/api/v1/targets", state="active")["data"]["activeTargets"]
+        up = {
+            t["labels"].get("pod") and t["discoveredLabels"].get("__meta_kubernetes_pod_ip")
+            for t in targets
+            if t["labels"].get("namespace") == deployed.namespace and t["health"] == "up"
+        }
+        return bool(pod_ips) and pod_ips <= up
+
+    with Writer(deployed.http, threads=1, limit=60):
+        wait_until("every pod an up target", all_up, timeout=240, every=5)
+        query = f'sum(rate(userservice_http_requests_total{{namespace="{deployed.namespace}"}}[30s]))'
+        result = wait_until(
+            "a request rate from PromQL",
+            lambda: prometheus("/api/v1/query", query=query)["data"]["result"],
+            timeout=120,
+            every=5,
+        )
+    assert float(result[0]["value"][1]) > 0, result
+
+
+# 5 ------------------------------------------------------------------------------------------------------------
+def test_5_image_change_migrates_first_then_rolls_without_a_failed_request(deployed: Deployed) -> None:
+    source = "docker.io/library/" + IMAGE if "/" not in IMAGE else IMAGE
+    target = source.rsplit(":", 1)[0] + ":" + NEW_TAG
+    new_image = IMAGE.rsplit(":", 1)[0] + ":" + NEW_TAG
+    run("bash", "hack/cluster.sh", "tag", source, target)
+    before = {j["metadata"]["name"] for j in get_json("-n", deployed.namespace, "get", "jobs")["items"]}
+    with Writer(deployed.http, threads=2, limit=600) as writer:
+        time.sleep(3)
+        kubectl(
+            "-n", deployed.namespace, "patch", "userservice", NAME, "--type", "merge",
+            "-p", json.dumps({"spec": {"image": new_image}}),
+        )  # fmt: skip
+        seen_job_done_before_roll = []
+
+        def rolled() -> bool:
+            jobs = get_json("-n", deployed.namespace, "get", "jobs")["items"]
+            new_jobs = [j for j in jobs if j["metadata"]["name"] not in before]
+            done = any(j.get("status", {}).get("succeeded") for j in new_jobs)
+            dep = deployed.deployment()
+            image = dep["spec"]["template"]["spec"]["containers"][0]["image"]
+            if image == new_image:
+                seen_job_done_before_roll.append(done)
+            st = dep.get("status", {})
+            return (
+                image == new_image
+                and st.get("updatedReplicas") == st.get("replicas") == st.get("readyReplicas")
+                and st.get("observedGeneration") == dep["metadata"]["generation"]
+            )
+
+        wait_until("rollout to the new image", rolled, timeout=400, every=1)
+        time.sleep(3)
+    assert seen_job_done_before_roll and seen_job_done_before_roll[0], (
+        "Deployment rolled before the migration Job"
+    )
+    assert writer.failures == [], writer.failures[:10]
+    assert writer.acked
+    assert deployed.count_users(writer.acked) == len(writer.acked)
+
+
+# 6 ------------------------------------------------------------------------------------------------------------
+def test_6_pod_deleted_under_load_loses_no_acknowledged_write(deployed: Deployed) -> None:
+    victim = deployed.ready_pods()[0]["metadata"]["name"]
+    with Writer(deployed.http, threads=2, limit=300) as writer:
+        time.sleep(3)
+        kubectl("-n", deployed.namespace, "delete", "pod", victim, "--wait=false")
+        wait_until(
+            "Deployment recovers",
+            lambda: (
+                victim not in {p["metadata"]["name"] for p in deployed.pods()}
+                and len(deployed.ready_pods()) >= 2
+            ),
+            timeout=180,
+            every=2,
+        )
+        time.sleep(3)
+    assert writer.acked
+    assert deployed.count_users(writer.acked) == len(writer.acked)
+    print(f"pod deletion: {len(writer.acked)} acknowledged writes, {len(writer.failures)} failed requests")
+
+
+# 7 ------------------------------------------------------------------------------------------------------------
+def test_7_deleting_the_usvc_garbage_collects_its_children(deployed: Deployed) -> None:
+    kinds = "deployment,service,hpa,pdb,job,servicemonitor,replicaset,pod"
+    selector = f"app.kubernetes.io/instance={NAME}"
+    assert kubectl("-n", deployed.namespace, "get", kinds, "-l", selector, "-o", "name").strip()
+    kubectl("-n", deployed.namespace, "delete", "userservice", NAME, "--wait=true", timeout=180)
+    wait_until(
+        "children garbage-collected",
+        lambda: kubectl("-n", deployed.namespace, "get", kinds, "-l", selector, "-o", "name").strip() == "",
+        timeout=180,
+        every=3,
+    )
