@@ -220,7 +220,13 @@ class UserServiceServicer(pb_grpc.UserServiceServicer):
     ) -> AsyncIterator[pb.UserEvent]:
         gauge = self._metrics.watchers.labels("grpc")
         async with self._call("WatchUserEvents", context):
-            after = Cursor.parse(request.after_cursor, "after_cursor") if request.after_cursor else None
+            after = (
+                Cursor.parse(request.after_cursor, "after_cursor")
+                if request.after_cursor
+                else await self._feed.head()
+            )
+            # Initial metadata goes out once the start is fixed: a client that has it sees every later commit.
+            await context.send_initial_metadata(())
             gauge.inc()
             try:
                 async for event in self._feed.watch(after, self._health.stopping):

@@ -188,8 +188,9 @@ async def list_users(request: web.Request) -> web.Response:
 async def stream_events(request: web.Request) -> web.StreamResponse:
     """Server-Sent Events; resumes after `Last-Event-ID` (or ?after=) when given."""
     raw = request.headers.get("Last-Event-ID") or request.rel_url.query.get("after")
-    after = Cursor.parse(raw, "Last-Event-ID") if raw else None
     app = request.app
+    # Fixed before the first byte goes out: once a client reads ": connected", every later commit reaches it.
+    after = Cursor.parse(raw, "Last-Event-ID") if raw else await app[FEED].head()
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
     await response.prepare(request)
     await response.write(b": connected\n\n")

@@ -16,11 +16,18 @@ from userservice.v1 import user_service_pb2_grpc as pb_grpc
 
 
 async def collect_sse(
-    http: aiohttp.ClientSession, count: int, headers: dict[str, str] | None = None
+    http: aiohttp.ClientSession,
+    count: int,
+    headers: dict[str, str] | None = None,
+    connected: asyncio.Event | None = None,
 ) -> list[SseEvent]:
     events: list[SseEvent] = []
     async with http.get("/v1/events", headers=headers, timeout=aiohttp.ClientTimeout(total=30)) as resp:
         assert resp.status == 200 and resp.content_type == "text/event-stream"
+        assert await resp.content.readline() == b": connected\n"  # from here on, every commit reaches us
+        assert await resp.content.readline() == b"\n"
+        if connected is not None:
+            connected.set()
         async for event in read_events(resp):
             events.append(event)
             if len(events) == count:
@@ -41,8 +48,9 @@ async def write_changes(http: aiohttp.ClientSession) -> dict[str, Any]:
 
 
 async def test_sse_delivers_cloudevents_and_resumes(http: aiohttp.ClientSession) -> None:
-    watcher = asyncio.create_task(collect_sse(http, 3))
-    await asyncio.sleep(0.3)  # let the watcher connect: it starts at the current end of the stream
+    connected = asyncio.Event()
+    watcher = asyncio.create_task(collect_sse(http, 3, connected=connected))
+    await asyncio.wait_for(connected.wait(), 20)
     user = await write_changes(http)
     events = await asyncio.wait_for(watcher, 20)
     types = [e.event for e in events]
@@ -71,18 +79,22 @@ async def test_sse_delivers_cloudevents_and_resumes(http: aiohttp.ClientSession)
 async def test_grpc_watch_resumes_from_cursor(
     http: aiohttp.ClientSession, stub: pb_grpc.UserServiceStub
 ) -> None:
-    received: list[pb.UserEvent] = []
-
-    async def watch(after: str, count: int) -> list[pb.UserEvent]:
+    async def watch(after: str, count: int, connected: asyncio.Event | None = None) -> list[pb.UserEvent]:
         got: list[pb.UserEvent] = []
-        async for event in stub.WatchUserEvents(pb.WatchUserEventsRequest(after_cursor=after)):
+        call = stub.WatchUserEvents(pb.WatchUserEventsRequest(after_cursor=after))
+        await call.initial_metadata()  # from here on, every commit reaches us
+        if connected is not None:
+            connected.set()
+        async for event in call:
             got.append(event)
             if len(got) == count:
+                call.cancel()
                 return got
         return got
 
-    task = asyncio.create_task(watch("", 3))
-    await asyncio.sleep(0.3)
+    connected = asyncio.Event()
+    task = asyncio.create_task(watch("", 3, connected))
+    await asyncio.wait_for(connected.wait(), 20)
     user = await write_changes(http)
     received = await asyncio.wait_for(task, 20)
     assert [e.type.rsplit(".", 2)[1] for e in received] == ["created", "updated", "deleted"]
@@ -101,8 +113,9 @@ async def test_grpc_watch_resumes_from_cursor(
 async def test_events_follow_commit_order_under_concurrent_writers(
     http: aiohttp.ClientSession, service: RunningService
 ) -> None:
-    watcher = asyncio.create_task(collect_sse(http, 30))
-    await asyncio.sleep(0.3)
+    connected = asyncio.Event()
+    watcher = asyncio.create_task(collect_sse(http, 30, connected=connected))
+    await asyncio.wait_for(connected.wait(), 20)
 
     async def create() -> str:
         async with http.post("/v1/users", json=new_user()) as resp:
@@ -123,11 +136,13 @@ async def test_watcher_on_one_replica_sees_writes_through_another(database: str)
             aiohttp.ClientSession(base_url=reader.http) as on_reader,
             aiohttp.ClientSession(base_url=writer.http) as on_writer,
         ):
-            sse = asyncio.create_task(collect_sse(on_reader, 3))
+            connected = asyncio.Event()
+            sse = asyncio.create_task(collect_sse(on_reader, 3, connected=connected))
             async with grpc.aio.insecure_channel(reader.grpc) as channel:
                 stub = pb_grpc.UserServiceStub(channel)
                 stream = stub.WatchUserEvents(pb.WatchUserEventsRequest())
-                await asyncio.sleep(0.5)
+                await stream.initial_metadata()
+                await asyncio.wait_for(connected.wait(), 20)
                 user = await write_changes(on_writer)
                 grpc_events = []
                 async for event in stream:

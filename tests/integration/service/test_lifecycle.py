@@ -41,7 +41,9 @@ async def test_sigterm_drains_requests_and_ends_streams_cleanly(database: str) -
         ):
             sse = await http.get("/v1/events")
             watch = pb_grpc.UserServiceStub(channel).WatchUserEvents(pb.WatchUserEventsRequest())
-            await asyncio.sleep(0.3)
+            assert await sse.content.readline() == b": connected\n"
+            assert await sse.content.readline() == b"\n"
+            await watch.initial_metadata()
             async with http.post("/v1/users", json=new_user()) as resp:
                 assert resp.status == 201
 

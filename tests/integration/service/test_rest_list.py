@@ -86,8 +86,9 @@ async def test_paging_during_concurrent_inserts_neither_repeats_nor_skips(
     stop = asyncio.Event()
 
     async def writer() -> int:
+        # Bounded: an unbounded writer on a busy machine can outrun the pager forever.
         written = 0
-        while not stop.is_set():
+        while not stop.is_set() and written < 60:
             await create_many(http, 2, country="CL")
             written += 2
         return written
