@@ -30,16 +30,6 @@ CHILDREN = ("Deployment", "Service", "PodDisruptionBudget", "HorizontalPodAutosc
 WRITE_VERBS = {"POST", "PUT", "PATCH", "DELETE", "APPLY"}
 
 
-class BenchCluster(KubeCluster):
-    """The test fixture's control plane with room for 500+ Services: its /24 service range holds 254."""
-
-    def _apiserver_args(self) -> list[str]:
-        return [
-            "--service-cluster-ip-range=10.96.0.0/16" if a.startswith("--service-cluster-ip-range=") else a
-            for a in super()._apiserver_args()
-        ]
-
-
 @dataclass(frozen=True)
 class Plan:
     latency_count: int  # UserServices created one at a time
@@ -185,7 +175,7 @@ def _rss_mib(pid: int) -> float:
 
 def measure(plan: Plan, workdir: Path) -> dict[str, Any]:
     tools.kube_assets()
-    cluster = BenchCluster(workdir / "kube", controller_manager=False).start()
+    cluster = KubeCluster(workdir / "kube", controller_manager=False).start()
     try:
         return _measure(plan, workdir, cluster)
     finally:

@@ -169,7 +169,7 @@ class KubeCluster:
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             f"--service-account-key-file={self.sa_pub}",
             f"--service-account-signing-key-file={self.sa_key}",
-            "--service-cluster-ip-range=10.0.0.0/24",
+            "--service-cluster-ip-range=10.96.0.0/16",  # room for thousands of Services (a /24 holds 254)
             "--allow-privileged=true",
             "--endpoint-reconciler-type=none",
             "--v=1",
