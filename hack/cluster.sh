@@ -6,8 +6,8 @@
 #   containerd, runc, CNI bridge/host-local/loopback                Debian packages (installed here if missing)
 #   pause image                                                     deploy/cluster/pause/pause.go, built static
 #   metrics-server, prometheus-operator                             go install at pinned versions, run on the host
-#   Prometheus                                                      Debian's prometheus binary in a local image,
-#                                                                   run in the cluster by prometheus-operator
+#   Prometheus                                                      built by hack/tools.sh (pinned), in a local
+#                                                                   image, run in the cluster by prometheus-operator
 #   userservice:dev (make build)                                    docker save | ctr import
 #
 # Every process runs in the background with its log in .cache/cluster/logs; certificates, kubeconfig
@@ -37,7 +37,10 @@ API_PORT=6443
 ETCD_PORT=23790
 METRICS_SERVER_PORT=4443
 PAUSE_IMAGE=localhost/usvc-pause:1
-PROMETHEUS_IMAGE=localhost/prometheus:debian
+# Prometheus 3.x is tagged v0.3XX.Y as a Go module: v0.305.1 is Prometheus v3.5.1.
+_prom_minor=${PROMETHEUS_VERSION#0.} _prom_minor=${_prom_minor%%.*}
+PROMETHEUS_TAG=v$((_prom_minor / 100)).$((_prom_minor % 100)).${PROMETHEUS_VERSION##*.}
+PROMETHEUS_IMAGE=localhost/prometheus:$PROMETHEUS_TAG
 RELOADER_IMAGE=localhost/prometheus-config-reloader:v$PROMETHEUS_OPERATOR_VERSION
 IMAGE=${IMAGE:-userservice:dev}
 NODE_NAME=$(hostname | tr '[:upper:]' '[:lower:]')
@@ -102,7 +105,6 @@ install_packages() {
 	command -v conntrack >/dev/null || missing+=(conntrack)
 	command -v socat >/dev/null || missing+=(socat)
 	command -v iptables >/dev/null || missing+=(iptables)
-	[[ -x /usr/bin/prometheus ]] || missing+=(prometheus)
 	command -v openssl >/dev/null || missing+=(openssl)
 	command -v dnsmasq >/dev/null || missing+=(dnsmasq-base)
 	((${#missing[@]} == 0)) && return 0
@@ -192,15 +194,12 @@ build_images() {
 			go build -trimpath -ldflags '-s -w' -o "$work/pause/pause" pause.go)
 		rootfs_image "$PAUSE_IMAGE" "$work/pause" '["/pause"]'
 	fi
-	# Prometheus: Debian's binary (dynamically linked) with the libraries it needs, run by prometheus-operator.
+	# Prometheus (built by hack/tools.sh: Debian's binary lacks Kubernetes service discovery), run by
+	# prometheus-operator.
 	if ! ctrd images ls -q | grep -qx "$PROMETHEUS_IMAGE"; then
-		local r=$work/prometheus lib
+		local r=$work/prometheus
 		rm -rf "$r" && mkdir -p "$r/bin" "$r/prometheus" "$r/etc/prometheus" "$r/tmp"
-		cp /usr/bin/prometheus "$r/bin/prometheus"
-		for lib in $(ldd /usr/bin/prometheus | grep -o '/[^ ]*'); do
-			mkdir -p "$r$(dirname "$lib")" && cp -L "$lib" "$r$lib"
-		done
-		cp /etc/ssl/certs/ca-certificates.crt "$r/etc/prometheus/" 2>/dev/null || true
+		cp "$TOOLS_BIN/prometheus" "$r/bin/prometheus"
 		chmod 1777 "$r/tmp" && chown 65534:65534 "$r/prometheus"
 		rootfs_image "$PROMETHEUS_IMAGE" "$r" '["/bin/prometheus"]'
 	fi
@@ -334,7 +333,8 @@ apply_addons() {
 		--ca-file "$PKI/ca.crt" --cert-file "$PKI/admin.crt" --key-file "$PKI/admin.key" \
 		--prometheus-config-reloader "$RELOADER_IMAGE" --web.listen-address 127.0.0.1:8089
 	kc wait --for condition=Established crd/prometheuses.monitoring.coreos.com --timeout 60s >/dev/null
-	sed -e "s|@PROMETHEUS_IMAGE@|$PROMETHEUS_IMAGE|g" "$ROOT/deploy/cluster/prometheus.yaml" | kc apply -f - >/dev/null
+	sed -e "s|@PROMETHEUS_IMAGE@|$PROMETHEUS_IMAGE|g" -e "s|@PROMETHEUS_TAG@|$PROMETHEUS_TAG|g" \
+		"$ROOT/deploy/cluster/prometheus.yaml" | kc apply -f - >/dev/null
 }
 
 up() {
