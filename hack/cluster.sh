@@ -303,6 +303,13 @@ start_node() {
 	sysctl -qw net.ipv4.ip_forward=1
 	modprobe br_netfilter 2>/dev/null || true
 	sysctl -qw net.bridge.bridge-nf-call-iptables=1 2>/dev/null || true
+	# Docker sets the FORWARD policy to DROP, and with bridge-nf-call-iptables bridged pod-to-pod traffic goes
+	# through FORWARD too: accept the pod network's traffic (removed by `down`).
+	local dir
+	for dir in -s -d; do
+		iptables -C FORWARD "$dir" "$POD_CIDR" -m comment --comment usvc-cluster -j ACCEPT 2>/dev/null \
+			|| iptables -I FORWARD 1 "$dir" "$POD_CIDR" -m comment --comment usvc-cluster -j ACCEPT
+	done
 	render kube-proxy.yaml "$STATE/kube-proxy.yaml"
 	start kube-proxy "$K8S_BIN/kube-proxy" --config "$STATE/kube-proxy.yaml"
 	mkdir -p "$STATE/kubelet"
@@ -394,14 +401,14 @@ remove_cgroups() {
 unmount_all() { # every mount under the cluster's state and run dirs, deepest first
 	local m
 	for _ in 1 2 3; do
-		awk '{print $5}' /proc/self/mountinfo | grep -E "^($STATE|$RUN)(/|$)" | sort -r | while read -r m; do
+		awk '{print $5}' /proc/self/mountinfo | { grep -E "^($STATE|$RUN)(/|$)" || true; } | sort -r | while read -r m; do
 			umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
 		done
 	done
 }
 
 remove_network() {
-	local ns rule chain
+	local ns rule chain dir
 	# The pods' network namespaces (containerd's CRI names them cni-<uuid>).
 	for ns in /run/netns/cni-*; do
 		[[ -e $ns ]] || continue
@@ -411,8 +418,24 @@ remove_network() {
 	ip link del usvc0 2>/dev/null || true
 	# kube-proxy's own chains.
 	[[ -x $K8S_BIN/kube-proxy ]] && "$K8S_BIN/kube-proxy" --cleanup >"$LOGS/kube-proxy-cleanup.log" 2>&1 || true
+	for dir in -s -d; do
+		while iptables -D FORWARD "$dir" "$POD_CIDR" -m comment --comment usvc-cluster -j ACCEPT 2>/dev/null; do :; done
+	done
+	# kubelet's own chains (KUBE-FIREWALL, the canaries, the hint), in both families.
+	local ipt t
+	for ipt in iptables ip6tables; do
+		command -v "$ipt" >/dev/null || continue
+		"$ipt" -t filter -D INPUT -j KUBE-FIREWALL 2>/dev/null || true
+		"$ipt" -t filter -D OUTPUT -j KUBE-FIREWALL 2>/dev/null || true
+		for t in filter nat mangle; do
+			for chain in KUBE-FIREWALL KUBE-KUBELET-CANARY KUBE-IPTABLES-HINT; do
+				"$ipt" -t "$t" -F "$chain" 2>/dev/null || true
+				"$ipt" -t "$t" -X "$chain" 2>/dev/null || true
+			done
+		done
+	done
 	# The bridge plugin's masquerade rules for this network ("name: \"usvc\"" comments) and their chains.
-	iptables -t nat -S POSTROUTING 2>/dev/null | grep -F 'name: \"usvc\"' | while read -r rule; do
+	iptables -t nat -S POSTROUTING 2>/dev/null | { grep -F 'name: \"usvc\"' || true; } | while read -r rule; do
 		chain=$(sed -n 's/.* -j \(CNI-[0-9a-f]*\).*/\1/p' <<<"$rule")
 		eval "iptables -t nat ${rule/-A/-D}" 2>/dev/null || true
 		if [[ -n $chain ]]; then
