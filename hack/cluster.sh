@@ -336,10 +336,11 @@ apply_addons() {
 	crds=$(GOWORK=off GOFLAGS=-mod=mod go env GOMODCACHE)/github.com/prometheus-operator/prometheus-operator@v$PROMETHEUS_OPERATOR_VERSION/example/prometheus-operator-crd
 	[[ -d $crds ]] || (cd /tmp && GOWORK=off go mod download "github.com/prometheus-operator/prometheus-operator@v$PROMETHEUS_OPERATOR_VERSION")
 	kc apply --server-side --force-conflicts -f "$crds" >/dev/null
+	# The operator looks for its CRDs once, at start: they must be served before it starts.
+	kc wait --for condition=Established -f "$crds" --timeout 60s >/dev/null
 	start prometheus-operator "$TOOLS_BIN/operator" --apiserver "https://$NODE_IP:$API_PORT" \
 		--ca-file "$PKI/ca.crt" --cert-file "$PKI/admin.crt" --key-file "$PKI/admin.key" \
 		--prometheus-config-reloader "$RELOADER_IMAGE" --web.listen-address 127.0.0.1:8089
-	kc wait --for condition=Established crd/prometheuses.monitoring.coreos.com --timeout 60s >/dev/null
 	sed -e "s|@PROMETHEUS_IMAGE@|$PROMETHEUS_IMAGE|g" -e "s|@PROMETHEUS_TAG@|$PROMETHEUS_TAG|g" \
 		"$ROOT/deploy/cluster/prometheus.yaml" | kc apply -f - >/dev/null
 }
