@@ -77,6 +77,14 @@ build: ## build the container image with a real Docker engine (starts dockerd an
 test-e2e: venv tools build ## the image against PostgreSQL, then the one-node cluster end to end
 	$(PYTEST) tests/e2e
 
+.PHONY: cluster-up
+cluster-up: tools build ## a real one-node Kubernetes from parts on this machine (root; state in .cache/cluster)
+	bash hack/cluster.sh up
+
+.PHONY: cluster-down
+cluster-down: ## stop the one-node cluster and remove everything it set up
+	bash hack/cluster.sh down
+
 .PHONY: bench
 bench: venv tools ## benchmarks: ratios against baselines measured in the same run (bench/results/)
 	$(BIN)/python -m bench
