@@ -52,6 +52,7 @@ def build(us: Manifest, *, image: str | None = None, replicas: int | None = None
         "name": CONTAINER,
         "image": image,
         "imagePullPolicy": spec.get("imagePullPolicy", "IfNotPresent"),
+        "command": ["userservice"],  # explicit: independent of the image's ENTRYPOINT/CMD
         "args": ["serve"],
         "ports": [
             {"name": "http", "containerPort": http_port(us), "protocol": "TCP"},

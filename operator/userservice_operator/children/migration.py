@@ -53,6 +53,7 @@ def build(us: Manifest) -> Manifest:
         "name": "migrate",
         "image": spec["image"],
         "imagePullPolicy": spec.get("imagePullPolicy", "IfNotPresent"),
+        "command": ["userservice"],  # explicit: independent of the image's ENTRYPOINT/CMD
         "args": ["migrate"],
         "env": [*base_env(us), *(spec.get("env") or [])],
         "resources": spec.get("resources") or {},

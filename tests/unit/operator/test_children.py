@@ -44,6 +44,7 @@ def test_deployment_shape() -> None:
     pod = spec["template"]["spec"]
     (c,) = pod["containers"]
     assert c["image"] == "registry.example/userservice:1.0.0"
+    assert c["command"] == ["userservice"]
     assert c["args"] == ["serve"]
     assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"http": 8080, "grpc": 50051}
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
@@ -189,6 +190,7 @@ def test_migration_job() -> None:
     pod = job["spec"]["template"]["spec"]
     assert pod["restartPolicy"] == "Never"
     (c,) = pod["containers"]
+    assert c["command"] == ["userservice"]
     assert c["args"] == ["migrate"]
     assert c["image"] == us["spec"]["image"]
     assert c["env"][0]["valueFrom"]["secretKeyRef"]["name"] == "alpha-db"
