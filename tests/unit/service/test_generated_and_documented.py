@@ -14,7 +14,10 @@ ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_generated_grpc_code_is_current(tmp_path: Path) -> None:
-    require((ROOT / ".cache/tools/bin/buf").exists() or shutil.which("buf") is not None, "buf is not installed: run `make tools`")
+    require(
+        (ROOT / ".cache/tools/bin/buf").exists() or shutil.which("buf") is not None,
+        "buf is not installed: run `make tools`",
+    )
     subprocess.run(["bash", str(ROOT / "hack/proto-generate.sh"), str(tmp_path)], check=True, cwd=ROOT)
     generated = tmp_path / "service/userservice/v1"
     committed = ROOT / "service/userservice/v1"
