@@ -110,7 +110,7 @@ def _input_fields(user: pb.User, names: list[str] | tuple[str, ...]) -> dict[str
     for name in names:
         if name in FIELDS_BY_NAME:
             value = getattr(user, name)
-            if value != "" or name in body:
+            if value != "":
                 body[name] = value
     for name in READ_ONLY_FIELDS:
         if name != "etag" and name in names:
