@@ -10,8 +10,10 @@ from datetime import UTC, datetime
 from uuid import UUID
 
 import grpc
+import uvloop
 from aiohttp import web
 
+from userservice import jsoncodec
 from userservice.api.grpc import to_proto
 from userservice.domain.model import User
 from userservice.v1 import user_service_pb2 as pb
@@ -22,7 +24,7 @@ USER = User(UUID(int=6), "Ada", "Lovelace", "ada", "ada@example.com", "GB", NOW,
 
 
 async def http() -> None:
-    body = json.dumps(USER.public()).encode()
+    body = jsoncodec.dumps(USER.public())
 
     async def get(_: web.Request) -> web.Response:
         return web.Response(body=body, content_type="application/json")
@@ -55,4 +57,4 @@ async def grpc_server() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(http() if sys.argv[1] == "http" else grpc_server())
+    uvloop.run(http() if sys.argv[1] == "http" else grpc_server())  # the service's event loop

@@ -99,45 +99,45 @@ def _measure(plan: Plan, workdir: Path, dsn: str, pg_desc: str) -> dict[str, Any
     ids_file = workdir / "ids.txt"
     ids_file.write_text("\n".join(ids) + "\n")
     runs: list[Run] = []
+    # Every part runs for the whole measurement (idle ones cost nothing), so each figure and its baselines
+    # are measured one right after another: the machine's background load is then the same for all of them.
     svc = stack.start_service(dsn, workdir)
+    bare_http, bare_grpc = stack.start_bare("http", workdir), stack.start_bare("grpc", workdir)
     try:
         http = f"http://127.0.0.1:{svc.info['http_port']}"
         grpc_addr = f"127.0.0.1:{svc.info['grpc_port']}"
+        bare_url = f"http://127.0.0.1:{bare_http.info['port']}"
+        bare_addr = f"127.0.0.1:{bare_grpc.info['port']}"
         if plan.warmup:
             http_load.run(http, "get", plan.levels[-1], 1, ids_file, _tag(), "warmup")
             grpc_load.run(grpc_addr, "get", plan.levels[-1], 1, ids, _tag(), "warmup")
-        print("service REST (wrk) and gRPC (ghz)", flush=True)
+        print(
+            "service REST (wrk), gRPC (ghz), raw asyncpg, bare aiohttp and grpc.aio, interleaved", flush=True
+        )
         for op in OPS:
             for c in plan.levels:
                 runs.append(_log(http_load.run(http, op, c, plan.seconds, ids_file, _tag(), "service-rest")))
                 _quiesce(dsn)
-        for op in OPS:
-            for c in plan.levels:
                 runs.append(_log(grpc_load.run(grpc_addr, op, c, plan.seconds, ids, _tag(), "service-grpc")))
                 _quiesce(dsn)
+                runs.append(_log(_pgload(dsn, op, c, plan.seconds, ids_file)))
+                if op == "get":
+                    runs.append(
+                        _log(
+                            http_load.run(bare_url, "get", c, plan.seconds, ids_file, _tag(), "bare-aiohttp")
+                        )
+                    )
+                    runs.append(
+                        _log(grpc_load.run(bare_addr, "get", c, plan.seconds, ids, _tag(), "bare-grpc"))
+                    )
         under = _get_under_create(http, plan, ids_file)
         _quiesce(dsn)
         print("event latency", flush=True)
         watch = asyncio.run(events_bench.grpc_latencies(dsn, grpc_addr, event_user, plan.events))
         notify = asyncio.run(events_bench.notify_latencies(dsn, event_user, plan.events))
     finally:
-        svc.stop()
-    print("baselines: asyncpg, bare aiohttp, bare grpc.aio", flush=True)
-    for op in OPS:
-        for c in plan.levels:
-            runs.append(_log(_pgload(dsn, op, c, plan.seconds, ids_file)))
-    for kind, target in (("http", "bare-aiohttp"), ("grpc", "bare-grpc")):
-        bare = stack.start_bare(kind, workdir)
-        try:
-            for c in plan.levels:
-                if kind == "http":
-                    url = f"http://127.0.0.1:{bare.info['port']}"
-                    runs.append(_log(http_load.run(url, "get", c, plan.seconds, ids_file, _tag(), target)))
-                else:
-                    addr = f"127.0.0.1:{bare.info['port']}"
-                    runs.append(_log(grpc_load.run(addr, "get", c, plan.seconds, ids, _tag(), target)))
-        finally:
-            bare.stop()
+        for proc in (svc, bare_http, bare_grpc):
+            proc.stop()
     return {
         "postgres": pg_desc,
         "seed_users": plan.seed_users,

@@ -113,7 +113,14 @@ async def serve(
         ),
     ]
     bound = Bound(runner.addresses[0][1], grpc_port)
-    log.info("serving", extra={"http_port": bound.http_port, "grpc_port": bound.grpc_port})
+    log.info(
+        "serving",
+        extra={
+            "http_port": bound.http_port,
+            "grpc_port": bound.grpc_port,
+            "event_loop": type(loop).__module__.split(".")[0],  # uvloop under `userservice serve`
+        },
+    )
     if on_ready is not None:
         result = on_ready(bound)
         if result is not None:

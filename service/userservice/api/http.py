@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from userservice import logs
+from userservice import jsoncodec, logs
 from userservice.api import openapi, problem
 from userservice.domain.errors import DomainError, invalid
 from userservice.domain.events import Cursor
@@ -43,7 +43,7 @@ KEEPALIVE_SECONDS = 15.0
 
 def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(
-        text=json.dumps(data), status=status, content_type="application/json", headers=headers
+        body=jsoncodec.dumps(data), status=status, content_type="application/json", headers=headers
     )
 
 
@@ -205,8 +205,10 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
                     await response.write(b": keepalive\n\n")
                     last_write = time.monotonic()
                 continue
-            payload = json.dumps(event.cloud_event(source))
-            await response.write(f"id: {event.cursor}\nevent: {event.type}\ndata: {payload}\n\n".encode())
+            payload = jsoncodec.dumps(event.cloud_event(source))
+            await response.write(
+                f"id: {event.cursor}\nevent: {event.type}\ndata: ".encode() + payload + b"\n\n"
+            )
             last_write = time.monotonic()
     except ConnectionResetError:
         pass  # the client went away

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 
 from aiohttp import web
 
+from userservice import jsoncodec
 from userservice.domain.errors import (
     AlreadyExists,
     DomainError,
@@ -41,7 +41,7 @@ def problem(
     body: dict[str, object] = {"type": TYPE_BASE + slug, "title": title, "status": status, "detail": detail}
     if errors:
         body["errors"] = errors
-    return web.Response(status=status, text=json.dumps(body), content_type=PROBLEM_JSON, headers=headers)
+    return web.Response(status=status, body=jsoncodec.dumps(body), content_type=PROBLEM_JSON, headers=headers)
 
 
 def from_domain(exc: DomainError) -> web.Response:

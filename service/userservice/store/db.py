@@ -6,6 +6,8 @@ import json
 
 import asyncpg
 
+from userservice import jsoncodec
+
 # Failures that mean "the database cannot serve right now", not "the request is wrong": adapters answer them with
 # 503 / UNAVAILABLE so clients retry, instead of a 500.
 UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
@@ -20,7 +22,7 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
-    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+    await conn.set_type_codec("jsonb", encoder=jsoncodec.dumps_text, decoder=json.loads, schema="pg_catalog")
 
 
 async def _release_as_is(conn: asyncpg.Connection) -> None:

@@ -11,13 +11,14 @@ from userservice.domain.errors import AlreadyExists
 from userservice.domain.listing import ListFilter, Position
 from userservice.domain.model import NewUser, User
 
-_COLUMNS = "id, first_name, last_name, nickname, email, country, created_at, updated_at, version"
+# Selected in User's field order, so a row becomes a User without a dict: User._make(row).
+_COLUMNS = ", ".join(User._fields)
 # Which unique index protects which field, for a clear "already taken" message.
 _UNIQUE_FIELDS = {"users_nickname_key": "nickname", "users_email_key": "email"}
 
 
 def _user(row: asyncpg.Record) -> User:
-    return User(**dict(row))
+    return User._make(row)
 
 
 def _already_exists(exc: asyncpg.UniqueViolationError) -> AlreadyExists:
