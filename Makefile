@@ -31,6 +31,10 @@ venv: $(VENV)/.installed ## create the virtualenv with the pinned dependencies
 tools: ## build or find kube-apiserver, etcd, kubectl, helm, buf, kubeconform (cached in .cache/tools)
 	bash hack/tools.sh
 
+.PHONY: cluster-tools
+cluster-tools: ## also build what the one-node cluster needs: kubelet, scheduler, proxy, metrics-server, Prometheus
+	bash hack/tools.sh cluster
+
 .PHONY: run
 run: venv ## serve REST on :8080 and gRPC on :50051 (throwaway embedded PostgreSQL unless DATABASE_URL is set)
 	$(BIN)/userservice serve $(if $(DATABASE_URL),,--embedded-postgres $(CURDIR)/.data/postgres)
@@ -74,11 +78,11 @@ build: ## build the container image with a real Docker engine (starts dockerd an
 	bash hack/build-image.sh
 
 .PHONY: test-e2e
-test-e2e: venv tools build ## the image against PostgreSQL, then the one-node cluster end to end
+test-e2e: venv cluster-tools build ## the image against PostgreSQL, then the one-node cluster end to end
 	$(PYTEST) tests/e2e
 
 .PHONY: cluster-up
-cluster-up: tools build ## a real one-node Kubernetes from parts on this machine (root; state in .cache/cluster)
+cluster-up: cluster-tools build ## a real one-node Kubernetes from parts on this machine (root; state in .cache/cluster)
 	bash hack/cluster.sh up
 
 .PHONY: cluster-down
