@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
                 "DB_POOL_MAX": service_bench.POOL_SIZE,
                 "argon2": "production defaults (time_cost 2, 19 MiB)",
                 "logging": "JSON, one access line per request (as deployed)",
-                "event_loop": "uvloop, as `userservice serve` (also the asyncpg and bare-framework baselines)",
+                "event_loop": "asyncio (the standard loop), as `userservice serve` and every baseline",
             },
         },
         "tools": {},

@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 from uuid import UUID
 
 import grpc
-import uvloop
 from aiohttp import web
 
 from userservice import jsoncodec
@@ -57,4 +56,4 @@ async def grpc_server() -> None:
 
 
 if __name__ == "__main__":
-    uvloop.run(http() if sys.argv[1] == "http" else grpc_server())  # the service's event loop
+    asyncio.run(http() if sys.argv[1] == "http" else grpc_server())

@@ -60,6 +60,10 @@ def run(
         f"--data-file={data_file}",
         f"--concurrency={concurrency}",
         f"--connections={min(concurrency, 4)}",
+        # One core's worth of goroutines, like wrk -t1 and the single-process asyncpg baseline: on two cores,
+        # ghz spread over both took CPU from the server it measures (bare grpc.aio: ~3,800 calls/s, 5,000 with
+        # --cpus=1).
+        "--cpus=1",
         f"--duration={max(1, round(seconds))}s",
         "--timeout=10s",
         "--format=json",

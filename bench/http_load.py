@@ -15,10 +15,9 @@ SCRIPT = Path(__file__).parent / "lua" / "users.lua"
 def run(
     base_url: str, op: str, concurrency: int, seconds: float, ids_file: Path, tag: str, target: str
 ) -> Run:
-    threads = min(2, concurrency)
     cmd = [
         tools.wrk(),
-        f"-t{threads}",
+        "-t1",  # every load generator gets at most one core's worth of threads (see grpc_load)
         f"-c{concurrency}",
         f"-d{max(1, round(seconds))}s",
         "--timeout=10s",

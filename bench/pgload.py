@@ -19,7 +19,6 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
-import uvloop
 
 from bench.stack import LIST_COUNTRY
 from bench.stats import percentile
@@ -99,6 +98,5 @@ async def main(
 if __name__ == "__main__":
     dsn, op, conc, secs, ids_file, pool_size, tag = sys.argv[1:8]
     ids = Path(ids_file).read_text().split()
-    # The service's event loop, so the baseline differs from the service only by what the service adds.
-    result = uvloop.run(main(dsn, op, int(conc), float(secs), ids, int(pool_size), tag))
+    result = asyncio.run(main(dsn, op, int(conc), float(secs), ids, int(pool_size), tag))
     print(json.dumps(result), flush=True)

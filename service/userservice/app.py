@@ -113,14 +113,7 @@ async def serve(
         ),
     ]
     bound = Bound(runner.addresses[0][1], grpc_port)
-    log.info(
-        "serving",
-        extra={
-            "http_port": bound.http_port,
-            "grpc_port": bound.grpc_port,
-            "event_loop": type(loop).__module__.split(".")[0],  # uvloop under `userservice serve`
-        },
-    )
+    log.info("serving", extra={"http_port": bound.http_port, "grpc_port": bound.grpc_port})
     if on_ready is not None:
         result = on_ready(bound)
         if result is not None:
