@@ -26,7 +26,7 @@ from userservice.metrics import Metrics
 from userservice.passwords import Passwords
 from userservice.store import idempotency
 from userservice.store import users as store
-from userservice.store.db import load_secret
+from userservice.store.db import FairPool, load_secret
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ class UserCore:
     def __init__(
         self, pool: asyncpg.Pool, passwords: Passwords, metrics: Metrics, idempotency_ttl: float
     ) -> None:
-        self._pool = pool
+        self._db = FairPool(pool)
         self._passwords = passwords
         self._tokens: PageTokens | None = None
         self._metrics = metrics
@@ -98,7 +98,7 @@ class UserCore:
         new = validate_new_user(body)
         password_hash = await self._hash(new.password)
         fingerprint = _fingerprint(new)
-        async with self._pool.acquire() as conn:
+        async with self._db.acquire() as conn:
             async with conn.transaction():
                 if idempotency_key is None or await idempotency.claim(
                     conn, idempotency_key, fingerprint, password_hash, self._idempotency_ttl
@@ -123,7 +123,9 @@ class UserCore:
         return Created(User.from_public(stored.response), replayed=True)
 
     async def get(self, user_id: str) -> User:
-        user = await store.get(self._pool, parse_user_id(user_id))
+        uid = parse_user_id(user_id)
+        async with self._db.acquire() as conn:
+            user = await store.get(conn, uid)
         if user is None:
             raise NotFound(f"user {user_id} does not exist")
         return user
@@ -134,7 +136,7 @@ class UserCore:
         columns: dict[str, str] = {k: v for k, v in changes.values.items() if k != "password"}
         if "password" in changes.values:
             columns["password_hash"] = await self._hash(changes.values["password"])
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with self._db.acquire() as conn, conn.transaction():
             current = await store.lock(conn, uid)
             if current is None:
                 raise NotFound(f"user {user_id} does not exist")
@@ -152,7 +154,7 @@ class UserCore:
 
     async def delete(self, user_id: str, if_match: str | None = None) -> None:
         uid = parse_user_id(user_id)
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with self._db.acquire() as conn, conn.transaction():
             current = await store.lock(conn, uid)
             if current is None:
                 raise NotFound(f"user {user_id} does not exist")
@@ -165,14 +167,16 @@ class UserCore:
     async def _page_tokens(self) -> PageTokens:
         # Loaded on first use: the secret lives in the database, which may be migrated after start-up.
         if self._tokens is None:
-            self._tokens = PageTokens(await load_secret(self._pool, "page_token"))
+            async with self._db.acquire() as conn:
+                self._tokens = PageTokens(await load_secret(conn, "page_token"))
         return self._tokens
 
     async def list(self, list_filter: ListFilter, page_size: int | None, page_token: str | None) -> Page:
         size = resolve_page_size(page_size)
         tokens = await self._page_tokens()
         after = tokens.decode(page_token, list_filter) if page_token else None
-        rows = await store.page(self._pool, list_filter, after, size + 1)
+        async with self._db.acquire() as conn:
+            rows = await store.page(conn, list_filter, after, size + 1)
         users, more = rows[:size], len(rows) > size
         token = ""
         if more:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+from collections.abc import AsyncIterator
 
 import asyncpg
 
@@ -49,6 +52,26 @@ async def create_pool(dsn: str, max_size: int, command_timeout: float) -> asyncp
         server_settings={"application_name": "userservice"},
     )
     return pool
+
+
+class FairPool:
+    """The pool behind a first-come, first-served gate, for request handling.
+
+    asyncpg's pool hands a released connection to whichever coroutine asks next, and asyncio.Queue puts a
+    getter that was woken but overtaken back at the end of the line, so under overload some requests wait
+    far longer than others (REST list at 64 connections on a pool of 10: p99 four times p50). A semaphore of
+    the pool's size in front serves waiters in arrival order: asyncio.Semaphore hands a released permit to
+    the first waiter.
+    """
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+        self._gate = asyncio.Semaphore(pool.get_max_size())
+
+    @contextlib.asynccontextmanager
+    async def acquire(self) -> AsyncIterator[asyncpg.Connection]:
+        async with self._gate, self.pool.acquire() as conn:
+            yield conn
 
 
 async def load_secret(conn: asyncpg.Connection | asyncpg.Pool, name: str) -> bytes:
