@@ -19,12 +19,13 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
 # The wheels. First every pinned runtime dependency, as binary wheels (no compiler anywhere), from the pins in
-# pyproject.toml alone, so this layer is reused while only the sources change; then the project's own wheel.
-COPY pyproject.toml ./
+# pyproject.toml and constraints.txt alone, so this layer is reused while only the sources change; then the
+# project's own wheel.
+COPY pyproject.toml constraints.txt ./
 RUN python3 -m venv /opt/build \
  && python3 -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))' \
       > /tmp/requirements.txt \
- && /opt/build/bin/pip wheel --quiet --only-binary=:all: --wheel-dir /wheels -r /tmp/requirements.txt
+ && /opt/build/bin/pip wheel --quiet --only-binary=:all: --wheel-dir /wheels -c constraints.txt -r /tmp/requirements.txt
 COPY README.md ./
 COPY service/ service/
 COPY operator/ operator/

@@ -19,13 +19,22 @@ PYTEST := $(BIN)/pytest
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	touch $@
 
 .PHONY: venv
 venv: $(VENV)/.installed ## create the virtualenv with the pinned dependencies
+
+.PHONY: constraints
+constraints: ## re-resolve pyproject.toml's pins and their dependencies into constraints.txt (then commit it)
+	rm -rf .cache/constraints-venv
+	$(PYTHON) -m venv .cache/constraints-venv
+	.cache/constraints-venv/bin/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	{ sed -n '/^#/p' constraints.txt; .cache/constraints-venv/bin/pip freeze --exclude-editable; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
+	rm -rf .cache/constraints-venv
 
 .PHONY: tools
 tools: ## build or find kube-apiserver, etcd, kubectl, helm, buf, kubeconform (cached in .cache/tools)
