@@ -102,8 +102,12 @@ def _measure(plan: Plan, workdir: Path, dsn: str, pg_desc: str) -> dict[str, Any
     # Every part runs for the whole measurement (idle ones cost nothing), so each figure and its baselines
     # are measured one right after another: the machine's background load is then the same for all of them.
     svc = stack.start_service(dsn, workdir)
-    bare_http, bare_grpc = stack.start_bare("http", workdir), stack.start_bare("grpc", workdir)
+    processes = [svc]
     try:
+        bare_http = stack.start_bare("http", workdir)
+        processes.append(bare_http)
+        bare_grpc = stack.start_bare("grpc", workdir)
+        processes.append(bare_grpc)
         http = f"http://127.0.0.1:{svc.info['http_port']}"
         grpc_addr = f"127.0.0.1:{svc.info['grpc_port']}"
         bare_url = f"http://127.0.0.1:{bare_http.info['port']}"
@@ -136,7 +140,7 @@ def _measure(plan: Plan, workdir: Path, dsn: str, pg_desc: str) -> dict[str, Any
         watch = asyncio.run(events_bench.grpc_latencies(dsn, grpc_addr, event_user, plan.events))
         notify = asyncio.run(events_bench.notify_latencies(dsn, event_user, plan.events))
     finally:
-        for proc in (svc, bare_http, bare_grpc):
+        for proc in processes:
             proc.stop()
     return {
         "postgres": pg_desc,
