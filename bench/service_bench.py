@@ -112,9 +112,10 @@ def _measure(plan: Plan, workdir: Path, dsn: str, pg_desc: str) -> dict[str, Any
         grpc_addr = f"127.0.0.1:{svc.info['grpc_port']}"
         bare_url = f"http://127.0.0.1:{bare_http.info['port']}"
         bare_addr = f"127.0.0.1:{bare_grpc.info['port']}"
-        if plan.warmup:
-            http_load.run(http, "get", plan.levels[-1], 1, ids_file, _tag(), "warmup")
-            grpc_load.run(grpc_addr, "get", plan.levels[-1], 1, ids, _tag(), "warmup")
+        if plan.warmup:  # the service's first seconds (imports, statement caches, pool) are not measured
+            for op in ("get", "list"):
+                http_load.run(http, op, plan.levels[-1], 2, ids_file, _tag(), "warmup")
+                grpc_load.run(grpc_addr, op, plan.levels[-1], 2, ids, _tag(), "warmup")
         print(
             "service REST (wrk), gRPC (ghz), raw asyncpg, bare aiohttp and grpc.aio, interleaved", flush=True
         )
