@@ -55,9 +55,6 @@ def ghz() -> str:
     path = TOOLS_BIN / "ghz"
     if os.access(path, os.X_OK):
         return str(path)
-    found = shutil.which("ghz")
-    if found:
-        return found
     go = shutil.which("go")
     if not go:
         raise RuntimeError("ghz is missing and there is no Go toolchain to `go install` it")

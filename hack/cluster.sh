@@ -111,7 +111,6 @@ install_packages() {
 	log "apt-get install ${missing[*]}"
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -qq
-	# Debian's prometheus package would start its own services where an init system runs; here none does.
 	apt-get install -y -qq --no-install-recommends "${missing[@]}" >"$LOGS/apt.log" 2>&1 || {
 		cat "$LOGS/apt.log" >&2
 		exit 1

@@ -5,28 +5,19 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from tests.support.require import require
+from tests.support.tools import project_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "userservice-operator"
 CI_VALUES = sorted((CHART / "ci").glob("*.yaml"))
 ALL_OPTIONS = CHART / "ci" / "all-options-values.yaml"
 OPERATOR_PKG = ROOT / "operator" / "userservice_operator"
-
-
-def tool(name: str) -> str:
-    """Path of a pinned tool (`make tools` puts them in .cache/tools/bin, which the Makefile adds to PATH)."""
-    found = shutil.which(name) or shutil.which(name, path=str(ROOT / ".cache" / "tools" / "bin"))
-    require(found is not None, f"{name} not found (run `make tools`)")
-    assert found is not None
-    return found
 
 
 def run(*args: str, input: str | None = None, timeout: float = 120, env: dict[str, str] | None = None) -> str:
@@ -49,7 +40,7 @@ def run(*args: str, input: str | None = None, timeout: float = 120, env: dict[st
 def helm_template(
     *extra: str, values: Path | None = None, release: str = "rel", namespace: str = "ops"
 ) -> str:
-    args = [tool("helm"), "template", release, str(CHART), "--namespace", namespace]
+    args = [project_tool("helm"), "template", release, str(CHART), "--namespace", namespace]
     if values is not None:
         args += ["--values", str(values)]
     return run(*args, *extra)
@@ -168,7 +159,7 @@ def kubeconform(manifests: str, schema_dir: Path, *skip_kinds: str) -> list[dict
     """Validate with kubeconform (-strict) against the generated schemas only; returns its per-resource
     results. Fails on any invalid resource or any kind without a schema (unless in skip_kinds)."""
     args = [
-        tool("kubeconform"),
+        project_tool("kubeconform"),
         "-strict",
         "-summary",
         "-output",

@@ -25,10 +25,10 @@ from tests.chart.support import (
     helm_template,
     kubeconform,
     run,
-    tool,
     write_kubeconform_schemas,
 )
 from tests.support.kube import KubeCluster, free_port, running_cluster
+from tests.support.tools import project_tool
 
 pytestmark = pytest.mark.needs_kube
 
@@ -166,7 +166,7 @@ def test_helm_install_then_the_operator_reconciles_a_userservice_from_values(
             }
         )
     )
-    helm = [tool("helm"), f"--kubeconfig={cluster.kubeconfig}"]
+    helm = [project_tool("helm"), f"--kubeconfig={cluster.kubeconfig}"]
     installed = run(
         *helm, "install", release, str(CHART), "-n", ns, "--create-namespace", "-f", str(values), timeout=180
     )

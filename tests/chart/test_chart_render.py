@@ -10,7 +10,8 @@ import jsonschema
 import pytest
 import yaml
 
-from tests.chart.support import ALL_OPTIONS, CHART, CI_VALUES, OPERATOR_PKG, docs, helm_template, run, tool
+from tests.chart.support import ALL_OPTIONS, CHART, CI_VALUES, OPERATOR_PKG, docs, helm_template, run
+from tests.support.tools import project_tool
 
 AGGREGATED_ROLES = sum(
     1
@@ -33,7 +34,7 @@ def by_kind(objs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
     "values", [None, *CI_VALUES], ids=lambda v: v.name if isinstance(v, Path) else "defaults"
 )
 def test_helm_lint_strict(values: Path | None) -> None:
-    args = [tool("helm"), "lint", "--strict", str(CHART)]
+    args = [project_tool("helm"), "lint", "--strict", str(CHART)]
     if values is not None:
         args += ["--values", str(values)]
     run(*args)

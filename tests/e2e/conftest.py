@@ -28,16 +28,13 @@ from typing import Any
 import pytest
 
 from tests.support.require import require
+from tests.support.tools import project_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 CLUSTER_DIR = Path(os.environ.get("CLUSTER_DIR", ROOT / ".cache" / "cluster"))
 KUBECONFIG = CLUSTER_DIR / "admin.kubeconfig"
 IMAGE = os.environ.get("IMAGE", "userservice:dev")
 OPERATOR_NAMESPACE = "userservice-system"
-K8S_BIN = Path(
-    os.environ.get("KUBEBUILDER_ASSETS") or ROOT / ".cache" / "tools" / "k8s" / "1.35.4-linux-amd64"
-)
-TOOLS_BIN = ROOT / ".cache" / "tools" / "bin"
 
 TIMINGS: list[tuple[str, float]] = []
 
@@ -79,8 +76,7 @@ def _time_each_test(request: pytest.FixtureRequest) -> Iterator[None]:
 
 
 def kubectl_path() -> str:
-    found = K8S_BIN / "kubectl"
-    return str(found) if found.exists() else (shutil.which("kubectl") or "kubectl")
+    return project_tool("kubectl")
 
 
 def run(*cmd: str, timeout: float = 300, check: bool = True, input: str | None = None) -> str:
@@ -230,15 +226,14 @@ def host_postgres() -> Iterator[HostPostgres]:
 
 @pytest.fixture(scope="session")
 def operator_release(cluster: Path) -> Iterator[str]:
-    helm = TOOLS_BIN / "helm"
-    require(helm.exists(), "helm not built (make tools)")
+    helm = project_tool("helm")
     repository, _, tag = IMAGE.rpartition(":")
     release = "userservice-operator"
     env_kube = ["--kubeconfig", str(cluster)]
-    run(str(helm), "uninstall", release, "-n", OPERATOR_NAMESPACE, "--wait", *env_kube, check=False)
+    run(helm, "uninstall", release, "-n", OPERATOR_NAMESPACE, "--wait", *env_kube, check=False)
     with timed("helm install operator"):
         run(
-            str(helm), "install", release, str(ROOT / "charts" / "userservice-operator"),
+            helm, "install", release, str(ROOT / "charts" / "userservice-operator"),
             "--namespace", OPERATOR_NAMESPACE, "--create-namespace", *env_kube,
             "--set", f"image.repository={repository}", "--set", f"image.tag={tag}",
             "--set", "image.pullPolicy=Never", "--set", "replicaCount=1",
@@ -247,4 +242,4 @@ def operator_release(cluster: Path) -> Iterator[str]:
     try:
         yield release
     finally:
-        run(str(helm), "uninstall", release, "-n", OPERATOR_NAMESPACE, "--wait", *env_kube, check=False)
+        run(helm, "uninstall", release, "-n", OPERATOR_NAMESPACE, "--wait", *env_kube, check=False)

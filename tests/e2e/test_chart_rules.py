@@ -1,10 +1,9 @@
 """The chart's PrometheusRule, checked by Prometheus' own `promtool check rules` (PromQL parses, templates in
-annotations expand, durations are valid). promtool comes with Debian's prometheus package, which the e2e
-cluster (hack/cluster.sh, through the `cluster` fixture) installs; hence this tier."""
+annotations expand, durations are valid) and `promtool test rules`. promtool is built from the same pinned
+Prometheus module as the cluster's server (`make cluster-tools`); hence this tier."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -13,18 +12,14 @@ import pytest
 import yaml
 
 from tests.chart.support import ALL_OPTIONS, docs, helm_template
-from tests.support.require import require
+from tests.support.tools import project_tool
 
 
 @pytest.mark.parametrize(
     "extra", [["--set", "prometheusRule.enabled=true"], []], ids=["defaults", "all-options"]
 )
 def test_promtool_accepts_the_chart_alert_rules(extra: list[str], cluster: Any, tmp_path: Path) -> None:
-    promtool = shutil.which("promtool")
-    require(
-        promtool is not None, "promtool not found (Debian's prometheus package; hack/cluster.sh installs it)"
-    )
-    assert promtool is not None
+    promtool = project_tool("promtool", make_target="cluster-tools")
     values = None if extra else ALL_OPTIONS
     (rule,) = [d for d in docs(helm_template(*extra, values=values)) if d["kind"] == "PrometheusRule"]
     rules = tmp_path / "rules.yaml"
@@ -40,11 +35,7 @@ def test_promtool_accepts_the_chart_alert_rules(extra: list[str], cluster: Any, 
 def test_promtool_operator_alerts_fire_when_they_should(cluster: Any, tmp_path: Path) -> None:
     """promtool's rule unit tests on synthetic series: no leader and persistent reconcile errors alert; a
     healthy operator does not."""
-    promtool = shutil.which("promtool")
-    require(
-        promtool is not None, "promtool not found (Debian's prometheus package; hack/cluster.sh installs it)"
-    )
-    assert promtool is not None
+    promtool = project_tool("promtool", make_target="cluster-tools")
     release, ns = "rel", "ops"
     objs = docs(helm_template("--set", "prometheusRule.enabled=true", release=release, namespace=ns))
     (rule,) = [d for d in objs if d["kind"] == "PrometheusRule"]

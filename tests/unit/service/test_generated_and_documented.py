@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 import filecmp
-import shutil
 import subprocess
 from pathlib import Path
 
-from tests.support.require import require
+from tests.support.tools import project_tool
 from userservice.config import SETTINGS, Config
 
 ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_generated_grpc_code_is_current(tmp_path: Path) -> None:
-    require(
-        (ROOT / ".cache/tools/bin/buf").exists() or shutil.which("buf") is not None,
-        "buf is not installed: run `make tools`",
-    )
+    project_tool("buf")
     subprocess.run(["bash", str(ROOT / "hack/proto-generate.sh"), str(tmp_path)], check=True, cwd=ROOT)
     generated = tmp_path / "service/userservice/v1"
     committed = ROOT / "service/userservice/v1"
