@@ -32,7 +32,9 @@ INSTALLED_BY_PROJECT = {
 
 def _built_by_tools_sh() -> set[str]:
     script = (ROOT / "hack" / "tools.sh").read_text()
-    built = set(re.findall(r"^\s*(?:k8s_cmd|prometheus_cmd|prometheus_operator_cmd|go_install)\s+(\S+)", script, re.M))
+    built = set(
+        re.findall(r"^\s*(?:k8s_cmd|prometheus_cmd|prometheus_operator_cmd|go_install)\s+(\S+)", script, re.M)
+    )
     if re.search(r"^etcd_server$", script, re.M):
         built.add("etcd")
     return built
