@@ -52,6 +52,17 @@ def _route_of(request: web.Request) -> str:
     return route.resource.canonical if route.resource is not None else "unmatched"
 
 
+def _problem_for(exc: Exception) -> web.Response:
+    """The problem+json answer to an error a handler raised (logged when it is the server's fault)."""
+    if isinstance(exc, DomainError):
+        return problem.from_domain(exc)
+    if isinstance(exc, UNAVAILABLE_ERRORS):
+        log.warning("database unavailable", extra={"error": repr(exc)})
+        return problem.unavailable()
+    log.exception("unhandled error", exc_info=exc)
+    return problem.internal()
+
+
 @web.middleware
 async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Request id, access log and metrics for every request; converts every error to problem+json."""
@@ -63,26 +74,12 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     response: web.StreamResponse
     try:
         response = await handler(request)
-    except DomainError as exc:
-        response = problem.from_domain(exc)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         response = problem.from_http_error(exc)
-    except UNAVAILABLE_ERRORS as exc:
-        log.warning("database unavailable", extra={"error": repr(exc)})
-        response = problem.problem(
-            503,
-            "unavailable",
-            "Service unavailable",
-            "the database cannot be reached; retry later",
-            headers={"Retry-After": "1"},
-        )
-    except Exception:
-        log.exception("unhandled error")
-        response = problem.problem(
-            500, "internal", "Internal error", "the server failed; the request id names it in the logs"
-        )
+    except Exception as exc:
+        response = _problem_for(exc)
     finally:
         logs.request_id.reset(token)
     if not response.prepared:
@@ -185,12 +182,26 @@ async def list_users(request: web.Request) -> web.Response:
     return _json({"users": [u.public() for u in page.users], "next_page_token": page.next_page_token})
 
 
+def _start_cursor(request: web.Request) -> tuple[str, str] | None:
+    """The client's resume position and the field it came in, if any."""
+    if request.headers.get("Last-Event-ID"):
+        return request.headers["Last-Event-ID"], "Last-Event-ID"
+    if "after" in request.rel_url.query:
+        return request.rel_url.query["after"], "after"
+    return None
+
+
 async def stream_events(request: web.Request) -> web.StreamResponse:
-    """Server-Sent Events; resumes after `Last-Event-ID` (or ?after=) when given."""
-    raw = request.headers.get("Last-Event-ID") or request.rel_url.query.get("after")
+    """Server-Sent Events; resumes after `Last-Event-ID` (or ?after=) when given.
+
+    Errors before the first byte are ordinary problem+json responses. Once the stream has started, an error
+    ends it the SSE way: an `error` event whose data is the problem, then the end of the response, so an
+    EventSource reconnects with the last id it saw.
+    """
+    start = _start_cursor(request)
     app = request.app
     # Fixed before the first byte goes out: once a client reads ": connected", every later commit reaches it.
-    after = Cursor.parse(raw, "Last-Event-ID") if raw else await app[FEED].head()
+    after = Cursor.parse(*start) if start else await app[FEED].head()
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
     await response.prepare(request)
     await response.write(b": connected\n\n")
@@ -212,6 +223,12 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
             last_write = time.monotonic()
     except ConnectionResetError:
         pass  # the client went away
+    except Exception as exc:
+        error = _problem_for(exc)
+        assert isinstance(error.body, bytes)
+        response.force_close()
+        await response.write(b"event: error\ndata: " + error.body + b"\n\n")
+        await response.write_eof()
     finally:
         gauge.dec()
     return response

@@ -44,6 +44,22 @@ def problem(
     return web.Response(status=status, body=jsoncodec.dumps(body), content_type=PROBLEM_JSON, headers=headers)
 
 
+def unavailable() -> web.Response:
+    return problem(
+        503,
+        "unavailable",
+        "Service unavailable",
+        "the database cannot be reached; retry later",
+        headers={"Retry-After": "1"},
+    )
+
+
+def internal() -> web.Response:
+    return problem(
+        500, "internal", "Internal error", "the server failed; the request id names it in the logs"
+    )
+
+
 def from_domain(exc: DomainError) -> web.Response:
     status, slug, title = _DOMAIN[type(exc)]
     errors: list[Mapping[str, str]] | None = None

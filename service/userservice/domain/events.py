@@ -14,7 +14,10 @@ CREATED = "io.userservice.user.created.v1"
 UPDATED = "io.userservice.user.updated.v1"
 DELETED = "io.userservice.user.deleted.v1"
 EVENT_TYPES = (CREATED, UPDATED, DELETED)
-_CURSOR = re.compile(r"([0-9]{1,20})-([0-9]{1,20})")
+_CURSOR = re.compile(r"([0-9]{1,20})-([0-9]{1,19})")
+# The columns' ranges: the transaction id is an xid8 (unsigned 64 bits), the sequence number a bigint.
+TX_MAX = 2**64 - 1
+SEQ_MAX = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -34,7 +37,7 @@ class Cursor:
     @classmethod
     def parse(cls, text: str, field: str) -> Cursor:
         match = _CURSOR.fullmatch(text.strip())
-        if match is None:
+        if match is None or int(match.group(1)) > TX_MAX or int(match.group(2)) > SEQ_MAX:
             raise invalid(field, "is not an event cursor issued by this service")
         return cls(int(match.group(1)), int(match.group(2)))
 

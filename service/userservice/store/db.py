@@ -21,6 +21,8 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.CannotConnectNowError,
     asyncpg.QueryCanceledError,
     asyncpg.TooManyConnectionsError,
+    asyncpg.AdminShutdownError,  # our session was terminated by the server or an operator
+    asyncpg.ObjectNotInPrerequisiteStateError,  # at connect: the database does not accept connections
 )
 
 
