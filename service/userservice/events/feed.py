@@ -86,7 +86,8 @@ class EventFeed:
         try:
             while not stop.is_set():
                 wakeup.clear()
-                batch = await outbox.read_after(self._pool, cursor, BATCH)
+                horizon = await outbox.horizon(self._pool)
+                batch = await outbox.read_after(self._pool, cursor, horizon.tx, BATCH)
                 for event in batch:
                     yield event
                     cursor = event.cursor

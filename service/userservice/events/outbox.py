@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
@@ -24,18 +25,59 @@ async def append(conn: asyncpg.Connection, event_type: str, subject: UUID, data:
     )
 
 
+@dataclass(frozen=True)
+class Horizon:
+    """Every event with `tx` below `tx` is committed or gone for good; `stall` is the age, in seconds, of
+    the oldest transaction of this database holding the horizon back (0 when none does)."""
+
+    tx: int
+    stall: float
+
+
+# The horizon is the statement's snapshot xmax, lowered to the oldest transaction still running in *this*
+# database (writers of user_events live only here; another database's transactions cannot add rows to it).
+# pg_current_snapshot() is the statement's snapshot, taken before pg_stat_activity is read, so a transaction
+# below xmax that is absent from pg_stat_activity had already ended when this statement ran. The events are
+# read by a later statement, whose snapshot sees all of those ends. Transaction ids only grow, so no row
+# below the horizon can appear later. pg_stat_activity and pg_prepared_xacts give 32-bit xids: the running
+# ones are matched with the snapshot's in-progress list (full xid8) on their low 32 bits, which cannot be
+# ambiguous among transactions running together.
+_HORIZON = """
+WITH snapshot AS MATERIALIZED (SELECT pg_current_snapshot() AS s),
+here AS (
+    SELECT backend_xid AS xid, xact_start AS since FROM pg_stat_activity
+    WHERE datname = current_database() AND backend_xid IS NOT NULL
+    UNION ALL
+    SELECT transaction, prepared FROM pg_prepared_xacts WHERE database = current_database()
+),
+held AS (
+    SELECT running, here.since FROM snapshot, pg_snapshot_xip(s) AS running
+    JOIN here ON here.xid::text::bigint = (running::text::numeric % 4294967296)::bigint
+)
+SELECT least(pg_snapshot_xmax(s), (SELECT min(running) FROM held))::text AS tx,
+       coalesce(extract(epoch FROM clock_timestamp() - (SELECT min(since) FROM held)), 0)::float8 AS stall
+FROM snapshot
+"""
+
+
+async def horizon(conn: asyncpg.Connection | asyncpg.Pool) -> Horizon:
+    row = await conn.fetchrow(_HORIZON)
+    assert row is not None
+    return Horizon(int(row["tx"]), max(0.0, row["stall"]))
+
+
 async def read_after(
-    conn: asyncpg.Connection | asyncpg.Pool, cursor: Cursor, limit: int
+    conn: asyncpg.Connection | asyncpg.Pool, cursor: Cursor, before: int, limit: int
 ) -> list[StoredEvent]:
-    """Events after `cursor` whose transactions are older than every running one (so none can slip in
-    behind the cursor later), in commit order."""
+    """Events after `cursor` of transactions below the horizon `before`, in commit order. Call it with a
+    horizon computed by an earlier statement (its snapshot must not predate the horizon's)."""
     rows = await conn.fetch(
         """SELECT tx::text AS tx, seq, id, type, subject, time, data FROM user_events
-           WHERE (tx, seq) > ($1::text::xid8, $2::bigint)
-             AND tx < pg_snapshot_xmin(pg_current_snapshot())
-           ORDER BY tx, seq LIMIT $3""",
+           WHERE (tx, seq) > ($1::text::xid8, $2::bigint) AND tx < $3::text::xid8
+           ORDER BY tx, seq LIMIT $4""",
         str(cursor.tx),
         cursor.seq,
+        str(before),
         limit,
     )
     return [
@@ -46,8 +88,7 @@ async def read_after(
 
 async def head(conn: asyncpg.Connection | asyncpg.Pool) -> Cursor:
     """A cursor at the current end of the stream: only events committed from now on lie after it."""
-    xmin = await conn.fetchval("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")
-    return Cursor(int(xmin), 0)
+    return Cursor((await horizon(conn)).tx, 0)
 
 
 async def prune(conn: asyncpg.Connection, retention_seconds: float) -> int:

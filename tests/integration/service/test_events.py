@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import random
+import uuid
 from typing import Any
 
 import aiohttp
+import asyncpg
 import grpc
 
 from tests.support.service import RunningService, ServiceProcess
 from tests.support.sse import SseEvent, read_events
 from tests.support.users import new_user
+from userservice.domain import events
+from userservice.events import outbox
+from userservice.store.db import create_pool
 from userservice.v1 import user_service_pb2 as pb
 from userservice.v1 import user_service_pb2_grpc as pb_grpc
 
@@ -156,3 +162,87 @@ async def test_watcher_on_one_replica_sees_writes_through_another(database: str)
     finally:
         for replica in replicas:
             replica.kill()
+
+
+async def test_an_open_transaction_in_another_database_does_not_stall_the_feed(
+    http: aiohttp.ClientSession, postgres_dsn: str
+) -> None:
+    elsewhere = await asyncpg.connect(postgres_dsn)  # the server's `postgres` database, not the service's
+    try:
+        async with elsewhere.transaction():
+            await elsewhere.fetchval("SELECT pg_current_xact_id()")  # holds an xid: the server-wide xmin
+            connected = asyncio.Event()
+            watcher = asyncio.create_task(collect_sse(http, 1, connected=connected))
+            await asyncio.wait_for(connected.wait(), 20)
+            async with http.post("/v1/users", json=new_user()) as resp:
+                user = await resp.json()
+            (event,) = await asyncio.wait_for(watcher, 20)  # delivered while that transaction stays open
+            assert event.data["subject"] == user["id"]
+    finally:
+        await elsewhere.close()
+
+
+async def test_interleaved_long_and_aborted_transactions_arrive_once_each_in_commit_order(
+    http: aiohttp.ClientSession, database: str
+) -> None:
+    pool = await create_pool(database, 12, 30)
+    committed: list[str] = []
+    rng = random.Random(7)
+
+    async def write(i: int, hold: float, commit: bool) -> None:
+        subject = uuid.uuid4()
+        async with pool.acquire() as conn:
+            tx = conn.transaction()
+            await tx.start()
+            await conn.fetchval("SELECT pg_current_xact_id()")  # the xid is taken early, as by a change
+            await asyncio.sleep(hold)
+            await outbox.append(conn, events.UPDATED, subject, {"n": i})
+            await asyncio.sleep(hold)
+            if commit:
+                await tx.commit()
+                committed.append(str(subject))
+            else:
+                await tx.rollback()
+
+    connected = asyncio.Event()
+    first = asyncio.create_task(collect_until(http, "end", connected=connected))
+    try:
+        await asyncio.wait_for(connected.wait(), 20)
+        writers = [write(0, 1.5, True), write(1, 1.2, False)]  # a long one committing late, a long abort
+        writers += [write(i, rng.uniform(0, 0.05), rng.random() > 0.2) for i in range(2, 60)]
+        await asyncio.gather(*writers)
+        async with pool.acquire() as conn:
+            await outbox.append(conn, events.UPDATED, uuid.uuid4(), {"n": "end"})
+        delivered = await asyncio.wait_for(first, 30)
+    finally:
+        await pool.close()
+    subjects = [e.data["subject"] for e in delivered[:-1]]
+    assert sorted(subjects) == sorted(committed)  # every committed event once; nothing rolled back
+    cursors = [tuple(int(p) for p in e.id.split("-")) for e in delivered]
+    assert cursors == sorted(cursors) and len(set(cursors)) == len(cursors)
+    # Resuming from any delivered cursor gives exactly the rest, in the same order.
+    middle = len(delivered) // 2
+    resumed = await asyncio.wait_for(
+        collect_until(http, "end", headers={"Last-Event-ID": delivered[middle].id}), 20
+    )
+    assert [e.id for e in resumed] == [e.id for e in delivered[middle + 1 :]]
+
+
+async def collect_until(
+    http: aiohttp.ClientSession,
+    marker: object,
+    headers: dict[str, str] | None = None,
+    connected: asyncio.Event | None = None,
+) -> list[SseEvent]:
+    """Events up to and including the first whose data.n is `marker`."""
+    async with http.get("/v1/events", headers=headers, timeout=aiohttp.ClientTimeout(total=60)) as resp:
+        assert resp.status == 200
+        if connected is not None:
+            assert await resp.content.readline() == b": connected\n"
+            connected.set()
+        got: list[SseEvent] = []
+        async for event in read_events(resp):
+            got.append(event)
+            if event.data["data"].get("n") == marker:
+                return got
+    raise AssertionError(f"stream ended after {len(got)} events")
