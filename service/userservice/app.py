@@ -79,7 +79,14 @@ async def serve(
         config.argon2_time_cost, config.argon2_memory_kib, config.argon2_parallelism, config.hash_workers
     )
     core = UserCore(pool, passwords, metrics, config.idempotency_ttl)
-    feed = EventFeed(config.database_url, pool, config.event_poll_interval)
+    feed = EventFeed(
+        config.database_url,
+        pool,
+        metrics,
+        config.event_poll_interval,
+        config.event_watchers_max,
+        config.event_watcher_queue,
+    )
     service_health = Health(pool)
     await feed.start()
 

@@ -56,7 +56,17 @@ SETTINGS: dict[str, Setting] = {
         "EVENT_RETENTION_SECONDS", "604800", "How long change events are kept for watchers to resume from."
     ),
     "event_poll_interval": Setting(
-        "EVENT_POLL_SECONDS", "2", "Watchers re-check the outbox this often even without a NOTIFY."
+        "EVENT_POLL_SECONDS", "2", "The event feed re-checks the outbox this often even without a NOTIFY."
+    ),
+    "event_watchers_max": Setting(
+        "EVENT_WATCHERS_MAX",
+        "1000",
+        "Most event watchers (SSE and gRPC together) one process serves; more get 503 / RESOURCE_EXHAUSTED.",
+    ),
+    "event_watcher_queue": Setting(
+        "EVENT_WATCHER_QUEUE",
+        "1000",
+        "Events buffered per watcher; one that falls further behind the live feed is cut off with its cursor.",
     ),
     "event_source": Setting("EVENT_SOURCE", "/userservice", "CloudEvents `source` attribute of every event."),
     "maintenance_interval": Setting(
@@ -96,6 +106,8 @@ class Config:
     idempotency_ttl: float
     event_retention: float
     event_poll_interval: float
+    event_watchers_max: int
+    event_watcher_queue: int
     event_source: str
     maintenance_interval: float
     argon2_time_cost: int

@@ -67,6 +67,25 @@ class Metrics:
         self.watchers = Gauge(
             "userservice_event_watchers", "Connected event watchers.", ["transport"], registry=r
         )
+        self.watchers_dropped = Counter(
+            "userservice_event_watchers_dropped",
+            "Event watchers cut off by the feed: slow (fell a whole buffer behind) or error (database).",
+            ["reason"],
+            registry=r,
+        )
+        self.event_feed_queries = Counter(
+            "userservice_event_feed_queries",
+            "Queries the event feed sent to the database: horizon, live (the one reader), catch_up (a watcher"
+            " starting behind the reader).",
+            ["kind"],
+            registry=r,
+        )
+        self.event_feed_stall = Gauge(
+            "userservice_event_feed_stall_seconds",
+            "Age of the oldest transaction of this database holding the event feed's visibility horizon back"
+            " (events committed after it wait for it); 0 when nothing holds it or nobody watches.",
+            registry=r,
+        )
         self.password_hash_latency = Histogram(
             "userservice_password_hash_duration_seconds",
             "Time to hash or verify a password (argon2id).",

@@ -24,7 +24,14 @@ from userservice.domain.errors import (
     PreconditionFailed,
     invalid,
 )
-from userservice.domain.events import Cursor, StoredEvent
+from userservice.domain.events import (
+    Cursor,
+    CursorExpired,
+    StoredEvent,
+    StreamRefused,
+    TooManyWatchers,
+    WatcherTooSlow,
+)
 from userservice.domain.fields import FIELDS_BY_NAME, READ_ONLY_FIELDS
 from userservice.domain.listing import parse_filter
 from userservice.domain.model import User
@@ -48,6 +55,9 @@ _CODES: dict[type[DomainError], tuple[grpc.StatusCode, str]] = {
     AlreadyExists: (grpc.StatusCode.ALREADY_EXISTS, "ALREADY_EXISTS"),
     PreconditionFailed: (grpc.StatusCode.ABORTED, "ETAG_MISMATCH"),
     IdempotencyConflict: (grpc.StatusCode.FAILED_PRECONDITION, "REQUEST_ID_REUSED"),
+    CursorExpired: (grpc.StatusCode.OUT_OF_RANGE, "CURSOR_EXPIRED"),
+    TooManyWatchers: (grpc.StatusCode.RESOURCE_EXHAUSTED, "TOO_MANY_WATCHERS"),
+    WatcherTooSlow: (grpc.StatusCode.RESOURCE_EXHAUSTED, "WATCHER_TOO_SLOW"),
 }
 
 
@@ -63,6 +73,8 @@ def _status(exc: DomainError) -> status_pb2.Status:
         status.details.add().Pack(error_details_pb2.BadRequest(field_violations=violations))
     else:
         metadata = {"field": exc.field} if isinstance(exc, AlreadyExists) else {}
+        if isinstance(exc, StreamRefused):
+            metadata = exc.positions
         status.details.add().Pack(
             error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN, metadata=metadata)
         )
@@ -226,10 +238,9 @@ class UserServiceServicer(pb_grpc.UserServiceServicer):
     ) -> AsyncIterator[pb.UserEvent]:
         gauge = self._metrics.watchers.labels("grpc")
         async with self._call("WatchUserEvents", context):
-            after = (
-                Cursor.parse(request.after_cursor, "after_cursor")
-                if request.after_cursor
-                else await self._feed.head()
+            field = "after_cursor"
+            after = await self._feed.start_cursor(
+                Cursor.parse(request.after_cursor, field) if request.after_cursor else None, field
             )
             # Initial metadata goes out once the start is fixed: a client that has it sees every later commit.
             await context.send_initial_metadata(())

@@ -200,8 +200,9 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
     """
     start = _start_cursor(request)
     app = request.app
-    # Fixed before the first byte goes out: once a client reads ": connected", every later commit reaches it.
-    after = Cursor.parse(*start) if start else await app[FEED].head()
+    # Fixed (and checked) before the first byte goes out: once a client reads ": connected", every later
+    # commit reaches it.
+    after = await app[FEED].start_cursor(Cursor.parse(*start) if start else None, start[1] if start else "")
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
     await response.prepare(request)
     await response.write(b": connected\n\n")
@@ -212,6 +213,8 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
     try:
         async for event in app[FEED].watch(after, stop):
             if event is None:
+                if request.transport is None or request.transport.is_closing():
+                    break  # the client left: free its place under the watcher cap now
                 if time.monotonic() - last_write >= KEEPALIVE_SECONDS:
                     await response.write(b": keepalive\n\n")
                     last_write = time.monotonic()

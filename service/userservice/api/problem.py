@@ -15,6 +15,7 @@ from userservice.domain.errors import (
     NotFound,
     PreconditionFailed,
 )
+from userservice.domain.events import CursorExpired, StreamRefused, TooManyWatchers, WatcherTooSlow
 
 PROBLEM_JSON = "application/problem+json"
 TYPE_BASE = "https://userservice.io/problems/"
@@ -26,6 +27,9 @@ _DOMAIN: dict[type[DomainError], tuple[int, str, str]] = {
     AlreadyExists: (409, "already-exists", "Already exists"),
     PreconditionFailed: (412, "precondition-failed", "Precondition failed"),
     IdempotencyConflict: (422, "idempotency-key-reused", "Idempotency key reused"),
+    CursorExpired: (410, "cursor-expired", "Cursor expired"),
+    TooManyWatchers: (503, "too-many-watchers", "Too many watchers"),
+    WatcherTooSlow: (503, "watcher-too-slow", "Watcher too slow"),
 }
 
 
@@ -37,10 +41,12 @@ def problem(
     *,
     errors: list[Mapping[str, str]] | None = None,
     headers: Mapping[str, str] | None = None,
+    extensions: Mapping[str, str] | None = None,
 ) -> web.Response:
     body: dict[str, object] = {"type": TYPE_BASE + slug, "title": title, "status": status, "detail": detail}
     if errors:
         body["errors"] = errors
+    body.update(extensions or {})
     return web.Response(status=status, body=jsoncodec.dumps(body), content_type=PROBLEM_JSON, headers=headers)
 
 
@@ -71,7 +77,9 @@ def from_domain(exc: DomainError) -> web.Response:
         detail = exc.message
     else:
         detail = exc.message
-    return problem(status, slug, title, detail, errors=errors)
+    extensions = exc.positions if isinstance(exc, StreamRefused) else None
+    headers = {"Retry-After": "1"} if isinstance(exc, TooManyWatchers) else None
+    return problem(status, slug, title, detail, errors=errors, headers=headers, extensions=extensions)
 
 
 def from_http_error(exc: web.HTTPException) -> web.Response:

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from userservice.domain.errors import invalid
+from userservice.domain.errors import DomainError, invalid
 
 CREATED = "io.userservice.user.created.v1"
 UPDATED = "io.userservice.user.updated.v1"
@@ -20,7 +20,7 @@ TX_MAX = 2**64 - 1
 SEQ_MAX = 2**63 - 1
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, order=True)
 class Cursor:
     """A position in the event stream: the writing transaction's id, then the event's sequence number.
 
@@ -40,6 +40,26 @@ class Cursor:
         if match is None or int(match.group(1)) > TX_MAX or int(match.group(2)) > SEQ_MAX:
             raise invalid(field, "is not an event cursor issued by this service")
         return cls(int(match.group(1)), int(match.group(2)))
+
+
+class StreamRefused(DomainError):
+    """The event stream cannot serve a watcher; `positions` name cursors the client can go on from."""
+
+    def __init__(self, message: str, **positions: str) -> None:
+        super().__init__(message)
+        self.positions = positions
+
+
+class CursorExpired(StreamRefused):
+    """Events after the cursor were pruned: resuming from it would silently skip them."""
+
+
+class TooManyWatchers(StreamRefused):
+    """This process serves as many watchers as it may; another replica, or a later retry, can."""
+
+
+class WatcherTooSlow(StreamRefused):
+    """The watcher fell further behind the live feed than its buffer holds; it resumes from `cursor`."""
 
 
 @dataclass(frozen=True)

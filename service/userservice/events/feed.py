@@ -1,8 +1,14 @@
 """Follows the outbox for any number of watchers in this process.
 
 One dedicated connection LISTENs for the NOTIFY that every committed change sends, on any replica, and wakes
-the watchers; each watcher then reads the table from its own cursor. A missed notification (the listening
-connection dropped, or an older transaction was still open) only delays delivery until the next poll.
+the one reader of this process. The reader reads new events once and hands them to every live watcher, so the
+database sees the same queries for one watcher as for a thousand. A missed notification (the listening
+connection dropped) only delays delivery until the next poll.
+
+A watcher starting behind the reader catches up from the table on its own, then joins the live fan-out at the
+reader's position: events up to that position come from the table, later ones from the reader, so none is
+missed or repeated. Each live watcher has a bounded buffer; one that falls further behind is cut off with the
+cursor of the last event it was given, to resume from, instead of being buffered without bound.
 """
 
 from __future__ import annotations
@@ -10,42 +16,90 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import AsyncIterator
 
 import asyncpg
 
-from userservice.domain.events import Cursor, StoredEvent
+from userservice.domain.errors import invalid
+from userservice.domain.events import Cursor, StoredEvent, TooManyWatchers, WatcherTooSlow
 from userservice.events import outbox
+from userservice.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
 BATCH = 500
 
 
+class _Live:
+    """A watcher's place in the live fan-out: the events handed to it and not yet taken."""
+
+    def __init__(self, floor: Cursor, limit: int) -> None:
+        self.floor = floor  # events at or before it reached the watcher from the table
+        self.limit = limit
+        self.queue: deque[StoredEvent] = deque()
+        self.ready = asyncio.Event()
+        self.slow = False
+        self.failure: Exception | None = None
+
+    def offer(self, batch: list[StoredEvent]) -> bool:
+        """Queues the events after the floor; False when that overfills the buffer."""
+        self.queue.extend(e for e in batch if self.floor < e.cursor)
+        self.ready.set()
+        return len(self.queue) <= self.limit
+
+    def fail(self, exc: Exception | None = None) -> None:
+        """Ends the watcher: with `exc`, or as too slow when None."""
+        self.queue.clear()
+        self.slow = exc is None
+        self.failure = exc
+        self.ready.set()
+
+
 class EventFeed:
-    def __init__(self, dsn: str, pool: asyncpg.Pool, poll_interval: float) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        pool: asyncpg.Pool,
+        metrics: Metrics,
+        poll_interval: float,
+        max_watchers: int,
+        queue_size: int,
+    ) -> None:
         self._dsn = dsn
         self._pool = pool
+        self._metrics = metrics
         self._poll_interval = poll_interval
-        self._wakeups: set[asyncio.Event] = set()
-        self._listener: asyncio.Task[None] | None = None
+        self._max_watchers = max_watchers
+        self._queue_size = queue_size
+        # A burst must fit in a keeping-up watcher's buffer between two reads.
+        self._batch = max(1, min(BATCH, queue_size // 2))
+        self._watching = 0
+        self._live: set[_Live] = set()
+        # Every event up to here was handed to the live watchers; None while there are none.
+        self._position: Cursor | None = None
+        self._wakeup = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
 
     @property
     def watchers(self) -> int:
-        return len(self._wakeups)
+        return self._watching
 
     async def start(self) -> None:
-        self._listener = asyncio.create_task(self._listen(), name="event-feed-listener")
+        self._tasks = [
+            asyncio.create_task(self._listen(), name="event-feed-listener"),
+            asyncio.create_task(self._read(), name="event-feed-reader"),
+        ]
 
     async def close(self) -> None:
-        if self._listener is not None:
-            self._listener.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
+                await task
 
-    def _wake_all(self, *_: object) -> None:
-        for wakeup in self._wakeups:
-            wakeup.set()
+    def _wake(self, *_: object) -> None:
+        self._wakeup.set()
 
     async def _listen(self) -> None:
         """Keeps one LISTEN connection open, reconnecting with backoff."""
@@ -56,9 +110,9 @@ class EventFeed:
                 conn = await asyncpg.connect(self._dsn)
                 lost = asyncio.Event()
                 conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
-                await conn.add_listener(outbox.CHANNEL, self._wake_all)
+                await conn.add_listener(outbox.CHANNEL, self._wake)
                 delay = 0.5
-                self._wake_all()  # anything committed while we were not listening
+                self._wake()  # anything committed while we were not listening
                 await lost.wait()
                 log.warning("event listener connection lost; reconnecting")
             except asyncio.CancelledError:
@@ -74,30 +128,121 @@ class EventFeed:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
 
-    async def head(self) -> Cursor:
-        return await outbox.head(self._pool)
+    async def _horizon(self) -> outbox.Horizon:
+        self._metrics.event_feed_queries.labels("horizon").inc()
+        horizon = await outbox.horizon(self._pool)
+        self._metrics.event_feed_stall.set(horizon.stall)
+        return horizon
 
-    async def watch(self, after: Cursor | None, stop: asyncio.Event) -> AsyncIterator[StoredEvent | None]:
-        """Yields events after `after` (from now on when None), live, until `stop` is set. Yields None after
-        each quiet poll interval, so a transport can send keep-alives and notice a departed client."""
-        cursor = after if after is not None else await self.head()
-        wakeup = asyncio.Event()
-        self._wakeups.add(wakeup)
+    async def head(self) -> Cursor:
+        return Cursor((await self._horizon()).tx, 0)
+
+    async def _read(self) -> None:
+        """The process's one reader: on each NOTIFY or poll, new events go to every live watcher."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), self._poll_interval)
+            self._wakeup.clear()
+            if self._position is None:
+                self._metrics.event_feed_stall.set(0)
+                continue
+            try:
+                await self._fan_out()
+            except Exception as exc:  # the database failed: watchers end and resume elsewhere or later
+                log.warning("event feed cannot read; ending live watchers", extra={"error": repr(exc)})
+                for live in self._live:
+                    live.fail(exc)
+                self._metrics.watchers_dropped.labels("error").inc(len(self._live))
+                self._live.clear()
+                self._position = None
+
+    async def _fan_out(self) -> None:
+        horizon = await self._horizon()
+        while self._position is not None:
+            start = self._position
+            self._metrics.event_feed_queries.labels("live").inc()
+            batch = await outbox.read_after(self._pool, start, horizon.tx, self._batch)
+            if self._position != start:  # every watcher left (and maybe others came) meanwhile
+                return
+            for live in list(self._live):
+                if not live.offer(batch):
+                    self._live.discard(live)
+                    live.fail()
+                    self._metrics.watchers_dropped.labels("slow").inc()
+            if not self._live:
+                self._position = None
+            elif len(batch) == self._batch:
+                self._position = batch[-1].cursor
+            else:
+                self._position = max(start, Cursor(horizon.tx, 0))
+                return
+
+    def admit(self) -> None:
+        """Refuses a watcher beyond the per-process cap (before its stream starts)."""
+        if self._watching >= self._max_watchers:
+            raise TooManyWatchers(
+                f"this instance already serves {self._max_watchers} event watchers; retry later"
+            )
+
+    async def start_cursor(self, after: Cursor | None, field: str) -> Cursor:
+        """Where a new watcher starts: after `after`, which must lie within the stream, or at its end."""
+        head = await self.head()
+        self.admit()  # after the await: as close to the watch as the caller lets us
+        if after is None:
+            return head
+        if head < after:
+            raise invalid(
+                field, f"lies beyond the end of the event stream (now {head}); it was not issued here"
+            )
+        return after
+
+    async def watch(self, after: Cursor, stop: asyncio.Event) -> AsyncIterator[StoredEvent | None]:
+        """Yields the events after `after` (from `start_cursor`), then live ones, until `stop` is set. Yields
+        None after each quiet poll interval, so a transport can send keep-alives and notice a departed client.
+        Raises WatcherTooSlow, naming the cursor to resume from, when the watcher falls too far behind."""
+        self._watching += 1
+        live: _Live | None = None
+        cursor = after
         try:
-            while not stop.is_set():
-                wakeup.clear()
-                horizon = await outbox.horizon(self._pool)
-                batch = await outbox.read_after(self._pool, cursor, horizon.tx, BATCH)
+            while live is None:  # catch up from the table until the reader's position is reached
+                position = self._position
+                if position is None or position <= cursor:
+                    live = _Live(cursor, self._queue_size)
+                    self._live.add(live)
+                    if position is None:
+                        self._position = cursor
+                    break
+                self._metrics.event_feed_queries.labels("catch_up").inc()
+                batch = await outbox.read_between(self._pool, cursor, position, self._batch)
                 for event in batch:
                     yield event
                     cursor = event.cursor
-                if len(batch) == BATCH:
+                if len(batch) < self._batch:
+                    cursor = max(cursor, position)
+            while not stop.is_set():
+                if live.slow:
+                    raise WatcherTooSlow(
+                        f"this watcher fell more than {self._queue_size} events behind the live feed;"
+                        f" resume after cursor {cursor}",
+                        cursor=str(cursor),
+                    )
+                if live.failure is not None:
+                    raise live.failure.with_traceback(None)  # one error ends many watchers
+                if live.queue:
+                    event = live.queue.popleft()
+                    yield event
+                    cursor = event.cursor
                     continue
-                await _first_of(wakeup, stop, self._poll_interval)
-                if not (wakeup.is_set() or stop.is_set()):
+                live.ready.clear()
+                await _first_of(live.ready, stop, self._poll_interval)
+                if not (live.ready.is_set() or stop.is_set()):
                     yield None
         finally:
-            self._wakeups.discard(wakeup)
+            self._watching -= 1
+            if live is not None:
+                self._live.discard(live)
+                if not self._live:
+                    self._position = None
 
 
 async def _first_of(a: asyncio.Event, b: asyncio.Event, seconds: float) -> None:

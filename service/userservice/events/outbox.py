@@ -34,28 +34,36 @@ class Horizon:
     stall: float
 
 
-# The horizon is the statement's snapshot xmax, lowered to the oldest transaction still running in *this*
-# database (writers of user_events live only here; another database's transactions cannot add rows to it).
-# pg_current_snapshot() is the statement's snapshot, taken before pg_stat_activity is read, so a transaction
-# below xmax that is absent from pg_stat_activity had already ended when this statement ran. The events are
-# read by a later statement, whose snapshot sees all of those ends. Transaction ids only grow, so no row
-# below the horizon can appear later. pg_stat_activity and pg_prepared_xacts give 32-bit xids: the running
-# ones are matched with the snapshot's in-progress list (full xid8) on their low 32 bits, which cannot be
-# ambiguous among transactions running together.
+# The horizon is the statement's snapshot xmax, lowered to the oldest transaction the snapshot saw running,
+# leaving out only transactions known to run in *another* database (writers of user_events live only here).
+# pg_current_snapshot() is the statement's snapshot, taken before pg_stat_activity is read; a transaction is
+# left out only when that later read places it elsewhere, so whatever the read misses still holds the horizon
+# (a stall until the next poll at worst, never a skipped event). The events are read by a later statement,
+# whose snapshot sees every transaction below the horizon as ended. Transaction ids only grow, so no row below
+# the horizon can appear later. pg_stat_activity and pg_prepared_xacts give 32-bit xids: they are matched with
+# the snapshot's full xid8 on the low 32 bits, which cannot be ambiguous among transactions running together.
 _HORIZON = """
 WITH snapshot AS MATERIALIZED (SELECT pg_current_snapshot() AS s),
-here AS (
-    SELECT backend_xid AS xid, xact_start AS since FROM pg_stat_activity
-    WHERE datname = current_database() AND backend_xid IS NOT NULL
+elsewhere AS (
+    SELECT backend_xid::text::bigint AS xid FROM pg_stat_activity
+    WHERE datname IS DISTINCT FROM current_database() AND backend_xid IS NOT NULL
     UNION ALL
-    SELECT transaction, prepared FROM pg_prepared_xacts WHERE database = current_database()
+    SELECT transaction::text::bigint FROM pg_prepared_xacts WHERE database <> current_database()
 ),
 held AS (
-    SELECT running, here.since FROM snapshot, pg_snapshot_xip(s) AS running
-    JOIN here ON here.xid::text::bigint = (running::text::numeric % 4294967296)::bigint
+    SELECT running, (running::text::numeric % 4294967296)::bigint AS xid
+    FROM snapshot, pg_snapshot_xip(s) AS running
+    WHERE (running::text::numeric % 4294967296)::bigint NOT IN (SELECT xid FROM elsewhere)
+),
+since AS (
+    SELECT xact_start AS t FROM pg_stat_activity
+    WHERE datname = current_database() AND backend_xid::text::bigint IN (SELECT xid FROM held)
+    UNION ALL
+    SELECT prepared FROM pg_prepared_xacts
+    WHERE database = current_database() AND transaction::text::bigint IN (SELECT xid FROM held)
 )
 SELECT least(pg_snapshot_xmax(s), (SELECT min(running) FROM held))::text AS tx,
-       coalesce(extract(epoch FROM clock_timestamp() - (SELECT min(since) FROM held)), 0)::float8 AS stall
+       coalesce(extract(epoch FROM clock_timestamp() - (SELECT min(t) FROM since)), 0)::float8 AS stall
 FROM snapshot
 """
 
@@ -70,20 +78,40 @@ async def read_after(
     conn: asyncpg.Connection | asyncpg.Pool, cursor: Cursor, before: int, limit: int
 ) -> list[StoredEvent]:
     """Events after `cursor` of transactions below the horizon `before`, in commit order. Call it with a
-    horizon computed by an earlier statement (its snapshot must not predate the horizon's)."""
+    horizon computed by an earlier statement (its snapshot must not predate the horizon's). ORDER BY names
+    the column, not the text alias `tx`: as text, '1000' sorts before '999'."""
     rows = await conn.fetch(
         """SELECT tx::text AS tx, seq, id, type, subject, time, data FROM user_events
            WHERE (tx, seq) > ($1::text::xid8, $2::bigint) AND tx < $3::text::xid8
-           ORDER BY tx, seq LIMIT $4""",
+           ORDER BY user_events.tx, seq LIMIT $4""",
         str(cursor.tx),
         cursor.seq,
         str(before),
         limit,
     )
-    return [
-        StoredEvent(Cursor(int(r["tx"]), r["seq"]), r["id"], r["type"], r["subject"], r["time"], r["data"])
-        for r in rows
-    ]
+    return [_event(r) for r in rows]
+
+
+def _event(r: asyncpg.Record) -> StoredEvent:
+    return StoredEvent(Cursor(int(r["tx"]), r["seq"]), r["id"], r["type"], r["subject"], r["time"], r["data"])
+
+
+async def read_between(
+    conn: asyncpg.Connection | asyncpg.Pool, cursor: Cursor, last: Cursor, limit: int
+) -> list[StoredEvent]:
+    """Events after `cursor` up to and including `last`, a position the feed already read past (so every
+    event up to it has committed or is gone for good), in commit order."""
+    rows = await conn.fetch(
+        """SELECT tx::text AS tx, seq, id, type, subject, time, data FROM user_events
+           WHERE (tx, seq) > ($1::text::xid8, $2::bigint) AND (tx, seq) <= ($3::text::xid8, $4::bigint)
+           ORDER BY user_events.tx, seq LIMIT $5""",
+        str(cursor.tx),
+        cursor.seq,
+        str(last.tx),
+        last.seq,
+        limit,
+    )
+    return [_event(r) for r in rows]
 
 
 async def head(conn: asyncpg.Connection | asyncpg.Pool) -> Cursor:

@@ -12,7 +12,7 @@ import asyncpg
 import grpc
 
 from tests.support.service import RunningService, ServiceProcess
-from tests.support.sse import SseEvent, read_events
+from tests.support.sse import SseEvent, collect_until, read_events
 from tests.support.users import new_user
 from userservice.domain import events
 from userservice.events import outbox
@@ -228,21 +228,19 @@ async def test_interleaved_long_and_aborted_transactions_arrive_once_each_in_com
     assert [e.id for e in resumed] == [e.id for e in delivered[middle + 1 :]]
 
 
-async def collect_until(
-    http: aiohttp.ClientSession,
-    marker: object,
-    headers: dict[str, str] | None = None,
-    connected: asyncio.Event | None = None,
-) -> list[SseEvent]:
-    """Events up to and including the first whose data.n is `marker`."""
-    async with http.get("/v1/events", headers=headers, timeout=aiohttp.ClientTimeout(total=60)) as resp:
-        assert resp.status == 200
-        if connected is not None:
-            assert await resp.content.readline() == b": connected\n"
-            connected.set()
-        got: list[SseEvent] = []
-        async for event in read_events(resp):
-            got.append(event)
-            if event.data["data"].get("n") == marker:
-                return got
-    raise AssertionError(f"stream ended after {len(got)} events")
+async def test_cursors_order_by_number_not_by_text(http: aiohttp.ClientSession, database: str) -> None:
+    pool = await create_pool(database, 1, 10)
+    try:
+        async with pool.acquire() as conn:
+            for tx, n in ((10, "ten"), (9, "nine")):  # long committed transaction ids of one and two digits
+                await conn.execute(
+                    "INSERT INTO user_events (tx, type, subject, data) VALUES ($1::text::xid8, $2, $3, $4)",
+                    str(tx),
+                    events.UPDATED,
+                    uuid.uuid4(),
+                    {"n": n},
+                )
+    finally:
+        await pool.close()
+    got = await asyncio.wait_for(collect_until(http, "ten", headers={"Last-Event-ID": "8-0"}), 20)
+    assert [e.data["data"]["n"] for e in got] == ["nine", "ten"]

@@ -1,0 +1,186 @@
+"""One reader per process fans events out to every watcher: database load independent of the number of
+watchers, catch-up then live without gap or duplicate, a cap on watchers, and slow consumers cut off."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import uuid
+from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
+
+import aiohttp
+import asyncpg
+import grpc
+import pytest
+
+from tests.support.service import RunningService, in_process
+from tests.support.sse import SseEvent, collect_until, read_events
+from userservice.domain import events
+from userservice.events import outbox
+from userservice.store.db import create_pool
+from userservice.v1 import user_service_pb2 as pb
+from userservice.v1 import user_service_pb2_grpc as pb_grpc
+
+
+async def open_sse(
+    http: aiohttp.ClientSession, headers: dict[str, str] | None = None
+) -> aiohttp.ClientResponse:
+    resp = await http.get("/v1/events", headers=headers, timeout=aiohttp.ClientTimeout(total=120))
+    assert resp.status == 200
+    assert await resp.content.readline() == b": connected\n"
+    return resp
+
+
+async def metric(http: aiohttp.ClientSession, name: str) -> float:
+    async with http.get("/metrics") as resp:
+        text = await resp.text()
+    match = re.search(rf"^{re.escape(name)} ([0-9.e+]+)$", text, re.MULTILINE)
+    return float(match.group(1)) if match else 0.0
+
+
+async def append_many(dsn: str, count: int, marker: object, pad: int = 0) -> None:
+    """`count` events in one transaction, the last one marked; NOTIFY at commit as the service does."""
+    pool = await create_pool(dsn, 1, 60)
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                """INSERT INTO user_events (type, subject, data)
+                   SELECT $1, gen_random_uuid(), jsonb_build_object('n', i, 'pad', repeat('x', $3))
+                   FROM generate_series(1, $2) AS i""",
+                events.UPDATED,
+                count - 1,
+                pad,
+            )
+            await outbox.append(conn, events.UPDATED, uuid.uuid4(), {"n": marker})
+    finally:
+        await pool.close()
+
+
+@contextlib.asynccontextmanager
+async def service_with(
+    database: str, **settings: object
+) -> AsyncIterator[tuple[RunningService, aiohttp.ClientSession]]:
+    async with (
+        in_process(database, **settings) as running,
+        aiohttp.ClientSession(base_url=running.http, connector=aiohttp.TCPConnector(limit=0)) as http,
+    ):
+        yield running, http
+
+
+async def test_feed_queries_do_not_grow_with_idle_watchers(database: str, postgres_dsn: str) -> None:
+    name = urlsplit(database).path.lstrip("/")
+    stats = await asyncpg.connect(postgres_dsn)  # another database: its own queries are not counted
+
+    async def transactions_in(seconds: float) -> int:
+        await asyncio.sleep(1.5)  # backends report their statistics at most once a second
+        query = "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = $1"
+        before = await stats.fetchval(query, name)
+        await asyncio.sleep(seconds)
+        return int(await stats.fetchval(query, name)) - int(before)
+
+    try:
+        async with service_with(database) as (running, http):
+            streams = [await open_sse(http)]
+            few = await transactions_in(4)
+            streams += [await open_sse(http) for _ in range(149)]
+            async with grpc.aio.insecure_channel(running.grpc) as channel:
+                stub = pb_grpc.UserServiceStub(channel)
+                calls = [stub.WatchUserEvents(pb.WatchUserEventsRequest()) for _ in range(50)]
+                for call in calls:
+                    await call.initial_metadata()
+                many = await transactions_in(4)
+                for call in calls:
+                    call.cancel()
+            for stream in streams:
+                stream.close()
+    finally:
+        await stats.close()
+    # Polling every 0.5 s: two queries per poll for the whole process, whether 1 or 200 watch.
+    assert many <= few + 12, f"1 watcher: {few} transactions in 4 s; 200 watchers: {many}"
+
+
+async def test_watchers_join_the_live_feed_after_catching_up_without_gap_or_duplicate(database: str) -> None:
+    # A small buffer makes the reader and the catch-up read in small batches: many rounds of each.
+    async with service_with(database, event_watcher_queue=20) as (_running, http):
+        pool = await create_pool(database, 4, 30)
+        try:
+            connected = [asyncio.Event(), asyncio.Event()]
+            reference = asyncio.create_task(collect_until(http, "end", connected=connected[0]))
+            firsts = asyncio.create_task(collect_until(http, "first", connected=connected[1]))
+            await asyncio.wait_for(asyncio.gather(*(c.wait() for c in connected)), 20)
+            await append_many(database, 200, "first")
+            head = await asyncio.wait_for(firsts, 30)  # cursors to start from
+
+            async def writer() -> None:
+                for i in range(150):
+                    async with pool.acquire() as conn, conn.transaction():
+                        await outbox.append(conn, events.UPDATED, uuid.uuid4(), {"n": i})
+                    await asyncio.sleep(0.005)
+                async with pool.acquire() as conn:
+                    await outbox.append(conn, events.UPDATED, uuid.uuid4(), {"n": "end"})
+
+            async def late(start: SseEvent, delay: float) -> tuple[str, list[SseEvent]]:
+                await asyncio.sleep(delay)
+                return start.id, await collect_until(http, "end", headers={"Last-Event-ID": start.id})
+
+            writing = asyncio.create_task(writer())
+            starts = [(head[0], 0.1), (head[50], 0.3), (head[120], 0.5), (head[-1], 0.7), (head[10], 0.9)]
+            late_ones = await asyncio.wait_for(asyncio.gather(*(late(s, d) for s, d in starts)), 60)
+            await writing
+            everything = await asyncio.wait_for(reference, 30)
+        finally:
+            await pool.close()
+    ids = [e.id for e in everything]
+    assert len(ids) == len(set(ids)) == 200 + 151
+    for start, got in late_ones:
+        assert [e.id for e in got] == ids[ids.index(start) + 1 :], f"from {start}"
+
+
+async def test_watchers_beyond_the_cap_are_refused_until_one_leaves(database: str) -> None:
+    async with service_with(database, event_watchers_max=2) as (running, http):
+        first, second = await open_sse(http), await open_sse(http)
+        async with http.get("/v1/events") as resp:
+            assert resp.status == 503 and resp.content_type == "application/problem+json"
+            assert resp.headers["Retry-After"] == "1"
+            assert (await resp.json())["type"].endswith("/too-many-watchers")
+        async with grpc.aio.insecure_channel(running.grpc) as channel:
+            call = pb_grpc.UserServiceStub(channel).WatchUserEvents(pb.WatchUserEventsRequest())
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await asyncio.wait_for(call.read(), 10)
+            assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        first.close()
+        for _ in range(100):  # the server notices the departure at its next write or poll
+            async with http.get("/v1/events") as resp:
+                if resp.status == 200:
+                    break
+            await asyncio.sleep(0.1)
+        assert resp.status == 200
+        second.close()
+
+
+async def test_a_slow_consumer_is_cut_off_with_its_cursor_and_resumes_without_loss(database: str) -> None:
+    async with service_with(database, event_watcher_queue=100) as (_running, http):
+        connected = asyncio.Event()
+        fast = asyncio.create_task(collect_until(http, "end", connected=connected))
+        await asyncio.wait_for(connected.wait(), 20)
+        slow = await open_sse(http)  # reads nothing until the burst is over
+        # ~12 MB: more than the socket buffers between server and client and the watcher's buffer hold.
+        await append_many(database, 3000, "end", pad=4000)
+        everything = await asyncio.wait_for(fast, 60)  # a consumer keeping up is never cut off
+        for _ in range(300):
+            if await metric(http, 'userservice_event_watchers_dropped_total{reason="slow"}') >= 1:
+                break
+            await asyncio.sleep(0.1)
+        got: list[SseEvent] = []
+        async for event in read_events(slow):  # to the end of the stream: the server closes it
+            got.append(event)
+        error = got.pop()
+        assert error.event == "error", error
+        assert error.data["type"].endswith("/watcher-too-slow") and error.data["status"] == 503
+        assert got and error.data["cursor"] == got[-1].id  # resume after the last event received
+        rest = await asyncio.wait_for(
+            collect_until(http, "end", headers={"Last-Event-ID": error.data["cursor"]}), 60
+        )
+    assert [e.id for e in got + rest] == [e.id for e in everything]
