@@ -53,7 +53,9 @@ SETTINGS: dict[str, Setting] = {
         "IDEMPOTENCY_TTL_SECONDS", "86400", "How long an Idempotency-Key / request_id is remembered."
     ),
     "event_retention": Setting(
-        "EVENT_RETENTION_SECONDS", "604800", "How long change events are kept for watchers to resume from."
+        "EVENT_RETENTION_SECONDS",
+        "604800",
+        "How long change events stay readable once every watcher could see them (older cursors: 410).",
     ),
     "event_poll_interval": Setting(
         "EVENT_POLL_SECONDS", "2", "The event feed re-checks the outbox this often even without a NOTIFY."

@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 
 from userservice.domain.errors import invalid
-from userservice.domain.events import Cursor, StoredEvent, TooManyWatchers, WatcherTooSlow
+from userservice.domain.events import Cursor, CursorExpired, StoredEvent, TooManyWatchers, WatcherTooSlow
 from userservice.events import outbox
 from userservice.metrics import Metrics
 
@@ -185,16 +185,23 @@ class EventFeed:
             )
 
     async def start_cursor(self, after: Cursor | None, field: str) -> Cursor:
-        """Where a new watcher starts: after `after`, which must lie within the stream, or at its end."""
+        """Where a new watcher starts: after `after`, which must lie within the kept stream, or at its end."""
         head = await self.head()
-        self.admit()  # after the await: as close to the watch as the caller lets us
-        if after is None:
-            return head
-        if head < after:
+        if after is not None and head < after:
             raise invalid(
                 field, f"lies beyond the end of the event stream (now {head}); it was not issued here"
             )
-        return after
+        if after is not None:
+            self._metrics.event_feed_queries.labels("start").inc()
+            pruned = await outbox.pruned_through(self._pool)
+            if after < pruned:
+                raise CursorExpired(
+                    f"events after cursor {after} are past their retention and were deleted; the oldest cursor"
+                    f" to resume from is {pruned} (the events between are lost: re-read current state first)",
+                    oldest_cursor=str(pruned),
+                )
+        self.admit()  # after the awaits: as close to the watch as the caller lets us
+        return head if after is None else after
 
     async def watch(self, after: Cursor, stop: asyncio.Event) -> AsyncIterator[StoredEvent | None]:
         """Yields the events after `after` (from `start_cursor`), then live ones, until `stop` is set. Yields

@@ -119,8 +119,32 @@ async def head(conn: asyncpg.Connection | asyncpg.Pool) -> Cursor:
     return Cursor((await horizon(conn)).tx, 0)
 
 
+async def pruned_through(conn: asyncpg.Connection | asyncpg.Pool) -> Cursor:
+    """The newest event deleted by retention: a cursor before it has lost events."""
+    row = await conn.fetchrow("SELECT tx::text AS tx, seq FROM user_events_pruned")
+    assert row is not None
+    return Cursor(int(row["tx"]), row["seq"])
+
+
 async def prune(conn: asyncpg.Connection, retention_seconds: float) -> int:
-    status: str = await conn.execute(
-        "DELETE FROM user_events WHERE time < now() - make_interval(secs => $1)", retention_seconds
+    """Records the current horizon, then deletes the events below the newest horizon recorded at least
+    `retention_seconds` ago (visible to every reader for that long), remembering the newest one deleted."""
+    now = await horizon(conn)
+    await conn.execute("INSERT INTO user_events_horizons (tx) VALUES ($1::text::xid8)", str(now.tx))
+    cutoff = await conn.fetchrow(
+        """SELECT tx::text AS tx, observed_at FROM user_events_horizons
+           WHERE observed_at <= now() - make_interval(secs => $1) ORDER BY observed_at DESC LIMIT 1""",
+        retention_seconds,
     )
-    return int(status.rsplit(" ", 1)[-1])
+    if cutoff is None:
+        return 0
+    deleted: int = await conn.fetchval(
+        """WITH gone AS (DELETE FROM user_events WHERE tx < $1::text::xid8 RETURNING tx, seq),
+                newest AS (SELECT tx, seq FROM gone ORDER BY tx DESC, seq DESC LIMIT 1),
+                moved AS (UPDATE user_events_pruned p SET tx = newest.tx, seq = newest.seq FROM newest
+                          WHERE (newest.tx, newest.seq) > (p.tx, p.seq))
+           SELECT count(*) FROM gone""",
+        cutoff["tx"],
+    )
+    await conn.execute("DELETE FROM user_events_horizons WHERE observed_at < $1", cutoff["observed_at"])
+    return deleted

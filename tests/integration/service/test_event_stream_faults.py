@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from urllib.parse import urlsplit
 
 import aiohttp
 import asyncpg
 import grpc
 import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 
 from tests.support.postgres import create_database, drop_database
 from tests.support.service import in_process
+from tests.support.sse import read_events
+from tests.support.users import new_user
+from userservice.domain import events
+from userservice.maintenance import prune_once
+from userservice.store.db import create_pool
 from userservice.v1 import user_service_pb2 as pb
 from userservice.v1 import user_service_pb2_grpc as pb_grpc
 
@@ -76,3 +84,101 @@ async def test_database_outage_mid_stream_ends_sse_with_an_error_event(postgres_
         assert b'"status":503' in error[1] and b"problems/unavailable" in error[1]
     finally:
         await drop_database(postgres_dsn, dsn)
+
+
+async def first_message_error(stub: pb_grpc.UserServiceStub, cursor: str) -> grpc.aio.AioRpcError:
+    call = stub.WatchUserEvents(pb.WatchUserEventsRequest(after_cursor=cursor))
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await asyncio.wait_for(call.read(), 10)
+    return info.value
+
+
+def error_info(error: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    assert status is not None
+    info = error_details_pb2.ErrorInfo()
+    assert status.details[0].Unpack(info)
+    return info
+
+
+async def test_a_cursor_beyond_the_end_of_the_stream_is_refused(
+    http: aiohttp.ClientSession, stub: pb_grpc.UserServiceStub, database: str
+) -> None:
+    conn = await asyncpg.connect(database)
+    try:
+        end = int(await conn.fetchval("SELECT pg_snapshot_xmax(pg_current_snapshot())::text"))
+    finally:
+        await conn.close()
+    for cursor in (f"{end + 1000}-0", f"{2**63}-1"):
+        async with http.get("/v1/events", headers={"Last-Event-ID": cursor}) as resp:
+            assert resp.status == 400 and resp.content_type == "application/problem+json"
+            assert "beyond the end" in (await resp.json())["errors"][0]["message"]
+        error = await first_message_error(stub, cursor)
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def cursors_in(database: str) -> list[str]:
+    conn = await asyncpg.connect(database)
+    try:
+        rows = await conn.fetch("SELECT tx::text || '-' || seq AS c FROM user_events ORDER BY tx, seq")
+    finally:
+        await conn.close()
+    return [r["c"] for r in rows]
+
+
+async def test_a_cursor_older_than_retention_is_refused_naming_the_oldest_cursor(
+    http: aiohttp.ClientSession, stub: pb_grpc.UserServiceStub, database: str
+) -> None:
+    for _ in range(2):
+        async with http.post("/v1/users", json=new_user()) as resp:
+            assert resp.status == 201
+    old = await cursors_in(database)
+    pool = await create_pool(database, 2, 10)
+    try:
+        async with pool.acquire() as conn:  # a pruning round two hours ago saw the stream's current end
+            await conn.execute(
+                """INSERT INTO user_events_horizons (observed_at, tx)
+                   VALUES (now() - interval '2 hours', pg_snapshot_xmax(pg_current_snapshot()))"""
+            )
+        async with http.post("/v1/users", json=new_user()) as resp:
+            kept = (await resp.json())["id"]
+        assert await prune_once(pool, event_retention=3600) == (len(old), 0)
+    finally:
+        await pool.close()
+    async with http.get("/v1/events", headers={"Last-Event-ID": old[0]}) as resp:
+        assert resp.status == 410 and resp.content_type == "application/problem+json"
+        body = await resp.json()
+    assert body["type"].endswith("/cursor-expired") and body["oldest_cursor"] == old[-1]
+    error = await first_message_error(stub, old[0])
+    assert error.code() == grpc.StatusCode.OUT_OF_RANGE
+    assert error_info(error).metadata["oldest_cursor"] == old[-1]
+    # From the oldest cursor named, every kept event follows.
+    async with http.get("/v1/events", headers={"Last-Event-ID": old[-1]}) as resp:
+        assert resp.status == 200
+        async for event in read_events(resp):
+            assert event.data["subject"] == kept
+            break
+
+
+async def test_pruning_keeps_events_that_no_reader_could_see_yet(database: str) -> None:
+    pool = await create_pool(database, 3, 10)  # writer, reader and the pruning round
+    try:
+        async with pool.acquire() as writer, pool.acquire() as conn:
+            # Any horizon recorded before the writer commits lies at or below its transaction.
+            await conn.execute(
+                """INSERT INTO user_events_horizons (observed_at, tx)
+                   VALUES (now() - interval '2 hours', pg_snapshot_xmax(pg_current_snapshot()))"""
+            )
+            async with writer.transaction():  # began "long ago": its event's time is older than the retention
+                await writer.execute(
+                    "INSERT INTO user_events (type, subject, time, data) VALUES ($1, $2, now() - interval '3 hours', $3)",
+                    events.CREATED,
+                    uuid.uuid4(),
+                    {"n": "late"},
+                )
+                await prune_once(pool, event_retention=3600)
+            await prune_once(pool, event_retention=3600)  # committed now: visible only from now on
+            kept = await conn.fetchval("SELECT count(*) FROM user_events WHERE data->>'n' = 'late'")
+    finally:
+        await pool.close()
+    assert kept == 1

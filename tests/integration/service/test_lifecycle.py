@@ -228,7 +228,11 @@ async def test_retention_prunes_old_events_and_expired_keys(
     pool = await create_pool(database, 2, 10)
     try:
         async with pool.acquire() as conn:
-            await conn.execute("UPDATE user_events SET time = now() - interval '2 hours'")
+            # A pruning round two hours ago saw the stream's current end: the events so far are past retention.
+            await conn.execute(
+                """INSERT INTO user_events_horizons (observed_at, tx)
+                   VALUES (now() - interval '2 hours', pg_snapshot_xmax(pg_current_snapshot()))"""
+            )
             await conn.execute("UPDATE idempotency_keys SET expires_at = now() - interval '1 second'")
             async with http.post("/v1/users", json=new_user()) as resp:  # a fresh event that must survive
                 assert resp.status == 201
