@@ -268,10 +268,19 @@ def _paths() -> dict[str, Any]:
                 ],
                 "responses": {
                     "200": {
-                        "description": "An endless event stream.",
+                        "description": (
+                            "An endless event stream. An error after it started ends it with an `error` event"
+                            " whose data is a problem+json object; reconnect with the last id."
+                        ),
                         "content": {"text/event-stream": {"schema": {"type": "string"}}},
                     },
-                    "400": _COMMON_ERRORS["400"],
+                    "400": _problem("The cursor is malformed or lies beyond the end of the stream."),
+                    "410": _problem(
+                        "Events after the cursor were pruned; `oldest_cursor` names where to resume."
+                    ),
+                    "503": _problem(
+                        "The database is unreachable, or this instance serves its most watchers."
+                    ),
                 },
             }
         },
