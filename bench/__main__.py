@@ -1,4 +1,4 @@
-"""`python -m bench [--smoke] [--out DIR] [--no-service] [--no-operator]`
+"""`python -m bench [--smoke] [--out DIR] [--no-service] [--no-operator] [--only-watchers]`
 
 Runs every measurement with its baseline in the same run, writes <out>/<UTC timestamp>.json and .png, prints
 the table. A full run also refreshes bench/results/latest.json and latest.png (the README's figures).
@@ -21,13 +21,29 @@ from typing import Any
 from bench import operator_bench, results, service_bench, tools
 
 FULL = {
-    "service": service_bench.Plan(seconds=5, levels=(4, 16, 64), seed_users=20000, events=200, warmup=True),
+    "service": service_bench.Plan(
+        seconds=5,
+        levels=(4, 16, 64),
+        seed_users=20000,
+        events=200,
+        warmup=True,
+        watchers=200,
+        watcher_creates_per_second=8,
+    ),
     "operator": operator_bench.Plan(
         latency_count=100, scale_count=500, idle_seconds=60, resync_seconds=60, deadline_seconds=240
     ),
 }
 SMOKE = {
-    "service": service_bench.Plan(seconds=1, levels=(8,), seed_users=2000, events=10, warmup=False),
+    "service": service_bench.Plan(
+        seconds=1,
+        levels=(8,),
+        seed_users=2000,
+        events=10,
+        warmup=False,
+        watchers=20,
+        watcher_creates_per_second=4,
+    ),
     "operator": operator_bench.Plan(
         latency_count=5, scale_count=10, idle_seconds=4, resync_seconds=2, deadline_seconds=60
     ),
@@ -67,14 +83,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=results.RESULTS, help="where to write the JSON and PNG")
     p.add_argument("--no-service", action="store_true")
     p.add_argument("--no-operator", action="store_true")
+    p.add_argument(
+        "--only-watchers",
+        action="store_true",
+        help="only the service's GET-beside-event-watchers figures (implies --no-operator)",
+    )
     args = p.parse_args(argv)
+    args.no_operator = args.no_operator or args.only_watchers
     plans = SMOKE if args.smoke else FULL
     started = time.monotonic()
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
     doc: dict[str, Any] = {
         "timestamp": stamp,
         "mode": "smoke" if args.smoke else "full",
-        "command": "make bench" if not args.smoke else "python -m bench --smoke",
+        "command": (
+            "python -m bench" + (" --smoke" if args.smoke else "") + " --only-watchers"
+            if args.only_watchers
+            else "make bench"
+            if not args.smoke
+            else "python -m bench --smoke"
+        ),
         "machine": machine(),
         "settings": {
             "concurrency_levels": list(plans["service"].levels),
@@ -105,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
                     "grpc": f"ghz {tools.GHZ_VERSION} (go install)",
                     "database_baseline": "python -m bench.pgload: asyncpg in a separate process",
                 }
-                service = service_bench.measure(plans["service"], workdir)
+                service = service_bench.measure(plans["service"], workdir, args.only_watchers)
                 doc["service"] = {k: v for k, v in service.items() if k != "figures"}
                 doc["figures"].extend(service["figures"])
             if not args.no_operator:
@@ -119,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     doc["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     doc["duration_seconds"] = round(time.monotonic() - started, 1)
     path = results.write(doc, args.out)
-    png = results.chart(doc, path.with_suffix(".png")) if doc["figures"] and "service" in doc else None
+    charted = doc["figures"] and "service" in doc and not args.only_watchers
+    png = results.chart(doc, path.with_suffix(".png")) if charted else None
     print()
     print(results.table(doc))
     print(f"\nwrote {path}" + (f" and {png}" if png else "") + f" in {doc['duration_seconds']} s")

@@ -17,7 +17,7 @@ from uuid import UUID
 
 import asyncpg
 
-from bench import events_bench, grpc_load, http_load, stack
+from bench import events_bench, grpc_load, http_load, stack, watchers_bench
 from bench.stats import Run, percentile, ratio
 
 OPS = ("get", "list", "create", "patch")
@@ -31,6 +31,8 @@ class Plan:
     seed_users: int
     events: int
     warmup: bool
+    watchers: int
+    watcher_creates_per_second: float
 
 
 def _tag() -> str:
@@ -83,21 +85,42 @@ def _log(run: Run) -> Run:
     return run
 
 
-def measure(plan: Plan, workdir: Path) -> dict[str, Any]:
+def measure(plan: Plan, workdir: Path, only_watchers: bool = False) -> dict[str, Any]:
     with stack.postgres() as (admin, pg_desc):
         dsn = asyncio.run(stack.fresh_database(admin))
         try:
+            if only_watchers:
+                return _measure_watchers(plan, workdir, dsn, pg_desc)
             return _measure(plan, workdir, dsn, pg_desc)
         finally:
             asyncio.run(stack.drop(admin, dsn))
 
 
-def _measure(plan: Plan, workdir: Path, dsn: str, pg_desc: str) -> dict[str, Any]:
+def _seed(plan: Plan, workdir: Path, dsn: str) -> tuple[list[str], Path]:
     print(f"seeding {plan.seed_users} users", flush=True)
     ids = asyncio.run(stack.seed(dsn, plan.seed_users))
-    event_user = UUID(ids.pop())  # written only by the event-latency measurement
     ids_file = workdir / "ids.txt"
-    ids_file.write_text("\n".join(ids) + "\n")
+    ids_file.write_text("\n".join(ids[:-1]) + "\n")  # the last one is the event-latency user's
+    return ids, ids_file
+
+
+def _measure_watchers(plan: Plan, workdir: Path, dsn: str, pg_desc: str) -> dict[str, Any]:
+    """Only the GET-with-watchers figures (`python -m bench --only-watchers`)."""
+    _, ids_file = _seed(plan, workdir, dsn)
+    svc = stack.start_service(dsn, workdir)
+    try:
+        http = f"http://127.0.0.1:{svc.info['http_port']}"
+        if plan.warmup:
+            http_load.run(http, "get", plan.levels[-1], 2, ids_file, _tag(), "warmup")
+        watched = _get_with_watchers(http, plan, ids_file, dsn)
+    finally:
+        svc.stop()
+    return {"postgres": pg_desc, "seed_users": plan.seed_users, "figures": _watcher_figures(watched, plan)}
+
+
+def _measure(plan: Plan, workdir: Path, dsn: str, pg_desc: str) -> dict[str, Any]:
+    ids, ids_file = _seed(plan, workdir, dsn)
+    event_user = UUID(ids.pop())  # written only by the event-latency measurement
     runs: list[Run] = []
     # Every part runs for the whole measurement (idle ones cost nothing), so each figure and its baselines
     # are measured one right after another: the machine's background load is then the same for all of them.
@@ -137,6 +160,7 @@ def _measure(plan: Plan, workdir: Path, dsn: str, pg_desc: str) -> dict[str, Any
                     )
         under = _get_under_create(http, plan, ids_file)
         _quiesce(dsn)
+        watched = _get_with_watchers(http, plan, ids_file, dsn)
         print("event latency", flush=True)
         watch = asyncio.run(events_bench.grpc_latencies(dsn, grpc_addr, event_user, plan.events))
         notify = asyncio.run(events_bench.notify_latencies(dsn, event_user, plan.events))
@@ -147,7 +171,7 @@ def _measure(plan: Plan, workdir: Path, dsn: str, pg_desc: str) -> dict[str, Any
         "postgres": pg_desc,
         "seed_users": plan.seed_users,
         "runs": [r.to_json() for r in runs],
-        "figures": _figures(runs, under, watch, notify, plan),
+        "figures": _figures(runs, under, watch, notify, plan) + _watcher_figures(watched, plan),
     }
 
 
@@ -169,6 +193,78 @@ def _get_under_create(http: str, plan: Plan, ids_file: Path) -> dict[str, Any]:
     loaded = _log(http_load.run(http, "get", c, plan.seconds, ids_file, _tag(), "service-rest"))
     thread.join()
     return {"alone": alone, "loaded": loaded, "create": _log(results["create"])}
+
+
+def _get_with_watchers(http: str, plan: Plan, ids_file: Path, dsn: str) -> dict[str, Any]:
+    """GET load alone, then beside idle event watchers, then beside the same watchers while users are created
+    at a steady rate (each create's event goes to every watcher)."""
+    c = plan.levels[len(plan.levels) // 2]
+    print(f"GET p99 with {plan.watchers} event watchers (c={c})", flush=True)
+    alone = _log(http_load.run(http, "get", c, plan.seconds, ids_file, _tag(), "service-rest"))
+    with watchers_bench.Watchers(http, plan.watchers):
+        time.sleep(1)
+        idle = _log(http_load.run(http, "get", c, plan.seconds, ids_file, _tag(), "service-rest"))
+    with watchers_bench.Watchers(http, plan.watchers, plan.watcher_creates_per_second) as writing:
+        time.sleep(1)
+        loaded = _log(http_load.run(http, "get", c, plan.seconds, ids_file, _tag(), "service-rest"))
+        delivered, created = writing.events, writing.created
+    _quiesce(dsn)
+    # The same creates without watchers: how much of the difference the creates (argon2id) cost by themselves.
+    with watchers_bench.Watchers(http, 0, plan.watcher_creates_per_second):
+        time.sleep(1)
+        creates_only = _log(http_load.run(http, "get", c, plan.seconds, ids_file, _tag(), "service-rest"))
+    _quiesce(dsn)
+    return {
+        "alone": alone,
+        "idle": idle,
+        "writes": loaded,
+        "creates_only": creates_only,
+        "created": created,
+        "delivered": delivered,
+    }
+
+
+def _watcher_figures(watched: dict[str, Any], plan: Plan) -> list[dict[str, Any]]:
+    alone = watched["alone"]
+    figures = []
+    for key, name, what in (
+        ("idle", "get_with_idle_watchers", f"REST get beside {plan.watchers} idle SSE event watchers"),
+        (
+            "writes",
+            "get_with_watchers_during_writes",
+            f"REST get beside {plan.watchers} SSE event watchers while"
+            f" {plan.watcher_creates_per_second:g} users/s are created",
+        ),
+    ):
+        run = watched[key]
+        fig: dict[str, Any] = {
+            "id": f"rest.{name}.c{run.concurrency}",
+            "group": "service",
+            "what": what,
+            "tool": "wrk",
+            "rps": round(run.rps, 1),
+            "p50_ms": _round(run.p50_ms),
+            "p99_ms": _round(run.p99_ms),
+            "errors": run.errors,
+            "baseline": "the same GET load with no event watchers",
+            "baseline_rps": round(alone.rps, 1),
+            "baseline_p50_ms": _round(alone.p50_ms),
+            "baseline_p99_ms": _round(alone.p99_ms),
+            "rps_ratio": ratio(run.rps, alone.rps),
+            "p50_ratio": ratio(run.p50_ms, alone.p50_ms),
+            "p99_ratio": ratio(run.p99_ms, alone.p99_ms),
+            "goal": "p99_ratio <= 1.5",
+        }
+        if key == "writes":
+            creates_only = watched["creates_only"]
+            fig.update(
+                users_created=watched["created"],
+                events_delivered=watched["delivered"],
+                creates_only_p99_ms=_round(creates_only.p99_ms),
+                creates_only_p99_ratio=ratio(creates_only.p99_ms, alone.p99_ms),
+            )
+        figures.append(fig)
+    return figures
 
 
 def _round(v: float) -> float:
