@@ -79,6 +79,7 @@ async def serve(
         config.argon2_time_cost, config.argon2_memory_kib, config.argon2_parallelism, config.hash_workers
     )
     core = UserCore(pool, passwords, metrics, config.idempotency_ttl)
+    service_health = Health(pool)
     feed = EventFeed(
         config.database_url,
         pool,
@@ -86,8 +87,8 @@ async def serve(
         config.event_poll_interval,
         config.event_watchers_max,
         config.event_watcher_queue,
+        service_health.stopping,
     )
-    service_health = Health(pool)
     await feed.start()
 
     app = http_api.build_app(core, feed, service_health, metrics, config.event_source, config.max_body_bytes)
@@ -98,7 +99,7 @@ async def serve(
 
     server = grpc.aio.server()
     pb_grpc.add_UserServiceServicer_to_server(  # type: ignore[no-untyped-call] # generated code is untyped
-        grpc_api.UserServiceServicer(core, feed, service_health, metrics, config.event_source), server
+        grpc_api.UserServiceServicer(core, feed, metrics, config.event_source), server
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -36,7 +36,6 @@ from userservice.domain.fields import FIELDS_BY_NAME, READ_ONLY_FIELDS
 from userservice.domain.listing import parse_filter
 from userservice.domain.model import User
 from userservice.events.feed import EventFeed
-from userservice.health import Health
 from userservice.metrics import Metrics
 from userservice.store.db import UNAVAILABLE_ERRORS
 from userservice.users import UserCore, check_idempotency_key
@@ -177,10 +176,8 @@ class _Call:
 
 
 class UserServiceServicer(pb_grpc.UserServiceServicer):
-    def __init__(
-        self, core: UserCore, feed: EventFeed, health: Health, metrics: Metrics, event_source: str
-    ) -> None:
-        self._core, self._feed, self._health = core, feed, health
+    def __init__(self, core: UserCore, feed: EventFeed, metrics: Metrics, event_source: str) -> None:
+        self._core, self._feed = core, feed
         self._metrics, self._source = metrics, event_source
 
     def _call(self, method: str, context: grpc.aio.ServicerContext) -> _Call:
@@ -246,7 +243,7 @@ class UserServiceServicer(pb_grpc.UserServiceServicer):
             await context.send_initial_metadata(())
             gauge.inc()
             try:
-                async for event in self._feed.watch(after, self._health.stopping):
+                async for event in self._feed.watch(after):
                     if event is not None:
                         yield _event_to_proto(event, self._source)
             finally:

@@ -206,12 +206,12 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
     await response.prepare(request)
     await response.write(b": connected\n\n")
-    source, stop = app[EVENT_SOURCE], app[HEALTH].stopping
+    source = app[EVENT_SOURCE]
     gauge = app[METRICS].watchers.labels("sse")
     gauge.inc()
     last_write = time.monotonic()
     try:
-        async for event in app[FEED].watch(after, stop):
+        async for event in app[FEED].watch(after):
             if event is None:
                 if request.transport is None or request.transport.is_closing():
                     break  # the client left: free its place under the watcher cap now

@@ -65,8 +65,10 @@ class EventFeed:
         poll_interval: float,
         max_watchers: int,
         queue_size: int,
+        stopping: asyncio.Event,
     ) -> None:
         self._dsn = dsn
+        self._stopping = stopping  # set on shutdown: every watch ends
         self._pool = pool
         self._metrics = metrics
         self._poll_interval = poll_interval
@@ -89,6 +91,7 @@ class EventFeed:
         self._tasks = [
             asyncio.create_task(self._listen(), name="event-feed-listener"),
             asyncio.create_task(self._read(), name="event-feed-reader"),
+            asyncio.create_task(self._end_watches(), name="event-feed-shutdown"),
         ]
 
     async def close(self) -> None:
@@ -97,6 +100,11 @@ class EventFeed:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+    async def _end_watches(self) -> None:
+        await self._stopping.wait()
+        for live in self._live:
+            live.ready.set()
 
     def _wake(self, *_: object) -> None:
         self._wakeup.set()
@@ -203,8 +211,8 @@ class EventFeed:
         self.admit()  # after the awaits: as close to the watch as the caller lets us
         return head if after is None else after
 
-    async def watch(self, after: Cursor, stop: asyncio.Event) -> AsyncIterator[StoredEvent | None]:
-        """Yields the events after `after` (from `start_cursor`), then live ones, until `stop` is set. Yields
+    async def watch(self, after: Cursor) -> AsyncIterator[StoredEvent | None]:
+        """Yields the events after `after` (from `start_cursor`), then live ones, until shutdown. Yields
         None after each quiet poll interval, so a transport can send keep-alives and notice a departed client.
         Raises WatcherTooSlow, naming the cursor to resume from, when the watcher falls too far behind."""
         self._watching += 1
@@ -226,7 +234,7 @@ class EventFeed:
                     cursor = event.cursor
                 if len(batch) < self._batch:
                     cursor = max(cursor, position)
-            while not stop.is_set():
+            while not self._stopping.is_set():
                 if live.slow:
                     raise WatcherTooSlow(
                         f"this watcher fell more than {self._queue_size} events behind the live feed;"
@@ -241,8 +249,10 @@ class EventFeed:
                     cursor = event.cursor
                     continue
                 live.ready.clear()
-                await _first_of(live.ready, stop, self._poll_interval)
-                if not (live.ready.is_set() or stop.is_set()):
+                try:  # a timer, not a task per wait: this runs for every watcher on every event
+                    async with asyncio.timeout(self._poll_interval):
+                        await live.ready.wait()
+                except TimeoutError:
                     yield None
         finally:
             self._watching -= 1
@@ -250,12 +260,3 @@ class EventFeed:
                 self._live.discard(live)
                 if not self._live:
                     self._position = None
-
-
-async def _first_of(a: asyncio.Event, b: asyncio.Event, seconds: float) -> None:
-    waiters = [asyncio.ensure_future(a.wait()), asyncio.ensure_future(b.wait())]
-    try:
-        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
