@@ -14,9 +14,12 @@ import aiohttp
 import asyncpg
 import grpc
 import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 
 from tests.support.service import RunningService, in_process
 from tests.support.sse import SseEvent, collect_until, read_events
+from tests.support.users import new_user
 from userservice.domain import events
 from userservice.events import outbox
 from userservice.store.db import create_pool
@@ -40,22 +43,31 @@ async def metric(http: aiohttp.ClientSession, name: str) -> float:
     return float(match.group(1)) if match else 0.0
 
 
-async def append_many(dsn: str, count: int, marker: object, pad: int = 0) -> None:
+async def append_many(dsn: str, count: int, marker: object, extra: dict[str, object] | None = None) -> None:
     """`count` events in one transaction, the last one marked; NOTIFY at commit as the service does."""
     pool = await create_pool(dsn, 1, 60)
     try:
         async with pool.acquire() as conn, conn.transaction():
             await conn.execute(
                 """INSERT INTO user_events (type, subject, data)
-                   SELECT $1, gen_random_uuid(), jsonb_build_object('n', i, 'pad', repeat('x', $3))
+                   SELECT $1, gen_random_uuid(), $3::jsonb || jsonb_build_object('n', i)
                    FROM generate_series(1, $2) AS i""",
                 events.UPDATED,
                 count - 1,
-                pad,
+                extra or {},
             )
-            await outbox.append(conn, events.UPDATED, uuid.uuid4(), {"n": marker})
+            await outbox.append(conn, events.UPDATED, uuid.uuid4(), {**(extra or {}), "n": marker})
     finally:
         await pool.close()
+
+
+async def slow_drops(http: aiohttp.ClientSession) -> None:
+    """Returns once the feed has cut a watcher off for slowness."""
+    for _ in range(300):
+        if await metric(http, 'userservice_event_watchers_dropped_total{reason="slow"}') >= 1:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("no watcher was cut off")
 
 
 @contextlib.asynccontextmanager
@@ -167,12 +179,9 @@ async def test_a_slow_consumer_is_cut_off_with_its_cursor_and_resumes_without_lo
         await asyncio.wait_for(connected.wait(), 20)
         slow = await open_sse(http)  # reads nothing until the burst is over
         # ~12 MB: more than the socket buffers between server and client and the watcher's buffer hold.
-        await append_many(database, 3000, "end", pad=4000)
+        await append_many(database, 3000, "end", {"pad": "x" * 4000})
         everything = await asyncio.wait_for(fast, 60)  # a consumer keeping up is never cut off
-        for _ in range(300):
-            if await metric(http, 'userservice_event_watchers_dropped_total{reason="slow"}') >= 1:
-                break
-            await asyncio.sleep(0.1)
+        await slow_drops(http)
         got: list[SseEvent] = []
         async for event in read_events(slow):  # to the end of the stream: the server closes it
             got.append(event)
@@ -184,3 +193,29 @@ async def test_a_slow_consumer_is_cut_off_with_its_cursor_and_resumes_without_lo
             collect_until(http, "end", headers={"Last-Event-ID": error.data["cursor"]}), 60
         )
     assert [e.id for e in got + rest] == [e.id for e in everything]
+
+
+async def test_a_slow_grpc_watcher_ends_with_resource_exhausted_naming_its_cursor(database: str) -> None:
+    async with service_with(database, event_watcher_queue=100) as (running, http):
+        async with http.post("/v1/users", json=new_user()) as resp:
+            user = await resp.json()
+        async with grpc.aio.insecure_channel(running.grpc) as channel:
+            slow = pb_grpc.UserServiceStub(channel).WatchUserEvents(pb.WatchUserEventsRequest())
+            await slow.initial_metadata()  # then reads nothing until the burst is over
+            await append_many(database, 3000, "end", {"user": user, "changed_fields": ["x" * 4000]})
+            await slow_drops(http)
+            got: list[pb.UserEvent] = []
+
+            async def read_all() -> None:
+                async for event in slow:
+                    got.append(event)
+
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await read_all()
+    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    status = rpc_status.from_call(info.value)  # type: ignore[arg-type]
+    assert status is not None
+    detail = error_details_pb2.ErrorInfo()
+    assert status.details[0].Unpack(detail)
+    assert detail.reason == "WATCHER_TOO_SLOW"
+    assert got and detail.metadata["cursor"] == got[-1].cursor  # resume after the last event received
