@@ -83,10 +83,6 @@ class EventFeed:
         self._wakeup = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
-    @property
-    def watchers(self) -> int:
-        return self._watching
-
     async def start(self) -> None:
         self._tasks = [
             asyncio.create_task(self._listen(), name="event-feed-listener"),

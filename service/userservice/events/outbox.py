@@ -114,11 +114,6 @@ async def read_between(
     return [_event(r) for r in rows]
 
 
-async def head(conn: asyncpg.Connection | asyncpg.Pool) -> Cursor:
-    """A cursor at the current end of the stream: only events committed from now on lie after it."""
-    return Cursor((await horizon(conn)).tx, 0)
-
-
 async def pruned_through(conn: asyncpg.Connection | asyncpg.Pool) -> Cursor:
     """The newest event deleted by retention: a cursor before it has lost events."""
     row = await conn.fetchrow("SELECT tx::text AS tx, seq FROM user_events_pruned")
