@@ -39,7 +39,7 @@ async def open_sse(
 async def metric(http: aiohttp.ClientSession, name: str) -> float:
     async with http.get("/metrics") as resp:
         text = await resp.text()
-    match = re.search(rf"^{re.escape(name)} ([0-9.e+]+)$", text, re.MULTILINE)
+    match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
     return float(match.group(1)) if match else 0.0
 
 
@@ -219,3 +219,29 @@ async def test_a_slow_grpc_watcher_ends_with_resource_exhausted_naming_its_curso
     assert status.details[0].Unpack(detail)
     assert detail.reason == "WATCHER_TOO_SLOW"
     assert got and detail.metadata["cursor"] == got[-1].cursor  # resume after the last event received
+
+
+async def test_the_stall_metric_shows_a_transaction_holding_the_feed_back(database: str) -> None:
+    async with service_with(database) as (_running, http):
+        stream = await open_sse(http)  # the reader looks at the horizon only while someone watches
+        holder = await asyncpg.connect(database)
+        try:
+            async with holder.transaction():
+                await holder.fetchval("SELECT pg_current_xact_id()")
+                async with http.post("/v1/users", json=new_user()) as resp:  # moves xmax past the holder
+                    assert resp.status == 201
+                stalled = 0.0
+                for _ in range(100):
+                    stalled = await metric(http, "userservice_event_feed_stall_seconds")
+                    if stalled > 0:
+                        break
+                    await asyncio.sleep(0.1)
+                assert stalled > 0
+        finally:
+            await holder.close()
+        for _ in range(100):
+            if await metric(http, "userservice_event_feed_stall_seconds") == 0:
+                break
+            await asyncio.sleep(0.1)
+        assert await metric(http, "userservice_event_feed_stall_seconds") == 0
+        stream.close()
