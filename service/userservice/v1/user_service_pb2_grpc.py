@@ -117,6 +117,10 @@ class UserServiceServicer:
 
     def WatchUserEvents(self, request, context):
         """Streams user changes after a cursor, then live changes as they commit. Resume with the last cursor seen.
+        Before the first message: INVALID_ARGUMENT (malformed cursor, or beyond the end of the stream), OUT_OF_RANGE
+        (events after the cursor were pruned; ErrorInfo metadata oldest_cursor), RESOURCE_EXHAUSTED (this instance
+        serves its most watchers). Later: RESOURCE_EXHAUSTED with ErrorInfo reason WATCHER_TOO_SLOW and metadata
+        cursor (the last event received) when the watcher fell too far behind; UNAVAILABLE when the database fails.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
