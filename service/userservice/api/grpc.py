@@ -236,15 +236,15 @@ class UserServiceServicer(pb_grpc.UserServiceServicer):
         gauge = self._metrics.watchers.labels("grpc")
         async with self._call("WatchUserEvents", context):
             field = "after_cursor"
-            after = await self._feed.start_cursor(
-                Cursor.parse(request.after_cursor, field) if request.after_cursor else None, field
-            )
-            # Initial metadata goes out once the start is fixed: a client that has it sees every later commit.
-            await context.send_initial_metadata(())
-            gauge.inc()
-            try:
-                async for event in self._feed.watch(after):
-                    if event is not None:
-                        yield _event_to_proto(event, self._source)
-            finally:
-                gauge.dec()
+            after = Cursor.parse(request.after_cursor, field) if request.after_cursor else None
+            async with self._feed.watching(after, field) as events:
+                # Initial metadata goes out once the start is fixed: a client that has it sees every later
+                # commit.
+                await context.send_initial_metadata(())
+                gauge.inc()
+                try:
+                    async for event in events:
+                        if event is not None:
+                            yield _event_to_proto(event, self._source)
+                finally:
+                    gauge.dec()

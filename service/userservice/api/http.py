@@ -202,38 +202,41 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
     app = request.app
     # Fixed (and checked) before the first byte goes out: once a client reads ": connected", every later
     # commit reaches it.
-    after = await app[FEED].start_cursor(Cursor.parse(*start) if start else None, start[1] if start else "")
-    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
-    await response.prepare(request)
-    await response.write(b": connected\n\n")
-    source = app[EVENT_SOURCE]
-    gauge = app[METRICS].watchers.labels("sse")
-    gauge.inc()
-    last_write = time.monotonic()
-    try:
-        async for event in app[FEED].watch(after):
-            if event is None:
-                if request.transport is None or request.transport.is_closing():
-                    break  # the client left: free its place under the watcher cap now
-                if time.monotonic() - last_write >= KEEPALIVE_SECONDS:
-                    await response.write(b": keepalive\n\n")
-                    last_write = time.monotonic()
-                continue
-            payload = jsoncodec.dumps(event.cloud_event(source))
-            await response.write(
-                f"id: {event.cursor}\nevent: {event.type}\ndata: ".encode() + payload + b"\n\n"
-            )
-            last_write = time.monotonic()
-    except ConnectionResetError:
-        pass  # the client went away
-    except Exception as exc:
-        error = _problem_for(exc)
-        assert isinstance(error.body, bytes)
-        response.force_close()
-        await response.write(b"event: error\ndata: " + error.body + b"\n\n")
-        await response.write_eof()
-    finally:
-        gauge.dec()
+    after = Cursor.parse(*start) if start else None
+    async with app[FEED].watching(after, start[1] if start else "") as events:
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        )
+        await response.prepare(request)
+        await response.write(b": connected\n\n")
+        source = app[EVENT_SOURCE]
+        gauge = app[METRICS].watchers.labels("sse")
+        gauge.inc()
+        last_write = time.monotonic()
+        try:
+            async for event in events:
+                if event is None:
+                    if request.transport is None or request.transport.is_closing():
+                        break  # the client left: free its place under the watcher cap now
+                    if time.monotonic() - last_write >= KEEPALIVE_SECONDS:
+                        await response.write(b": keepalive\n\n")
+                        last_write = time.monotonic()
+                    continue
+                payload = jsoncodec.dumps(event.cloud_event(source))
+                await response.write(
+                    f"id: {event.cursor}\nevent: {event.type}\ndata: ".encode() + payload + b"\n\n"
+                )
+                last_write = time.monotonic()
+        except ConnectionResetError:
+            pass  # the client went away
+        except Exception as exc:
+            error = _problem_for(exc)
+            assert isinstance(error.body, bytes)
+            response.force_close()
+            await response.write(b"event: error\ndata: " + error.body + b"\n\n")
+            await response.write_eof()
+        finally:
+            gauge.dec()
     return response
 
 

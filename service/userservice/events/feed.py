@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 import asyncpg
 
@@ -181,37 +181,49 @@ class EventFeed:
                 self._position = max(start, Cursor(horizon.tx, 0))
                 return
 
-    def admit(self) -> None:
-        """Refuses a watcher beyond the per-process cap (before its stream starts)."""
+    @contextlib.asynccontextmanager
+    async def watching(
+        self, after: Cursor | None, field: str
+    ) -> AsyncIterator[AsyncIterator[StoredEvent | None]]:
+        """A watcher's place: checked and counted on entry (before the caller starts its stream: a bad cursor
+        or a full instance raises here), freed on exit. Yields the events after `after` (from the end of the
+        stream when None); see `_watch`."""
+        start = await self._start_cursor(after, field)
         if self._watching >= self._max_watchers:
             raise TooManyWatchers(
                 f"this instance already serves {self._max_watchers} event watchers; retry later"
             )
+        self._watching += 1
+        events = self._watch(start)
+        try:
+            yield events
+        finally:
+            self._watching -= 1
+            await events.aclose()
 
-    async def start_cursor(self, after: Cursor | None, field: str) -> Cursor:
+    async def _start_cursor(self, after: Cursor | None, field: str) -> Cursor:
         """Where a new watcher starts: after `after`, which must lie within the kept stream, or at its end."""
         head = await self.head()
-        if after is not None and head < after:
+        if after is None:
+            return head
+        if head < after:
             raise invalid(
                 field, f"lies beyond the end of the event stream (now {head}); it was not issued here"
             )
-        if after is not None:
-            self._metrics.event_feed_queries.labels("start").inc()
-            pruned = await outbox.pruned_through(self._pool)
-            if after < pruned:
-                raise CursorExpired(
-                    f"events after cursor {after} are past their retention and were deleted; the oldest cursor"
-                    f" to resume from is {pruned} (the events between are lost: re-read current state first)",
-                    oldest_cursor=str(pruned),
-                )
-        self.admit()  # after the awaits: as close to the watch as the caller lets us
-        return head if after is None else after
+        self._metrics.event_feed_queries.labels("start").inc()
+        pruned = await outbox.pruned_through(self._pool)
+        if after < pruned:
+            raise CursorExpired(
+                f"events after cursor {after} are past their retention and were deleted; the oldest cursor"
+                f" to resume from is {pruned} (the events between are lost: re-read current state first)",
+                oldest_cursor=str(pruned),
+            )
+        return after
 
-    async def watch(self, after: Cursor) -> AsyncIterator[StoredEvent | None]:
-        """Yields the events after `after` (from `start_cursor`), then live ones, until shutdown. Yields
+    async def _watch(self, after: Cursor) -> AsyncGenerator[StoredEvent | None, None]:
+        """Yields the events after `after`, then live ones, until shutdown. Yields
         None after each quiet poll interval, so a transport can send keep-alives and notice a departed client.
         Raises WatcherTooSlow, naming the cursor to resume from, when the watcher falls too far behind."""
-        self._watching += 1
         live: _Live | None = None
         cursor = after
         try:
@@ -251,7 +263,6 @@ class EventFeed:
                 except TimeoutError:
                     yield None
         finally:
-            self._watching -= 1
             if live is not None:
                 self._live.discard(live)
                 if not self._live:

@@ -152,7 +152,12 @@ async def test_watchers_join_the_live_feed_after_catching_up_without_gap_or_dupl
 
 async def test_watchers_beyond_the_cap_are_refused_until_one_leaves(database: str) -> None:
     async with service_with(database, event_watchers_max=2) as (running, http):
-        first, second = await open_sse(http), await open_sse(http)
+        attempts = await asyncio.gather(*(http.get("/v1/events") for _ in range(6)))  # all at once
+        first, second = [resp for resp in attempts if resp.status == 200]
+        for resp in attempts:
+            if resp.status != 200:
+                assert resp.status == 503
+                resp.close()
         async with http.get("/v1/events") as resp:
             assert resp.status == 503 and resp.content_type == "application/problem+json"
             assert resp.headers["Retry-After"] == "1"
