@@ -49,6 +49,19 @@ SETTINGS: dict[str, Setting] = {
         "On SIGTERM: how long in-flight requests and streams may take to finish.",
     ),
     "max_body_bytes": Setting("MAX_BODY_BYTES", "65536", "Largest accepted request body (413 above)."),
+    "http_header_timeout": Setting(
+        "HTTP_HEADER_TIMEOUT_SECONDS",
+        "10",
+        "A REST connection must send a complete request head this soon after it opens or its next request begins.",
+    ),
+    "http_idle_timeout": Setting(
+        "HTTP_IDLE_TIMEOUT_SECONDS",
+        "75",
+        "A kept-alive REST connection with no request is closed after this long.",
+    ),
+    "http_max_connections": Setting(
+        "HTTP_MAX_CONNECTIONS", "1000", "Most open REST connections; one more is answered 503 and closed."
+    ),
     "idempotency_ttl": Setting(
         "IDEMPOTENCY_TTL_SECONDS", "86400", "How long an Idempotency-Key / request_id is remembered."
     ),
@@ -93,6 +106,9 @@ class Config:
     shutdown_delay: float
     shutdown_grace: float
     max_body_bytes: int
+    http_header_timeout: float
+    http_idle_timeout: float
+    http_max_connections: int
     idempotency_ttl: float
     event_retention: float
     event_poll_interval: float

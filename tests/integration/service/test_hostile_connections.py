@@ -1,0 +1,105 @@
+"""REST connections over raw loopback sockets: silent, dripping and idle clients are cut off, the number of
+open connections is capped, and each of these shows in the metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
+
+import aiohttp
+import pytest
+
+from tests.support.service import RunningService, in_process
+
+HEADER_TIMEOUT, IDLE_TIMEOUT, MAX_CONNECTIONS = 0.5, 1.5, 4
+GET = b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n"
+
+
+@pytest.fixture(scope="module")
+async def guarded(database: str) -> AsyncIterator[RunningService]:
+    async with in_process(
+        database,
+        http_header_timeout=HEADER_TIMEOUT,
+        http_idle_timeout=IDLE_TIMEOUT,
+        http_max_connections=MAX_CONNECTIONS,
+    ) as running:
+        yield running
+
+
+async def connect(service: RunningService) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    url = urlsplit(service.http)
+    return await asyncio.open_connection(url.hostname, url.port)
+
+
+async def closed_after(reader: asyncio.StreamReader) -> tuple[float, bytes]:
+    """Seconds until the server closes the connection, and what it sent before."""
+    started = time.monotonic()
+    data = await asyncio.wait_for(reader.read(), timeout=30)
+    return time.monotonic() - started, data
+
+
+async def closed_count(service: RunningService, reason: str) -> float:
+    async with aiohttp.ClientSession() as http, http.get(f"{service.http}/metrics") as resp:
+        text = await resp.text()
+    prefix = f'userservice_http_connections_closed_total{{reason="{reason}"}} '
+    return next(
+        (float(line.removeprefix(prefix)) for line in text.splitlines() if line.startswith(prefix)), 0.0
+    )
+
+
+async def test_a_connection_that_sends_nothing_is_closed(guarded: RunningService) -> None:
+    before = await closed_count(guarded, "header_timeout")
+    reader, writer = await connect(guarded)
+    elapsed, data = await closed_after(reader)
+    writer.close()
+    assert data == b"" and elapsed < HEADER_TIMEOUT * 10
+    assert await closed_count(guarded, "header_timeout") == before + 1
+
+
+async def test_a_header_drip_is_cut_off(guarded: RunningService) -> None:
+    before = await closed_count(guarded, "header_timeout")
+    reader, writer = await connect(guarded)
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: test\r\n")
+    started, sent = time.monotonic(), 0
+    while not reader.at_eof() and time.monotonic() - started < HEADER_TIMEOUT * 20:
+        writer.write(b"X-Drip: a\r\n"[sent % 11 : sent % 11 + 1])  # one header byte every 50 ms, forever
+        sent += 1
+        await asyncio.sleep(0.05)
+    writer.close()
+    assert reader.at_eof() and await reader.read() == b"", f"still open after {sent} bytes"
+    assert await closed_count(guarded, "header_timeout") == before + 1
+
+
+async def test_an_idle_kept_alive_connection_is_closed_and_a_busy_one_is_not(guarded: RunningService) -> None:
+    reader, writer = await connect(guarded)
+    for _ in range(3):  # requests closer together than either timeout keep it open
+        writer.write(GET)
+        await writer.drain()
+        assert (await reader.readuntil(b'{"status":"ok"}')).startswith(b"HTTP/1.1 200")
+        await asyncio.sleep(IDLE_TIMEOUT / 3)
+    elapsed, data = await closed_after(reader)
+    writer.close()
+    assert data == b"" and elapsed < IDLE_TIMEOUT * 10
+
+
+async def test_connections_over_the_cap_get_503_and_are_closed(guarded: RunningService) -> None:
+    before = await closed_count(guarded, "cap")
+    held = [await connect(guarded) for _ in range(MAX_CONNECTIONS)]
+    for reader, writer in held:  # each serves a request: they are open, not refused
+        writer.write(GET)
+        await writer.drain()
+        assert (await reader.readuntil(b'{"status":"ok"}')).startswith(b"HTTP/1.1 200")
+    reader, writer = await connect(guarded)
+    _, data = await closed_after(reader)
+    writer.close()
+    assert data.startswith(b"HTTP/1.1 503") and b"application/problem+json" in data
+    for _, held_writer in held:
+        held_writer.close()
+    await asyncio.sleep(0.1)
+    assert await closed_count(guarded, "cap") == before + 1
+    reader, writer = await connect(guarded)  # below the cap again
+    writer.write(GET)
+    assert (await reader.readuntil(b'{"status":"ok"}')).startswith(b"HTTP/1.1 200")
+    writer.close()
