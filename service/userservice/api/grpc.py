@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import grpc
 from google.protobuf import empty_pb2, timestamp_pb2
+from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -26,7 +30,7 @@ from userservice.domain.errors import (
 )
 from userservice.domain.events import Cursor, StoredEvent
 from userservice.domain.fields import FIELDS_BY_NAME, READ_ONLY_FIELDS
-from userservice.domain.listing import parse_filter
+from userservice.domain.listing import excerpt, parse_filter
 from userservice.domain.model import User
 from userservice.events.feed import EventFeed
 from userservice.health import Health
@@ -40,6 +44,7 @@ log = logging.getLogger(__name__)
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["UserService"].full_name
 ERROR_DOMAIN = "userservice.io"
+STATUS_MESSAGE_MAX = 1024  # a status message stays readable however much input a caller echoes into it
 
 # DomainError subclass -> (gRPC code, ErrorInfo reason)
 _CODES: dict[type[DomainError], tuple[grpc.StatusCode, str]] = {
@@ -66,7 +71,69 @@ def _status(exc: DomainError) -> status_pb2.Status:
         status.details.add().Pack(
             error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN, metadata=metadata)
         )
+    if len(status.message) > STATUS_MESSAGE_MAX:
+        status.message = status.message[: STATUS_MESSAGE_MAX - 1] + "…"
     return status
+
+
+@dataclass(frozen=True)
+class _Undecodable:
+    """Stands in for a request whose bytes are not the method's message."""
+
+    reason: str
+
+
+class UndecodableRequests(grpc.aio.ServerInterceptor):  # type: ignore[misc] # grpc is untyped
+    """A request that does not decode is INVALID_ARGUMENT, for every service on the server.
+
+    grpc answers a deserializer's DecodeError with UNKNOWN ("Unexpected <class ...>"). Here the deserializer
+    hands the method a stand-in instead, which the wrapped method refuses before it runs.
+    """
+
+    async def intercept_service(
+        self, continuation: Callable[[Any], Awaitable[Any]], details: grpc.HandlerCallDetails
+    ) -> Any:
+        handler = await continuation(details)
+        if handler is None or handler.request_streaming or handler.request_deserializer is None:
+            return handler
+        decode = handler.request_deserializer
+
+        def deserialize(raw: bytes) -> object:
+            try:
+                return decode(raw)
+            except DecodeError as exc:
+                return _Undecodable(str(exc))
+
+        if handler.response_streaming:
+            return handler._replace(
+                request_deserializer=deserialize, unary_stream=_refusing(handler.unary_stream)
+            )
+        return handler._replace(request_deserializer=deserialize, unary_unary=_refusing(handler.unary_unary))
+
+
+async def _refuse(request: object, context: grpc.aio.ServicerContext) -> None:
+    if isinstance(request, _Undecodable):
+        await context.abort(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"the request message does not decode: {excerpt(request.reason)}",
+        )
+
+
+def _refusing(behaviour: Callable[..., Any]) -> Callable[..., Any]:
+    if inspect.isasyncgenfunction(behaviour):  # a stream that yields its responses
+
+        async def stream(request: object, context: grpc.aio.ServicerContext) -> AsyncIterator[object]:
+            await _refuse(request, context)
+            async for response in behaviour(request, context):
+                yield response
+
+        return stream
+
+    async def call(request: object, context: grpc.aio.ServicerContext) -> object:  # unary, or context.write
+        await _refuse(request, context)
+        return await behaviour(request, context)
+
+    return call
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -191,7 +258,8 @@ class UserServiceServicer(pb_grpc.UserServiceServicer):
             unknown = [p for p in paths if p not in FIELDS_BY_NAME and p not in READ_ONLY_FIELDS]
             if unknown:
                 raise invalid(
-                    "update_mask", f"unknown field {unknown[0]!r}; updatable: {', '.join(FIELDS_BY_NAME)}"
+                    "update_mask",
+                    f"unknown field {excerpt(unknown[0])}; updatable: {', '.join(FIELDS_BY_NAME)}",
                 )
             if not paths:
                 paths = [name for name in FIELDS_BY_NAME if getattr(request.user, name)]
