@@ -7,6 +7,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
+from urllib.parse import urlsplit
 
 
 class ConfigError(ValueError):
@@ -91,6 +92,21 @@ def _flag(text: str) -> bool:
     raise ValueError("expected true or false")
 
 
+def check_database_url(url: str) -> str | None:
+    """Why asyncpg could not use this DSN, or None. Checked at start-up: asyncpg itself reads the DSN only on
+    the first connection, so a typo would otherwise surface as a 500 on every request. Never echoes the URL,
+    which may hold a password."""
+    parts = urlsplit(url)
+    if parts.scheme not in {"postgres", "postgresql"}:
+        return "DATABASE_URL must be a postgresql:// URL"
+    for host in parts.netloc.rpartition("@")[2].split(","):  # asyncpg takes host:port,host:port,...
+        port = host.rpartition("]")[2] if host.startswith("[") else host
+        _, colon, digits = port.rpartition(":")
+        if colon and digits and not (digits.isascii() and digits.isdigit() and 0 < int(digits) < 65536):
+            return f"DATABASE_URL has port {digits[:20]!r}: a port is a number from 1 to 65535"
+    return None
+
+
 @dataclass(frozen=True)
 class Config:
     database_url: str
@@ -136,6 +152,8 @@ class Config:
         values.update(overrides)
         if not values["database_url"]:
             errors.append("DATABASE_URL is not set (or run `make run` for a throwaway embedded PostgreSQL)")
+        elif problem := check_database_url(values["database_url"]):
+            errors.append(problem)
         if values["log_format"] not in {"json", "text"}:
             errors.append("LOG_FORMAT must be json or text")
         if errors:

@@ -196,6 +196,24 @@ def test_cli_help_and_configuration_errors() -> None:
     assert "HTTP_PORT='eighty'" in bad.stderr and "DATABASE_URL is not set" in bad.stderr
 
 
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("postgresql://app:s3cret@localhost:fivefour/users", "port 'fivefour'"),
+        ("postgresql://app:s3cret@a:5432,b:99999/users", "port '99999'"),
+        ("mysql://app:s3cret@localhost/users", "postgresql:// URL"),
+    ],
+)
+def test_a_malformed_database_url_fails_at_start(url: str, message: str) -> None:
+    service = ServiceProcess(url)
+    with pytest.raises(RuntimeError, match="service did not start"):
+        service.start(timeout=30)
+    assert service.wait() == 2
+    text = json.dumps(service.logs)
+    assert message in text and "DATABASE_URL" in text and "s3cret" not in text
+    assert not any(record.get("message") == "serving" for record in service.logs)
+
+
 async def test_unreachable_database_is_503_and_unavailable_not_500() -> None:
     # Nothing listens on port 1: every connection attempt is refused. The service still starts and says why.
     async with in_process("postgresql://nobody@127.0.0.1:1/none") as running:
