@@ -21,6 +21,7 @@ from grpc_status import rpc_status
 from userservice import logs
 from userservice.domain.errors import (
     AlreadyExists,
+    CreatedUserDeleted,
     DomainError,
     IdempotencyConflict,
     InvalidArgument,
@@ -47,17 +48,18 @@ ERROR_DOMAIN = "userservice.io"
 STATUS_MESSAGE_MAX = 1024  # a status message stays readable however much input a caller echoes into it
 
 # DomainError subclass -> (gRPC code, ErrorInfo reason)
-_CODES: dict[type[DomainError], tuple[grpc.StatusCode, str]] = {
+STATUS_CODES: dict[type[DomainError], tuple[grpc.StatusCode, str]] = {
     InvalidArgument: (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT"),
     NotFound: (grpc.StatusCode.NOT_FOUND, "USER_NOT_FOUND"),
     AlreadyExists: (grpc.StatusCode.ALREADY_EXISTS, "ALREADY_EXISTS"),
     PreconditionFailed: (grpc.StatusCode.ABORTED, "ETAG_MISMATCH"),
     IdempotencyConflict: (grpc.StatusCode.FAILED_PRECONDITION, "REQUEST_ID_REUSED"),
+    CreatedUserDeleted: (grpc.StatusCode.FAILED_PRECONDITION, "CREATED_USER_DELETED"),
 }
 
 
 def _status(exc: DomainError) -> status_pb2.Status:
-    code, reason = _CODES[type(exc)]
+    code, reason = STATUS_CODES[type(exc)]
     status = status_pb2.Status(code=code.value[0], message=exc.message)
     if isinstance(exc, InvalidArgument):
         violations = [
@@ -213,7 +215,7 @@ class _Call:
         try:
             if isinstance(exc, DomainError):
                 status = _status(exc)
-                code = _CODES[type(exc)][0]
+                code = STATUS_CODES[type(exc)][0]
                 await self._context.abort_with_status(rpc_status.to_status(status))
             elif isinstance(exc, asyncio.CancelledError):
                 code = grpc.StatusCode.CANCELLED
@@ -267,7 +269,9 @@ class UserServiceServicer(pb_grpc.UserServiceServicer):
             for name in paths:  # a masked field left empty means "set it to empty": let validation refuse it
                 if name in FIELDS_BY_NAME:
                     body.setdefault(name, getattr(request.user, name))
-            user = await self._core.update(request.user.id, body, request.user.etag or None)
+            user = await self._core.update(
+                request.user.id, body, request.user.etag or None, etag_field="user.etag"
+            )
             return to_proto(user)
 
     async def DeleteUser(

@@ -18,6 +18,7 @@ from userservice.api import openapi, problem
 from userservice.domain.errors import DomainError, invalid
 from userservice.domain.events import Cursor
 from userservice.domain.listing import filter_from_query
+from userservice.domain.model import etag_matches
 from userservice.events.feed import EventFeed
 from userservice.health import Health
 from userservice.metrics import Metrics
@@ -148,19 +149,24 @@ async def create_user(request: web.Request) -> web.Response:
 
 async def get_user(request: web.Request) -> web.Response:
     user = await request.app[CORE].get(request.match_info["id"])
-    if request.headers.get("If-None-Match", "").strip() in {user.etag, f"W/{user.etag}", "*"}:
+    if_none_match = request.headers.get("If-None-Match", "")
+    if if_none_match.strip() and etag_matches(if_none_match, user.version, "If-None-Match"):
         return web.Response(status=304, headers={"ETag": user.etag})
     return _user_response(user.public())
 
 
 async def patch_user(request: web.Request) -> web.Response:
     body = await _json_body(request, MERGE_PATCH_TYPES)
-    user = await request.app[CORE].update(request.match_info["id"], body, request.headers.get("If-Match"))
+    user = await request.app[CORE].update(
+        request.match_info["id"], body, request.headers.get("If-Match"), etag_field="If-Match"
+    )
     return _user_response(user.public())
 
 
 async def delete_user(request: web.Request) -> web.Response:
-    await request.app[CORE].delete(request.match_info["id"], request.headers.get("If-Match"))
+    await request.app[CORE].delete(
+        request.match_info["id"], request.headers.get("If-Match"), etag_field="If-Match"
+    )
     return web.Response(status=204)
 
 

@@ -44,5 +44,10 @@ class IdempotencyConflict(DomainError):
     """An idempotency key was reused with a different request."""
 
 
+class CreatedUserDeleted(DomainError):
+    """An idempotent create was replayed, but the user it created has been deleted since: the original
+    answer (201 and a Location) would no longer be true."""
+
+
 def invalid(field: str, description: str) -> InvalidArgument:
     return InvalidArgument([FieldViolation(field, description)])

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from userservice.domain import fields
 from userservice.domain.errors import InvalidArgument
-from userservice.domain.model import Changes, etag_for, parse_etag
+from userservice.domain.model import Changes, etag_for, etag_versions, parse_etag
 from userservice.domain.validation import validate_changes, validate_new_user
 
 VALID = {
@@ -176,3 +176,33 @@ def test_invisible_and_control_characters_are_refused_everywhere(field: str, cha
 @pytest.mark.parametrize("country", ["\u0131t", "\u017fe", "\uff27\uff22", "G\u0042\u0308"])
 def test_country_codes_are_ascii_only(country: str) -> None:
     assert "country" in violations({**VALID, "country": country})
+
+
+@pytest.mark.parametrize(
+    ("header", "versions"),
+    [
+        ("*", None),
+        ('"v3"', {3}),
+        ('W/"v3", "v4" ,, "x"', {3, 4}),
+        ('"a,b", "v5"', {5}),
+        ('"v99999999999999999999"', set()),
+    ],
+)
+def test_etag_lists(header: str, versions: set[int] | None) -> None:
+    found = etag_versions(header, "If-Match")
+    assert (None if found is None else set(found)) == versions
+
+
+@pytest.mark.parametrize("header", ["v1", '"v1', '*, "v1"', "W/v1", '"v1" "v2"', '"v\x011"', ",", " "])
+def test_malformed_etag_lists_are_invalid(header: str) -> None:
+    with pytest.raises(InvalidArgument) as info:
+        etag_versions(header, "If-Match")
+    assert info.value.violations[0].field == "If-Match"
+
+
+@given(st.text(max_size=200))
+def test_any_etag_list_parses_or_is_invalid(header: str) -> None:
+    try:
+        etag_versions(header, "etag")
+    except InvalidArgument as exc:
+        assert exc.violations[0].field == "etag"
