@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import aiohttp
 import grpc
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tests.support.hostile import LoopLag, loop_lag, wire_text
@@ -34,7 +34,11 @@ _TERMS = [
 hostile_filters = st.one_of(
     wire_text,
     st.lists(
-        st.one_of(st.sampled_from(_TERMS), st.integers(0, 60_000).map(lambda n: " " * n), wire_text),
+        st.one_of(
+            st.sampled_from(_TERMS),
+            st.sampled_from([1, 100, 5_000, 30_000, 60_000]).map(lambda n: " " * n),  # long runs, often
+            wire_text,
+        ),
         min_size=1,
         max_size=6,
     ).map("".join),
@@ -48,17 +52,26 @@ async def lag() -> AsyncIterator[LoopLag]:
 
 
 async def assert_no_stall(lag: LoopLag, request: Callable[[], Awaitable[object]]) -> None:
-    await lag.settle()
-    lag.worst = 0.0
-    try:
-        await request()
-    except grpc.aio.AioRpcError as exc:
-        assert exc.code() not in {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}, exc.details()
-    await lag.settle()
-    assert lag.worst < MAX_STALL_SECONDS, f"the event loop stalled for {lag.worst:.3f} s"
+    """The request's longest stall of the loop stays under the bound. A stall must repeat to count: a shared
+    machine can pause the whole process once (scheduling, a garbage collection); a blocking input stalls the
+    loop every time it is sent."""
+    stalls = []
+    for _ in range(3):
+        await lag.settle()
+        lag.worst = 0.0
+        try:
+            await request()
+        except grpc.aio.AioRpcError as exc:
+            assert exc.code() not in {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}, exc.details()
+        await lag.settle()
+        if lag.worst < MAX_STALL_SECONDS:
+            return
+        stalls.append(round(lag.worst, 3))
+    raise AssertionError(f"the event loop stalled for {stalls} s, every time this request was sent")
 
 
 @HOSTILE
+@example(expression='country = "GB"' + " " * 40_000 + "x", token="")  # once seconds of backtracking
 @given(expression=hostile_filters, token=wire_text)
 async def test_list_users_filters_and_tokens(
     lag: LoopLag, stub: pb_grpc.UserServiceStub, expression: str, token: str
