@@ -6,7 +6,6 @@ import asyncio
 import inspect
 import logging
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -204,8 +203,8 @@ class _Call:
         self._method, self._context, self._metrics = method, context, metrics
 
     async def __aenter__(self) -> None:
-        rid = dict(self._context.invocation_metadata() or ()).get("x-request-id") or uuid.uuid4().hex
-        self._token = logs.request_id.set(str(rid))
+        rid = logs.accepted_request_id(dict(self._context.invocation_metadata() or ()).get("x-request-id"))
+        self._token = logs.request_id.set(rid)
         self._started = time.perf_counter()
 
     async def __aexit__(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import re
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -56,9 +55,7 @@ def _route_of(request: web.Request) -> str:
 @web.middleware
 async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Request id, access log and metrics for every request; converts every error to problem+json."""
-    rid = request.headers.get("X-Request-ID", "")
-    if not (0 < len(rid) <= 128 and rid.isascii() and rid.isprintable()):
-        rid = uuid.uuid4().hex
+    rid = logs.accepted_request_id(request.headers.get("X-Request-ID"))
     token = logs.request_id.set(rid)
     started = time.perf_counter()
     response: web.StreamResponse

@@ -226,6 +226,7 @@ class PageTokens:
     """Signs and checks page tokens with a secret shared by every replica."""
 
     _MAC_BYTES = 16
+    MAX_LENGTH = 512  # ours are ~150 characters; anything much longer is refused before it is decoded
 
     def __init__(self, secret: bytes) -> None:
         self._secret = secret
@@ -242,6 +243,8 @@ class PageTokens:
 
     def decode(self, token: str, list_filter: ListFilter, field: str = "page_token") -> Position:
         try:
+            if len(token) > self.MAX_LENGTH:
+                raise ValueError("too long")
             body, mac = token.split(".")
             payload = _b64decode(body)
             valid = hmac.compare_digest(self._mac(payload), _b64decode(mac))

@@ -181,6 +181,25 @@ async def test_logs_are_json_with_request_id_and_never_a_password(database: str)
     assert secret not in json.dumps(replica.logs)
 
 
+async def test_grpc_request_ids_are_held_to_the_rest_rule(database: str) -> None:
+    replica = ServiceProcess(database).start()
+    try:
+        async with grpc.aio.insecure_channel(replica.grpc) as channel:
+            stub = pb_grpc.UserServiceStub(channel)
+            for rid in ("trace-me-2", "r" * 5000):
+                await stub.CreateUser(
+                    pb.CreateUserRequest(user=pb.User(**new_user())),  # type: ignore[arg-type]
+                    metadata=(("x-request-id", rid),),
+                )
+        replica.terminate()
+        await asyncio.to_thread(replica.wait)
+    finally:
+        replica.kill()
+    ids = [r.get("request_id", "") for r in replica.logs if r.get("message") == "user created"]
+    assert len(ids) == 2 and ids[0] == "trace-me-2"
+    assert 0 < len(str(ids[1])) <= 128  # an overlong id is replaced, not written into every log line
+
+
 def test_cli_help_and_configuration_errors() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "userservice.cli", "--help"], capture_output=True, text=True, check=True

@@ -196,3 +196,10 @@ def test_any_filter_parses_or_is_invalid_argument(expr: str) -> None:
         parse_filter(expr)
     except InvalidArgument as exc:
         assert all(len(v.description) <= 200 for v in exc.violations)
+
+
+def test_overlong_page_tokens_are_refused_unread() -> None:
+    tokens = PageTokens(b"k" * 32)
+    token = tokens.encode(Position(T, uuid.uuid4()), ListFilter())
+    with pytest.raises(InvalidArgument):
+        tokens.decode(token + "A" * PageTokens.MAX_LENGTH, ListFilter())
