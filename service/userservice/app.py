@@ -93,7 +93,7 @@ async def serve(
     site = web.TCPSite(runner, config.http_host, config.http_port)
     await site.start()
 
-    server = grpc.aio.server(interceptors=[grpc_api.UndecodableRequests()])
+    server = grpc.aio.server(interceptors=[grpc_api.RequestGuard()])
     pb_grpc.add_UserServiceServicer_to_server(  # type: ignore[no-untyped-call] # generated code is untyped
         grpc_api.UserServiceServicer(core, feed, service_health, metrics, config.event_source), server
     )

@@ -84,11 +84,13 @@ class _Undecodable:
     reason: str
 
 
-class UndecodableRequests(grpc.aio.ServerInterceptor):  # type: ignore[misc] # grpc is untyped
-    """A request that does not decode is INVALID_ARGUMENT, for every service on the server.
+class RequestGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc] # grpc is untyped
+    """Caller faults on every service of the server, answered quietly and with the right code.
 
-    grpc answers a deserializer's DecodeError with UNKNOWN ("Unexpected <class ...>"). Here the deserializer
-    hands the method a stand-in instead, which the wrapped method refuses before it runs.
+    A request that does not decode is INVALID_ARGUMENT: grpc answers a deserializer's DecodeError with UNKNOWN
+    ("Unexpected <class ...>"); here the deserializer hands the method a stand-in instead, which the wrapped
+    method refuses before it runs. A method a servicer leaves unimplemented (grpc.health.v1's List) is
+    UNIMPLEMENTED without grpc's ERROR log and traceback, which any caller could repeat at will.
     """
 
     async def intercept_service(
@@ -132,7 +134,11 @@ def _refusing(behaviour: Callable[..., Any]) -> Callable[..., Any]:
 
     async def call(request: object, context: grpc.aio.ServicerContext) -> object:  # unary, or context.write
         await _refuse(request, context)
-        return await behaviour(request, context)
+        try:
+            return await behaviour(request, context)
+        except NotImplementedError:  # what a generated servicer base raises for a method not overridden
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "this method is not implemented")
+            raise  # not reached: abort raises
 
     return call
 

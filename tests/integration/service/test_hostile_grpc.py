@@ -3,6 +3,7 @@ field values. Whatever arrives, the answer is never INTERNAL or UNKNOWN, and its
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -216,3 +217,13 @@ async def test_undecodable_request_is_invalid_argument(
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await channel.unary_unary(method.path)(b"\x0a\x02\xff\xfe", timeout=10)
         assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, (method.path, info.value.details())
+
+
+async def test_unimplemented_methods_answer_quietly(
+    channel: grpc.aio.Channel, methods: list[Method], caplog: pytest.LogCaptureFixture
+) -> None:
+    health_list = next(m for m in methods if m.path == "/grpc.health.v1.Health/List")
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await channel.unary_unary(health_list.path)(b"", timeout=10)
+    assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]

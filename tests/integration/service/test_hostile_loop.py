@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from tests.support.hostile import LoopLag, loop_lag, wire_text
+from tests.support.hostile import LoopLag, loop_lag, raw_json_bodies, wire_text
 from userservice.v1 import user_service_pb2 as pb
 from userservice.v1 import user_service_pb2_grpc as pb_grpc
 
@@ -114,6 +114,16 @@ async def test_rest_queries_and_headers(
 ) -> None:
     async def call() -> None:
         async with http.get("/v1/users", params=query, headers={header: value}) as resp:
+            assert resp.status < 500, await resp.text()
+
+    await assert_no_stall(lag, call)
+
+
+@HOSTILE
+@given(body=raw_json_bodies)
+async def test_rest_json_bodies(lag: LoopLag, http: aiohttp.ClientSession, body: bytes) -> None:
+    async def call() -> None:
+        async with http.post("/v1/users", data=body, headers={"Content-Type": "application/json"}) as resp:
             assert resp.status < 500, await resp.text()
 
     await assert_no_stall(lag, call)
