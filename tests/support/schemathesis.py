@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from pathlib import Path
 
 from tests.support.service import RunningService
 
 BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 async def run_schemathesis(service: RunningService, report_dir: Path, *options: str) -> str:
@@ -27,6 +29,7 @@ async def run_schemathesis(service: RunningService, report_dir: Path, *options: 
         *options,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "SCHEMATHESIS_HOOKS": "tests.support.schemathesis_hooks"},
     )
     out, _ = await asyncio.wait_for(proc.communicate(), timeout=600)
     text = out.decode()

@@ -17,7 +17,7 @@ async def test_schema_violations_are_refused_with_problems(service: RunningServi
         "--mode",
         "negative",
         "--checks",
-        "not_a_server_error,negative_data_rejection,content_type_conformance",
+        "not_a_server_error,content_type_conformance,problem_json_on_client_errors",
         "--generation-allow-x00",
         "true",
         "--max-examples",

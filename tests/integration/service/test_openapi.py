@@ -29,7 +29,8 @@ async def test_schemathesis_finds_no_server_errors(service: RunningService, tmp_
         service,
         tmp_path,
         "--checks",
-        "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
+        "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,"
+        "problem_json_on_client_errors",
         "--max-examples",
         os.environ.get("SCHEMATHESIS_MAX_EXAMPLES", "40"),
     )
