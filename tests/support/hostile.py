@@ -61,6 +61,16 @@ hostile_json_values = st.recursive(
 )
 
 
+def salted(valid: str) -> st.SearchStrategy[str]:
+    """A valid value with hostile characters slipped in: what passes a loose check and reaches the database,
+    the password hasher or a uniqueness index."""
+    return st.builds(
+        lambda at, chars: valid[:at] + "".join(chars) + valid[at:],
+        st.integers(0, len(valid)),
+        st.lists(st.sampled_from(NASTY_CHARS), min_size=1, max_size=3),
+    )
+
+
 def json_text(value: object) -> bytes:
     """JSON as a client may write it: lone surrogates become \\ud800-style escapes (valid JSON text)."""
     return json.dumps(value, ensure_ascii=True).encode()

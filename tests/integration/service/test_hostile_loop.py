@@ -24,7 +24,10 @@ HOSTILE = settings(
 _TERMS = [
     'country = "GB"',
     'nickname = "ada"',
+    'email = "ada@example.com"',
     'created_at > "2024-01-01T00:00:00Z"',
+    'created_at >= "0001-01-01T00:00:00+01:00"',  # the ends of the calendar, moved by an offset
+    'created_at <= "9999-12-31T23:59:59-01:00"',
     "AND",
     '"',
     "\\",
@@ -33,7 +36,8 @@ _TERMS = [
 ]
 hostile_filters = st.one_of(
     wire_text,
-    st.lists(
+    st.lists(st.sampled_from(_TERMS[:6]), min_size=1, max_size=4).map(" AND ".join),  # well-formed
+    st.lists(  # broken: terms, long whitespace runs and noise run together
         st.one_of(
             st.sampled_from(_TERMS),
             st.sampled_from([1, 100, 5_000, 30_000, 60_000]).map(lambda n: " " * n),  # long runs, often

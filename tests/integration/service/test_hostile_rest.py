@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.support.hostile import hostile_json_values, json_text, raw_json_bodies
+from tests.support.hostile import hostile_json_values, json_text, raw_json_bodies, salted
 from tests.support.service import RunningService
 from tests.support.users import new_user
 from userservice.domain.fields import FIELDS_BY_NAME
@@ -48,20 +48,26 @@ async def user(http: aiohttp.ClientSession) -> dict[str, object]:
         return await resp.json()  # type: ignore[no-any-return]
 
 
+def hostile_field_values(field: str) -> st.SearchStrategy[object]:
+    return st.one_of(hostile_json_values, salted(str(new_user()[field])))
+
+
 @HOSTILE
-@given(field=FIELD_NAMES, value=hostile_json_values)
-async def test_create_with_one_hostile_field(http: aiohttp.ClientSession, field: str, value: object) -> None:
-    body = json_text({**new_user(), field: value})
+@given(data=st.data())
+async def test_create_with_one_hostile_field(http: aiohttp.ClientSession, data: st.DataObject) -> None:
+    field = data.draw(FIELD_NAMES)
+    body = json_text({**new_user(), field: data.draw(hostile_field_values(field))})
     async with http.post("/v1/users", data=body, headers={"Content-Type": "application/json"}) as resp:
         await assert_not_a_server_error(resp)
 
 
 @HOSTILE
-@given(field=FIELD_NAMES, value=hostile_json_values)
+@given(data=st.data())
 async def test_patch_with_one_hostile_field(
-    http: aiohttp.ClientSession, user: dict[str, object], field: str, value: object
+    http: aiohttp.ClientSession, user: dict[str, object], data: st.DataObject
 ) -> None:
-    body = json_text({field: value})
+    field = data.draw(FIELD_NAMES)
+    body = json_text({field: data.draw(hostile_field_values(field))})
     headers = {"Content-Type": "application/merge-patch+json"}
     async with http.patch(f"/v1/users/{user['id']}", data=body, headers=headers) as resp:
         await assert_not_a_server_error(resp)
