@@ -127,8 +127,12 @@ def _refusing(behaviour: Callable[..., Any]) -> Callable[..., Any]:
 
         async def stream(request: object, context: grpc.aio.ServicerContext) -> AsyncIterator[object]:
             await _refuse(request, context)
-            async for response in behaviour(request, context):
-                yield response
+            responses = behaviour(request, context)
+            try:
+                async for response in responses:
+                    yield response
+            finally:  # closing this stream closes the method's at once (its cleanup runs now, not at GC)
+                await responses.aclose()
 
         return stream
 
