@@ -78,8 +78,8 @@ class Metrics:
         )
         self.http_connections_closed = Counter(
             "userservice_http_connections_closed",
-            "REST connections the server closed: header_timeout (no complete request head in time), cap "
-            "(over HTTP_MAX_CONNECTIONS), malformed (not HTTP).",
+            "REST connections the server closed: header_timeout (no complete request head in time), "
+            "idle_timeout (kept alive without a request), cap (over HTTP_MAX_CONNECTIONS), malformed (not HTTP).",
             ["reason"],
             registry=r,
         )

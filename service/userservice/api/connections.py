@@ -70,6 +70,12 @@ class _Protocol(RequestHandler):
         super().connection_made(transport)
         self._arm()  # a connection that never sends a byte is closed too
 
+    def _process_keepalive(self) -> None:  # aiohttp's idle (keep-alive) deadline: counted when it closes
+        was_open = not self._force_close
+        super()._process_keepalive()
+        if was_open and self._force_close:
+            self._guard.metrics.http_connections_closed.labels("idle_timeout").inc()
+
     def data_received(self, data: bytes) -> None:
         heads = self._request_count
         super().data_received(data)

@@ -73,6 +73,7 @@ async def test_a_header_drip_is_cut_off(guarded: RunningService) -> None:
 
 
 async def test_an_idle_kept_alive_connection_is_closed_and_a_busy_one_is_not(guarded: RunningService) -> None:
+    before = await closed_count(guarded, "idle_timeout")
     reader, writer = await connect(guarded)
     for _ in range(3):  # requests closer together than either timeout keep it open
         writer.write(GET)
@@ -82,6 +83,7 @@ async def test_an_idle_kept_alive_connection_is_closed_and_a_busy_one_is_not(gua
     elapsed, data = await closed_after(reader)
     writer.close()
     assert data == b"" and elapsed < IDLE_TIMEOUT * 10
+    assert await closed_count(guarded, "idle_timeout") == before + 1
 
 
 async def test_connections_over_the_cap_get_503_and_are_closed(guarded: RunningService) -> None:
