@@ -19,7 +19,7 @@ from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
 from userservice.api import problem
-from userservice.domain.listing import excerpt
+from userservice.domain.errors import excerpt
 from userservice.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,8 @@ class _Protocol(RequestHandler):
         if status >= 500:  # a fault of ours: keep aiohttp's logging and answer
             return super().handle_error(request, status, exc, message)
         # The client's fault, and as frequent as it likes: one line without a traceback, like the access log.
-        reason = (message or "").strip().splitlines()[0] if message else "malformed request"
+        lines = (message or "").strip().splitlines()
+        reason = lines[0] if lines else "malformed request"
         self._guard.metrics.http_connections_closed.labels("malformed").inc()
         log.info("malformed HTTP request", extra={"status": status, "error": excerpt(reason)})
         if request.writer.output_size > 0:

@@ -26,11 +26,12 @@ from userservice.domain.errors import (
     InvalidArgument,
     NotFound,
     PreconditionFailed,
+    excerpt,
     invalid,
 )
 from userservice.domain.events import Cursor, StoredEvent
 from userservice.domain.fields import FIELDS_BY_NAME, READ_ONLY_FIELDS
-from userservice.domain.listing import excerpt, parse_filter
+from userservice.domain.listing import parse_filter
 from userservice.domain.model import User
 from userservice.events.feed import EventFeed
 from userservice.health import Health

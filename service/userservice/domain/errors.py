@@ -49,5 +49,14 @@ class CreatedUserDeleted(DomainError):
     answer (201 and a Location) would no longer be true."""
 
 
+ECHO_MAX = 40
+"""Longest piece of a caller's input quoted back in an error message."""
+
+
+def excerpt(text: str) -> str:
+    """A caller's text for an error message: quoted, and cut to ECHO_MAX characters."""
+    return repr(text) if len(text) <= ECHO_MAX else repr(text[:ECHO_MAX]) + f"… ({len(text)} characters)"
+
+
 def invalid(field: str, description: str) -> InvalidArgument:
     return InvalidArgument([FieldViolation(field, description)])

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
-from userservice.domain.errors import FieldViolation, InvalidArgument, invalid
+from userservice.domain.errors import FieldViolation, InvalidArgument, excerpt, invalid
 from userservice.domain.fields import check_country, check_email, check_nickname
 
 DEFAULT_PAGE_SIZE = 50
@@ -99,19 +99,12 @@ def filter_from_query(params: Mapping[str, str]) -> ListFilter:
 
 FILTER_MAX = 1024
 """Longest accepted gRPC filter, in characters: the longest sensible one (every field once) is ~250."""
-ECHO_MAX = 40
-"""Longest piece of a caller's input quoted back in an error message."""
 
 _OPERATORS = ("<=", ">=", "=", "<", ">")
 
 
 def _is_name_char(ch: str) -> bool:
     return ch == "_" or (ch.isascii() and ch.isalnum())
-
-
-def excerpt(text: str) -> str:
-    """A caller's text for an error message: quoted, and cut to ECHO_MAX characters."""
-    return repr(text) if len(text) <= ECHO_MAX else repr(text[:ECHO_MAX]) + f"… ({len(text)} characters)"
 
 
 class _Scanner:
