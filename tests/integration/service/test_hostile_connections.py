@@ -40,13 +40,35 @@ async def closed_after(reader: asyncio.StreamReader) -> tuple[float, bytes]:
     return time.monotonic() - started, data
 
 
-async def closed_count(service: RunningService, reason: str) -> float:
-    async with aiohttp.ClientSession() as http, http.get(f"{service.http}/metrics") as resp:
+async def metric(service: RunningService, sample: str) -> float | None:
+    """One sample from /metrics, read over a connection that closes with the response; None while the server
+    turns connections away (over its cap)."""
+    async with (
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http,
+        http.get(f"{service.http}/metrics") as resp,
+    ):
+        if resp.status == 503:
+            return None
         text = await resp.text()
-    prefix = f'userservice_http_connections_closed_total{{reason="{reason}"}} '
     return next(
-        (float(line.removeprefix(prefix)) for line in text.splitlines() if line.startswith(prefix)), 0.0
+        (float(line.removeprefix(sample)) for line in text.splitlines() if line.startswith(sample)), 0.0
     )
+
+
+async def closed_count(service: RunningService, reason: str) -> float:
+    count = await metric(service, f'userservice_http_connections_closed_total{{reason="{reason}"}} ')
+    assert count is not None
+    return count
+
+
+async def wait_until_no_connection_is_open(service: RunningService) -> None:
+    """Until the server has seen every earlier connection go (the one asking is the only one open)."""
+    for _ in range(100):
+        open_now = await metric(service, "userservice_http_connections_open ")
+        if open_now is not None and open_now <= 1:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("connections stay open")
 
 
 async def test_a_connection_that_sends_nothing_is_closed(guarded: RunningService) -> None:
@@ -88,6 +110,7 @@ async def test_an_idle_kept_alive_connection_is_closed_and_a_busy_one_is_not(gua
 
 async def test_connections_over_the_cap_get_503_and_are_closed(guarded: RunningService) -> None:
     before = await closed_count(guarded, "cap")
+    await wait_until_no_connection_is_open(guarded)
     held = [await connect(guarded) for _ in range(MAX_CONNECTIONS)]
     for reader, writer in held:  # each serves a request: they are open, not refused
         writer.write(GET)
@@ -99,8 +122,8 @@ async def test_connections_over_the_cap_get_503_and_are_closed(guarded: RunningS
     assert data.startswith(b"HTTP/1.1 503") and b"application/problem+json" in data
     for _, held_writer in held:
         held_writer.close()
-    await asyncio.sleep(0.1)
-    assert await closed_count(guarded, "cap") == before + 1
+    await wait_until_no_connection_is_open(guarded)
+    assert await closed_count(guarded, "cap") > before
     reader, writer = await connect(guarded)  # below the cap again
     writer.write(GET)
     assert (await reader.readuntil(b'{"status":"ok"}')).startswith(b"HTTP/1.1 200")
