@@ -54,8 +54,10 @@ ECHO_MAX = 40
 
 
 def excerpt(text: str) -> str:
-    """A caller's text for an error message: quoted, and cut to ECHO_MAX characters."""
-    return repr(text) if len(text) <= ECHO_MAX else repr(text[:ECHO_MAX]) + f"… ({len(text)} characters)"
+    """A caller's text for an error message: quoted (escapes show what is invisible) and cut to ECHO_MAX
+    characters of the quoted form, whose escapes may be ten times longer than the text."""
+    quoted = repr(text)
+    return quoted if len(quoted) <= ECHO_MAX else quoted[:ECHO_MAX] + f"… ({len(text)} characters)"
 
 
 def invalid(field: str, description: str) -> InvalidArgument:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from userservice.domain.errors import InvalidArgument
+from userservice.domain.errors import InvalidArgument, excerpt
 from userservice.domain.events import Cursor
 from userservice.domain.listing import (
     DEFAULT_PAGE_SIZE,
@@ -203,3 +203,8 @@ def test_overlong_page_tokens_are_refused_unread() -> None:
     token = tokens.encode(Position(T, uuid.uuid4()), ListFilter())
     with pytest.raises(InvalidArgument):
         tokens.decode(token + "A" * PageTokens.MAX_LENGTH, ListFilter())
+
+
+def test_excerpts_of_escaped_text_stay_short() -> None:
+    assert len(excerpt("\U0010ffff" * 100)) < 70
+    assert excerpt("GB") == "'GB'"
