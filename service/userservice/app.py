@@ -21,6 +21,7 @@ from grpc_reflection.v1alpha import reflection
 
 from userservice.api import grpc as grpc_api
 from userservice.api import http as http_api
+from userservice.api.connections import ConnectionLimits, GuardedRunner
 from userservice.config import Config
 from userservice.events.feed import EventFeed
 from userservice.health import Health
@@ -92,12 +93,15 @@ async def serve(
     await feed.start()
 
     app = http_api.build_app(core, feed, service_health, metrics, config.event_source, config.max_body_bytes)
-    runner = web.AppRunner(app, shutdown_timeout=config.shutdown_grace, access_log=None)
+    limits = ConnectionLimits(
+        config.http_header_timeout, config.http_idle_timeout, config.http_max_connections
+    )
+    runner = GuardedRunner(app, limits, metrics, shutdown_timeout=config.shutdown_grace, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, config.http_host, config.http_port)
     await site.start()
 
-    server = grpc.aio.server()
+    server = grpc.aio.server(interceptors=[grpc_api.RequestGuard()])
     pb_grpc.add_UserServiceServicer_to_server(  # type: ignore[no-untyped-call] # generated code is untyped
         grpc_api.UserServiceServicer(core, feed, metrics, config.event_source), server
     )

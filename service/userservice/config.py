@@ -7,6 +7,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
+from urllib.parse import urlsplit
 
 
 class ConfigError(ValueError):
@@ -49,6 +50,19 @@ SETTINGS: dict[str, Setting] = {
         "On SIGTERM: how long in-flight requests and streams may take to finish.",
     ),
     "max_body_bytes": Setting("MAX_BODY_BYTES", "65536", "Largest accepted request body (413 above)."),
+    "http_header_timeout": Setting(
+        "HTTP_HEADER_TIMEOUT_SECONDS",
+        "10",
+        "A REST connection must send a complete request head this soon after it opens or its next request begins.",
+    ),
+    "http_idle_timeout": Setting(
+        "HTTP_IDLE_TIMEOUT_SECONDS",
+        "75",
+        "A kept-alive REST connection with no request is closed after this long.",
+    ),
+    "http_max_connections": Setting(
+        "HTTP_MAX_CONNECTIONS", "1000", "Most open REST connections; one more is answered 503 and closed."
+    ),
     "idempotency_ttl": Setting(
         "IDEMPOTENCY_TTL_SECONDS", "86400", "How long an Idempotency-Key / request_id is remembered."
     ),
@@ -90,6 +104,21 @@ def _flag(text: str) -> bool:
     raise ValueError("expected true or false")
 
 
+def check_database_url(url: str) -> str | None:
+    """Why asyncpg could not use this DSN, or None. Checked at start-up: asyncpg itself reads the DSN only on
+    the first connection, so a typo would otherwise surface as a 500 on every request. Never echoes the URL,
+    which may hold a password."""
+    parts = urlsplit(url)
+    if parts.scheme not in {"postgres", "postgresql"}:
+        return "DATABASE_URL must be a postgresql:// URL"
+    for host in parts.netloc.rpartition("@")[2].split(","):  # asyncpg takes host:port,host:port,...
+        port = host.rpartition("]")[2] if host.startswith("[") else host
+        _, colon, digits = port.rpartition(":")
+        if colon and digits and not (digits.isascii() and digits.isdigit() and 0 < int(digits) < 65536):
+            return f"DATABASE_URL has port {digits[:20]!r}: a port is a number from 1 to 65535"
+    return None
+
+
 @dataclass(frozen=True)
 class Config:
     database_url: str
@@ -105,6 +134,9 @@ class Config:
     shutdown_delay: float
     shutdown_grace: float
     max_body_bytes: int
+    http_header_timeout: float
+    http_idle_timeout: float
+    http_max_connections: int
     idempotency_ttl: float
     event_retention: float
     event_poll_interval: float
@@ -134,6 +166,8 @@ class Config:
         values.update(overrides)
         if not values["database_url"]:
             errors.append("DATABASE_URL is not set (or run `make run` for a throwaway embedded PostgreSQL)")
+        elif problem := check_database_url(values["database_url"]):
+            errors.append(problem)
         if values["log_format"] not in {"json", "text"}:
             errors.append("LOG_FORMAT must be json or text")
         if errors:

@@ -5,10 +5,25 @@ from __future__ import annotations
 import contextvars
 import logging
 import sys
+import uuid
 
 from pythonjsonlogger.orjson import OrjsonFormatter
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
+REQUEST_ID_MAX = 128
+
+
+def accepted_request_id(offered: object) -> str:
+    """The caller's request id when it is a short printable ASCII string (it goes into every log line of the
+    request), else a fresh one."""
+    if (
+        isinstance(offered, str)
+        and 0 < len(offered) <= REQUEST_ID_MAX
+        and offered.isascii()
+        and offered.isprintable()
+    ):
+        return offered
+    return uuid.uuid4().hex
 
 
 class _RequestIdFilter(logging.Filter):

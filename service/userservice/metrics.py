@@ -92,6 +92,16 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.http_connections_open = Gauge(
+            "userservice_http_connections_open", "Open REST connections.", registry=r
+        )
+        self.http_connections_closed = Counter(
+            "userservice_http_connections_closed",
+            "REST connections the server closed: header_timeout (no complete request head in time), "
+            "idle_timeout (kept alive without a request), cap (over HTTP_MAX_CONNECTIONS), malformed (not HTTP).",
+            ["reason"],
+            registry=r,
+        )
         self.ready = Gauge("userservice_ready", "1 while the instance reports ready.", registry=r)
 
     def watch_pool(self, read: Callable[[], tuple[int, int, int]]) -> None:

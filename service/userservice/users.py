@@ -17,9 +17,15 @@ from uuid import UUID
 import asyncpg
 
 from userservice.domain import events
-from userservice.domain.errors import IdempotencyConflict, NotFound, PreconditionFailed, invalid
+from userservice.domain.errors import (
+    CreatedUserDeleted,
+    IdempotencyConflict,
+    NotFound,
+    PreconditionFailed,
+    invalid,
+)
 from userservice.domain.listing import ListFilter, PageTokens, Position, resolve_page_size
-from userservice.domain.model import NewUser, User, parse_etag
+from userservice.domain.model import NewUser, User, etag_matches
 from userservice.domain.validation import validate_changes, validate_new_user
 from userservice.events import outbox
 from userservice.metrics import Metrics
@@ -50,12 +56,11 @@ def _fingerprint(new: NewUser) -> str:
     return hashlib.sha256(json.dumps(new.profile(), sort_keys=True).encode()).hexdigest()
 
 
-def _expected_version(if_match: str | None, user: User) -> None:
-    """Checks an If-Match / etag precondition: absent or '*' always holds."""
-    if if_match is None or if_match.strip() in {"", "*"}:
+def _expected_version(if_match: str | None, user: User, field: str) -> None:
+    """Checks an If-Match / etag precondition: absent or '*' always holds; a malformed one is invalid."""
+    if if_match is None or not if_match.strip():
         return
-    versions = {parse_etag(tag) for tag in if_match.split(",")}
-    if user.version not in versions:
+    if not etag_matches(if_match, user.version, field):
         raise PreconditionFailed(f"the user changed since you read it: its current etag is {user.etag}")
 
 
@@ -111,6 +116,7 @@ class UserCore:
                     log.info("user created", extra={"user_id": str(user.id)})
                     return Created(user, replayed=False)
             stored = await idempotency.lookup(conn, idempotency_key)
+            exists = stored is not None and await store.get(conn, UUID(stored.response["id"])) is not None
         if stored is None:  # claimed by a request that has not finished: retrying later will replay it
             raise IdempotencyConflict(
                 "a request with this idempotency key is still in progress; retry shortly"
@@ -120,6 +126,11 @@ class UserCore:
         )
         if not same:
             raise IdempotencyConflict("this idempotency key was already used with a different request")
+        if not exists:
+            raise CreatedUserDeleted(
+                f"this request already created user {stored.response['id']}, which has since been deleted; "
+                "send a new idempotency key to create another"
+            )
         return Created(User.from_public(stored.response), replayed=True)
 
     async def get(self, user_id: str) -> User:
@@ -130,7 +141,9 @@ class UserCore:
             raise NotFound(f"user {user_id} does not exist")
         return user
 
-    async def update(self, user_id: str, body: Mapping[str, object], if_match: str | None = None) -> User:
+    async def update(
+        self, user_id: str, body: Mapping[str, object], if_match: str | None = None, etag_field: str = "etag"
+    ) -> User:
         uid = parse_user_id(user_id)
         changes = validate_changes(body)
         columns: dict[str, str] = {k: v for k, v in changes.values.items() if k != "password"}
@@ -140,7 +153,7 @@ class UserCore:
             current = await store.lock(conn, uid)
             if current is None:
                 raise NotFound(f"user {user_id} does not exist")
-            _expected_version(if_match, current)
+            _expected_version(if_match, current, etag_field)
             changed = changes.changed_against(current)
             if not changed:
                 return current
@@ -152,13 +165,13 @@ class UserCore:
         log.info("user updated", extra={"user_id": user_id, "fields": list(changed)})
         return updated
 
-    async def delete(self, user_id: str, if_match: str | None = None) -> None:
+    async def delete(self, user_id: str, if_match: str | None = None, etag_field: str = "etag") -> None:
         uid = parse_user_id(user_id)
         async with self._db.acquire() as conn, conn.transaction():
             current = await store.lock(conn, uid)
             if current is None:
                 raise NotFound(f"user {user_id} does not exist")
-            _expected_version(if_match, current)
+            _expected_version(if_match, current, etag_field)
             await store.delete(conn, uid)
             await self._append(conn, events.DELETED, current)
         self._metrics.user_changes.labels("deleted").inc()

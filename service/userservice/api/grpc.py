@@ -3,25 +3,30 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
-import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import grpc
 from google.protobuf import empty_pb2, timestamp_pb2
+from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from userservice import logs
 from userservice.domain.errors import (
     AlreadyExists,
+    CreatedUserDeleted,
     DomainError,
     IdempotencyConflict,
     InvalidArgument,
     NotFound,
     PreconditionFailed,
+    excerpt,
     invalid,
 )
 from userservice.domain.events import (
@@ -46,14 +51,16 @@ log = logging.getLogger(__name__)
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["UserService"].full_name
 ERROR_DOMAIN = "userservice.io"
+STATUS_MESSAGE_MAX = 1024  # a status message stays readable however much input a caller echoes into it
 
 # DomainError subclass -> (gRPC code, ErrorInfo reason)
-_CODES: dict[type[DomainError], tuple[grpc.StatusCode, str]] = {
+STATUS_CODES: dict[type[DomainError], tuple[grpc.StatusCode, str]] = {
     InvalidArgument: (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT"),
     NotFound: (grpc.StatusCode.NOT_FOUND, "USER_NOT_FOUND"),
     AlreadyExists: (grpc.StatusCode.ALREADY_EXISTS, "ALREADY_EXISTS"),
     PreconditionFailed: (grpc.StatusCode.ABORTED, "ETAG_MISMATCH"),
     IdempotencyConflict: (grpc.StatusCode.FAILED_PRECONDITION, "REQUEST_ID_REUSED"),
+    CreatedUserDeleted: (grpc.StatusCode.FAILED_PRECONDITION, "CREATED_USER_DELETED"),
     CursorExpired: (grpc.StatusCode.OUT_OF_RANGE, "CURSOR_EXPIRED"),
     TooManyWatchers: (grpc.StatusCode.RESOURCE_EXHAUSTED, "TOO_MANY_WATCHERS"),
     WatcherTooSlow: (grpc.StatusCode.RESOURCE_EXHAUSTED, "WATCHER_TOO_SLOW"),
@@ -61,7 +68,7 @@ _CODES: dict[type[DomainError], tuple[grpc.StatusCode, str]] = {
 
 
 def _status(exc: DomainError) -> status_pb2.Status:
-    code, reason = _CODES[type(exc)]
+    code, reason = STATUS_CODES[type(exc)]
     status = status_pb2.Status(code=code.value[0], message=exc.message)
     if isinstance(exc, InvalidArgument):
         violations = [
@@ -77,7 +84,79 @@ def _status(exc: DomainError) -> status_pb2.Status:
         status.details.add().Pack(
             error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN, metadata=metadata)
         )
+    if len(status.message) > STATUS_MESSAGE_MAX:
+        status.message = status.message[: STATUS_MESSAGE_MAX - 1] + "…"
     return status
+
+
+@dataclass(frozen=True)
+class _Undecodable:
+    """Stands in for a request whose bytes are not the method's message."""
+
+    reason: str
+
+
+class RequestGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc] # grpc is untyped
+    """Caller faults on every service of the server, answered quietly and with the right code.
+
+    A request that does not decode is INVALID_ARGUMENT: grpc answers a deserializer's DecodeError with UNKNOWN
+    ("Unexpected <class ...>"); here the deserializer hands the method a stand-in instead, which the wrapped
+    method refuses before it runs. A method a servicer leaves unimplemented (grpc.health.v1's List) is
+    UNIMPLEMENTED without grpc's ERROR log and traceback, which any caller could repeat at will.
+    """
+
+    async def intercept_service(
+        self, continuation: Callable[[Any], Awaitable[Any]], details: grpc.HandlerCallDetails
+    ) -> Any:
+        handler = await continuation(details)
+        if handler is None or handler.request_streaming or handler.request_deserializer is None:
+            return handler
+        decode = handler.request_deserializer
+
+        def deserialize(raw: bytes) -> object:
+            try:
+                return decode(raw)
+            except DecodeError as exc:
+                return _Undecodable(str(exc))
+
+        if handler.response_streaming:
+            return handler._replace(
+                request_deserializer=deserialize, unary_stream=_refusing(handler.unary_stream)
+            )
+        return handler._replace(request_deserializer=deserialize, unary_unary=_refusing(handler.unary_unary))
+
+
+async def _refuse(request: object, context: grpc.aio.ServicerContext) -> None:
+    if isinstance(request, _Undecodable):
+        await context.abort(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"the request message does not decode: {excerpt(request.reason)}",
+        )
+
+
+def _refusing(behaviour: Callable[..., Any]) -> Callable[..., Any]:
+    if inspect.isasyncgenfunction(behaviour):  # a stream that yields its responses
+
+        async def stream(request: object, context: grpc.aio.ServicerContext) -> AsyncIterator[object]:
+            await _refuse(request, context)
+            responses = behaviour(request, context)
+            try:
+                async for response in responses:
+                    yield response
+            finally:  # closing this stream closes the method's at once (its cleanup runs now, not at GC)
+                await responses.aclose()
+
+        return stream
+
+    async def call(request: object, context: grpc.aio.ServicerContext) -> object:  # unary, or context.write
+        await _refuse(request, context)
+        try:
+            return await behaviour(request, context)
+        except NotImplementedError:  # what a generated servicer base raises for a method not overridden
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "this method is not implemented")
+            raise  # not reached: abort raises
+
+    return call
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -146,8 +225,8 @@ class _Call:
         self._method, self._context, self._metrics = method, context, metrics
 
     async def __aenter__(self) -> None:
-        rid = dict(self._context.invocation_metadata() or ()).get("x-request-id") or uuid.uuid4().hex
-        self._token = logs.request_id.set(str(rid))
+        rid = logs.accepted_request_id(dict(self._context.invocation_metadata() or ()).get("x-request-id"))
+        self._token = logs.request_id.set(rid)
         self._started = time.perf_counter()
 
     async def __aexit__(
@@ -157,7 +236,7 @@ class _Call:
         try:
             if isinstance(exc, DomainError):
                 status = _status(exc)
-                code = _CODES[type(exc)][0]
+                code = STATUS_CODES[type(exc)][0]
                 await self._context.abort_with_status(rpc_status.to_status(status))
             elif isinstance(exc, asyncio.CancelledError):
                 code = grpc.StatusCode.CANCELLED
@@ -200,7 +279,8 @@ class UserServiceServicer(pb_grpc.UserServiceServicer):
             unknown = [p for p in paths if p not in FIELDS_BY_NAME and p not in READ_ONLY_FIELDS]
             if unknown:
                 raise invalid(
-                    "update_mask", f"unknown field {unknown[0]!r}; updatable: {', '.join(FIELDS_BY_NAME)}"
+                    "update_mask",
+                    f"unknown field {excerpt(unknown[0])}; updatable: {', '.join(FIELDS_BY_NAME)}",
                 )
             if not paths:
                 paths = [name for name in FIELDS_BY_NAME if getattr(request.user, name)]
@@ -208,7 +288,9 @@ class UserServiceServicer(pb_grpc.UserServiceServicer):
             for name in paths:  # a masked field left empty means "set it to empty": let validation refuse it
                 if name in FIELDS_BY_NAME:
                     body.setdefault(name, getattr(request.user, name))
-            user = await self._core.update(request.user.id, body, request.user.etag or None)
+            user = await self._core.update(
+                request.user.id, body, request.user.etag or None, etag_field="user.etag"
+            )
             return to_proto(user)
 
     async def DeleteUser(

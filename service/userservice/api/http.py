@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -18,6 +17,7 @@ from userservice.api import openapi, problem
 from userservice.domain.errors import DomainError, invalid
 from userservice.domain.events import Cursor
 from userservice.domain.listing import filter_from_query
+from userservice.domain.model import etag_matches
 from userservice.events.feed import EventFeed
 from userservice.health import Health
 from userservice.metrics import Metrics
@@ -66,9 +66,7 @@ def _problem_for(exc: Exception) -> web.Response:
 @web.middleware
 async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Request id, access log and metrics for every request; converts every error to problem+json."""
-    rid = request.headers.get("X-Request-ID", "")
-    if not (0 < len(rid) <= 128 and rid.isascii() and rid.isprintable()):
-        rid = uuid.uuid4().hex
+    rid = logs.accepted_request_id(request.headers.get("X-Request-ID"))
     token = logs.request_id.set(rid)
     started = time.perf_counter()
     response: web.StreamResponse
@@ -109,10 +107,13 @@ async def _json_body(request: web.Request, allowed_types: frozenset[str]) -> dic
         )
     raw = await request.read()  # raises 413 past client_max_size
     try:
-        body = json.loads(raw.decode("utf-8"))  # decode first: json.loads(bytes) would also accept UTF-16/32
+        text = raw.decode("utf-8")
+        # orjson, not json: strict RFC 8259 (no NaN, no lone surrogates), a nesting limit instead of a
+        # RecursionError, and no int-digit limit to trip over (huge numbers are refused as numbers).
+        body = orjson.loads(text)
     except UnicodeDecodeError:
         raise invalid("body", "must be UTF-8 encoded JSON") from None
-    except json.JSONDecodeError as exc:
+    except orjson.JSONDecodeError as exc:
         raise invalid(
             "body", f"is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         ) from None
@@ -142,19 +143,24 @@ async def create_user(request: web.Request) -> web.Response:
 
 async def get_user(request: web.Request) -> web.Response:
     user = await request.app[CORE].get(request.match_info["id"])
-    if request.headers.get("If-None-Match", "").strip() in {user.etag, f"W/{user.etag}", "*"}:
+    if_none_match = request.headers.get("If-None-Match", "")
+    if if_none_match.strip() and etag_matches(if_none_match, user.version, "If-None-Match"):
         return web.Response(status=304, headers={"ETag": user.etag})
     return _user_response(user.public())
 
 
 async def patch_user(request: web.Request) -> web.Response:
     body = await _json_body(request, MERGE_PATCH_TYPES)
-    user = await request.app[CORE].update(request.match_info["id"], body, request.headers.get("If-Match"))
+    user = await request.app[CORE].update(
+        request.match_info["id"], body, request.headers.get("If-Match"), etag_field="If-Match"
+    )
     return _user_response(user.public())
 
 
 async def delete_user(request: web.Request) -> web.Response:
-    await request.app[CORE].delete(request.match_info["id"], request.headers.get("If-Match"))
+    await request.app[CORE].delete(
+        request.match_info["id"], request.headers.get("If-Match"), etag_field="If-Match"
+    )
     return web.Response(status=204)
 
 

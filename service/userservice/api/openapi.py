@@ -37,7 +37,8 @@ _IF_MATCH = {
     "in": "header",
     "required": False,
     "schema": {"type": "string"},
-    "description": "An ETag from an earlier response; the request fails with 412 if the user changed since.",
+    "description": "An ETag from an earlier response (or * or a list of them); the request fails with 412 if "
+    "the user changed since, 400 if the value is not an entity-tag list.",
 }
 # How a created user's id feeds the other operations (used by clients and by schemathesis' stateful phase).
 _USER_LINKS = {
@@ -147,7 +148,8 @@ def _paths() -> dict[str, Any]:
                         "required": False,
                         "schema": {"type": "string", "minLength": 1, "maxLength": 255},
                         "description": "Retrying with the same key and body returns the first response; "
-                        "with a different body, 422.",
+                        "with a different body, 422; once the user it created is deleted, 409 "
+                        "(created-user-deleted).",
                     }
                 ],
                 "requestBody": {
@@ -164,7 +166,10 @@ def _paths() -> dict[str, Any]:
                         "links": _USER_LINKS,
                     },
                     "400": _COMMON_ERRORS["400"],
-                    "409": _problem("The nickname or email is taken."),
+                    "409": _problem(
+                        "The nickname or email is taken (already-exists), or this Idempotency-Key's user was "
+                        "deleted since (created-user-deleted)."
+                    ),
                     "413": _problem("Body too large."),
                     "415": _problem("Content-Type is not application/json."),
                     "422": _problem("Idempotency-Key reused with a different body."),
@@ -209,7 +214,14 @@ def _paths() -> dict[str, Any]:
                 "operationId": "getUser",
                 "summary": "Get a user",
                 "parameters": [
-                    {"name": "If-None-Match", "in": "header", "required": False, "schema": {"type": "string"}}
+                    {
+                        "name": "If-None-Match",
+                        "in": "header",
+                        "required": False,
+                        "schema": {"type": "string"},
+                        "description": "* or a list of ETags: 304 when one is the user's current ETag; 400 when "
+                        "it is not an entity-tag list.",
+                    }
                 ],
                 "responses": {
                     "200": _user_response("The user."),

@@ -9,6 +9,7 @@ from aiohttp import web
 from userservice import jsoncodec
 from userservice.domain.errors import (
     AlreadyExists,
+    CreatedUserDeleted,
     DomainError,
     IdempotencyConflict,
     InvalidArgument,
@@ -21,12 +22,13 @@ PROBLEM_JSON = "application/problem+json"
 TYPE_BASE = "https://userservice.io/problems/"
 
 # DomainError subclass -> (HTTP status, problem type slug, title)
-_DOMAIN: dict[type[DomainError], tuple[int, str, str]] = {
+PROBLEMS: dict[type[DomainError], tuple[int, str, str]] = {
     InvalidArgument: (400, "invalid-argument", "Invalid request"),
     NotFound: (404, "not-found", "Not found"),
     AlreadyExists: (409, "already-exists", "Already exists"),
     PreconditionFailed: (412, "precondition-failed", "Precondition failed"),
     IdempotencyConflict: (422, "idempotency-key-reused", "Idempotency key reused"),
+    CreatedUserDeleted: (409, "created-user-deleted", "Created user deleted"),
     CursorExpired: (410, "cursor-expired", "Cursor expired"),
     TooManyWatchers: (503, "too-many-watchers", "Too many watchers"),
     WatcherTooSlow: (503, "watcher-too-slow", "Watcher too slow"),
@@ -67,7 +69,7 @@ def internal() -> web.Response:
 
 
 def from_domain(exc: DomainError) -> web.Response:
-    status, slug, title = _DOMAIN[type(exc)]
+    status, slug, title = PROBLEMS[type(exc)]
     errors: list[Mapping[str, str]] | None = None
     if isinstance(exc, InvalidArgument):
         errors = [{"field": v.field, "message": v.description} for v in exc.violations]

@@ -44,5 +44,21 @@ class IdempotencyConflict(DomainError):
     """An idempotency key was reused with a different request."""
 
 
+class CreatedUserDeleted(DomainError):
+    """An idempotent create was replayed, but the user it created has been deleted since: the original
+    answer (201 and a Location) would no longer be true."""
+
+
+ECHO_MAX = 40
+"""Longest piece of a caller's input quoted back in an error message."""
+
+
+def excerpt(text: str) -> str:
+    """A caller's text for an error message: quoted (escapes show what is invisible) and cut to ECHO_MAX
+    characters of the quoted form, whose escapes may be ten times longer than the text."""
+    quoted = repr(text)
+    return quoted if len(quoted) <= ECHO_MAX else quoted[:ECHO_MAX] + f"… ({len(text)} characters)"
+
+
 def invalid(field: str, description: str) -> InvalidArgument:
     return InvalidArgument([FieldViolation(field, description)])

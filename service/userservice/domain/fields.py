@@ -11,6 +11,9 @@ import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import email_validator
+import precis_i18n
+
 from userservice.domain.countries import COMMON_MISTAKES, ISO_3166_ALPHA2
 
 NAME_MAX = 100
@@ -20,39 +23,46 @@ EMAIL_LOCAL_MAX = 64
 PASSWORD_MIN, PASSWORD_MAX = 12, 128
 
 NICKNAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-# Deliberately simple: one '@', a dotted domain, no spaces or control characters. Deliverability is the
-# mail system's job; this rejects what is certainly not an address.
-EMAIL_RE = re.compile(
-    r"[^@\s\x00-\x1f\x7f]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+"
-)
+# Nicknames are enforced by the PRECIS UsernameCasePreserved profile (RFC 8265: width mapping, NFC, no
+# spaces, controls or default-ignorables), then held to the ASCII set above, so that one canonical string
+# names one user and look-alikes (a Kelvin sign for K, a fullwidth letter) become, or are refused as, the letter.
+_USERNAME = precis_i18n.get_profile("UsernameCasePreserved")
+# Never in any text field: controls (Cc), format characters (Cf: zero-width, bidi overrides), surrogates (Cs),
+# private use (Co), unassigned (Cn), line and paragraph separators (Zl, Zp).
+_FORBIDDEN = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 
 
-def _text(value: object) -> str:
+def _text(value: object, longest: int) -> str:
+    """The string, refused when it is not one, is far too long to be a value, or holds a forbidden character."""
     if not isinstance(value, str):
         raise ValueError("must be a string")
+    if len(value) > 4 * longest:  # plainly too long: refuse before normalising it
+        raise ValueError(f"must be at most {longest} characters")
+    for ch in value:
+        if unicodedata.category(ch) in _FORBIDDEN:
+            raise ValueError(
+                f"must not contain control, format, separator, surrogate or unassigned characters (U+{ord(ch):04X})"
+            )
     return value
 
 
-def _no_controls(value: str) -> None:
-    if any(unicodedata.category(ch) in {"Cc", "Cf", "Cs", "Co", "Cn"} for ch in value):
-        raise ValueError("must not contain control, format or unassigned characters")
-
-
 def check_name(value: object) -> str:
-    text = unicodedata.normalize("NFC", _text(value)).strip()
+    text = unicodedata.normalize("NFC", _text(value, NAME_MAX)).strip()
     if not text:
         raise ValueError("must not be empty")
     if len(text) > NAME_MAX:
         raise ValueError(f"must be at most {NAME_MAX} characters")
-    _no_controls(text)
     if not any(ch.isalpha() for ch in text):
         raise ValueError("must contain at least one letter")
     return text
 
 
 def check_nickname(value: object) -> str:
-    text = _text(value)
-    if not NICKNAME_MIN <= len(text) <= NICKNAME_MAX:
+    try:
+        text = _USERNAME.enforce(_text(value, NICKNAME_MAX))
+    except UnicodeError:
+        text = ""  # refused by the profile: the character rule below explains what is allowed
+    if text and not NICKNAME_MIN <= len(text) <= NICKNAME_MAX:
         raise ValueError(f"must be {NICKNAME_MIN} to {NICKNAME_MAX} characters")
     if not NICKNAME_RE.fullmatch(text):
         raise ValueError(
@@ -62,30 +72,36 @@ def check_nickname(value: object) -> str:
 
 
 def check_email(value: object) -> str:
-    text = _text(value).strip()
+    """The address in canonical form (email-validator: NFC, IDNA domain in lower case); unique by lower()."""
+    text = _text(value, EMAIL_MAX).strip()
     if len(text) > EMAIL_MAX:
         raise ValueError(f"must be at most {EMAIL_MAX} characters")
-    if not EMAIL_RE.fullmatch(text) or len(text.split("@", 1)[0]) > EMAIL_LOCAL_MAX:
-        raise ValueError("must be an email address such as name@example.com")
-    return text
+    try:
+        address = email_validator.validate_email(text, check_deliverability=False)
+    except email_validator.EmailNotValidError:
+        raise ValueError("must be an email address such as name@example.com") from None
+    canonical: str = address.normalized
+    if len(canonical) > EMAIL_MAX or len(address.local_part) > EMAIL_LOCAL_MAX:
+        raise ValueError(f"must be at most {EMAIL_MAX} characters (local part at most {EMAIL_LOCAL_MAX})")
+    return canonical
 
 
 def check_country(value: object) -> str:
-    text = _text(value).strip().upper()
-    if text in ISO_3166_ALPHA2:
-        return text
-    hint = f" (did you mean {COMMON_MISTAKES[text]}?)" if text in COMMON_MISTAKES else ""
+    text = _text(value, 2).strip()
+    # ASCII only: str.upper() would turn a dotless i or a long s into I or S.
+    code = text.upper() if text.isascii() else ""
+    if code in ISO_3166_ALPHA2:
+        return code
+    hint = f" (did you mean {COMMON_MISTAKES[code]}?)" if code in COMMON_MISTAKES else ""
     raise ValueError(f"must be an ISO 3166-1 alpha-2 country code such as GB or US{hint}")
 
 
 def check_password(value: object) -> str:
-    text = _text(value)
+    text = _text(value, PASSWORD_MAX)
     if not PASSWORD_MIN <= len(text) <= PASSWORD_MAX:
         raise ValueError(f"must be {PASSWORD_MIN} to {PASSWORD_MAX} characters")
     if not text.strip():
         raise ValueError("must not be only whitespace")
-    if "\x00" in text:
-        raise ValueError("must not contain NUL characters")
     return text
 
 

@@ -12,13 +12,12 @@ import binascii
 import hashlib
 import hmac
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
-from userservice.domain.errors import FieldViolation, InvalidArgument, invalid
+from userservice.domain.errors import FieldViolation, InvalidArgument, excerpt, invalid
 from userservice.domain.fields import check_country, check_email, check_nickname
 
 DEFAULT_PAGE_SIZE = 50
@@ -47,14 +46,26 @@ class Position:
     id: UUID
 
 
+# A day inside the calendar's ends: a bound there, moved by its offset or by one microsecond, stays a datetime.
+_EARLIEST = datetime.min.replace(tzinfo=UTC) + timedelta(days=1)
+_LATEST = datetime.max.replace(tzinfo=UTC) - timedelta(days=1)
+
+
 def parse_timestamp(field: str, value: str) -> datetime:
+    """An RFC 3339 timestamp with an offset, as UTC."""
     try:
         parsed = datetime.fromisoformat(value.strip())
     except ValueError:
         raise invalid(field, "must be an RFC 3339 timestamp such as 2024-01-31T12:00:00Z") from None
     if parsed.tzinfo is None:
         raise invalid(field, "must include a time zone offset, e.g. Z or +01:00")
-    return parsed
+    try:
+        utc = parsed.astimezone(UTC)
+    except OverflowError:
+        utc = _EARLIEST - _RESOLUTION  # refused just below
+    if not _EARLIEST <= utc <= _LATEST:
+        raise invalid(field, "must be between 0001-01-02 and 9999-12-30 (UTC)")
+    return utc
 
 
 _EQUALITY_CHECKS = {"country": check_country, "nickname": check_nickname, "email": check_email}
@@ -86,20 +97,87 @@ def filter_from_query(params: Mapping[str, str]) -> ListFilter:
     return ListFilter(**values)  # type: ignore[arg-type]
 
 
-_TERM = re.compile(r'\s*(\w+)\s*(<=|>=|=|<|>)\s*"((?:[^"\\]|\\.)*)"\s*')
+FILTER_MAX = 1024
+"""Longest accepted gRPC filter, in characters: the longest sensible one (every field once) is ~250."""
+
+_OPERATORS = ("<=", ">=", "=", "<", ">")
+
+
+def _is_name_char(ch: str) -> bool:
+    return ch == "_" or (ch.isascii() and ch.isalnum())
+
+
+class _Scanner:
+    """A single left-to-right pass over the filter: every character is looked at a bounded number of times,
+    so parsing is linear in the (capped) length, whatever the input."""
+
+    def __init__(self, text: str) -> None:
+        self.text, self.at = text, 0
+
+    def skip_space(self) -> None:
+        while self.at < len(self.text) and self.text[self.at].isspace():
+            self.at += 1
+
+    def done(self) -> bool:
+        self.skip_space()
+        return self.at >= len(self.text)
+
+    def fail(self, expected: str) -> InvalidArgument:
+        rest = self.text[self.at :]
+        found = f"found {excerpt(rest)}" if rest else "found the end of the filter"
+        return invalid("filter", f"expected {expected} at character {self.at + 1}, {found}")
+
+    def word(self, expected: str) -> str:
+        self.skip_space()
+        start = self.at
+        while self.at < len(self.text) and _is_name_char(self.text[self.at]):
+            self.at += 1
+        if self.at == start:
+            raise self.fail(expected)
+        return self.text[start : self.at]
+
+    def operator(self) -> str:
+        self.skip_space()
+        for op in _OPERATORS:
+            if self.text.startswith(op, self.at):
+                self.at += len(op)
+                return op
+        raise self.fail("one of =, <, <=, >, >=")
+
+    def string(self) -> str:
+        self.skip_space()
+        if not self.text.startswith('"', self.at):
+            raise self.fail('a quoted value such as "GB"')
+        out: list[str] = []
+        i = self.at + 1
+        while i < len(self.text):
+            ch = self.text[i]
+            if ch == '"':
+                self.at = i + 1
+                return "".join(out)
+            if ch == "\\" and i + 1 < len(self.text):
+                i += 1
+                ch = self.text[i]
+            out.append(ch)
+            i += 1
+        raise self.fail("a closing quote")
 
 
 def parse_filter(expression: str) -> ListFilter:
     """gRPC: the AIP-160 subset `field op "value"` joined by AND, e.g. `country = "GB" AND created_at > "…"`."""
-    if not expression.strip():
-        return ListFilter()
+    if len(expression) > FILTER_MAX:
+        raise invalid("filter", f"must be at most {FILTER_MAX} characters, not {len(expression)}")
+    scanner = _Scanner(expression)
     values: dict[str, object] = {}
     violations: list[FieldViolation] = []
-    for term in re.split(r"\s+AND\s+", expression.strip()):
-        match = _TERM.fullmatch(term)
-        if match is None:
-            raise invalid("filter", f'cannot parse {term.strip()!r}: expected field op "value" joined by AND')
-        name, op, value = match.group(1), match.group(2), match.group(3).replace('\\"', '"')
+    terms = 0
+    while not scanner.done():
+        terms += 1
+        if terms > 1 and scanner.word("AND") != "AND":
+            raise invalid("filter", "terms must be joined by AND (OR and NOT are not supported)")
+        name = scanner.word("a field name")
+        op = scanner.operator()
+        value = scanner.string()
         if name in _EQUALITY_CHECKS:
             if op != "=":
                 raise invalid("filter", f"{name} supports only =")
@@ -113,7 +191,9 @@ def parse_filter(expression: str) -> ListFilter:
             else:
                 values["created_before"] = at + _RESOLUTION if op == "<=" else at
         else:
-            raise invalid("filter", f"unknown field {name!r}: use country, nickname, email or created_at")
+            raise invalid(
+                "filter", f"unknown field {excerpt(name)}: use country, nickname, email or created_at"
+            )
     if violations:
         raise InvalidArgument([FieldViolation("filter", f"{v.field} {v.description}") for v in violations])
     return ListFilter(**values)  # type: ignore[arg-type]
@@ -139,6 +219,7 @@ class PageTokens:
     """Signs and checks page tokens with a secret shared by every replica."""
 
     _MAC_BYTES = 16
+    MAX_LENGTH = 512  # ours are ~150 characters; anything much longer is refused before it is decoded
 
     def __init__(self, secret: bytes) -> None:
         self._secret = secret
@@ -155,6 +236,8 @@ class PageTokens:
 
     def decode(self, token: str, list_filter: ListFilter, field: str = "page_token") -> Position:
         try:
+            if len(token) > self.MAX_LENGTH:
+                raise ValueError("too long")
             body, mac = token.split(".")
             payload = _b64decode(body)
             valid = hmac.compare_digest(self._mac(payload), _b64decode(mac))

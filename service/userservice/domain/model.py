@@ -8,7 +8,9 @@ from datetime import datetime
 from typing import Any, NamedTuple
 from uuid import UUID
 
-_ETAG = re.compile(r'(?:W/)?"v([0-9]{1,19})"')
+from userservice.domain.errors import invalid
+
+_OUR_TAG = re.compile(r"v([0-9]{1,19})")
 
 
 class User(NamedTuple):
@@ -104,5 +106,55 @@ def etag_for(version: int) -> str:
 
 def parse_etag(value: str) -> int | None:
     """The version an etag names, or None when it is not one of ours (weak or strong form)."""
-    match = _ETAG.fullmatch(value.strip())
+    tags = _entity_tags(value.strip())
+    if tags is None or len(tags) != 1:
+        return None
+    match = _OUR_TAG.fullmatch(tags[0])
     return int(match.group(1)) if match else None
+
+
+def _entity_tags(text: str) -> list[str] | None:
+    """The opaque parts of an RFC 9110 entity-tag list (`"a", W/"b"`), or None when it is not one.
+
+    A scanner, not a regex over the list: an entity-tag may itself hold commas, and the input is a caller's.
+    """
+    tags: list[str] = []
+    at, end = 0, len(text)
+    while at < end:
+        if text[at] in " \t,":  # optional whitespace and (possibly empty) list separators
+            at += 1
+            continue
+        if text.startswith("W/", at):
+            at += 2
+        if at >= end or text[at] != '"':
+            return None
+        close = text.find('"', at + 1)
+        if close < 0:
+            return None
+        opaque = text[at + 1 : close]
+        if not all(ch == "!" or "#" <= ch <= "~" or ch >= "\x80" for ch in opaque):
+            return None
+        tags.append(opaque)
+        at = close + 1
+        while at < end and text[at] in " \t":
+            at += 1
+        if at < end and text[at] != ",":  # two tags need a comma between them
+            return None
+    return tags or None
+
+
+def etag_versions(header: str, field: str) -> frozenset[int] | None:
+    """The versions an If-Match / If-None-Match value (or a gRPC etag) names: None for `*` (any version).
+    Well-formed tags that are not ours name no version; anything that is not an entity-tag list is refused."""
+    text = header.strip()
+    if text == "*":
+        return None
+    tags = _entity_tags(text)
+    if tags is None:
+        raise invalid(field, 'must be * or a list of entity tags such as "v3" (from an ETag)')
+    return frozenset(int(m.group(1)) for tag in tags if (m := _OUR_TAG.fullmatch(tag)))
+
+
+def etag_matches(header: str, version: int, field: str) -> bool:
+    versions = etag_versions(header, field)
+    return versions is None or version in versions

@@ -29,9 +29,15 @@ if _version_not_supported:
 class UserServiceStub:
     """Manages users. Every change is also published as an event (see WatchUserEvents).
 
-    Errors carry a google.rpc.Status with details: INVALID_ARGUMENT with google.rpc.BadRequest field
-    violations, NOT_FOUND, ALREADY_EXISTS (nickname or email taken), FAILED_PRECONDITION (stale etag),
-    ABORTED (request_id reused with a different request).
+    Errors carry a google.rpc.Status with details:
+    - INVALID_ARGUMENT with google.rpc.BadRequest field violations (also for a malformed etag, and for a
+    request message that does not decode);
+    - NOT_FOUND with google.rpc.ErrorInfo reason USER_NOT_FOUND;
+    - ALREADY_EXISTS (nickname or email taken);
+    - ABORTED with google.rpc.ErrorInfo reason ETAG_MISMATCH: a stale etag; read the user again and retry
+    (AIP-154);
+    - FAILED_PRECONDITION with google.rpc.ErrorInfo reason REQUEST_ID_REUSED (request_id reused with a
+    different request) or CREATED_USER_DELETED (request_id replayed after the user it created was deleted).
     """
 
     def __init__(self, channel):
@@ -75,9 +81,15 @@ class UserServiceStub:
 class UserServiceServicer:
     """Manages users. Every change is also published as an event (see WatchUserEvents).
 
-    Errors carry a google.rpc.Status with details: INVALID_ARGUMENT with google.rpc.BadRequest field
-    violations, NOT_FOUND, ALREADY_EXISTS (nickname or email taken), FAILED_PRECONDITION (stale etag),
-    ABORTED (request_id reused with a different request).
+    Errors carry a google.rpc.Status with details:
+    - INVALID_ARGUMENT with google.rpc.BadRequest field violations (also for a malformed etag, and for a
+    request message that does not decode);
+    - NOT_FOUND with google.rpc.ErrorInfo reason USER_NOT_FOUND;
+    - ALREADY_EXISTS (nickname or email taken);
+    - ABORTED with google.rpc.ErrorInfo reason ETAG_MISMATCH: a stale etag; read the user again and retry
+    (AIP-154);
+    - FAILED_PRECONDITION with google.rpc.ErrorInfo reason REQUEST_ID_REUSED (request_id reused with a
+    different request) or CREATED_USER_DELETED (request_id replayed after the user it created was deleted).
     """
 
     def CreateUser(self, request, context):
@@ -170,9 +182,15 @@ def add_UserServiceServicer_to_server(servicer, server):
 class UserService:
     """Manages users. Every change is also published as an event (see WatchUserEvents).
 
-    Errors carry a google.rpc.Status with details: INVALID_ARGUMENT with google.rpc.BadRequest field
-    violations, NOT_FOUND, ALREADY_EXISTS (nickname or email taken), FAILED_PRECONDITION (stale etag),
-    ABORTED (request_id reused with a different request).
+    Errors carry a google.rpc.Status with details:
+    - INVALID_ARGUMENT with google.rpc.BadRequest field violations (also for a malformed etag, and for a
+    request message that does not decode);
+    - NOT_FOUND with google.rpc.ErrorInfo reason USER_NOT_FOUND;
+    - ALREADY_EXISTS (nickname or email taken);
+    - ABORTED with google.rpc.ErrorInfo reason ETAG_MISMATCH: a stale etag; read the user again and retry
+    (AIP-154);
+    - FAILED_PRECONDITION with google.rpc.ErrorInfo reason REQUEST_ID_REUSED (request_id reused with a
+    different request) or CREATED_USER_DELETED (request_id replayed after the user it created was deleted).
     """
 
     @staticmethod

@@ -181,6 +181,25 @@ async def test_logs_are_json_with_request_id_and_never_a_password(database: str)
     assert secret not in json.dumps(replica.logs)
 
 
+async def test_grpc_request_ids_are_held_to_the_rest_rule(database: str) -> None:
+    replica = ServiceProcess(database).start()
+    try:
+        async with grpc.aio.insecure_channel(replica.grpc) as channel:
+            stub = pb_grpc.UserServiceStub(channel)
+            for rid in ("trace-me-2", "r" * 5000):
+                await stub.CreateUser(
+                    pb.CreateUserRequest(user=pb.User(**new_user())),  # type: ignore[arg-type]
+                    metadata=(("x-request-id", rid),),
+                )
+        replica.terminate()
+        await asyncio.to_thread(replica.wait)
+    finally:
+        replica.kill()
+    ids = [r.get("request_id", "") for r in replica.logs if r.get("message") == "user created"]
+    assert len(ids) == 2 and ids[0] == "trace-me-2"
+    assert 0 < len(str(ids[1])) <= 128  # an overlong id is replaced, not written into every log line
+
+
 def test_cli_help_and_configuration_errors() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "userservice.cli", "--help"], capture_output=True, text=True, check=True
@@ -194,6 +213,24 @@ def test_cli_help_and_configuration_errors() -> None:
     )
     assert bad.returncode == 2
     assert "HTTP_PORT='eighty'" in bad.stderr and "DATABASE_URL is not set" in bad.stderr
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("postgresql://app:s3cret@localhost:fivefour/users", "port 'fivefour'"),
+        ("postgresql://app:s3cret@a:5432,b:99999/users", "port '99999'"),
+        ("mysql://app:s3cret@localhost/users", "postgresql:// URL"),
+    ],
+)
+def test_a_malformed_database_url_fails_at_start(url: str, message: str) -> None:
+    service = ServiceProcess(url)
+    with pytest.raises(RuntimeError, match="service did not start"):
+        service.start(timeout=30)
+    assert service.wait() == 2
+    text = json.dumps(service.logs)
+    assert message in text and "DATABASE_URL" in text and "s3cret" not in text
+    assert not any(record.get("message") == "serving" for record in service.logs)
 
 
 async def test_unreachable_database_is_503_and_unavailable_not_500() -> None:

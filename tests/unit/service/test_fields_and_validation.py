@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import string
-
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from userservice.domain import fields
 from userservice.domain.errors import InvalidArgument
-from userservice.domain.model import Changes, etag_for, parse_etag
+from userservice.domain.model import Changes, etag_for, etag_versions, parse_etag
 from userservice.domain.validation import validate_changes, validate_new_user
 
 VALID = {
@@ -63,14 +61,15 @@ def test_all_problems_are_reported_together() -> None:
         ("nickname", "_ada", "start with a letter or digit"),
         ("nickname", "ädä", "letters A-Z"),
         ("email", "a@" + "b" * 250 + ".com", "at most 254"),
-        ("email", "x" * 65 + "@example.com", "email address"),
+        ("email", "x" * 65 + "@example.com", "local part at most 64"),
         ("email", "a b@example.com", "email address"),
         ("email", "ada@-example.com", "email address"),
         ("country", "UK", "did you mean GB"),
         ("country", "GBR", "ISO 3166-1 alpha-2"),
         ("password", "x" * 11, "12 to 128"),
         ("password", "x" * 129, "12 to 128"),
-        ("password", "pass\x00word-long", "NUL"),
+        ("password", "pass\x00word-long", "control"),
+        ("password", "pass\ud800word-long", "surrogate"),
         ("password", 123456789012, "must be a string"),
     ],
 )
@@ -101,12 +100,14 @@ def test_etags() -> None:
 nicknames = st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9._-]{2,31}\Z")
 emails = st.builds(
     lambda local, domain, tld: f"{local}@{domain}.{tld}",
-    st.text(alphabet=string.ascii_letters + string.digits + "._+-", min_size=1, max_size=64),
+    st.from_regex(r"\A[A-Za-z0-9+_-]{1,20}(?:\.[A-Za-z0-9+_-]{1,20}){0,2}\Z"),
     st.from_regex(r"\A[a-z0-9](?:[a-z0-9-]{0,20}[a-z0-9])?\Z"),
     st.sampled_from(["com", "org", "io", "co"]),
 )
 names = st.text(min_size=1, max_size=100).filter(lambda s: s.strip() and any(c.isalpha() for c in s))
-passwords = st.text(min_size=12, max_size=128).filter(lambda s: s.strip() and "\x00" not in s)
+passwords = st.text(
+    st.characters(exclude_categories=["Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"]), min_size=12, max_size=128
+).filter(str.strip)
 
 
 @given(
@@ -146,3 +147,62 @@ def test_names_within_limits_are_kept(name: str) -> None:
         assert "control" in str(exc) or "at most" in str(exc)
     else:
         assert 1 <= len(result) <= fields.NAME_MAX and result == result.strip()
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "canonical"),
+    [
+        ("email", "e\u0301mile@example.com", "\u00e9mile@example.com"),  # NFD -> NFC
+        ("email", "\u212aate@example.com", "Kate@example.com"),  # Kelvin sign -> K
+        ("email", "Ada@EXAMPLE.com", "Ada@example.com"),
+        ("nickname", "\uff41da", "ada"),  # fullwidth -> ASCII (PRECIS width mapping)
+        ("nickname", "\u212aate", "Kate"),
+        ("first_name", "Zoe\u0308", "Zo\u00eb"),
+    ],
+)
+def test_identity_strings_are_canonical(field: str, value: str, canonical: str) -> None:
+    assert fields.FIELDS_BY_NAME[field].check(value) == canonical
+
+
+@pytest.mark.parametrize("field", ["first_name", "last_name", "nickname", "email", "password"])
+@pytest.mark.parametrize(
+    "char", ["\u200b", "\u202e", "\u2066", "\u2028", "\u2029", "\ufeff", "\x1b", "\ud800"]
+)
+def test_invisible_and_control_characters_are_refused_everywhere(field: str, char: str) -> None:
+    value = {"email": f"ad{char}a@example.com", "password": f"long password{char}"}.get(field, f"Ad{char}a")
+    assert field in violations({**VALID, field: value})
+
+
+@pytest.mark.parametrize("country", ["\u0131t", "\u017fe", "\uff27\uff22", "G\u0042\u0308"])
+def test_country_codes_are_ascii_only(country: str) -> None:
+    assert "country" in violations({**VALID, "country": country})
+
+
+@pytest.mark.parametrize(
+    ("header", "versions"),
+    [
+        ("*", None),
+        ('"v3"', {3}),
+        ('W/"v3", "v4" ,, "x"', {3, 4}),
+        ('"a,b", "v5"', {5}),
+        ('"v99999999999999999999"', set()),
+    ],
+)
+def test_etag_lists(header: str, versions: set[int] | None) -> None:
+    found = etag_versions(header, "If-Match")
+    assert (None if found is None else set(found)) == versions
+
+
+@pytest.mark.parametrize("header", ["v1", '"v1', '*, "v1"', "W/v1", '"v1" "v2"', '"v\x011"', ",", " "])
+def test_malformed_etag_lists_are_invalid(header: str) -> None:
+    with pytest.raises(InvalidArgument) as info:
+        etag_versions(header, "If-Match")
+    assert info.value.violations[0].field == "If-Match"
+
+
+@given(st.text(max_size=200))
+def test_any_etag_list_parses_or_is_invalid(header: str) -> None:
+    try:
+        etag_versions(header, "etag")
+    except InvalidArgument as exc:
+        assert exc.violations[0].field == "etag"

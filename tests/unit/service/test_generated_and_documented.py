@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import filecmp
+import re
 import subprocess
 from pathlib import Path
 
@@ -37,3 +38,31 @@ def test_defaults_parse_and_production_hashing_is_owasp_level() -> None:
     config = Config.from_env({"DATABASE_URL": "postgresql://x/y"})
     assert (config.argon2_time_cost, config.argon2_memory_kib, config.argon2_parallelism) == (2, 19456, 1)
     assert config.http_port == 8080 and config.grpc_port == 50051 and not config.migrate_on_start
+
+
+def test_error_codes_agree_in_the_contract_the_docs_and_the_server() -> None:
+    """Each domain error's gRPC code and ErrorInfo reason, as the server maps them, is what the proto's service
+    comment says (the code named last before the reason is the server's code) and what docs/api.md's error
+    table says, with the REST status."""
+    import grpc
+
+    from userservice.api.grpc import STATUS_CODES
+    from userservice.api.problem import PROBLEMS
+
+    proto = (ROOT / "proto/userservice/v1/user_service.proto").read_text()
+    contract = proto.split("service UserService")[0].rsplit("// Errors", 1)[1]
+    code_names = {c.name for c in grpc.StatusCode}
+    rows = [line for line in (ROOT / "docs/api.md").read_text().splitlines() if line.startswith("| ")]
+    for error, (code, reason) in STATUS_CODES.items():
+        assert code.name in contract, code.name
+        if reason != code.name:
+            assert reason in contract, f"the proto does not name {reason}"
+            before = contract[: contract.index(reason)]
+            named_last = [word for word in re.findall(r"\b[A-Z_]+\b", before) if word in code_names][-1]
+            assert named_last == code.name, (
+                f"the proto says {named_last} for {reason}, the server {code.name}"
+            )
+        status, slug, _ = PROBLEMS[error]
+        row = next((line for line in rows if f"`{slug}`" in line), None)
+        assert row is not None, f"docs/api.md has no row for {slug}"
+        assert f"{status} `{slug}`" in row and code.name in row, row

@@ -9,10 +9,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from userservice.domain.errors import InvalidArgument
+from userservice.domain.errors import InvalidArgument, excerpt
 from userservice.domain.events import Cursor
 from userservice.domain.listing import (
     DEFAULT_PAGE_SIZE,
+    FILTER_MAX,
     ListFilter,
     PageTokens,
     Position,
@@ -128,3 +129,84 @@ def test_cursor_round_trip(tx: int, seq: int) -> None:
 def test_bad_cursors(text: str) -> None:
     with pytest.raises(InvalidArgument):
         Cursor.parse(text, "after_cursor")
+
+
+def test_filter_length_is_capped_and_not_echoed() -> None:
+    with pytest.raises(InvalidArgument) as info:
+        parse_filter('country = "GB"' + " " * 40_000 + "x")
+    description = info.value.violations[0].description
+    assert f"at most {FILTER_MAX} characters" in description and len(description) < 100
+
+
+def test_filter_errors_quote_a_bounded_excerpt() -> None:
+    expr = 'country = "GB"' + " " * 500 + "x" * (FILTER_MAX - 600)
+    with pytest.raises(InvalidArgument) as info:
+        parse_filter(expr)
+    assert len(info.value.violations[0].description) <= 200
+
+
+@pytest.mark.parametrize(
+    "expr",
+    [
+        'country = "GB" AND',
+        'country = "GB" nickname = "ada"',
+        'country = "GB',
+        '= "GB"',
+        'country "GB"',
+        'nickname = "ada" AND AND country = "GB"',
+    ],
+)
+def test_filter_syntax_errors(expr: str) -> None:
+    with pytest.raises(InvalidArgument) as info:
+        parse_filter(expr)
+    assert info.value.violations[0].field == "filter"
+
+
+def test_filter_quoted_values_keep_escapes_and_spaces() -> None:
+    assert parse_filter('nickname="ada"AND country="gb"') == ListFilter(country="GB", nickname="ada")
+    with pytest.raises(InvalidArgument) as info:
+        parse_filter('nickname = "a\\"b c"')
+    assert info.value.violations[0].description.startswith("nickname may hold only")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "0001-01-01T00:00:00+01:00",
+        "9999-12-31T23:59:59-01:00",
+        "9999-12-31T23:59:59.999999Z",
+        "0001-01-01T00:00:00Z",
+    ],
+)
+def test_timestamps_at_the_ends_of_the_calendar_are_invalid_argument(value: str) -> None:
+    with pytest.raises(InvalidArgument):
+        parse_filter(f'created_at >= "{value}"')
+    with pytest.raises(InvalidArgument):
+        parse_filter(f'created_at <= "{value}"')
+    with pytest.raises(InvalidArgument):
+        filter_from_query({"created_after": value})
+
+
+def test_timestamps_are_compared_in_utc() -> None:
+    assert parse_filter('created_at > "2024-01-31T13:00:00+01:00"').created_after == T
+    assert filter_from_query({"created_before": "2024-01-31T07:00:00-05:00"}).created_before == T
+
+
+@given(st.text(max_size=FILTER_MAX + 10))
+def test_any_filter_parses_or_is_invalid_argument(expr: str) -> None:
+    try:
+        parse_filter(expr)
+    except InvalidArgument as exc:
+        assert all(len(v.description) <= 200 for v in exc.violations)
+
+
+def test_overlong_page_tokens_are_refused_unread() -> None:
+    tokens = PageTokens(b"k" * 32)
+    token = tokens.encode(Position(T, uuid.uuid4()), ListFilter())
+    with pytest.raises(InvalidArgument):
+        tokens.decode(token + "A" * PageTokens.MAX_LENGTH, ListFilter())
+
+
+def test_excerpts_of_escaped_text_stay_short() -> None:
+    assert len(excerpt("\U0010ffff" * 100)) < 70
+    assert excerpt("GB") == "'GB'"
