@@ -37,7 +37,10 @@ class UserServiceStub:
     - ABORTED with google.rpc.ErrorInfo reason ETAG_MISMATCH: a stale etag; read the user again and retry
     (AIP-154);
     - FAILED_PRECONDITION with google.rpc.ErrorInfo reason REQUEST_ID_REUSED (request_id reused with a
-    different request) or CREATED_USER_DELETED (request_id replayed after the user it created was deleted).
+    different request) or CREATED_USER_DELETED (request_id replayed after the user it created was deleted);
+    - OUT_OF_RANGE with google.rpc.ErrorInfo reason CURSOR_EXPIRED (an event cursor older than retention);
+    - RESOURCE_EXHAUSTED with google.rpc.ErrorInfo reason TOO_MANY_WATCHERS (the watcher cap) or
+    WATCHER_TOO_SLOW (a watcher that fell too far behind).
     """
 
     def __init__(self, channel):
@@ -89,7 +92,10 @@ class UserServiceServicer:
     - ABORTED with google.rpc.ErrorInfo reason ETAG_MISMATCH: a stale etag; read the user again and retry
     (AIP-154);
     - FAILED_PRECONDITION with google.rpc.ErrorInfo reason REQUEST_ID_REUSED (request_id reused with a
-    different request) or CREATED_USER_DELETED (request_id replayed after the user it created was deleted).
+    different request) or CREATED_USER_DELETED (request_id replayed after the user it created was deleted);
+    - OUT_OF_RANGE with google.rpc.ErrorInfo reason CURSOR_EXPIRED (an event cursor older than retention);
+    - RESOURCE_EXHAUSTED with google.rpc.ErrorInfo reason TOO_MANY_WATCHERS (the watcher cap) or
+    WATCHER_TOO_SLOW (a watcher that fell too far behind).
     """
 
     def CreateUser(self, request, context):
@@ -190,7 +196,10 @@ class UserService:
     - ABORTED with google.rpc.ErrorInfo reason ETAG_MISMATCH: a stale etag; read the user again and retry
     (AIP-154);
     - FAILED_PRECONDITION with google.rpc.ErrorInfo reason REQUEST_ID_REUSED (request_id reused with a
-    different request) or CREATED_USER_DELETED (request_id replayed after the user it created was deleted).
+    different request) or CREATED_USER_DELETED (request_id replayed after the user it created was deleted);
+    - OUT_OF_RANGE with google.rpc.ErrorInfo reason CURSOR_EXPIRED (an event cursor older than retention);
+    - RESOURCE_EXHAUSTED with google.rpc.ErrorInfo reason TOO_MANY_WATCHERS (the watcher cap) or
+    WATCHER_TOO_SLOW (a watcher that fell too far behind).
     """
 
     @staticmethod
