@@ -31,10 +31,10 @@ from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
 
 from userservice_operator import handlers
-from userservice_operator.apply import Kube
+from userservice_operator.kube import Kube
 from userservice_operator.leader import LeaderElector, LeaseConfig
 from userservice_operator.metrics import OperatorMetrics
-from userservice_operator.reconcile import Controller, ControllerConfig
+from userservice_operator.runtime import Controller, ControllerConfig
 
 log = logging.getLogger("userservice_operator")
 

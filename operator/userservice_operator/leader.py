@@ -17,7 +17,7 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from userservice_operator.apply import Kube
+from userservice_operator.kube import Kube
 
 log = logging.getLogger(__name__)
 

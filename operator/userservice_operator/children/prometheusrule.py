@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from userservice_operator.children.common import Manifest, metadata, name_of, spec_of, with_hash
+from userservice_operator.children.common import RolloutPlan, metadata, with_hash
+from userservice_operator.spec import Manifest, UserService
 
 
-def build(us: Manifest) -> Manifest | None:
+def build(us: UserService, plan: RolloutPlan | None = None) -> Manifest | None:
     """The PrometheusRule, or None when disabled."""
-    rule = (spec_of(us).get("monitoring") or {}).get("prometheusRule") or {}
-    if not rule.get("enabled", True):
+    if not us.spec.monitoring.prometheus_rule.enabled:
         return None
-    name = name_of(us)
-    namespace = us["metadata"]["namespace"]
+    name, namespace = us.name, us.namespace
     sel = f'namespace="{namespace}",service="{name}"'
     annotations_common = {"instance": f"{namespace}/{name}"}
     return with_hash(

@@ -14,7 +14,7 @@ from userservice_operator.children import (
     service,
     servicemonitor,
 )
-from userservice_operator.children.common import HASH_ANNOTATION, labels
+from userservice_operator.children.common import HASH_ANNOTATION, RolloutPlan, labels
 
 
 def _owner_and_labels(obj: dict[str, Any], name: str = "alpha") -> None:
@@ -74,7 +74,7 @@ def test_deployment_shape() -> None:
 def test_deployment_leaves_replicas_to_hpa_when_autoscaling() -> None:
     us = make_userservice(autoscaling={"maxReplicas": 5})
     assert "replicas" not in deployment.build(us)["spec"]
-    assert deployment.build(us, replicas=0)["spec"]["replicas"] == 0
+    assert deployment.build(us, RolloutPlan(us.spec.image, 0, held=True))["spec"]["replicas"] == 0
 
 
 def test_deployment_pod_settings_and_env_pass_through() -> None:
@@ -192,7 +192,7 @@ def test_migration_job() -> None:
     (c,) = pod["containers"]
     assert c["command"] == ["userservice"]
     assert c["args"] == ["migrate"]
-    assert c["image"] == us["spec"]["image"]
+    assert c["image"] == us.spec.image
     assert c["env"][0]["valueFrom"]["secretKeyRef"]["name"] == "alpha-db"
     assert job["spec"]["backoffLimit"] == 2
     # the Job's pods never match the selector of the Service, PDB or Deployment

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +14,7 @@ import yaml
 
 from tests.unit.operator.conftest import apply_defaults, schema
 from userservice_operator.crd import CRD_NAME, load_crd, load_rbac
+from userservice_operator.spec import UserService, UserServiceSpec, convert, json_name
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -113,3 +117,58 @@ def test_chart_ships_the_same_crd() -> None:
         pytest.skip("the chart has no crds/ yet")
     shipped = [yaml.safe_load(p.read_text()) for p in copies]
     assert load_crd() in shipped, f"{crds} drifted from operator/userservice_operator/crd.yaml"
+
+
+def _dataclass_of(tp: Any) -> type | None:
+    """The dataclass inside a field type (`X` or `X | None`), if any."""
+    options = [a for a in typing.get_args(tp) if a is not type(None)] or [tp]
+    return next((o for o in options if isinstance(o, type) and dataclasses.is_dataclass(o)), None)
+
+
+def _typed_default(f: dataclasses.Field[Any]) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return dataclasses.MISSING
+
+
+def _compare(cls: type, node: dict[str, Any], path: str) -> list[str]:
+    """Mismatches between a dataclass's fields and its CRD schema node, recursively."""
+    problems = []
+    hints = typing.get_type_hints(cls)
+    props = node.get("properties") or {}
+    names = {json_name(f): f for f in dataclasses.fields(cls)}
+    problems += [f"{path}.{name} is in the CRD, not in {cls.__name__}" for name in props if name not in names]
+    for name, f in names.items():
+        sub = props.get(name)
+        if sub is None:
+            problems.append(f"{path}.{name} of {cls.__name__} is not in the CRD")
+            continue
+        typed = _typed_default(f)
+        nested = _dataclass_of(hints[f.name])
+        if "default" in sub:
+            if typed != convert(hints[f.name], sub["default"]):
+                problems.append(f"{path}.{name}: CRD default {sub['default']!r}, typed default {typed!r}")
+        elif typed is not dataclasses.MISSING:
+            # No schema default: the typed default must mean "absent".
+            absent = convert(nested, {}) if nested is not None and typed is not None else None
+            if typed not in (None, (), {}) and typed != absent:
+                problems.append(f"{path}.{name}: typed default {typed!r} but no CRD default")
+        if nested is not None:
+            problems += _compare(nested, sub, f"{path}.{name}")
+    return problems
+
+
+def test_every_schema_default_is_the_typed_default() -> None:
+    """crd.yaml and spec.py state each default; they must agree field by field, and cover the same fields."""
+    assert _compare(UserServiceSpec, schema()["properties"]["spec"], "spec") == []
+
+
+def test_typed_spec_of_a_bare_manifest_matches_the_api_servers_defaults() -> None:
+    bare = {
+        "metadata": {"name": "a", "namespace": "n"},
+        "spec": {"image": "i", "database": {"secretRef": {"name": "s"}}},
+    }
+    defaulted = apply_defaults(schema(), copy.deepcopy(bare))
+    assert UserService.from_manifest(bare) == UserService.from_manifest(defaulted)
