@@ -96,6 +96,18 @@ def with_hash(manifest: Manifest) -> Manifest:
     }
 
 
+# Every environment variable the operator sets itself. crd.yaml reserves exactly these (its CEL rule on
+# spec.env is `reserved_env_rule()`; a unit test keeps the two equal): a duplicate name would make the API
+# server refuse the Deployment and the Job.
+OPERATOR_ENV = ("DATABASE_URL", "LOG_LEVEL", "HTTP_PORT", "GRPC_PORT", "SHUTDOWN_GRACE_SECONDS")
+
+
+def reserved_env_rule() -> str:
+    """The CEL rule of spec.env that refuses the operator's own variables."""
+    names = ", ".join(f"'{n}'" for n in OPERATOR_ENV)
+    return f"self.all(e, !(e.name in [{names}]))"
+
+
 def base_env(us: UserService) -> list[dict[str, Any]]:
     """Environment shared by the service container and the migration Job."""
     ref = us.spec.database.secret_ref

@@ -31,6 +31,12 @@ def test_kubectl_explain_and_short_name(operator_cluster: KubeCluster) -> None:
         ({"logLevel": "loud"}, 'spec.logLevel: Unsupported value: "loud"'),
         ({"http": {"port": 9000}, "grpc": {"port": 9000}}, "spec.http.port and spec.grpc.port must differ"),
         ({"env": [{"name": "DATABASE_URL", "value": "x"}]}, "spec.env must not set DATABASE_URL"),
+        ({"env": [{"name": "LOG_LEVEL", "value": "debug"}]}, "spec.env must not set DATABASE_URL, LOG_LEVEL"),
+        ({"env": [{"name": "SHUTDOWN_GRACE_SECONDS", "value": "1"}]}, "spec.env must not set"),
+        (
+            {"env": [{"name": "A", "value": "1"}, {"name": "A", "value": "2"}]},
+            "spec.env[1]: Duplicate value",
+        ),
         ({"podDisruptionBudget": {"minAvailable": 1, "maxUnavailable": 1}}, "set at most one of"),
         ({"replicas": -1}, "spec.replicas: Invalid value: -1"),
         ({"image": ""}, "spec.image"),

@@ -12,7 +12,9 @@ import jsonschema
 import pytest
 import yaml
 
-from tests.unit.operator.conftest import apply_defaults, schema
+from tests.unit.operator.conftest import apply_defaults, make_userservice, schema
+from userservice_operator.children import deployment, migration
+from userservice_operator.children.common import OPERATOR_ENV, reserved_env_rule
 from userservice_operator.crd import CRD_NAME, load_crd, load_rbac
 from userservice_operator.spec import UserService, UserServiceSpec, convert, json_name
 
@@ -172,3 +174,18 @@ def test_typed_spec_of_a_bare_manifest_matches_the_api_servers_defaults() -> Non
     }
     defaulted = apply_defaults(schema(), copy.deepcopy(bare))
     assert UserService.from_manifest(bare) == UserService.from_manifest(defaulted)
+
+
+def test_env_reserves_every_name_the_operator_sets() -> None:
+    """The CEL rule on spec.env is derived from OPERATOR_ENV, which is what the builders set."""
+    env = schema()["properties"]["spec"]["properties"]["env"]
+    assert [r["rule"] for r in env["x-kubernetes-validations"]] == [reserved_env_rule()]
+    assert all(name in env["x-kubernetes-validations"][0]["message"] for name in OPERATOR_ENV)
+    # names are unique: a list keyed by name
+    assert env["x-kubernetes-list-type"] == "map"
+    assert env["x-kubernetes-list-map-keys"] == ["name"]
+    us = make_userservice()
+    (container,) = deployment.build(us)["spec"]["template"]["spec"]["containers"]
+    assert {e["name"] for e in container["env"]} == set(OPERATOR_ENV)
+    (job_container,) = migration.build(us)["spec"]["template"]["spec"]["containers"]
+    assert {e["name"] for e in job_container["env"]} <= set(OPERATOR_ENV)
