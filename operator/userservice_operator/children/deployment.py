@@ -18,6 +18,10 @@ from userservice_operator.spec import Manifest, UserService
 
 COMPONENT = "server"
 CONTAINER = "userservice"
+# The oldest Kubernetes the children are valid on: the preStop `sleep` action is on by default from 1.30.
+# A zero-second sleep is valid only from 1.33, so preStopSleepSeconds 0 leaves the hook out instead.
+# The chart's kubeVersion states the same (a chart test checks it).
+MIN_KUBERNETES = (1, 30)
 
 
 def build(us: UserService, plan: RolloutPlan | None = None) -> Manifest:
@@ -61,10 +65,11 @@ def build(us: UserService, plan: RolloutPlan | None = None) -> Manifest:
             "periodSeconds": 5,
             **probe_common,
         },
-        "lifecycle": {"preStop": {"sleep": {"seconds": spec.pre_stop_sleep_seconds}}},
         "securityContext": security_context(),
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108 - an emptyDir, read-only root
     }
+    if spec.pre_stop_sleep_seconds:
+        container["lifecycle"] = {"preStop": {"sleep": {"seconds": spec.pre_stop_sleep_seconds}}}
     template_meta: dict[str, Any] = {"labels": labels(us, COMPONENT, image)}
     if spec.pod.annotations:
         template_meta["annotations"] = dict(spec.pod.annotations)

@@ -212,3 +212,11 @@ def test_long_names_fit() -> None:
     us = make_userservice(name="a" * 40)
     assert len(migration.job_name(us)) <= 63
     assert len(labels(us, "server", "img@sha256:" + "f" * 64)["app.kubernetes.io/version"]) <= 63
+
+
+def test_prestop_sleep_zero_leaves_the_hook_out() -> None:
+    """A zero-second preStop sleep is valid only from Kubernetes 1.33; no hook means the same everywhere."""
+    (c,) = deployment.build(make_userservice(preStopSleepSeconds=0))["spec"]["template"]["spec"]["containers"]
+    assert "lifecycle" not in c
+    (c,) = deployment.build(make_userservice(preStopSleepSeconds=1))["spec"]["template"]["spec"]["containers"]
+    assert c["lifecycle"]["preStop"] == {"sleep": {"seconds": 1}}
