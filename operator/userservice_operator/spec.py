@@ -70,12 +70,18 @@ class ServiceMonitorSpec:
 @dataclass(frozen=True)
 class PrometheusRuleSpec:
     enabled: bool = True
+    labels: Mapping[str, str] | None = None  # None: the ServiceMonitor's
 
 
 @dataclass(frozen=True)
 class MonitoringSpec:
     service_monitor: ServiceMonitorSpec = field(default_factory=ServiceMonitorSpec)
     prometheus_rule: PrometheusRuleSpec = field(default_factory=PrometheusRuleSpec)
+
+    def rule_labels(self) -> Mapping[str, str]:
+        """The PrometheusRule's labels; unset, the ServiceMonitor's (a Prometheus usually selects both alike)."""
+        labels = self.prometheus_rule.labels
+        return self.service_monitor.labels if labels is None else labels
 
 
 @dataclass(frozen=True)

@@ -11,13 +11,15 @@ def build(us: UserService, plan: RolloutPlan | None = None) -> Manifest | None:
     if not us.spec.monitoring.prometheus_rule.enabled:
         return None
     name, namespace = us.name, us.namespace
+    meta = metadata(us, name, "monitoring")
+    meta["labels"] = {**us.spec.monitoring.rule_labels(), **meta["labels"]}
     sel = f'namespace="{namespace}",service="{name}"'
     annotations_common = {"instance": f"{namespace}/{name}"}
     return with_hash(
         {
             "apiVersion": "monitoring.coreos.com/v1",
             "kind": "PrometheusRule",
-            "metadata": metadata(us, name, "monitoring"),
+            "metadata": meta,
             "spec": {
                 "groups": [
                     {

@@ -220,3 +220,25 @@ def test_prestop_sleep_zero_leaves_the_hook_out() -> None:
     assert "lifecycle" not in c
     (c,) = deployment.build(make_userservice(preStopSleepSeconds=1))["spec"]["template"]["spec"]["containers"]
     assert c["lifecycle"]["preStop"] == {"sleep": {"seconds": 1}}
+
+
+def test_prometheusrule_carries_selector_labels() -> None:
+    """A Prometheus (e.g. kube-prometheus-stack) loads only rules whose labels match its ruleSelector."""
+    sm_labels = {"release": "prom"}
+    inherited = prometheusrule.build(make_userservice(monitoring={"serviceMonitor": {"labels": sm_labels}}))
+    assert inherited is not None and inherited["metadata"]["labels"]["release"] == "prom"
+    own = prometheusrule.build(
+        make_userservice(
+            monitoring={"serviceMonitor": {"labels": sm_labels}, "prometheusRule": {"labels": {"rules": "x"}}}
+        )
+    )
+    assert own is not None
+    assert own["metadata"]["labels"]["rules"] == "x" and "release" not in own["metadata"]["labels"]
+    none = prometheusrule.build(
+        make_userservice(
+            monitoring={"serviceMonitor": {"labels": sm_labels}, "prometheusRule": {"labels": {}}}
+        )
+    )
+    assert none is not None and "release" not in none["metadata"]["labels"]
+    # the operator's own labels always win
+    assert own["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "userservice-operator"
