@@ -57,8 +57,9 @@ proto-generate: venv tools ## regenerate the gRPC code from proto/ with buf (the
 	bash hack/proto-generate.sh
 
 .PHONY: docs
-docs: venv ## regenerate the reference docs from their sources (settings, user fields, the CRD)
+docs: venv ## regenerate the reference docs (settings, user fields, the CRD) and the chart's dashboard
 	$(BIN)/python -m hack.docgen
+	$(BIN)/python hack/gen-dashboard.py
 
 .PHONY: lint
 lint: venv tools ## ruff, mypy and buf lint

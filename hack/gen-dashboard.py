@@ -2,7 +2,8 @@
 """Writes charts/userservice-operator/files/dashboard.json, the Grafana dashboard the chart ships.
 
 The dashboard is code here (panels as data, one helper per panel kind) and the JSON is committed; a chart test
-fails when the committed JSON differs from what this script writes. Run: python3 hack/gen-dashboard.py
+fails when the committed JSON differs from what this script writes. Run: make docs (or .venv/bin/python
+hack/gen-dashboard.py; it imports the PromQL selectors of the operator package)
 """
 
 from __future__ import annotations
@@ -11,9 +12,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+from userservice_operator.children.promql import GRPC_UNARY, HTTP_UNARY, with_selector
+
 OUT = Path(__file__).resolve().parent.parent / "charts/userservice-operator/files/dashboard.json"
 DS = {"type": "prometheus", "uid": "${datasource}"}
 SEL = 'namespace=~"$namespace",service=~"$service"'
+# Latency figures leave streams out: their duration is the stream's lifetime.
+SEL_HTTP_UNARY = with_selector(SEL, HTTP_UNARY)
+SEL_GRPC_UNARY = with_selector(SEL, GRPC_UNARY)
 OP = 'job=~".*userservice-operator.*-metrics"'
 
 
@@ -165,7 +171,7 @@ def build() -> dict[str, Any]:
         stat(
             "p99 latency (REST)",
             "histogram_quantile(0.99, sum by (le) (rate("
-            f"userservice_http_request_duration_seconds_bucket{{{SEL}}}[$__rate_interval])))",
+            f"userservice_http_request_duration_seconds_bucket{{{SEL_HTTP_UNARY}}}[$__rate_interval])))",
             "s",
             "99th percentile of REST request latency.",
             [("green", None), ("orange", 0.25), ("red", 0.5)],
@@ -269,7 +275,7 @@ def build() -> dict[str, Any]:
             [
                 target(
                     "histogram_quantile(" + q + ", sum by (le) (rate("
-                    f"userservice_http_request_duration_seconds_bucket{{{SEL}}}[$__rate_interval])))",
+                    f"userservice_http_request_duration_seconds_bucket{{{SEL_HTTP_UNARY}}}[$__rate_interval])))",
                     f"p{int(float(q) * 100)}",
                 )
                 for q in ("0.5", "0.9", "0.99")
@@ -286,7 +292,7 @@ def build() -> dict[str, Any]:
             [
                 target(
                     "histogram_quantile(" + q + ", sum by (le) (rate("
-                    f'userservice_grpc_request_duration_seconds_bucket{{{SEL},method!~".*Watch.*"}}[$__rate_interval])))',
+                    f"userservice_grpc_request_duration_seconds_bucket{{{SEL_GRPC_UNARY}}}[$__rate_interval])))",
                     f"p{int(float(q) * 100)}",
                 )
                 for q in ("0.5", "0.9", "0.99")
@@ -303,7 +309,7 @@ def build() -> dict[str, Any]:
             [
                 target(
                     "histogram_quantile(0.99, sum by (le, method, route) (rate("
-                    f"userservice_http_request_duration_seconds_bucket{{{SEL}}}[$__rate_interval])))",
+                    f"userservice_http_request_duration_seconds_bucket{{{SEL_HTTP_UNARY}}}[$__rate_interval])))",
                     "{{method}} {{route}}",
                 )
             ],

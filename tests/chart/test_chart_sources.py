@@ -59,7 +59,7 @@ def test_dashboard_json_is_what_the_generator_writes() -> None:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert (CHART / "files" / "dashboard.json").read_text() == module.render(), (
-        "files/dashboard.json is stale: run `python3 hack/gen-dashboard.py`"
+        "files/dashboard.json is stale: run `make docs`"
     )
 
 

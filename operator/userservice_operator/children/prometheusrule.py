@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from userservice_operator.children.common import RolloutPlan, metadata, with_hash
+from userservice_operator.children.promql import HTTP_UNARY, with_selector
 from userservice_operator.spec import Manifest, UserService
 
 
@@ -52,13 +53,13 @@ def build(us: UserService, plan: RolloutPlan | None = None) -> Manifest | None:
                                 "alert": "UserServiceHighLatency",
                                 "expr": (
                                     "histogram_quantile(0.99, sum by (le) (rate("
-                                    f"userservice_http_request_duration_seconds_bucket{{{sel}}}[5m]))) > 0.5"
+                                    f"userservice_http_request_duration_seconds_bucket{{{with_selector(sel, HTTP_UNARY)}}}[5m]))) > 0.5"
                                 ),
                                 "for": "10m",
                                 "labels": {"severity": "warning"},
                                 "annotations": {
                                     **annotations_common,
-                                    "summary": f"p99 latency of {namespace}/{name} is above 500 ms.",
+                                    "summary": f"p99 latency of REST requests to {namespace}/{name} (streams excluded) is above 500 ms.",
                                 },
                             },
                         ],

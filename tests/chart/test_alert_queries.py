@@ -1,0 +1,47 @@
+"""What the alerts and the dashboard measure: the same selectors everywhere (children/promql.py)."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from tests.chart.support import CHART, docs, helm_template
+from tests.unit.operator.conftest import make_userservice
+from userservice_operator.children import prometheusrule
+from userservice_operator.children.promql import GRPC_UNARY, HTTP_UNARY
+
+
+def _chart_rules(*extra: str) -> list[dict[str, Any]]:
+    objs = docs(
+        helm_template(
+            "--set", "prometheusRule.enabled=true", "--set", "prometheusRule.httpAlerts=true", *extra
+        )
+    )
+    (rule,) = [d for d in objs if d["kind"] == "PrometheusRule"]
+    return [r for g in rule["spec"]["groups"] for r in g["rules"]]
+
+
+def _operator_rules() -> list[dict[str, Any]]:
+    rule = prometheusrule.build(make_userservice())
+    assert rule is not None
+    return [r for g in rule["spec"]["groups"] for r in g["rules"]]
+
+
+def _dashboard_exprs() -> list[str]:
+    board = json.loads((CHART / "files" / "dashboard.json").read_text())
+    return [t["expr"] for p in board["panels"] for t in p.get("targets") or []]
+
+
+def _selectors(expr: str, metric: str) -> list[str]:
+    return re.findall(re.escape(metric) + r"\{([^}]*)\}", expr)
+
+
+def test_latency_queries_leave_streams_out() -> None:
+    """/v1/events and WatchUserEvents last as long as the client stays: never part of a latency figure."""
+    exprs = [r["expr"] for r in (*_chart_rules(), *_operator_rules())] + _dashboard_exprs()
+    http = [s for e in exprs for s in _selectors(e, "userservice_http_request_duration_seconds_bucket")]
+    grpc = [s for e in exprs for s in _selectors(e, "userservice_grpc_request_duration_seconds_bucket")]
+    assert http and grpc
+    assert all(HTTP_UNARY in s for s in http), http
+    assert all(GRPC_UNARY in s for s in grpc), grpc
