@@ -45,3 +45,12 @@ def test_latency_queries_leave_streams_out() -> None:
     assert http and grpc
     assert all(HTTP_UNARY in s for s in http), http
     assert all(GRPC_UNARY in s for s in grpc), grpc
+
+
+def test_operator_alerts_exist_only_with_the_operator_scrape() -> None:
+    """UserServiceOperatorDown is `absent(up)` without the ServiceMonitor: it would fire for ever."""
+    without = {r["alert"] for r in _chart_rules()}
+    assert not {a for a in without if a.startswith("UserServiceOperator")}
+    assert "UserServiceGrpcHighErrorRate" in without
+    scraped = {r["alert"] for r in _chart_rules("--set", "metrics.serviceMonitor.enabled=true")}
+    assert {"UserServiceOperatorDown", "UserServiceOperatorNoLeader"} <= scraped

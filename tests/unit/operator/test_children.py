@@ -242,3 +242,20 @@ def test_prometheusrule_carries_selector_labels() -> None:
     assert none is not None and "release" not in none["metadata"]["labels"]
     # the operator's own labels always win
     assert own["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "userservice-operator"
+
+
+def test_prometheusrule_alerts_only_where_their_inputs_exist() -> None:
+    """No scrape, no rule; zero replicas on purpose, no availability alert (absent(up) would fire for ever)."""
+    no_scrape = make_userservice(monitoring={"serviceMonitor": {"enabled": False}})
+    assert prometheusrule.build(no_scrape) is None
+
+    def alerts(**spec: Any) -> set[str]:
+        rule = prometheusrule.build(make_userservice(**spec))
+        assert rule is not None
+        return {r["alert"] for r in rule["spec"]["groups"][0]["rules"]}
+
+    assert "UserServiceDown" in alerts()
+    assert "UserServiceDown" not in alerts(replicas=0)
+    assert "UserServiceHighErrorRate" in alerts(replicas=0)
+    # autoscaled: the HPA keeps at least minReplicas (>= 1) running
+    assert "UserServiceDown" in alerts(replicas=0, autoscaling={"maxReplicas": 3})
