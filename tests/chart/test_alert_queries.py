@@ -6,10 +6,10 @@ import json
 import re
 from typing import Any
 
-from tests.chart.support import CHART, docs, helm_template
+from tests.chart.support import CHART, ROOT, docs, helm_template
 from tests.unit.operator.conftest import make_userservice
 from userservice_operator.children import prometheusrule
-from userservice_operator.children.promql import GRPC_UNARY, HTTP_UNARY
+from userservice_operator.children.promql import GRPC_UNARY, HTTP_UNARY, RUNBOOKS
 
 
 def _chart_rules(*extra: str) -> list[dict[str, Any]]:
@@ -54,3 +54,29 @@ def test_operator_alerts_exist_only_with_the_operator_scrape() -> None:
     assert "UserServiceGrpcHighErrorRate" in without
     scraped = {r["alert"] for r in _chart_rules("--set", "metrics.serviceMonitor.enabled=true")}
     assert {"UserServiceOperatorDown", "UserServiceOperatorNoLeader"} <= scraped
+
+
+def _anchors() -> set[str]:
+    """GitHub's anchors of docs/runbooks.md's section headings."""
+    text = (ROOT / "docs" / "runbooks.md").read_text()
+    return {
+        re.sub(r"[^a-z0-9 -]", "", h.lower()).replace(" ", "-") for h in re.findall(r"^#+ (.+)$", text, re.M)
+    }
+
+
+def test_every_alert_links_its_runbook_section() -> None:
+    rules = [
+        *_chart_rules("--set", "metrics.serviceMonitor.enabled=true"),
+        *_operator_rules(),
+    ]
+    anchors = _anchors()
+    for rule in rules:
+        url = rule["annotations"].get("runbook_url", "")
+        base, _, anchor = url.partition("#")
+        assert base == RUNBOOKS, f"{rule['alert']}: runbook_url {url!r}"
+        assert anchor == rule["alert"].lower() and anchor in anchors, f"{rule['alert']}: no section {url!r}"
+
+
+def test_runbook_base_is_a_chart_value() -> None:
+    rules = _chart_rules("--set", "prometheusRule.runbookBaseUrl=https://docs.example/runbooks")
+    assert all(r["annotations"]["runbook_url"].startswith("https://docs.example/runbooks#") for r in rules)

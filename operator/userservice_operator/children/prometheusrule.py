@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from userservice_operator.children.common import RolloutPlan, metadata, with_hash
-from userservice_operator.children.promql import HTTP_UNARY, with_selector
+from userservice_operator.children.promql import HTTP_UNARY, runbook_url, with_selector
 from userservice_operator.spec import Manifest, UserService
 
 
@@ -20,7 +20,7 @@ def _alert(name: str, expr: str, for_: str, severity: str, instance: str, summar
         "expr": expr,
         "for": for_,
         "labels": {"severity": severity},
-        "annotations": {"instance": instance, "summary": summary},
+        "annotations": {"instance": instance, "summary": summary, "runbook_url": runbook_url(name)},
     }
 
 

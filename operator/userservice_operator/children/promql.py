@@ -1,4 +1,4 @@
-"""PromQL selectors shared by the operator's PrometheusRule, the chart's alerts and the dashboard generator
+"""PromQL selectors and runbook links shared by the operator's PrometheusRule, the chart's alerts and the dashboard generator
 (hack/gen-dashboard.py), so each figure means the same thing everywhere. A test checks the chart uses them."""
 
 from __future__ import annotations
@@ -14,6 +14,15 @@ def _route_not(routes: tuple[str, ...]) -> str:
 
 
 HTTP_UNARY = _route_not(STREAM_ROUTES)
+
+
+# docs/runbooks.md has one section per alert; the chart's prometheusRule.runbookBaseUrl defaults to the same.
+RUNBOOKS = "docs/runbooks.md"
+
+
+def runbook_url(alert: str, base: str = RUNBOOKS) -> str:
+    """The runbook section of an alert (the Markdown heading's anchor: its name in lower case)."""
+    return f"{base}#{alert.lower()}"
 
 
 def with_selector(selector: str, *matchers: str) -> str:
