@@ -20,7 +20,8 @@ SEL = 'namespace=~"$namespace",service=~"$service"'
 # Latency figures leave streams out: their duration is the stream's lifetime.
 SEL_HTTP_UNARY = with_selector(SEL, HTTP_UNARY)
 SEL_GRPC_UNARY = with_selector(SEL, GRPC_UNARY)
-OP = 'job=~".*userservice-operator.*-metrics"'
+# The operator's scrape jobs, found from its own metric: whatever the release or fullnameOverride is called.
+OP = 'job=~"$operator_job"'
 
 
 class Layout:
@@ -508,6 +509,20 @@ def build() -> dict[str, Any]:
                 "refId": "svc",
             },
             "definition": 'label_values(userservice_ready{namespace=~"$namespace"}, service)',
+            "includeAll": True,
+            "multi": True,
+            "allValue": ".*",
+            "refresh": 2,
+            "sort": 1,
+            "current": {"text": "All", "value": "$__all"},
+        },
+        {
+            "name": "operator_job",
+            "type": "query",
+            "label": "Operator",
+            "datasource": DS,
+            "query": {"query": "label_values(userservice_operator_leader, job)", "refId": "op"},
+            "definition": "label_values(userservice_operator_leader, job)",
             "includeAll": True,
             "multi": True,
             "allValue": ".*",

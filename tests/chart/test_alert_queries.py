@@ -80,3 +80,15 @@ def test_every_alert_links_its_runbook_section() -> None:
 def test_runbook_base_is_a_chart_value() -> None:
     rules = _chart_rules("--set", "prometheusRule.runbookBaseUrl=https://docs.example/runbooks")
     assert all(r["annotations"]["runbook_url"].startswith("https://docs.example/runbooks#") for r in rules)
+
+
+def test_dashboard_finds_the_operator_whatever_the_release_is_called() -> None:
+    """No panel matches the operator by a name the release can change (fullnameOverride); its job comes from a
+    variable listing the jobs that export the operator's own metric."""
+    board = json.loads((CHART / "files" / "dashboard.json").read_text())
+    variables = {v["name"]: v for v in board["templating"]["list"]}
+    assert variables["operator_job"]["definition"] == "label_values(userservice_operator_leader, job)"
+    operator_exprs = [e for e in _dashboard_exprs() if "userservice_operator_" in e]
+    assert operator_exprs
+    assert all('job=~"$operator_job"' in e for e in operator_exprs), operator_exprs
+    assert not [e for e in _dashboard_exprs() if "userservice-operator" in e]
