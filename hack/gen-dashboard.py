@@ -12,12 +12,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from userservice_operator.children.promql import GRPC_UNARY, HTTP_UNARY, with_selector
+from userservice_operator.children.promql import GRPC_UNARY, HTTP_TRAFFIC, HTTP_UNARY, with_selector
 
 OUT = Path(__file__).resolve().parent.parent / "charts/userservice-operator/files/dashboard.json"
 DS = {"type": "prometheus", "uid": "${datasource}"}
 SEL = 'namespace=~"$namespace",service=~"$service"'
-# Latency figures leave streams out: their duration is the stream's lifetime.
+# Probes and scrapes are not traffic; latency figures also leave streams out (their duration is the stream's
+# lifetime).
+SEL_HTTP = with_selector(SEL, HTTP_TRAFFIC)
 SEL_HTTP_UNARY = with_selector(SEL, HTTP_UNARY)
 SEL_GRPC_UNARY = with_selector(SEL, GRPC_UNARY)
 # The operator's scrape jobs, found from its own metric: whatever the release or fullnameOverride is called.
@@ -137,8 +139,8 @@ def stat(
 
 def build() -> dict[str, Any]:
     lay = Layout()
-    http5xx = f'sum(rate(userservice_http_requests_total{{{SEL},code=~"5.."}}[$__rate_interval]))'
-    http_all = f"sum(rate(userservice_http_requests_total{{{SEL}}}[$__rate_interval]))"
+    http5xx = f'sum(rate(userservice_http_requests_total{{{SEL_HTTP},code=~"5.."}}[$__rate_interval]))'
+    http_all = f"sum(rate(userservice_http_requests_total{{{SEL_HTTP}}}[$__rate_interval]))"
     grpc_err = (
         f"sum(rate(userservice_grpc_requests_total{{{SEL},"
         'code=~"UNKNOWN|INTERNAL|UNAVAILABLE|DATA_LOSS|DEADLINE_EXCEEDED|UNIMPLEMENTED"}[$__rate_interval]))'
@@ -198,7 +200,7 @@ def build() -> dict[str, Any]:
             "REST requests / s by route",
             [
                 target(
-                    f"sum by (method, route) (rate(userservice_http_requests_total{{{SEL}}}[$__rate_interval]))",
+                    f"sum by (method, route) (rate(userservice_http_requests_total{{{SEL_HTTP}}}[$__rate_interval]))",
                     "{{method}} {{route}}",
                 )
             ],
@@ -230,7 +232,7 @@ def build() -> dict[str, Any]:
             "REST responses / s by status",
             [
                 target(
-                    f'sum by (code) (rate(userservice_http_requests_total{{{SEL},code!~"2.."}}[$__rate_interval]))',
+                    f'sum by (code) (rate(userservice_http_requests_total{{{SEL_HTTP},code!~"2.."}}[$__rate_interval]))',
                     "{{code}}",
                 )
             ],

@@ -9,7 +9,14 @@ from typing import Any
 from tests.chart.support import CHART, ROOT, docs, helm_template
 from tests.unit.operator.conftest import make_userservice
 from userservice_operator.children import prometheusrule
-from userservice_operator.children.promql import GRPC_UNARY, HTTP_UNARY, RUNBOOKS
+from userservice_operator.children.promql import (
+    ADAPTER_METRICS_QUERY,
+    GRPC_UNARY,
+    HTTP_TRAFFIC,
+    HTTP_UNARY,
+    REQUESTS_METRIC,
+    RUNBOOKS,
+)
 
 
 def _chart_rules(*extra: str) -> list[dict[str, Any]]:
@@ -92,3 +99,18 @@ def test_dashboard_finds_the_operator_whatever_the_release_is_called() -> None:
     assert operator_exprs
     assert all('job=~"$operator_job"' in e for e in operator_exprs), operator_exprs
     assert not [e for e in _dashboard_exprs() if "userservice-operator" in e]
+
+
+def test_request_figures_leave_probes_and_scrapes_out() -> None:
+    """Kubelet probes and the Prometheus scrape are not traffic: not in any rate, error ratio or latency."""
+    exprs = [r["expr"] for r in (*_chart_rules(), *_operator_rules())] + _dashboard_exprs()
+    counts = [s for e in exprs for s in _selectors(e, "userservice_http_requests_total")]
+    assert counts and all(HTTP_TRAFFIC in s for s in counts), counts
+    assert all(route in HTTP_UNARY for route in ("/healthz", "/readyz", "/metrics", "/v1/events"))
+
+
+def test_hpa_metric_counts_rest_and_grpc_as_documented() -> None:
+    """The adapter rule in docs/operator.md is ADAPTER_METRICS_QUERY, over both request counters."""
+    assert "userservice_(http|grpc)_requests_total" in ADAPTER_METRICS_QUERY
+    assert f"metricsQuery: '{ADAPTER_METRICS_QUERY}'" in (ROOT / "docs" / "operator.md").read_text()
+    assert f"name: {{as: {REQUESTS_METRIC}}}" in (ROOT / "docs" / "operator.md").read_text()

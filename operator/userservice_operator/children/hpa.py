@@ -5,11 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from userservice_operator.children.common import RolloutPlan, metadata, with_hash
+from userservice_operator.children.promql import REQUESTS_METRIC
 from userservice_operator.spec import Manifest, UserService
-
-# Pods metric served by a metrics adapter (e.g. prometheus-adapter) as the per-pod rate of the
-# service's `userservice_http_requests_total` counter.
-REQUESTS_METRIC = "userservice_http_requests_per_second"
 
 
 def build(us: UserService, plan: RolloutPlan | None = None) -> Manifest | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from userservice_operator.children.common import RolloutPlan, metadata, with_hash
-from userservice_operator.children.promql import HTTP_UNARY, runbook_url, with_selector
+from userservice_operator.children.promql import HTTP_TRAFFIC, HTTP_UNARY, runbook_url, with_selector
 from userservice_operator.spec import Manifest, UserService
 
 
@@ -34,6 +34,7 @@ def build(us: UserService, plan: RolloutPlan | None = None) -> Manifest | None:
     meta["labels"] = {**monitoring.rule_labels(), **meta["labels"]}
     sel = f'namespace="{namespace}",service="{name}"'
     instance = f"{namespace}/{name}"
+    traffic = with_selector(sel, HTTP_TRAFFIC)
     rules = []
     if us.spec.autoscaled() or us.spec.replicas > 0:
         rules.append(
@@ -49,12 +50,12 @@ def build(us: UserService, plan: RolloutPlan | None = None) -> Manifest | None:
     rules += [
         _alert(
             "UserServiceHighErrorRate",
-            f'sum(rate(userservice_http_requests_total{{{sel},code=~"5.."}}[5m]))'
-            f" / sum(rate(userservice_http_requests_total{{{sel}}}[5m])) > 0.05",
+            f'sum(rate(userservice_http_requests_total{{{traffic},code=~"5.."}}[5m]))'
+            f" / sum(rate(userservice_http_requests_total{{{traffic}}}[5m])) > 0.05",
             "10m",
             "warning",
             instance,
-            f"Over 5% of requests to {namespace}/{name} fail with 5xx.",
+            f"Over 5% of REST requests to {namespace}/{name} (probes and scrapes excluded) fail with 5xx.",
         ),
         _alert(
             "UserServiceHighLatency",

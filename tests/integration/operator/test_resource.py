@@ -16,7 +16,7 @@ def test_kubectl_explain_and_short_name(operator_cluster: KubeCluster) -> None:
     assert "independently scaled instance" not in out  # the kind's description is on the root, not spec
     assert "autoscaling" in out and "Desired state" in out
     out = operator_cluster.kubectl("explain", "usvc.spec.autoscaling.targetRequestsPerSecond").stdout
-    assert "userservice_http_requests_per_second" in out
+    assert "userservice_requests_per_second" in out
     resources = operator_cluster.kubectl("api-resources", "--api-group=userservice.io").stdout
     assert "usvc" in resources
 
