@@ -74,10 +74,5 @@ def register(
             if owner is not None:
                 _controller(memo).kick(*owner)
 
-    @kopf.on.event("", "v1", "secrets", registry=registry)
-    async def secret_event(event: Any, memo: Any, **_: Any) -> None:
-        meta = (event.get("object") or {}).get("metadata") or {}
-        _controller(memo).kick_secret(meta.get("namespace", ""), meta.get("name", ""))
-
     logging.getLogger(__name__).debug("handlers registered")
     return registry

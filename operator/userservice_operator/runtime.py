@@ -1,9 +1,12 @@
 """Level-based reconciliation: one worker per UserService, woken by watch events, timers and backoff.
 
 `Controller` keeps a worker task per UserService. kopf's watch handlers (handlers.py) only feed it: the
-UserService's latest body, and "kick" signals when an owned child, a referenced Secret or the optional CRDs
-change. A worker runs one pass (reconcile.py), keeps what it returned, then sleeps until kicked, until the
-periodic resync, or (after an error or while waiting for a Secret) until its exponential backoff expires.
+UserService's latest body, and "kick" signals when an owned child or the optional CRDs change. A worker runs
+one pass (reconcile.py), keeps what it returned, then sleeps until kicked, until the periodic resync, or (after
+an error or while waiting for a Secret) until its exponential backoff expires.
+
+Secrets are not watched (that would mean reading every Secret in the cluster): a pass reads the one Secret its
+UserService references, and while it is missing the pass is retried with a backoff capped at `wait_max`.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ class ControllerConfig:
     backoff_base: float = 1.0
     backoff_max: float = 60.0
     crd_poll_seconds: float = 10.0
+    wait_max: float = 10.0  # backoff cap while waiting for something outside the operator (the Secret)
     component: str = "userservice-operator"
 
 
@@ -90,11 +94,6 @@ class Controller:
         if worker is not None:
             worker.kick()
 
-    def kick_secret(self, namespace: str, secret: str) -> None:
-        for (ns, _), worker in list(self.workers.items()):
-            if ns == namespace and worker.secret_name == secret:
-                worker.kick()
-
     def kick_all(self) -> None:
         for worker in list(self.workers.values()):
             worker.kick()
@@ -142,11 +141,6 @@ class Worker:
         self.failures = 0
         self.last_error = ""
 
-    @property
-    def secret_name(self) -> str:
-        ref = ((self.body.get("spec") or {}).get("database") or {}).get("secretRef") or {}
-        return str(ref.get("name", ""))
-
     def start(self) -> None:
         namespace, name = _key(self.body)
         self.task = asyncio.create_task(self._run(), name=f"reconcile/{namespace}/{name}")
@@ -158,10 +152,10 @@ class Worker:
         if self.task is not None:
             self.task.cancel()
 
-    def _next_delay(self) -> float:
+    def _next_delay(self, limit: float | None = None) -> float:
         self.failures += 1
         cfg = self.controller.config
-        return backoff(self.failures, cfg.backoff_base, cfg.backoff_max)
+        return backoff(self.failures, cfg.backoff_base, min(cfg.backoff_max, limit or cfg.backoff_max))
 
     def _failed(self, exc: Exception) -> float:
         """Count a failed pass; the backoff delay before the next one."""
@@ -228,7 +222,7 @@ class Worker:
                     self.body["status"] = outcome.status
                     self.body["metadata"]["resourceVersion"] = outcome.resource_version
                 if outcome.retry:
-                    delay = self._next_delay()
+                    delay = self._next_delay(cfg.wait_max)
                     metrics.reconciles.labels("retry").inc()
                     log.info("%s/%s: %s; retrying in %.0fs", *_key(self.body), outcome.retry, delay)
                 else:

@@ -85,7 +85,8 @@ def test_defaults_applied_by_api_server(operator_cluster: KubeCluster) -> None:
     ("verb", "resource", "allowed"),
     [
         ("get", "secrets", "yes"),
-        ("watch", "secrets", "yes"),
+        ("watch", "secrets", "no"),
+        ("list", "secrets", "no"),
         ("create", "secrets", "no"),
         ("update", "secrets", "no"),
         ("delete", "secrets", "no"),
