@@ -10,6 +10,15 @@ from userservice_operator.crd import load_crd
 
 PAGE = "docs/operator.md"
 BLOCK = "UserService fields"
+# Fields that mirror a Kubernetes API type: one row each (their description names the type), not every leaf.
+KUBERNETES_TYPES = (
+    "spec.autoscaling.behavior",
+    "spec.pod.tolerations",
+    "spec.pod.affinity",
+    "spec.pod.topologySpreadConstraints",
+    "spec.env[].valueFrom",
+    "status.conditions",
+)
 
 
 def _type(node: dict[str, Any]) -> str:
@@ -30,7 +39,7 @@ def _rows(node: dict[str, Any], path: str) -> list[str]:
         default = f"`{json.dumps(sub['default'], separators=(',', ':'))}`" if "default" in sub else ""
         rows.append(f"| `{here}` | {_type(sub)} | {default} | {cell(str(sub.get('description', '')))} |")
         inner = sub.get("items") if sub.get("type") == "array" else sub
-        if isinstance(inner, dict) and inner.get("properties"):
+        if here not in KUBERNETES_TYPES and isinstance(inner, dict) and inner.get("properties"):
             rows += _rows(inner, f"{here}[]" if inner is not sub else here)
     return rows
 
