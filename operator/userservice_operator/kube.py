@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from kubernetes import client as k8s_client
@@ -42,16 +44,18 @@ class Resource:
 
 
 # The children's kinds come from their table; the rest are what the operator reads or writes beside them.
-KINDS: dict[str, Resource] = {
-    **{c.kind: Resource(c.api_version, c.plural) for c in CHILDREN},
-    "Secret": Resource("v1", "secrets"),
-    "Event": Resource("v1", "events"),
-    "Lease": Resource("coordination.k8s.io/v1", "leases"),
-    KIND: Resource(API_VERSION, PLURAL),
-    "CustomResourceDefinition": Resource(
-        "apiextensions.k8s.io/v1", "customresourcedefinitions", namespaced=False
-    ),
-}
+KINDS: Mapping[str, Resource] = MappingProxyType(
+    {
+        **{c.kind: Resource(c.api_version, c.plural) for c in CHILDREN},
+        "Secret": Resource("v1", "secrets"),
+        "Event": Resource("v1", "events"),
+        "Lease": Resource("coordination.k8s.io/v1", "leases"),
+        KIND: Resource(API_VERSION, PLURAL),
+        "CustomResourceDefinition": Resource(
+            "apiextensions.k8s.io/v1", "customresourcedefinitions", namespaced=False
+        ),
+    }
+)
 
 
 class Kube:

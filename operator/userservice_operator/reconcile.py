@@ -225,9 +225,8 @@ async def reconcile(ctx: Context, body: Manifest) -> Outcome:
     elif us.spec.migrations.enabled:
         mig = MigrationState(JobPhase.PENDING)
 
-    monitoring_requested = (
-        us.spec.monitoring.service_monitor.enabled or us.spec.monitoring.prometheus_rule.enabled
-    )
+    # The PrometheusRule is made only with the ServiceMonitor (its alerts read that scrape).
+    monitoring_requested = us.spec.monitoring.service_monitor.enabled
     obs = Observation(
         generation=us.generation,
         image=us.spec.image,

@@ -14,6 +14,7 @@ import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 Manifest = dict[str, Any]
@@ -110,10 +111,12 @@ class PodSpec:
         return {k: v for k, v in fields.items() if v}
 
 
-DEFAULT_RESOURCES: Mapping[str, Any] = {
-    "requests": {"cpu": "100m", "memory": "128Mi"},
-    "limits": {"memory": "256Mi"},
-}
+DEFAULT_RESOURCES: Mapping[str, Any] = MappingProxyType(
+    {
+        "requests": MappingProxyType({"cpu": "100m", "memory": "128Mi"}),
+        "limits": MappingProxyType({"memory": "256Mi"}),
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -123,7 +126,9 @@ class UserServiceSpec:
     image_pull_policy: str = "IfNotPresent"
     replicas: int = 2
     autoscaling: AutoscalingSpec | None = None
-    resources: Mapping[str, Any] = field(default_factory=lambda: dict(DEFAULT_RESOURCES))
+    resources: Mapping[str, Any] = field(
+        default_factory=lambda: {k: dict(v) for k, v in DEFAULT_RESOURCES.items()}
+    )
     migrations: MigrationsSpec = field(default_factory=MigrationsSpec)
     http: HttpSpec = field(default_factory=HttpSpec)
     grpc: GrpcSpec = field(default_factory=GrpcSpec)

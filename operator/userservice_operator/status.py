@@ -131,7 +131,10 @@ def compute(us: UserService, obs: Observation) -> dict[str, Any]:
 
     if not obs.monitoring_requested:
         monitoring = _cond(
-            MONITORING, True, "Disabled", "spec.monitoring disables ServiceMonitor and PrometheusRule"
+            MONITORING,
+            True,
+            "Disabled",
+            "spec.monitoring.serviceMonitor is disabled (so is the PrometheusRule, whose alerts read it)",
         )
     elif obs.monitoring_available:
         monitoring = _cond(MONITORING, True, "Configured", "ServiceMonitor/PrometheusRule applied")
