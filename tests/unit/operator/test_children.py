@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.unit.operator.conftest import make_userservice
+from tests.unit.operator.conftest import make_manifest, make_userservice
 from userservice_operator.children import (
     deployment,
     hpa,
@@ -14,7 +14,8 @@ from userservice_operator.children import (
     service,
     servicemonitor,
 )
-from userservice_operator.children.common import HASH_ANNOTATION, RolloutPlan, labels
+from userservice_operator.children.common import HASH_ANNOTATION, RolloutPlan, canonical_hash, labels
+from userservice_operator.spec import UserService
 
 
 def _owner_and_labels(obj: dict[str, Any], name: str = "alpha") -> None:
@@ -259,3 +260,17 @@ def test_prometheusrule_alerts_only_where_their_inputs_exist() -> None:
     assert "UserServiceHighErrorRate" in alerts(replicas=0)
     # autoscaled: the HPA keeps at least minReplicas (>= 1) running
     assert "UserServiceDown" in alerts(replicas=0, autoscaling={"maxReplicas": 3})
+
+
+def test_migration_hash_is_unchanged_by_the_typed_spec() -> None:
+    """Job names of existing UserServices stay the same: the hash still covers the manifest's JSON as stored."""
+    body = make_manifest(env=[{"name": "FOO", "value": "bar"}], logLevel="debug")
+    spec = body["spec"]
+    stored = {
+        "image": spec["image"],
+        "database": spec["database"],
+        "env": spec["env"],
+        "migrations": spec["migrations"],
+        "logLevel": spec["logLevel"],
+    }
+    assert migration.migration_hash(UserService.from_manifest(body)) == canonical_hash(stored, 10)
