@@ -31,6 +31,7 @@ from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
 
 from userservice_operator import handlers
+from userservice_operator.children.promql import RUNBOOKS
 from userservice_operator.kube import Kube
 from userservice_operator.leader import LeaderElector, LeaseConfig
 from userservice_operator.metrics import OperatorMetrics
@@ -77,6 +78,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--backoff-max", type=float, default=_env_float("OPERATOR_BACKOFF_MAX", 60))
     p.add_argument("--api-threads", type=int, default=int(os.environ.get("OPERATOR_API_THREADS", "16")))
     p.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "info"))
+    p.add_argument(
+        "--runbook-base-url",
+        default=os.environ.get("OPERATOR_RUNBOOK_BASE_URL", RUNBOOKS),
+        help="where docs/runbooks.md is published; each alert's runbook_url is this plus #<alert>",
+    )
     args = p.parse_args(argv)
     if not args.namespace:
         args.all_namespaces = True
@@ -217,6 +223,7 @@ async def lead(
             resync_seconds=args.resync_seconds,
             crd_poll_seconds=args.crd_poll_seconds,
             backoff_max=args.backoff_max,
+            runbooks=args.runbook_base_url,
         ),
     )
     registry = handlers.register(kopf.OperatorRegistry(), connection)

@@ -15,8 +15,9 @@ from kubernetes.client.exceptions import ApiException
 from userservice_operator import status as status_mod
 from userservice_operator.apply import apply
 from userservice_operator.children import CHILDREN, OPTIONAL_CRDS, Child, Phase, migration
-from userservice_operator.children.common import MANAGED_BY, MIGRATION_HASH_LABEL
+from userservice_operator.children.common import MANAGED_BY, MIGRATION_HASH_LABEL, BuildContext
 from userservice_operator.children.migration import JobPhase, MigrationState
+from userservice_operator.children.promql import RUNBOOKS
 from userservice_operator.crd import KIND
 from userservice_operator.events import Recorder, condition_events
 from userservice_operator.kube import Kube
@@ -32,6 +33,7 @@ class Context:
     kube: Kube
     recorder: Recorder
     optional_apis: bool | None  # the CRDs of the optional kinds are Established; None: not checked yet
+    runbooks: str = RUNBOOKS  # where docs/runbooks.md is published
 
 
 @dataclass(frozen=True)
@@ -182,7 +184,7 @@ async def reconcile(ctx: Context, body: Manifest) -> Outcome:
         if child.phase is not Phase.SUPPORT or (child.optional_api and not optional_apis):
             continue
         try:
-            await step.ensure(child, child.build(us, None))
+            await step.ensure(child, child.build(us, BuildContext(None, ctx.runbooks)))
         except ApiException as exc:
             if exc.status != 404 or not child.optional_api:
                 raise
@@ -215,7 +217,7 @@ async def reconcile(ctx: Context, body: Manifest) -> Outcome:
         try:
             for child in CHILDREN:
                 if child.phase is Phase.WORKLOAD:
-                    live = await step.ensure(child, child.build(us, plan))
+                    live = await step.ensure(child, child.build(us, BuildContext(plan, ctx.runbooks)))
                     if child.kind == "Deployment":
                         live_dep = live
         except ApiException as exc:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from kubernetes.client.exceptions import ApiException
 
 from userservice_operator import status as status_mod
+from userservice_operator.children.promql import RUNBOOKS
 from userservice_operator.crd import KIND
 from userservice_operator.events import Recorder
 from userservice_operator.kube import Kube
@@ -38,6 +39,7 @@ class ControllerConfig:
     crd_poll_seconds: float = 10.0
     wait_max: float = 10.0  # backoff cap while waiting for something outside the operator (the Secret)
     component: str = "userservice-operator"
+    runbooks: str = RUNBOOKS  # where docs/runbooks.md is published: the alerts' runbook_url
 
 
 def backoff(failures: int, base: float, limit: float) -> float:
@@ -64,7 +66,7 @@ class Controller:
         self._crd_task: asyncio.Task[None] | None = None
 
     def context(self) -> Context:
-        return Context(self.kube, self.recorder, self.optional_apis)
+        return Context(self.kube, self.recorder, self.optional_apis, self.config.runbooks)
 
     # --- inputs from the watch handlers -------------------------------------------------------------
     def observe(self, body: Manifest) -> None:

@@ -84,9 +84,17 @@ def test_every_alert_links_its_runbook_section() -> None:
         assert anchor == rule["alert"].lower() and anchor in anchors, f"{rule['alert']}: no section {url!r}"
 
 
-def test_runbook_base_is_a_chart_value() -> None:
-    rules = _chart_rules("--set", "prometheusRule.runbookBaseUrl=https://docs.example/runbooks")
-    assert all(r["annotations"]["runbook_url"].startswith("https://docs.example/runbooks#") for r in rules)
+def test_runbook_base_is_a_chart_value_given_to_the_operator_too() -> None:
+    base = "https://docs.example/runbooks"
+    rules = _chart_rules("--set", f"prometheusRule.runbookBaseUrl={base}")
+    assert all(r["annotations"]["runbook_url"].startswith(f"{base}#") for r in rules)
+    (deploy,) = [
+        d
+        for d in docs(helm_template("--set", f"prometheusRule.runbookBaseUrl={base}"))
+        if d["kind"] == "Deployment"
+    ]
+    (container,) = deploy["spec"]["template"]["spec"]["containers"]
+    assert f"--runbook-base-url={base}" in container["args"]
 
 
 def test_dashboard_finds_the_operator_whatever_the_release_is_called() -> None:

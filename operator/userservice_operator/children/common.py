@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from userservice_operator.children.promql import RUNBOOKS
 from userservice_operator.crd import API_VERSION, KIND
 from userservice_operator.spec import Manifest, UserService
 
@@ -147,5 +148,13 @@ class RolloutPlan:
     held: bool
 
 
-# Every builder takes the rollout plan; only the workload kinds look at it (None before it is known).
-Builder = Callable[[UserService, RolloutPlan | None], Manifest | None]
+@dataclass(frozen=True)
+class BuildContext:
+    """What builders take beside the UserService: the rollout plan (None before it is known; only the workload
+    kinds look at it) and the operator's settings that shape children."""
+
+    plan: RolloutPlan | None = None
+    runbooks: str = RUNBOOKS  # where docs/runbooks.md is published (alerts link their section)
+
+
+Builder = Callable[[UserService, BuildContext | None], Manifest | None]

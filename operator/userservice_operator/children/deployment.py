@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from userservice_operator.children.common import (
-    RolloutPlan,
+    BuildContext,
     base_env,
     labels,
     metadata,
@@ -24,7 +24,7 @@ CONTAINER = "userservice"
 MIN_KUBERNETES = (1, 30)
 
 
-def build(us: UserService, plan: RolloutPlan | None = None) -> Manifest:
+def build(us: UserService, ctx: BuildContext | None = None) -> Manifest:
     """The Deployment for `us`.
 
     The plan's image overrides spec.image (the rollout is held at the previous image until its migration Job
@@ -33,6 +33,7 @@ def build(us: UserService, plan: RolloutPlan | None = None) -> Manifest:
     out of the applied configuration and belongs to the HorizontalPodAutoscaler.
     """
     spec = us.spec
+    plan = ctx.plan if ctx is not None else None
     image = plan.image if plan is not None else spec.image
     replicas = plan.replicas if plan is not None else None
     env: list[dict[str, Any]] = [

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from userservice_operator.children.common import RolloutPlan, metadata, with_hash
+from userservice_operator.children.common import BuildContext, metadata, with_hash
 from userservice_operator.children.promql import REQUESTS_METRIC
 from userservice_operator.spec import Manifest, UserService
 
 
-def build(us: UserService, plan: RolloutPlan | None = None) -> Manifest | None:
+def build(us: UserService, ctx: BuildContext | None = None) -> Manifest | None:
     """The HPA, or None when autoscaling is off or the rollout pins the replicas (first migration)."""
     autoscaling = us.spec.autoscaling
-    if autoscaling is None or not autoscaling.enabled or (plan is not None and plan.replicas is not None):
+    pinned = ctx is not None and ctx.plan is not None and ctx.plan.replicas is not None
+    if autoscaling is None or not autoscaling.enabled or pinned:
         return None
     metrics: list[dict[str, Any]] = [
         {

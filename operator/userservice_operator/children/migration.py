@@ -13,6 +13,7 @@ from typing import Any
 
 from userservice_operator.children.common import (
     MIGRATION_HASH_LABEL,
+    BuildContext,
     RolloutPlan,
     base_env,
     canonical_hash,
@@ -42,7 +43,7 @@ def job_name(us: UserService) -> str:
     return f"{us.name}-migrate-{migration_hash(us)}"
 
 
-def build(us: UserService, plan: RolloutPlan | None = None) -> Manifest:
+def build(us: UserService, ctx: BuildContext | None = None) -> Manifest:
     spec = us.spec
     meta = metadata(us, job_name(us), COMPONENT, spec.image)
     meta["labels"][MIGRATION_HASH_LABEL] = migration_hash(us)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from userservice_operator.children.common import (
-    RolloutPlan,
+    BuildContext,
     metadata,
     selector_labels,
     with_hash,
@@ -15,7 +15,7 @@ from userservice_operator.spec import Manifest, UserService
 DEFAULT_MAX_UNAVAILABLE = 1
 
 
-def build(us: UserService, plan: RolloutPlan | None = None) -> Manifest | None:
+def build(us: UserService, ctx: BuildContext | None = None) -> Manifest | None:
     """The PDB, or None when spec.podDisruptionBudget.enabled is false. Default: maxUnavailable 1."""
     pdb = us.spec.pod_disruption_budget
     if not pdb.enabled:

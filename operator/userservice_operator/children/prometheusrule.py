@@ -9,22 +9,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from userservice_operator.children.common import RolloutPlan, metadata, with_hash
+from userservice_operator.children.common import BuildContext, metadata, with_hash
 from userservice_operator.children.promql import HTTP_TRAFFIC, HTTP_UNARY, runbook_url, with_selector
 from userservice_operator.spec import Manifest, UserService
 
 
-def _alert(name: str, expr: str, for_: str, severity: str, instance: str, summary: str) -> dict[str, Any]:
+def _alert(
+    runbooks: str, name: str, expr: str, for_: str, severity: str, instance: str, summary: str
+) -> dict[str, Any]:
     return {
         "alert": name,
         "expr": expr,
         "for": for_,
         "labels": {"severity": severity},
-        "annotations": {"instance": instance, "summary": summary, "runbook_url": runbook_url(name)},
+        "annotations": {"instance": instance, "summary": summary, "runbook_url": runbook_url(name, runbooks)},
     }
 
 
-def build(us: UserService, plan: RolloutPlan | None = None) -> Manifest | None:
+def build(us: UserService, ctx: BuildContext | None = None) -> Manifest | None:
     """The PrometheusRule, or None when disabled or when nothing scrapes the service."""
     monitoring = us.spec.monitoring
     if not monitoring.prometheus_rule.enabled or not monitoring.service_monitor.enabled:
@@ -34,11 +36,13 @@ def build(us: UserService, plan: RolloutPlan | None = None) -> Manifest | None:
     meta["labels"] = {**monitoring.rule_labels(), **meta["labels"]}
     sel = f'namespace="{namespace}",service="{name}"'
     instance = f"{namespace}/{name}"
+    runbooks = (ctx or BuildContext()).runbooks
     traffic = with_selector(sel, HTTP_TRAFFIC)
     rules = []
     if us.spec.autoscaled() or us.spec.replicas > 0:
         rules.append(
             _alert(
+                runbooks,
                 "UserServiceDown",
                 f"sum(up{{{sel}}}) == 0 or absent(up{{{sel}}})",
                 "5m",
@@ -49,6 +53,7 @@ def build(us: UserService, plan: RolloutPlan | None = None) -> Manifest | None:
         )
     rules += [
         _alert(
+            runbooks,
             "UserServiceHighErrorRate",
             f'sum(rate(userservice_http_requests_total{{{traffic},code=~"5.."}}[5m]))'
             f" / sum(rate(userservice_http_requests_total{{{traffic}}}[5m])) > 0.05",
@@ -58,6 +63,7 @@ def build(us: UserService, plan: RolloutPlan | None = None) -> Manifest | None:
             f"Over 5% of REST requests to {namespace}/{name} (probes and scrapes excluded) fail with 5xx.",
         ),
         _alert(
+            runbooks,
             "UserServiceHighLatency",
             "histogram_quantile(0.99, sum by (le) (rate("
             f"userservice_http_request_duration_seconds_bucket{{{with_selector(sel, HTTP_UNARY)}}}[5m]))) > 0.5",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from userservice_operator.children.common import (
-    RolloutPlan,
+    BuildContext,
     metadata,
     selector_labels,
     with_hash,
@@ -11,7 +11,7 @@ from userservice_operator.children.common import (
 from userservice_operator.spec import Manifest, UserService
 
 
-def build(us: UserService, plan: RolloutPlan | None = None) -> Manifest | None:
+def build(us: UserService, ctx: BuildContext | None = None) -> Manifest | None:
     """The ServiceMonitor, or None when disabled. Whether its CRD exists is decided by the caller."""
     sm = us.spec.monitoring.service_monitor
     if not sm.enabled:

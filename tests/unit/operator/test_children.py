@@ -14,7 +14,13 @@ from userservice_operator.children import (
     service,
     servicemonitor,
 )
-from userservice_operator.children.common import HASH_ANNOTATION, RolloutPlan, canonical_hash, labels
+from userservice_operator.children.common import (
+    HASH_ANNOTATION,
+    BuildContext,
+    RolloutPlan,
+    canonical_hash,
+    labels,
+)
 from userservice_operator.spec import UserService
 
 
@@ -75,7 +81,9 @@ def test_deployment_shape() -> None:
 def test_deployment_leaves_replicas_to_hpa_when_autoscaling() -> None:
     us = make_userservice(autoscaling={"maxReplicas": 5})
     assert "replicas" not in deployment.build(us)["spec"]
-    assert deployment.build(us, RolloutPlan(us.spec.image, 0, held=True))["spec"]["replicas"] == 0
+    assert (
+        deployment.build(us, BuildContext(RolloutPlan(us.spec.image, 0, held=True)))["spec"]["replicas"] == 0
+    )
 
 
 def test_deployment_pod_settings_and_env_pass_through() -> None:
@@ -274,3 +282,10 @@ def test_migration_hash_is_unchanged_by_the_typed_spec() -> None:
         "logLevel": spec["logLevel"],
     }
     assert migration.migration_hash(UserService.from_manifest(body)) == canonical_hash(stored, 10)
+
+
+def test_alerts_link_the_runbooks_where_the_operator_is_told_they_are() -> None:
+    rule = prometheusrule.build(make_userservice(), BuildContext(runbooks="https://docs.example/runbooks"))
+    assert rule is not None
+    urls = [r["annotations"]["runbook_url"] for r in rule["spec"]["groups"][0]["rules"]]
+    assert urls and all(u == f"https://docs.example/runbooks#{u.rpartition('#')[2]}" for u in urls)

@@ -7,7 +7,7 @@ from typing import Any
 from tests.unit.operator.conftest import make_userservice
 from userservice_operator import status
 from userservice_operator.children import deployment
-from userservice_operator.children.common import RolloutPlan
+from userservice_operator.children.common import BuildContext, RolloutPlan
 from userservice_operator.children.migration import JobPhase, MigrationState
 from userservice_operator.events import condition_events
 from userservice_operator.status import Observation, Problem
@@ -16,7 +16,7 @@ IMAGE = "registry.example/userservice:1.0.0"
 
 
 def _dep(ready: int, replicas: int = 2, image: str = IMAGE, **extra: Any) -> dict[str, Any]:
-    dep = deployment.build(make_userservice(), RolloutPlan(image, None, held=False))
+    dep = deployment.build(make_userservice(), BuildContext(RolloutPlan(image, None, held=False)))
     dep["metadata"]["generation"] = 1
     dep["status"] = {
         "observedGeneration": 1,
