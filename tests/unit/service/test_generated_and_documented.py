@@ -31,7 +31,7 @@ def test_generated_grpc_code_is_current(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("page", "render"), PAGES, ids=[page for page, _ in PAGES])
 def test_reference_docs_are_rendered_from_their_sources(page: str, render: Callable[[str], str]) -> None:
-    """configuration.md (whole page), api.md's field table, operator.md's UserService fields."""
+    """configuration.md (whole page), api.md's field table, operator.md's UserService fields and child kinds."""
     text = (ROOT / page).read_text()
     assert render(text) == text, f"{page} is stale: run `make docs`"
 
