@@ -56,6 +56,11 @@ migrate: venv ## apply schema migrations to DATABASE_URL
 proto-generate: venv tools ## regenerate the gRPC code from proto/ with buf (the generated code is committed)
 	bash hack/proto-generate.sh
 
+.PHONY: docs
+docs: venv ## regenerate the reference docs (settings, user fields, the CRD) and the chart's dashboard
+	$(BIN)/python -m hack.docgen
+	$(BIN)/python hack/gen-dashboard.py
+
 .PHONY: lint
 lint: venv tools ## ruff, mypy and buf lint
 	$(BIN)/ruff check .

@@ -2,7 +2,8 @@
 """Writes charts/userservice-operator/files/dashboard.json, the Grafana dashboard the chart ships.
 
 The dashboard is code here (panels as data, one helper per panel kind) and the JSON is committed; a chart test
-fails when the committed JSON differs from what this script writes. Run: python3 hack/gen-dashboard.py
+fails when the committed JSON differs from what this script writes. Run: make docs (or .venv/bin/python
+hack/gen-dashboard.py; it imports the PromQL selectors of the operator package)
 """
 
 from __future__ import annotations
@@ -11,10 +12,18 @@ import json
 from pathlib import Path
 from typing import Any
 
+from userservice_operator.children.promql import GRPC_UNARY, HTTP_TRAFFIC, HTTP_UNARY, with_selector
+
 OUT = Path(__file__).resolve().parent.parent / "charts/userservice-operator/files/dashboard.json"
 DS = {"type": "prometheus", "uid": "${datasource}"}
 SEL = 'namespace=~"$namespace",service=~"$service"'
-OP = 'job=~".*userservice-operator.*-metrics"'
+# Probes and scrapes are not traffic; latency figures also leave streams out (their duration is the stream's
+# lifetime).
+SEL_HTTP = with_selector(SEL, HTTP_TRAFFIC)
+SEL_HTTP_UNARY = with_selector(SEL, HTTP_UNARY)
+SEL_GRPC_UNARY = with_selector(SEL, GRPC_UNARY)
+# The operator's scrape jobs, found from its own metric: whatever the release or fullnameOverride is called.
+OP = 'job=~"$operator_job"'
 
 
 class Layout:
@@ -130,8 +139,8 @@ def stat(
 
 def build() -> dict[str, Any]:
     lay = Layout()
-    http5xx = f'sum(rate(userservice_http_requests_total{{{SEL},code=~"5.."}}[$__rate_interval]))'
-    http_all = f"sum(rate(userservice_http_requests_total{{{SEL}}}[$__rate_interval]))"
+    http5xx = f'sum(rate(userservice_http_requests_total{{{SEL_HTTP},code=~"5.."}}[$__rate_interval]))'
+    http_all = f"sum(rate(userservice_http_requests_total{{{SEL_HTTP}}}[$__rate_interval]))"
     grpc_err = (
         f"sum(rate(userservice_grpc_requests_total{{{SEL},"
         'code=~"UNKNOWN|INTERNAL|UNAVAILABLE|DATA_LOSS|DEADLINE_EXCEEDED|UNIMPLEMENTED"}[$__rate_interval]))'
@@ -165,7 +174,7 @@ def build() -> dict[str, Any]:
         stat(
             "p99 latency (REST)",
             "histogram_quantile(0.99, sum by (le) (rate("
-            f"userservice_http_request_duration_seconds_bucket{{{SEL}}}[$__rate_interval])))",
+            f"userservice_http_request_duration_seconds_bucket{{{SEL_HTTP_UNARY}}}[$__rate_interval])))",
             "s",
             "99th percentile of REST request latency.",
             [("green", None), ("orange", 0.25), ("red", 0.5)],
@@ -191,7 +200,7 @@ def build() -> dict[str, Any]:
             "REST requests / s by route",
             [
                 target(
-                    f"sum by (method, route) (rate(userservice_http_requests_total{{{SEL}}}[$__rate_interval]))",
+                    f"sum by (method, route) (rate(userservice_http_requests_total{{{SEL_HTTP}}}[$__rate_interval]))",
                     "{{method}} {{route}}",
                 )
             ],
@@ -223,7 +232,7 @@ def build() -> dict[str, Any]:
             "REST responses / s by status",
             [
                 target(
-                    f'sum by (code) (rate(userservice_http_requests_total{{{SEL},code!~"2.."}}[$__rate_interval]))',
+                    f'sum by (code) (rate(userservice_http_requests_total{{{SEL_HTTP},code!~"2.."}}[$__rate_interval]))',
                     "{{code}}",
                 )
             ],
@@ -269,7 +278,7 @@ def build() -> dict[str, Any]:
             [
                 target(
                     "histogram_quantile(" + q + ", sum by (le) (rate("
-                    f"userservice_http_request_duration_seconds_bucket{{{SEL}}}[$__rate_interval])))",
+                    f"userservice_http_request_duration_seconds_bucket{{{SEL_HTTP_UNARY}}}[$__rate_interval])))",
                     f"p{int(float(q) * 100)}",
                 )
                 for q in ("0.5", "0.9", "0.99")
@@ -286,7 +295,7 @@ def build() -> dict[str, Any]:
             [
                 target(
                     "histogram_quantile(" + q + ", sum by (le) (rate("
-                    f'userservice_grpc_request_duration_seconds_bucket{{{SEL},method!~".*Watch.*"}}[$__rate_interval])))',
+                    f"userservice_grpc_request_duration_seconds_bucket{{{SEL_GRPC_UNARY}}}[$__rate_interval])))",
                     f"p{int(float(q) * 100)}",
                 )
                 for q in ("0.5", "0.9", "0.99")
@@ -303,7 +312,7 @@ def build() -> dict[str, Any]:
             [
                 target(
                     "histogram_quantile(0.99, sum by (le, method, route) (rate("
-                    f"userservice_http_request_duration_seconds_bucket{{{SEL}}}[$__rate_interval])))",
+                    f"userservice_http_request_duration_seconds_bucket{{{SEL_HTTP_UNARY}}}[$__rate_interval])))",
                     "{{method}} {{route}}",
                 )
             ],
@@ -502,6 +511,20 @@ def build() -> dict[str, Any]:
                 "refId": "svc",
             },
             "definition": 'label_values(userservice_ready{namespace=~"$namespace"}, service)',
+            "includeAll": True,
+            "multi": True,
+            "allValue": ".*",
+            "refresh": 2,
+            "sort": 1,
+            "current": {"text": "All", "value": "$__all"},
+        },
+        {
+            "name": "operator_job",
+            "type": "query",
+            "label": "Operator",
+            "datasource": DS,
+            "query": {"query": "label_values(userservice_operator_leader, job)", "refId": "op"},
+            "definition": "label_values(userservice_operator_leader, job)",
             "includeAll": True,
             "multi": True,
             "allValue": ".*",

@@ -31,10 +31,11 @@ from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
 
 from userservice_operator import handlers
-from userservice_operator.apply import Kube
+from userservice_operator.children.promql import RUNBOOKS
+from userservice_operator.kube import Kube
 from userservice_operator.leader import LeaderElector, LeaseConfig
 from userservice_operator.metrics import OperatorMetrics
-from userservice_operator.reconcile import Controller, ControllerConfig
+from userservice_operator.runtime import Controller, ControllerConfig, backoff
 
 log = logging.getLogger("userservice_operator")
 
@@ -77,6 +78,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--backoff-max", type=float, default=_env_float("OPERATOR_BACKOFF_MAX", 60))
     p.add_argument("--api-threads", type=int, default=int(os.environ.get("OPERATOR_API_THREADS", "16")))
     p.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "info"))
+    p.add_argument(
+        "--runbook-base-url",
+        default=os.environ.get("OPERATOR_RUNBOOK_BASE_URL", RUNBOOKS),
+        help="where docs/runbooks.md is published; each alert's runbook_url is this plus #<alert>",
+    )
     args = p.parse_args(argv)
     if not args.namespace:
         args.all_namespaces = True
@@ -217,24 +223,39 @@ async def lead(
             resync_seconds=args.resync_seconds,
             crd_poll_seconds=args.crd_poll_seconds,
             backoff_max=args.backoff_max,
+            runbooks=args.runbook_base_url,
         ),
     )
     registry = handlers.register(kopf.OperatorRegistry(), connection)
     settings = kopf.OperatorSettings()
     handlers.configure_settings(settings)
     kopf_stop = asyncio.Event()
-    operator = asyncio.create_task(
-        kopf.operator(
-            registry=registry,
-            settings=settings,
-            clusterwide=args.all_namespaces,
-            namespaces=args.namespace,
-            standalone=True,
-            memo=kopf.Memo(controller=controller),
-            stop_flag=kopf_stop,
-        ),
-        name="kopf",
-    )
+
+    async def run_kopf() -> None:
+        """kopf until asked to stop. A watch that fails (e.g. 404 while a CRD is being removed, before kopf
+        notices the removal) ends kopf as a whole: start it again with backoff rather than lose the lease."""
+        failures = 0
+        while True:
+            try:
+                await kopf.operator(
+                    registry=registry,
+                    settings=settings,
+                    clusterwide=args.all_namespaces,
+                    namespaces=args.namespace,
+                    standalone=True,
+                    memo=kopf.Memo(controller=controller),
+                    stop_flag=kopf_stop,
+                )
+                return
+            except Exception as exc:
+                if kopf_stop.is_set():
+                    return
+                failures += 1
+                delay = backoff(failures, 1.0, args.backoff_max)
+                log.error("kopf stopped unexpectedly: %r; restarting it in %.0fs", exc, delay)
+                await asyncio.sleep(delay)
+
+    operator = asyncio.create_task(run_kopf(), name="kopf")
     state["operator"] = operator
     keep = asyncio.create_task(elector.keep(), name="lease")
     await asyncio.wait({operator, keep, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -244,12 +265,7 @@ async def lead(
         code = 1
     elif operator.done() and not stopping.done():
         # kopf installs its own SIGTERM/SIGINT handlers: a clean return is a requested stop.
-        failure = operator.exception() if not operator.cancelled() else None
-        if failure is not None:
-            log.error("kopf stopped unexpectedly: %r", failure)
-            code = 1
-        else:
-            log.info("kopf stopped; shutting down")
+        log.info("kopf stopped; shutting down")
     kopf_stop.set()
     keep.cancel()
     with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):

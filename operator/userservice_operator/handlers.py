@@ -1,4 +1,4 @@
-"""kopf registrations only: watch streams feed the Controller (reconcile.py), which does the work.
+"""kopf registrations only: watch streams feed the Controller (runtime.py), which does the work.
 
 Everything is registered on a registry made per operator run (no module-level state). No handler here
 is a change-detecting (create/update) handler, so kopf writes no annotations or finalizers of its own:
@@ -13,18 +13,10 @@ from typing import Any
 
 import kopf
 
+from userservice_operator.children import CHILDREN
 from userservice_operator.crd import GROUP, PLURAL, VERSION
-from userservice_operator.reconcile import CHILD_SELECTOR, Controller, child_owner
-
-CHILD_RESOURCES = (
-    ("apps", "v1", "deployments"),
-    ("", "v1", "services"),
-    ("autoscaling", "v2", "horizontalpodautoscalers"),
-    ("policy", "v1", "poddisruptionbudgets"),
-    ("batch", "v1", "jobs"),
-    ("monitoring.coreos.com", "v1", "servicemonitors"),
-    ("monitoring.coreos.com", "v1", "prometheusrules"),
-)
+from userservice_operator.reconcile import CHILD_SELECTOR, child_owner
+from userservice_operator.runtime import Controller
 
 
 def _controller(memo: Any) -> Controller:
@@ -42,9 +34,9 @@ def configure_settings(settings: kopf.OperatorSettings) -> None:
     settings.watching.inactivity_timeout = 70
     settings.networking.connect_timeout = 5
     settings.networking.request_timeout = 30
-    settings.posting.enabled = False  # our own Events are posted by reconcile.Recorder
-    for group, version, plural in CHILD_RESOURCES:
-        settings.watching.label_selectors[group, version, plural] = CHILD_SELECTOR
+    settings.posting.enabled = False  # our own Events are posted by events.Recorder
+    for child in CHILDREN:
+        settings.watching.label_selectors[child.group, child.version, child.plural] = CHILD_SELECTOR
 
 
 def register(
@@ -72,18 +64,15 @@ def register(
             return
         _controller(memo).observe(copy.deepcopy(obj))
 
-    for group, version, plural in CHILD_RESOURCES:
+    for child in CHILDREN:
 
-        @kopf.on.event(group, version, plural, registry=registry, id=f"child-{plural}")
+        @kopf.on.event(
+            child.group, child.version, child.plural, registry=registry, id=f"child-{child.plural}"
+        )
         async def child_event(event: Any, memo: Any, **_: Any) -> None:
             owner = child_owner(event.get("object") or {})
             if owner is not None:
                 _controller(memo).kick(*owner)
-
-    @kopf.on.event("", "v1", "secrets", registry=registry)
-    async def secret_event(event: Any, memo: Any, **_: Any) -> None:
-        meta = (event.get("object") or {}).get("metadata") or {}
-        _controller(memo).kick_secret(meta.get("namespace", ""), meta.get("name", ""))
 
     logging.getLogger(__name__).debug("handlers registered")
     return registry

@@ -17,13 +17,54 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from userservice_operator.apply import Kube
+from userservice_operator.kube import Kube
 
 log = logging.getLogger(__name__)
 
 
 def _micro_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(frozen=True)
+class Observed:
+    """The holder record last seen on the Lease, and when it was first seen so (local monotonic clock)."""
+
+    record: tuple[Any, ...]
+    at: float
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Whether to write the Lease with this candidate as holder, and with how many transitions."""
+
+    take: bool
+    transitions: int
+    observed: Observed
+    taking_over_from: str = ""
+
+
+def decide(
+    spec: dict[str, Any], identity: str, observed: Observed | None, now: float, default_duration: float
+) -> Decision:
+    """The election rule for an existing Lease (pure): renew our own, take a free or expired one.
+
+    Expiry is judged on our own clock: the holder's record must have stayed unchanged for its
+    leaseDurationSeconds since we first saw it.
+    """
+    holder = spec.get("holderIdentity") or ""
+    record = (holder, spec.get("renewTime"), spec.get("leaseTransitions"))
+    if observed is None or observed.record != record:
+        observed = Observed(record, now)
+    transitions = int(spec.get("leaseTransitions") or 0)
+    if holder == identity:
+        return Decision(True, transitions, observed)
+    if not holder:
+        return Decision(True, transitions + 1, observed)
+    duration = float(spec.get("leaseDurationSeconds") or default_duration)
+    if now - observed.at < duration:
+        return Decision(False, transitions, observed)
+    return Decision(True, transitions + 1, observed, taking_over_from=holder)
 
 
 @dataclass
@@ -41,8 +82,7 @@ class LeaderElector:
         self.kube = kube
         self.config = config
         self.is_leader = False
-        self._observed: tuple[Any, ...] | None = None
-        self._observed_at = 0.0
+        self._observed: Observed | None = None
 
     def _body(self, lease: dict[str, Any] | None, transitions: int) -> dict[str, Any]:
         now = _micro_now()
@@ -72,21 +112,20 @@ class LeaderElector:
                     return False
                 raise
             return True
-        spec = lease.get("spec") or {}
-        holder = spec.get("holderIdentity") or ""
-        record = (holder, spec.get("renewTime"), spec.get("leaseTransitions"))
-        if record != self._observed:
-            self._observed = record
-            self._observed_at = time.monotonic()
-        transitions = int(spec.get("leaseTransitions") or 0)
-        if holder and holder != cfg.identity:
-            duration = float(spec.get("leaseDurationSeconds") or cfg.lease_duration)
-            if time.monotonic() - self._observed_at < duration:
-                return False
-            transitions += 1
-            log.info("lease %s/%s held by %s expired; taking over", cfg.namespace, cfg.name, holder)
-        elif not holder:
-            transitions += 1
+        decision = decide(
+            lease.get("spec") or {}, cfg.identity, self._observed, time.monotonic(), cfg.lease_duration
+        )
+        self._observed = decision.observed
+        if not decision.take:
+            return False
+        if decision.taking_over_from:
+            log.info(
+                "lease %s/%s held by %s expired; taking over",
+                cfg.namespace,
+                cfg.name,
+                decision.taking_over_from,
+            )
+        transitions = decision.transitions
         try:
             await self.kube.replace("Lease", cfg.namespace, cfg.name, self._body(lease, transitions))
         except ApiException as exc:

@@ -10,9 +10,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from userservice_operator.children.common import Manifest, selector_labels
+from userservice_operator.children.common import selector_labels
 from userservice_operator.children.migration import JobPhase, MigrationState
 from userservice_operator.children.service import endpoints
+from userservice_operator.spec import Manifest, UserService
 
 READY = "Ready"
 PROGRESSING = "Progressing"
@@ -80,7 +81,7 @@ def deployment_progress(deployment: Manifest | None, image: str) -> tuple[bool, 
     return is_available, rolling, summary, None
 
 
-def compute(us: Manifest, obs: Observation) -> dict[str, Any]:
+def compute(us: UserService, obs: Observation) -> dict[str, Any]:
     """The desired status (without lastTransitionTime, see `merge_conditions`)."""
     mig = obs.migration
     # MigrationsComplete
@@ -130,7 +131,10 @@ def compute(us: Manifest, obs: Observation) -> dict[str, Any]:
 
     if not obs.monitoring_requested:
         monitoring = _cond(
-            MONITORING, True, "Disabled", "spec.monitoring disables ServiceMonitor and PrometheusRule"
+            MONITORING,
+            True,
+            "Disabled",
+            "spec.monitoring.serviceMonitor is disabled (so is the PrometheusRule, whose alerts read it)",
         )
     elif obs.monitoring_available:
         monitoring = _cond(MONITORING, True, "Configured", "ServiceMonitor/PrometheusRule applied")
@@ -206,3 +210,32 @@ def condition(status: dict[str, Any] | None, ctype: str) -> dict[str, Any] | Non
         if cond.get("type") == ctype:
             return dict(cond)
     return None
+
+
+RECONCILE_ERROR = "ReconcileError"
+
+
+def degraded_on_failure(
+    old_status: dict[str, Any] | None, detail: str, generation: int, ts: str | None = None
+) -> list[dict[str, Any]] | None:
+    """The conditions showing a failed pass as Degraded=True, reason ReconcileError, the others untouched.
+
+    None when the status already says exactly that (nothing to write).
+    """
+    conditions = [dict(c) for c in (old_status or {}).get("conditions") or []]
+    previous = next((c for c in conditions if c.get("type") == DEGRADED), None)
+    if previous and previous.get("reason") == RECONCILE_ERROR and previous.get("message") == detail:
+        return None
+    degraded = {
+        "type": DEGRADED,
+        "status": "True",
+        "reason": RECONCILE_ERROR,
+        "message": detail,
+        "observedGeneration": generation,
+    }
+    (degraded,) = merge_conditions(conditions, [degraded], ts or now())
+    if previous is None:
+        conditions.append(degraded)
+    else:
+        conditions[conditions.index(previous)] = degraded
+    return conditions

@@ -9,6 +9,14 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+# The HTTP methods kept as label values; any other (clients may send anything) is counted as "other", so a
+# client cannot make unbounded series.
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def method_label(method: str) -> str:
+    """The `method` label value of an HTTP request."""
+    return method if method in HTTP_METHODS else "other"
 
 
 class _PoolCollector(Collector):

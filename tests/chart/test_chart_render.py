@@ -12,6 +12,7 @@ import yaml
 
 from tests.chart.support import ALL_OPTIONS, CHART, CI_VALUES, OPERATOR_PKG, docs, helm_template, run
 from tests.support.tools import project_tool
+from userservice_operator.children.deployment import MIN_KUBERNETES
 
 AGGREGATED_ROLES = sum(
     1
@@ -160,3 +161,13 @@ def test_userservices_from_values_match_the_crd_schema() -> None:
     broken = dict(users, spec={**users["spec"], "logLevel": 7})
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(broken, schema)
+
+
+def test_kube_version_claim_matches_what_the_children_need() -> None:
+    """Chart.yaml's kubeVersion is the operator's MIN_KUBERNETES; helm refuses older clusters."""
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    major, minor = MIN_KUBERNETES
+    assert chart["kubeVersion"] == f">={major}.{minor}.0-0"
+    helm_template("--kube-version", f"{major}.{minor}.0")
+    with pytest.raises(AssertionError, match="kubeVersion"):
+        helm_template("--kube-version", f"{major}.{minor - 1}.9")

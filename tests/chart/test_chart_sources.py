@@ -7,6 +7,7 @@ import importlib.util
 import yaml
 
 from tests.chart.support import CHART, OPERATOR_PKG, ROOT, docs, helm_template
+from userservice_operator.children import CHILDREN
 
 
 def test_crd_copy_matches_the_operator_source() -> None:
@@ -58,5 +59,23 @@ def test_dashboard_json_is_what_the_generator_writes() -> None:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert (CHART / "files" / "dashboard.json").read_text() == module.render(), (
-        "files/dashboard.json is stale: run `python3 hack/gen-dashboard.py`"
+        "files/dashboard.json is stale: run `make docs`"
     )
+
+
+def test_rendered_rbac_covers_every_child_kind() -> None:
+    """Each row of the child table can be watched, applied and deleted under the chart's ClusterRole."""
+    (role,) = [
+        d
+        for d in docs(helm_template(release="userservice-operator"))
+        if d["kind"] == "ClusterRole" and d["metadata"]["name"] == "userservice-operator"
+    ]
+    needed = {"get", "list", "watch", "create", "patch", "delete"}
+    for child in CHILDREN:
+        verbs = {
+            verb
+            for rule in role["rules"]
+            if child.group in rule["apiGroups"] and child.plural in rule["resources"]
+            for verb in rule["verbs"]
+        }
+        assert needed <= verbs, f"{child.kind}: the chart's RBAC lacks {sorted(needed - verbs)}"

@@ -37,7 +37,16 @@ def test_promtool_operator_alerts_fire_when_they_should(cluster: Any, tmp_path: 
     healthy operator does not."""
     promtool = project_tool("promtool", make_target="cluster-tools")
     release, ns = "rel", "ops"
-    objs = docs(helm_template("--set", "prometheusRule.enabled=true", release=release, namespace=ns))
+    objs = docs(
+        helm_template(
+            "--set",
+            "prometheusRule.enabled=true",
+            "--set",
+            "metrics.serviceMonitor.enabled=true",
+            release=release,
+            namespace=ns,
+        )
+    )
     (rule,) = [d for d in objs if d["kind"] == "PrometheusRule"]
     (rules_file := tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
     alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}

@@ -1,4 +1,14 @@
-"""Pure builders: a UserService (dict) in, child manifests (dicts) out. One module per kind."""
+"""Pure builders (a typed UserService in, child manifests out; one module per kind) and the one table of
+child kinds. The table feeds the watches (handlers.py), the apply step and its API paths (kube.py), the
+reconcile order (reconcile.py), the RBAC check (a chart test) and the docs.
+
+Adding a kind: one row here, one builder module, and its rule in rbac.yaml.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
 
 from userservice_operator.children import (
     deployment,
@@ -9,5 +19,72 @@ from userservice_operator.children import (
     service,
     servicemonitor,
 )
+from userservice_operator.children.common import Builder
 
-__all__ = ["deployment", "hpa", "migration", "pdb", "prometheusrule", "service", "servicemonitor"]
+
+class Phase(enum.Enum):
+    SUPPORT = "support"  # applied on every pass, whatever the database and migrations do
+    MIGRATION = "migration"  # created once per migration hash, never patched (see children/migration.py)
+    WORKLOAD = "workload"  # applied once the rollout plan is known (the database Secret exists)
+
+
+@dataclass(frozen=True)
+class Child:
+    kind: str
+    api_version: str
+    plural: str
+    build: Builder
+    phase: Phase = Phase.SUPPORT
+    optional_api: bool = False  # a CRD that may be absent (then the kind is skipped, not an error)
+
+    @property
+    def group(self) -> str:
+        return self.api_version.rpartition("/")[0]
+
+    @property
+    def version(self) -> str:
+        return self.api_version.rpartition("/")[2]
+
+    @property
+    def crd(self) -> str:
+        """The name of the CustomResourceDefinition serving this kind (optional APIs only)."""
+        return f"{self.plural}.{self.group}"
+
+
+# In apply order.
+CHILDREN: tuple[Child, ...] = (
+    Child("Service", "v1", "services", service.build),
+    Child("PodDisruptionBudget", "policy/v1", "poddisruptionbudgets", pdb.build),
+    Child(
+        "ServiceMonitor",
+        "monitoring.coreos.com/v1",
+        "servicemonitors",
+        servicemonitor.build,
+        optional_api=True,
+    ),
+    Child(
+        "PrometheusRule",
+        "monitoring.coreos.com/v1",
+        "prometheusrules",
+        prometheusrule.build,
+        optional_api=True,
+    ),
+    Child("Job", "batch/v1", "jobs", migration.build, Phase.MIGRATION),
+    Child("Deployment", "apps/v1", "deployments", deployment.build, Phase.WORKLOAD),
+    Child("HorizontalPodAutoscaler", "autoscaling/v2", "horizontalpodautoscalers", hpa.build, Phase.WORKLOAD),
+)
+OPTIONAL_CRDS: tuple[str, ...] = tuple(c.crd for c in CHILDREN if c.optional_api)
+
+__all__ = [
+    "CHILDREN",
+    "OPTIONAL_CRDS",
+    "Child",
+    "Phase",
+    "deployment",
+    "hpa",
+    "migration",
+    "pdb",
+    "prometheusrule",
+    "service",
+    "servicemonitor",
+]

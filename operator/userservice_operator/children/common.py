@@ -5,30 +5,18 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+from userservice_operator.children.promql import RUNBOOKS
 from userservice_operator.crd import API_VERSION, KIND
-
-Manifest = dict[str, Any]
+from userservice_operator.spec import Manifest, UserService
 
 MANAGED_BY = "userservice-operator"
 APP_NAME = "userservice"
 HASH_ANNOTATION = "userservice.io/applied-hash"
 MIGRATION_HASH_LABEL = "userservice.io/migration-hash"
-
-
-def name_of(us: Manifest) -> str:
-    return str(us["metadata"]["name"])
-
-
-def namespace_of(us: Manifest) -> str:
-    return str(us["metadata"]["namespace"])
-
-
-def spec_of(us: Manifest) -> dict[str, Any]:
-    spec = us.get("spec") or {}
-    assert isinstance(spec, dict)
-    return spec
 
 
 def _label_value(text: str) -> str:
@@ -45,22 +33,22 @@ def image_tag(image: str) -> str:
     return last.split(":", 1)[1] if ":" in last else "latest"
 
 
-def selector_labels(us: Manifest) -> dict[str, str]:
+def selector_labels(us: UserService) -> dict[str, str]:
     """Labels selecting the serving pods (immutable in the Deployment: never change these).
 
     The component is part of it, so the migration Job's pods never match the Service, PDB or Deployment.
     """
     return {
         "app.kubernetes.io/name": APP_NAME,
-        "app.kubernetes.io/instance": name_of(us),
+        "app.kubernetes.io/instance": us.name,
         "app.kubernetes.io/component": "server",
     }
 
 
-def labels(us: Manifest, component: str, image: str | None = None) -> dict[str, str]:
+def labels(us: UserService, component: str, image: str | None = None) -> dict[str, str]:
     result = {
         "app.kubernetes.io/name": APP_NAME,
-        "app.kubernetes.io/instance": name_of(us),
+        "app.kubernetes.io/instance": us.name,
         "app.kubernetes.io/component": component,
         "app.kubernetes.io/part-of": APP_NAME,
         "app.kubernetes.io/managed-by": MANAGED_BY,
@@ -72,21 +60,21 @@ def labels(us: Manifest, component: str, image: str | None = None) -> dict[str, 
     return result
 
 
-def owner_reference(us: Manifest) -> dict[str, Any]:
+def owner_reference(us: UserService) -> dict[str, Any]:
     return {
         "apiVersion": API_VERSION,
         "kind": KIND,
-        "name": name_of(us),
-        "uid": us["metadata"]["uid"],
+        "name": us.name,
+        "uid": us.uid,
         "controller": True,
         "blockOwnerDeletion": True,
     }
 
 
-def metadata(us: Manifest, name: str, component: str, image: str | None = None) -> dict[str, Any]:
+def metadata(us: UserService, name: str, component: str, image: str | None = None) -> dict[str, Any]:
     return {
         "name": name,
-        "namespace": namespace_of(us),
+        "namespace": us.namespace,
         "labels": labels(us, component, image),
         "ownerReferences": [owner_reference(us)],
     }
@@ -109,35 +97,24 @@ def with_hash(manifest: Manifest) -> Manifest:
     }
 
 
-def http_port(us: Manifest) -> int:
-    return int((spec_of(us).get("http") or {}).get("port", 8080))
+# Every environment variable the operator sets itself. crd.yaml reserves exactly these (its CEL rule on
+# spec.env is `reserved_env_rule()`; a unit test keeps the two equal): a duplicate name would make the API
+# server refuse the Deployment and the Job.
+OPERATOR_ENV = ("DATABASE_URL", "LOG_LEVEL", "HTTP_PORT", "GRPC_PORT", "SHUTDOWN_GRACE_SECONDS")
 
 
-def grpc_port(us: Manifest) -> int:
-    return int((spec_of(us).get("grpc") or {}).get("port", 50051))
+def reserved_env_rule() -> str:
+    """The CEL rule of spec.env that refuses the operator's own variables."""
+    names = ", ".join(f"'{n}'" for n in OPERATOR_ENV)
+    return f"self.all(e, !(e.name in [{names}]))"
 
 
-def autoscaling_enabled(us: Manifest) -> bool:
-    autoscaling = spec_of(us).get("autoscaling") or {}
-    return bool(autoscaling) and bool(autoscaling.get("enabled", True))
-
-
-def migrations_enabled(us: Manifest) -> bool:
-    return bool((spec_of(us).get("migrations") or {}).get("enabled", True))
-
-
-def secret_ref(us: Manifest) -> tuple[str, str]:
-    ref = spec_of(us)["database"]["secretRef"]
-    return str(ref["name"]), str(ref.get("key", "url"))
-
-
-def base_env(us: Manifest) -> list[dict[str, Any]]:
+def base_env(us: UserService) -> list[dict[str, Any]]:
     """Environment shared by the service container and the migration Job."""
-    spec = spec_of(us)
-    secret, key = secret_ref(us)
+    ref = us.spec.database.secret_ref
     return [
-        {"name": "DATABASE_URL", "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}},
-        {"name": "LOG_LEVEL", "value": str(spec.get("logLevel", "info"))},
+        {"name": "DATABASE_URL", "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}},
+        {"name": "LOG_LEVEL", "value": us.spec.log_level},
     ]
 
 
@@ -162,8 +139,22 @@ def pod_security_context() -> dict[str, Any]:
     }
 
 
-def pod_scheduling(us: Manifest) -> dict[str, Any]:
-    """nodeSelector, tolerations, affinity and topologySpreadConstraints from spec.pod (only those set)."""
-    pod = spec_of(us).get("pod") or {}
-    keys = ("nodeSelector", "tolerations", "affinity", "topologySpreadConstraints")
-    return {k: pod[k] for k in keys if pod.get(k)}
+@dataclass(frozen=True)
+class RolloutPlan:
+    """What the Deployment may run: the image, and a replica override (None: the normal rules)."""
+
+    image: str
+    replicas: int | None
+    held: bool
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """What builders take beside the UserService: the rollout plan (None before it is known; only the workload
+    kinds look at it) and the operator's settings that shape children."""
+
+    plan: RolloutPlan | None = None
+    runbooks: str = RUNBOOKS  # where docs/runbooks.md is published (alerts link their section)
+
+
+Builder = Callable[[UserService, BuildContext | None], Manifest | None]

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from userservice_operator.children.common import Manifest, metadata, name_of, spec_of, with_hash
-
-# Pods metric served by a metrics adapter (e.g. prometheus-adapter) as the per-pod rate of the
-# service's `userservice_http_requests_total` counter.
-REQUESTS_METRIC = "userservice_http_requests_per_second"
+from userservice_operator.children.common import BuildContext, metadata, with_hash
+from userservice_operator.children.promql import REQUESTS_METRIC
+from userservice_operator.spec import Manifest, UserService
 
 
-def build(us: Manifest) -> Manifest | None:
-    """The HPA, or None when autoscaling is off."""
-    autoscaling = spec_of(us).get("autoscaling")
-    if not autoscaling or not autoscaling.get("enabled", True):
+def build(us: UserService, ctx: BuildContext | None = None) -> Manifest | None:
+    """The HPA, or None when autoscaling is off or the rollout pins the replicas (first migration)."""
+    autoscaling = us.spec.autoscaling
+    pinned = ctx is not None and ctx.plan is not None and ctx.plan.replicas is not None
+    if autoscaling is None or not autoscaling.enabled or pinned:
         return None
     metrics: list[dict[str, Any]] = [
         {
@@ -23,35 +22,37 @@ def build(us: Manifest) -> Manifest | None:
                 "name": "cpu",
                 "target": {
                     "type": "Utilization",
-                    "averageUtilization": int(autoscaling.get("targetCPUUtilizationPercentage", 80)),
+                    "averageUtilization": autoscaling.target_cpu_utilization_percentage,
                 },
             },
         }
     ]
-    rps = autoscaling.get("targetRequestsPerSecond")
-    if rps:
+    if autoscaling.target_requests_per_second:
         metrics.append(
             {
                 "type": "Pods",
                 "pods": {
                     "metric": {"name": REQUESTS_METRIC},
-                    "target": {"type": "AverageValue", "averageValue": str(int(rps))},
+                    "target": {
+                        "type": "AverageValue",
+                        "averageValue": str(autoscaling.target_requests_per_second),
+                    },
                 },
             }
         )
     hpa_spec: dict[str, Any] = {
-        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name_of(us)},
-        "minReplicas": int(autoscaling.get("minReplicas", 2)),
-        "maxReplicas": int(autoscaling["maxReplicas"]),
+        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": us.name},
+        "minReplicas": autoscaling.min_replicas,
+        "maxReplicas": autoscaling.max_replicas,
         "metrics": metrics,
     }
-    if autoscaling.get("behavior"):
-        hpa_spec["behavior"] = autoscaling["behavior"]
+    if autoscaling.behavior:
+        hpa_spec["behavior"] = dict(autoscaling.behavior)
     return with_hash(
         {
             "apiVersion": "autoscaling/v2",
             "kind": "HorizontalPodAutoscaler",
-            "metadata": metadata(us, name_of(us), "server"),
+            "metadata": metadata(us, us.name, "server"),
             "spec": hpa_spec,
         }
     )

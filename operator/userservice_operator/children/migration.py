@@ -13,50 +13,48 @@ from typing import Any
 
 from userservice_operator.children.common import (
     MIGRATION_HASH_LABEL,
-    Manifest,
+    BuildContext,
+    RolloutPlan,
     base_env,
     canonical_hash,
     metadata,
-    name_of,
-    pod_scheduling,
     pod_security_context,
     security_context,
-    spec_of,
     with_hash,
 )
+from userservice_operator.spec import Manifest, UserService, to_json
 
 COMPONENT = "migration"
 
 
-def migration_hash(us: Manifest) -> str:
-    spec = spec_of(us)
+def migration_hash(us: UserService) -> str:
+    spec = us.spec
     relevant = {
-        "image": spec["image"],
-        "database": spec["database"],
-        "env": spec.get("env") or [],
-        "migrations": spec.get("migrations") or {},
-        "logLevel": spec.get("logLevel", "info"),
+        "image": spec.image,
+        "database": to_json(spec.database),
+        "env": to_json(spec.env),
+        "migrations": to_json(spec.migrations),
+        "logLevel": spec.log_level,
     }
     return canonical_hash(relevant, 10)
 
 
-def job_name(us: Manifest) -> str:
-    return f"{name_of(us)}-migrate-{migration_hash(us)}"
+def job_name(us: UserService) -> str:
+    return f"{us.name}-migrate-{migration_hash(us)}"
 
 
-def build(us: Manifest) -> Manifest:
-    spec = spec_of(us)
-    migrations = spec.get("migrations") or {}
-    meta = metadata(us, job_name(us), COMPONENT, str(spec["image"]))
+def build(us: UserService, ctx: BuildContext | None = None) -> Manifest:
+    spec = us.spec
+    meta = metadata(us, job_name(us), COMPONENT, spec.image)
     meta["labels"][MIGRATION_HASH_LABEL] = migration_hash(us)
     container: dict[str, Any] = {
         "name": "migrate",
-        "image": spec["image"],
-        "imagePullPolicy": spec.get("imagePullPolicy", "IfNotPresent"),
+        "image": spec.image,
+        "imagePullPolicy": spec.image_pull_policy,
         "command": ["userservice"],  # explicit: independent of the image's ENTRYPOINT/CMD
         "args": ["migrate"],
-        "env": [*base_env(us), *(spec.get("env") or [])],
-        "resources": spec.get("resources") or {},
+        "env": [*base_env(us), *(dict(e) for e in spec.env)],
+        "resources": dict(spec.resources),
         "securityContext": security_context(),
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108 - an emptyDir, read-only root
     }
@@ -67,8 +65,8 @@ def build(us: Manifest) -> Manifest:
             "kind": "Job",
             "metadata": meta,
             "spec": {
-                "backoffLimit": int(migrations.get("backoffLimit", 2)),
-                "activeDeadlineSeconds": int(migrations.get("activeDeadlineSeconds", 600)),
+                "backoffLimit": spec.migrations.backoff_limit,
+                "activeDeadlineSeconds": spec.migrations.active_deadline_seconds,
                 "template": {
                     "metadata": {"labels": pod_labels},
                     "spec": {
@@ -78,7 +76,7 @@ def build(us: Manifest) -> Manifest:
                         "securityContext": pod_security_context(),
                         "containers": [container],
                         "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
-                        **pod_scheduling(us),
+                        **spec.pod.scheduling(),
                     },
                 },
             },
@@ -117,17 +115,8 @@ def job_state(job: Manifest | None) -> MigrationState:
     return MigrationState(JobPhase.RUNNING, name, f"Job {name} is running")
 
 
-@dataclass(frozen=True)
-class RolloutPlan:
-    """What the Deployment may run: the image, and a replica override (None: the normal rules)."""
-
-    image: str
-    replicas: int | None
-    held: bool
-
-
 def plan_rollout(
-    us: Manifest, migration: MigrationState, live_image: str | None, live_replicas: int | None = None
+    us: UserService, migration: MigrationState, live_image: str | None, live_replicas: int | None = None
 ) -> RolloutPlan:
     """Decide the Deployment's image: the new image only once its migration succeeded (or is disabled).
 
@@ -135,7 +124,7 @@ def plan_rollout(
     image at zero replicas (and no HPA), so no pod runs against an unmigrated schema. A Deployment already
     running the image (only other settings changed) is not held.
     """
-    image = str(spec_of(us)["image"])
+    image = us.spec.image
     if migration.phase in (JobPhase.DISABLED, JobPhase.SUCCEEDED):
         return RolloutPlan(image, None, held=False)
     if live_image and live_image != image:

@@ -5,30 +5,33 @@ from __future__ import annotations
 from typing import Any
 
 from userservice_operator.children.common import (
-    Manifest,
+    BuildContext,
     metadata,
-    name_of,
     selector_labels,
-    spec_of,
     with_hash,
 )
+from userservice_operator.spec import Manifest, UserService
+
+DEFAULT_MAX_UNAVAILABLE = 1
 
 
-def build(us: Manifest) -> Manifest | None:
+def build(us: UserService, ctx: BuildContext | None = None) -> Manifest | None:
     """The PDB, or None when spec.podDisruptionBudget.enabled is false. Default: maxUnavailable 1."""
-    pdb = spec_of(us).get("podDisruptionBudget") or {}
-    if not pdb.get("enabled", True):
+    pdb = us.spec.pod_disruption_budget
+    if not pdb.enabled:
         return None
     pdb_spec: dict[str, Any] = {"selector": {"matchLabels": selector_labels(us)}}
-    if "minAvailable" in pdb:
-        pdb_spec["minAvailable"] = pdb["minAvailable"]
+    if pdb.min_available is not None:
+        pdb_spec["minAvailable"] = pdb.min_available
     else:
-        pdb_spec["maxUnavailable"] = pdb.get("maxUnavailable", 1)
+        pdb_spec["maxUnavailable"] = (
+            DEFAULT_MAX_UNAVAILABLE if pdb.max_unavailable is None else pdb.max_unavailable
+        )
     return with_hash(
         {
             "apiVersion": "policy/v1",
             "kind": "PodDisruptionBudget",
-            "metadata": metadata(us, name_of(us), "server"),
+            "metadata": metadata(us, us.name, "server"),
             "spec": pdb_spec,
         }
     )

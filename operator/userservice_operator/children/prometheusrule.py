@@ -1,68 +1,83 @@
-"""PrometheusRule (monitoring.coreos.com/v1): availability, error-rate and latency alerts."""
+"""PrometheusRule (monitoring.coreos.com/v1): availability, error-rate and latency alerts.
+
+Alerts exist only where their inputs do: every series they read comes from the ServiceMonitor's scrape, so
+there is no rule without one; and a service scaled to zero replicas has no availability alert (it is down on
+purpose, and `absent(up)` would fire for ever).
+"""
 
 from __future__ import annotations
 
-from userservice_operator.children.common import Manifest, metadata, name_of, spec_of, with_hash
+from typing import Any
+
+from userservice_operator.children.common import BuildContext, metadata, with_hash
+from userservice_operator.children.promql import HTTP_TRAFFIC, HTTP_UNARY, runbook_url, with_selector
+from userservice_operator.spec import Manifest, UserService
 
 
-def build(us: Manifest) -> Manifest | None:
-    """The PrometheusRule, or None when disabled."""
-    rule = (spec_of(us).get("monitoring") or {}).get("prometheusRule") or {}
-    if not rule.get("enabled", True):
+def _alert(
+    runbooks: str, name: str, expr: str, for_: str, severity: str, instance: str, summary: str
+) -> dict[str, Any]:
+    return {
+        "alert": name,
+        "expr": expr,
+        "for": for_,
+        "labels": {"severity": severity},
+        "annotations": {"instance": instance, "summary": summary, "runbook_url": runbook_url(name, runbooks)},
+    }
+
+
+def build(us: UserService, ctx: BuildContext | None = None) -> Manifest | None:
+    """The PrometheusRule, or None when disabled or when nothing scrapes the service."""
+    monitoring = us.spec.monitoring
+    if not monitoring.prometheus_rule.enabled or not monitoring.service_monitor.enabled:
         return None
-    name = name_of(us)
-    namespace = us["metadata"]["namespace"]
+    name, namespace = us.name, us.namespace
+    meta = metadata(us, name, "monitoring")
+    meta["labels"] = {**monitoring.rule_labels(), **meta["labels"]}
     sel = f'namespace="{namespace}",service="{name}"'
-    annotations_common = {"instance": f"{namespace}/{name}"}
+    instance = f"{namespace}/{name}"
+    runbooks = (ctx or BuildContext()).runbooks
+    traffic = with_selector(sel, HTTP_TRAFFIC)
+    rules = []
+    if us.spec.autoscaled() or us.spec.replicas > 0:
+        rules.append(
+            _alert(
+                runbooks,
+                "UserServiceDown",
+                f"sum(up{{{sel}}}) == 0 or absent(up{{{sel}}})",
+                "5m",
+                "critical",
+                instance,
+                f"No pod of UserService {namespace}/{name} is scraped as up.",
+            )
+        )
+    rules += [
+        _alert(
+            runbooks,
+            "UserServiceHighErrorRate",
+            f'sum(rate(userservice_http_requests_total{{{traffic},code=~"5.."}}[5m]))'
+            f" / sum(rate(userservice_http_requests_total{{{traffic}}}[5m])) > 0.05",
+            "10m",
+            "warning",
+            instance,
+            f"Over 5% of REST requests to {namespace}/{name} (probes and scrapes excluded) fail with 5xx.",
+        ),
+        _alert(
+            runbooks,
+            "UserServiceHighLatency",
+            "histogram_quantile(0.99, sum by (le) (rate("
+            f"userservice_http_request_duration_seconds_bucket{{{with_selector(sel, HTTP_UNARY)}}}[5m]))) > 0.5",
+            "10m",
+            "warning",
+            instance,
+            f"p99 latency of REST requests to {namespace}/{name} (streams excluded) is above 500 ms.",
+        ),
+    ]
     return with_hash(
         {
             "apiVersion": "monitoring.coreos.com/v1",
             "kind": "PrometheusRule",
-            "metadata": metadata(us, name, "monitoring"),
-            "spec": {
-                "groups": [
-                    {
-                        "name": f"userservice.{namespace}.{name}",
-                        "rules": [
-                            {
-                                "alert": "UserServiceDown",
-                                "expr": f"sum(up{{{sel}}}) == 0 or absent(up{{{sel}}})",
-                                "for": "5m",
-                                "labels": {"severity": "critical"},
-                                "annotations": {
-                                    **annotations_common,
-                                    "summary": f"No pod of UserService {namespace}/{name} is scraped as up.",
-                                },
-                            },
-                            {
-                                "alert": "UserServiceHighErrorRate",
-                                "expr": (
-                                    f'sum(rate(userservice_http_requests_total{{{sel},code=~"5.."}}[5m]))'
-                                    f" / sum(rate(userservice_http_requests_total{{{sel}}}[5m])) > 0.05"
-                                ),
-                                "for": "10m",
-                                "labels": {"severity": "warning"},
-                                "annotations": {
-                                    **annotations_common,
-                                    "summary": f"Over 5% of requests to {namespace}/{name} fail with 5xx.",
-                                },
-                            },
-                            {
-                                "alert": "UserServiceHighLatency",
-                                "expr": (
-                                    "histogram_quantile(0.99, sum by (le) (rate("
-                                    f"userservice_http_request_duration_seconds_bucket{{{sel}}}[5m]))) > 0.5"
-                                ),
-                                "for": "10m",
-                                "labels": {"severity": "warning"},
-                                "annotations": {
-                                    **annotations_common,
-                                    "summary": f"p99 latency of {namespace}/{name} is above 500 ms.",
-                                },
-                            },
-                        ],
-                    }
-                ]
-            },
+            "metadata": meta,
+            "spec": {"groups": [{"name": f"userservice.{namespace}.{name}", "rules": rules}]},
         }
     )

@@ -3,30 +3,28 @@
 from __future__ import annotations
 
 from userservice_operator.children.common import (
-    Manifest,
-    grpc_port,
-    http_port,
+    BuildContext,
     metadata,
-    name_of,
     selector_labels,
     with_hash,
 )
+from userservice_operator.spec import Manifest, UserService
 
 
-def build(us: Manifest) -> Manifest:
+def build(us: UserService, ctx: BuildContext | None = None) -> Manifest:
     return with_hash(
         {
             "apiVersion": "v1",
             "kind": "Service",
-            "metadata": metadata(us, name_of(us), "server"),
+            "metadata": metadata(us, us.name, "server"),
             "spec": {
                 "type": "ClusterIP",
                 "selector": selector_labels(us),
                 "ports": [
-                    {"name": "http", "port": http_port(us), "targetPort": "http", "protocol": "TCP"},
+                    {"name": "http", "port": us.spec.http.port, "targetPort": "http", "protocol": "TCP"},
                     {
                         "name": "grpc",
-                        "port": grpc_port(us),
+                        "port": us.spec.grpc.port,
                         "targetPort": "grpc",
                         "protocol": "TCP",
                         "appProtocol": "grpc",
@@ -37,7 +35,7 @@ def build(us: Manifest) -> Manifest:
     )
 
 
-def endpoints(us: Manifest) -> dict[str, str]:
+def endpoints(us: UserService) -> dict[str, str]:
     """In-cluster addresses of the service (REST URL and gRPC target)."""
-    host = f"{name_of(us)}.{us['metadata']['namespace']}.svc"
-    return {"http": f"http://{host}:{http_port(us)}", "grpc": f"{host}:{grpc_port(us)}"}
+    host = f"{us.name}.{us.namespace}.svc"
+    return {"http": f"http://{host}:{us.spec.http.port}", "grpc": f"{host}:{us.spec.grpc.port}"}

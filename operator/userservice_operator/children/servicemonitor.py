@@ -3,22 +3,21 @@
 from __future__ import annotations
 
 from userservice_operator.children.common import (
-    Manifest,
+    BuildContext,
     metadata,
-    name_of,
     selector_labels,
-    spec_of,
     with_hash,
 )
+from userservice_operator.spec import Manifest, UserService
 
 
-def build(us: Manifest) -> Manifest | None:
+def build(us: UserService, ctx: BuildContext | None = None) -> Manifest | None:
     """The ServiceMonitor, or None when disabled. Whether its CRD exists is decided by the caller."""
-    sm = (spec_of(us).get("monitoring") or {}).get("serviceMonitor") or {}
-    if not sm.get("enabled", True):
+    sm = us.spec.monitoring.service_monitor
+    if not sm.enabled:
         return None
-    meta = metadata(us, name_of(us), "monitoring")
-    meta["labels"] = {**(sm.get("labels") or {}), **meta["labels"]}
+    meta = metadata(us, us.name, "monitoring")
+    meta["labels"] = {**sm.labels, **meta["labels"]}
     return with_hash(
         {
             "apiVersion": "monitoring.coreos.com/v1",
@@ -26,10 +25,8 @@ def build(us: Manifest) -> Manifest | None:
             "metadata": meta,
             "spec": {
                 "selector": {"matchLabels": selector_labels(us)},
-                "namespaceSelector": {"matchNames": [us["metadata"]["namespace"]]},
-                "endpoints": [
-                    {"port": "http", "path": "/metrics", "interval": str(sm.get("interval", "30s"))}
-                ],
+                "namespaceSelector": {"matchNames": [us.namespace]},
+                "endpoints": [{"port": "http", "path": "/metrics", "interval": sm.interval}],
             },
         }
     )

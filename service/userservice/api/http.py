@@ -20,7 +20,7 @@ from userservice.domain.listing import filter_from_query
 from userservice.domain.model import etag_matches
 from userservice.events.feed import EventFeed
 from userservice.health import Health
-from userservice.metrics import Metrics
+from userservice.metrics import Metrics, method_label
 from userservice.store.db import UNAVAILABLE_ERRORS
 from userservice.users import UserCore, check_idempotency_key
 
@@ -84,8 +84,8 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         response.headers["X-Request-ID"] = rid
     elapsed = time.perf_counter() - started
     route, metrics = _route_of(request), request.app[METRICS]
-    metrics.http_requests.labels(request.method, route, str(response.status)).inc()
-    metrics.http_latency.labels(request.method, route).observe(elapsed)
+    metrics.http_requests.labels(method_label(request.method), route, str(response.status)).inc()
+    metrics.http_latency.labels(method_label(request.method), route).observe(elapsed)
     if route not in {"/healthz", "/readyz", "/metrics"}:
         log.info(
             "request",

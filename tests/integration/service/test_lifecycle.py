@@ -154,6 +154,17 @@ async def test_metrics_cover_http_grpc_pool_events_and_users(
         assert expected in text, expected
 
 
+async def test_http_method_label_is_bounded(http: aiohttp.ClientSession) -> None:
+    """A client-chosen method must not become a label value (one new series per verb the HTTP parser knows)."""
+    for verb in ("PROPFIND", "MKCOL", "PURGE"):
+        async with http.request(verb, "/v1/users") as resp:
+            assert resp.status == 405
+    async with http.get("/metrics") as resp:
+        text = await resp.text()
+    assert not [verb for verb in ("PROPFIND", "MKCOL", "PURGE") if verb in text]
+    assert 'userservice_http_requests_total{code="405",method="other",route="unmatched"}' in text
+
+
 async def test_logs_are_json_with_request_id_and_never_a_password(database: str) -> None:
     replica = ServiceProcess(database).start()
     secret = f"never-log-{uuid.uuid4().hex}"

@@ -1,14 +1,12 @@
-"""Helpers for the operator's unit tests: UserService dicts defaulted exactly as the CRD schema says."""
+"""Helpers for the operator's unit tests: UserServices defaulted exactly as the CRD schema says."""
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
 from typing import Any
 
-import pytest
-
 from userservice_operator.crd import load_crd
+from userservice_operator.spec import UserService
 
 
 def schema() -> dict[str, Any]:
@@ -31,7 +29,8 @@ def apply_defaults(node: dict[str, Any], value: Any) -> Any:
     return value
 
 
-def make_userservice(name: str = "alpha", namespace: str = "team-a", **spec: Any) -> dict[str, Any]:
+def make_manifest(name: str = "alpha", namespace: str = "team-a", **spec: Any) -> dict[str, Any]:
+    """A UserService as the API server stores it (schema defaults filled in)."""
     base_spec: dict[str, Any] = {
         "image": "registry.example/userservice:1.0.0",
         "database": {"secretRef": {"name": "alpha-db"}},
@@ -46,6 +45,6 @@ def make_userservice(name: str = "alpha", namespace: str = "team-a", **spec: Any
     return dict(apply_defaults(schema(), body))
 
 
-@pytest.fixture
-def userservice() -> Callable[..., dict[str, Any]]:
-    return make_userservice
+def make_userservice(name: str = "alpha", namespace: str = "team-a", **spec: Any) -> UserService:
+    """The typed UserService the builders take, from `make_manifest`."""
+    return UserService.from_manifest(make_manifest(name, namespace, **spec))

@@ -5,8 +5,9 @@ from __future__ import annotations
 import copy
 
 from tests.unit.operator.conftest import make_userservice
-from userservice_operator.apply import KINDS, is_subset, up_to_date
+from userservice_operator.apply import is_subset, up_to_date
 from userservice_operator.children import deployment
+from userservice_operator.kube import KINDS
 
 
 def test_is_subset() -> None:

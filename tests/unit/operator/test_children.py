@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.unit.operator.conftest import make_userservice
+from tests.unit.operator.conftest import make_manifest, make_userservice
 from userservice_operator.children import (
     deployment,
     hpa,
@@ -14,7 +14,14 @@ from userservice_operator.children import (
     service,
     servicemonitor,
 )
-from userservice_operator.children.common import HASH_ANNOTATION, labels
+from userservice_operator.children.common import (
+    HASH_ANNOTATION,
+    BuildContext,
+    RolloutPlan,
+    canonical_hash,
+    labels,
+)
+from userservice_operator.spec import UserService
 
 
 def _owner_and_labels(obj: dict[str, Any], name: str = "alpha") -> None:
@@ -74,7 +81,9 @@ def test_deployment_shape() -> None:
 def test_deployment_leaves_replicas_to_hpa_when_autoscaling() -> None:
     us = make_userservice(autoscaling={"maxReplicas": 5})
     assert "replicas" not in deployment.build(us)["spec"]
-    assert deployment.build(us, replicas=0)["spec"]["replicas"] == 0
+    assert (
+        deployment.build(us, BuildContext(RolloutPlan(us.spec.image, 0, held=True)))["spec"]["replicas"] == 0
+    )
 
 
 def test_deployment_pod_settings_and_env_pass_through() -> None:
@@ -192,7 +201,7 @@ def test_migration_job() -> None:
     (c,) = pod["containers"]
     assert c["command"] == ["userservice"]
     assert c["args"] == ["migrate"]
-    assert c["image"] == us["spec"]["image"]
+    assert c["image"] == us.spec.image
     assert c["env"][0]["valueFrom"]["secretKeyRef"]["name"] == "alpha-db"
     assert job["spec"]["backoffLimit"] == 2
     # the Job's pods never match the selector of the Service, PDB or Deployment
@@ -212,3 +221,71 @@ def test_long_names_fit() -> None:
     us = make_userservice(name="a" * 40)
     assert len(migration.job_name(us)) <= 63
     assert len(labels(us, "server", "img@sha256:" + "f" * 64)["app.kubernetes.io/version"]) <= 63
+
+
+def test_prestop_sleep_zero_leaves_the_hook_out() -> None:
+    """A zero-second preStop sleep is valid only from Kubernetes 1.33; no hook means the same everywhere."""
+    (c,) = deployment.build(make_userservice(preStopSleepSeconds=0))["spec"]["template"]["spec"]["containers"]
+    assert "lifecycle" not in c
+    (c,) = deployment.build(make_userservice(preStopSleepSeconds=1))["spec"]["template"]["spec"]["containers"]
+    assert c["lifecycle"]["preStop"] == {"sleep": {"seconds": 1}}
+
+
+def test_prometheusrule_carries_selector_labels() -> None:
+    """A Prometheus (e.g. kube-prometheus-stack) loads only rules whose labels match its ruleSelector."""
+    sm_labels = {"release": "prom"}
+    inherited = prometheusrule.build(make_userservice(monitoring={"serviceMonitor": {"labels": sm_labels}}))
+    assert inherited is not None and inherited["metadata"]["labels"]["release"] == "prom"
+    own = prometheusrule.build(
+        make_userservice(
+            monitoring={"serviceMonitor": {"labels": sm_labels}, "prometheusRule": {"labels": {"rules": "x"}}}
+        )
+    )
+    assert own is not None
+    assert own["metadata"]["labels"]["rules"] == "x" and "release" not in own["metadata"]["labels"]
+    none = prometheusrule.build(
+        make_userservice(
+            monitoring={"serviceMonitor": {"labels": sm_labels}, "prometheusRule": {"labels": {}}}
+        )
+    )
+    assert none is not None and "release" not in none["metadata"]["labels"]
+    # the operator's own labels always win
+    assert own["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "userservice-operator"
+
+
+def test_prometheusrule_alerts_only_where_their_inputs_exist() -> None:
+    """No scrape, no rule; zero replicas on purpose, no availability alert (absent(up) would fire for ever)."""
+    no_scrape = make_userservice(monitoring={"serviceMonitor": {"enabled": False}})
+    assert prometheusrule.build(no_scrape) is None
+
+    def alerts(**spec: Any) -> set[str]:
+        rule = prometheusrule.build(make_userservice(**spec))
+        assert rule is not None
+        return {r["alert"] for r in rule["spec"]["groups"][0]["rules"]}
+
+    assert "UserServiceDown" in alerts()
+    assert "UserServiceDown" not in alerts(replicas=0)
+    assert "UserServiceHighErrorRate" in alerts(replicas=0)
+    # autoscaled: the HPA keeps at least minReplicas (>= 1) running
+    assert "UserServiceDown" in alerts(replicas=0, autoscaling={"maxReplicas": 3})
+
+
+def test_migration_hash_is_unchanged_by_the_typed_spec() -> None:
+    """Job names of existing UserServices stay the same: the hash still covers the manifest's JSON as stored."""
+    body = make_manifest(env=[{"name": "FOO", "value": "bar"}], logLevel="debug")
+    spec = body["spec"]
+    stored = {
+        "image": spec["image"],
+        "database": spec["database"],
+        "env": spec["env"],
+        "migrations": spec["migrations"],
+        "logLevel": spec["logLevel"],
+    }
+    assert migration.migration_hash(UserService.from_manifest(body)) == canonical_hash(stored, 10)
+
+
+def test_alerts_link_the_runbooks_where_the_operator_is_told_they_are() -> None:
+    rule = prometheusrule.build(make_userservice(), BuildContext(runbooks="https://docs.example/runbooks"))
+    assert rule is not None
+    urls = [r["annotations"]["runbook_url"] for r in rule["spec"]["groups"][0]["rules"]]
+    assert urls and all(u == f"https://docs.example/runbooks#{u.rpartition('#')[2]}" for u in urls)

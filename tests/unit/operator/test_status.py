@@ -7,14 +7,16 @@ from typing import Any
 from tests.unit.operator.conftest import make_userservice
 from userservice_operator import status
 from userservice_operator.children import deployment
+from userservice_operator.children.common import BuildContext, RolloutPlan
 from userservice_operator.children.migration import JobPhase, MigrationState
+from userservice_operator.events import condition_events
 from userservice_operator.status import Observation, Problem
 
 IMAGE = "registry.example/userservice:1.0.0"
 
 
 def _dep(ready: int, replicas: int = 2, image: str = IMAGE, **extra: Any) -> dict[str, Any]:
-    dep = deployment.build(make_userservice(), image=image)
+    dep = deployment.build(make_userservice(), BuildContext(RolloutPlan(image, None, held=False)))
     dep["metadata"]["generation"] = 1
     dep["status"] = {
         "observedGeneration": 1,
@@ -165,8 +167,6 @@ def test_transition_time_kept_while_status_unchanged() -> None:
 
 
 def test_condition_events() -> None:
-    from userservice_operator.reconcile import condition_events
-
     ready_false = {"type": "Ready", "status": "False", "reason": "MigrationRunning", "message": "m"}
     degraded_true = {"type": "Degraded", "status": "True", "reason": "SecretNotFound", "message": "s"}
     degraded_false = {"type": "Degraded", "status": "False", "reason": "AsExpected", "message": "ok"}

@@ -1,0 +1,16 @@
+"""Reference docs rendered from their single sources. `make docs` (python -m hack.docgen) writes them; a unit
+test fails when a committed page differs from what its renderer makes. One module per page."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from hack.docgen import api_fields, configuration, operator_children, operator_spec
+
+# (page, render): render takes the committed page and returns it with its generated part current.
+PAGES: tuple[tuple[str, Callable[[str], str]], ...] = (
+    (configuration.PAGE, configuration.render),
+    (api_fields.PAGE, api_fields.render),
+    (operator_spec.PAGE, operator_spec.render),
+    (operator_children.PAGE, operator_children.render),
+)

@@ -1,0 +1,44 @@
+"""PromQL selectors and runbook links shared by the operator's PrometheusRule, the chart's alerts and the
+dashboard generator (hack/gen-dashboard.py), so each figure means the same thing everywhere. Chart tests check
+the chart's rules and the dashboard use them."""
+
+from __future__ import annotations
+
+# Probes and the Prometheus scrape: requests of the platform, not traffic. Left out of every rate, error and
+# latency figure.
+OPS_ROUTES = ("/healthz", "/readyz", "/metrics")
+# Streams (SSE): the recorded duration of a request is the stream's lifetime, not a latency.
+STREAM_ROUTES = ("/v1/events",)
+# gRPC server streams, likewise (WatchUserEvents). gRPC health checks are not counted by the service at all.
+GRPC_UNARY = 'method!~".*Watch.*"'
+
+
+def _route_not(routes: tuple[str, ...]) -> str:
+    return f'route!~"{"|".join(routes)}"'
+
+
+HTTP_TRAFFIC = _route_not(OPS_ROUTES)
+HTTP_UNARY = _route_not(OPS_ROUTES + STREAM_ROUTES)
+
+# The Pods metric the HorizontalPodAutoscaler scales on (spec.autoscaling.targetRequestsPerSecond): requests
+# per second per pod over REST and gRPC together, as a metrics adapter serves it. ADAPTER_METRICS_QUERY is
+# prometheus-adapter's metricsQuery for it (docs/operator.md shows the whole rule; a test keeps it equal).
+REQUESTS_METRIC = "userservice_requests_per_second"
+ADAPTER_METRICS_QUERY = (
+    'sum by (<<.GroupBy>>) (rate({__name__=~"userservice_(http|grpc)_requests_total",'
+    + HTTP_TRAFFIC
+    + ",<<.LabelMatchers>>}[1m]))"
+)
+
+# docs/runbooks.md has one section per alert; the chart's prometheusRule.runbookBaseUrl defaults to the same.
+RUNBOOKS = "docs/runbooks.md"
+
+
+def runbook_url(alert: str, base: str = RUNBOOKS) -> str:
+    """The runbook section of an alert (the Markdown heading's anchor: its name in lower case)."""
+    return f"{base}#{alert.lower()}"
+
+
+def with_selector(selector: str, *matchers: str) -> str:
+    """A label selector body: `selector` plus extra matchers (either may be empty)."""
+    return ",".join(m for m in (selector, *matchers) if m)

@@ -1,0 +1,251 @@
+"""Level-based reconciliation: one worker per UserService, woken by watch events, timers and backoff.
+
+`Controller` keeps a worker task per UserService. kopf's watch handlers (handlers.py) only feed it: the
+UserService's latest body, and "kick" signals when an owned child or the optional CRDs change. A worker runs
+one pass (reconcile.py), keeps what it returned, then sleeps until kicked, until the periodic resync, or (after
+an error or while waiting for a Secret) until its exponential backoff expires.
+
+Secrets are not watched (that would mean reading every Secret in the cluster): a pass reads the one Secret its
+UserService references, and while it is missing the pass is retried with a backoff capped at `wait_max`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+
+from kubernetes.client.exceptions import ApiException
+
+from userservice_operator import status as status_mod
+from userservice_operator.children.promql import RUNBOOKS
+from userservice_operator.crd import KIND
+from userservice_operator.events import Recorder
+from userservice_operator.kube import Kube
+from userservice_operator.metrics import OperatorMetrics
+from userservice_operator.reconcile import Context, optional_apis_present, reconcile
+from userservice_operator.spec import Manifest
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ControllerConfig:
+    resync_seconds: float = 300.0
+    backoff_base: float = 1.0
+    backoff_max: float = 60.0
+    crd_poll_seconds: float = 10.0
+    wait_max: float = 10.0  # backoff cap while waiting for something outside the operator (the Secret)
+    component: str = "userservice-operator"
+    runbooks: str = RUNBOOKS  # where docs/runbooks.md is published: the alerts' runbook_url
+
+
+def backoff(failures: int, base: float, limit: float) -> float:
+    """Seconds to wait after `failures` consecutive failed passes: base, 2*base, 4*base ... at most limit."""
+    if failures <= 0:
+        return 0.0
+    return float(min(base * 2 ** (failures - 1), limit))
+
+
+def _key(body: Manifest) -> tuple[str, str]:
+    return str(body["metadata"]["namespace"]), str(body["metadata"]["name"])
+
+
+class Controller:
+    """Owns the per-UserService workers. Created once per running operator (kept in kopf's memo)."""
+
+    def __init__(self, kube: Kube, metrics: OperatorMetrics, config: ControllerConfig | None = None) -> None:
+        self.kube = kube
+        self.metrics = metrics
+        self.config = config or ControllerConfig()
+        self.recorder = Recorder(kube, self.config.component)
+        self.workers: dict[tuple[str, str], Worker] = {}
+        self.optional_apis: bool | None = None
+        self._crd_task: asyncio.Task[None] | None = None
+
+    def context(self) -> Context:
+        return Context(self.kube, self.recorder, self.optional_apis, self.config.runbooks)
+
+    # --- inputs from the watch handlers -------------------------------------------------------------
+    def observe(self, body: Manifest) -> None:
+        key = _key(body)
+        worker = self.workers.get(key)
+        if worker is None or worker.uid != body["metadata"].get("uid"):
+            if worker is not None:
+                worker.stop()
+            worker = Worker(self, body)
+            self.workers[key] = worker
+            self.metrics.managed.set(len(self.workers))
+            worker.start()
+        else:
+            worker.body = body
+            worker.kick()
+        if self._crd_task is None:
+            self._crd_task = asyncio.create_task(self._watch_crds(), name="optional-crds")
+
+    def forget(self, namespace: str, name: str) -> None:
+        worker = self.workers.pop((namespace, name), None)
+        if worker is not None:
+            worker.stop()
+        self.metrics.managed.set(len(self.workers))
+
+    def kick(self, namespace: str, name: str) -> None:
+        worker = self.workers.get((namespace, name))
+        if worker is not None:
+            worker.kick()
+
+    def kick_all(self) -> None:
+        for worker in list(self.workers.values()):
+            worker.kick()
+
+    async def stop(self) -> None:
+        if self._crd_task is not None:
+            self._crd_task.cancel()
+        tasks = [w.task for w in self.workers.values() if w.task is not None]
+        for worker in self.workers.values():
+            worker.stop()
+        for task in [*tasks, *([self._crd_task] if self._crd_task else [])]:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    # --- the optional CRDs (Prometheus Operator) ----------------------------------------------------
+    def note_optional_apis(self, present: bool) -> None:
+        """Record whether the optional CRDs exist; wake every worker when that changed."""
+        changed = self.optional_apis is not None and present != self.optional_apis
+        self.optional_apis = present
+        if changed:
+            log.info("monitoring.coreos.com CRDs %s", "appeared" if present else "disappeared")
+            self.kick_all()
+
+    async def _watch_crds(self) -> None:
+        """Re-check the optional CRDs periodically."""
+        while True:
+            await asyncio.sleep(self.config.crd_poll_seconds)
+            try:
+                present = await optional_apis_present(self.kube)
+            except Exception as exc:
+                log.debug("monitoring CRD check failed: %s", exc)
+                continue
+            self.note_optional_apis(present)
+
+
+class Worker:
+    """Serialises the reconciles of one UserService."""
+
+    def __init__(self, controller: Controller, body: Manifest) -> None:
+        self.controller = controller
+        self.body = body
+        self.uid = body["metadata"].get("uid")
+        self.task: asyncio.Task[None] | None = None
+        self.wake = asyncio.Event()
+        self.failures = 0
+        self.last_error = ""
+
+    def start(self) -> None:
+        namespace, name = _key(self.body)
+        self.task = asyncio.create_task(self._run(), name=f"reconcile/{namespace}/{name}")
+
+    def kick(self) -> None:
+        self.wake.set()
+
+    def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+
+    def _next_delay(self, limit: float | None = None) -> float:
+        self.failures += 1
+        cfg = self.controller.config
+        return backoff(self.failures, cfg.backoff_base, min(cfg.backoff_max, limit or cfg.backoff_max))
+
+    def _failed(self, exc: Exception) -> float:
+        """Count a failed pass; the backoff delay before the next one."""
+        delay = self._next_delay()
+        self.controller.metrics.reconciles.labels("error").inc()
+        detail = (
+            f"{exc.status} {exc.reason}: {str(exc.body)[:300]}" if isinstance(exc, ApiException) else str(exc)
+        )
+        namespace, name = _key(self.body)
+        log.warning(
+            "%s/%s: reconcile failed: %s; retrying in %.0fs",
+            namespace,
+            name,
+            detail,
+            delay,
+            exc_info=not isinstance(exc, ApiException | OSError),
+        )
+        self.last_error = detail
+        return delay
+
+    async def report_failure(self) -> None:
+        """Show a failed pass as Degraded=True, reason ReconcileError (other conditions untouched)."""
+        us, detail = self.body, self.last_error[:1000]
+        previous = status_mod.condition(us.get("status"), status_mod.DEGRADED)
+        conditions = status_mod.degraded_on_failure(
+            us.get("status"), detail, int(us["metadata"].get("generation", 0))
+        )
+        if conditions is None:
+            return
+        namespace, name = _key(us)
+        try:
+            updated = await self.controller.kube.patch_status(
+                KIND, namespace, name, {"conditions": conditions}
+            )
+        except Exception as exc:  # the API server may be what failed
+            log.debug("could not record the failure in the status: %s", exc)
+            return
+        us["status"] = updated.get("status") or us.get("status")
+        if not previous or previous.get("reason") != status_mod.RECONCILE_ERROR:
+            await self.controller.recorder.event(us, "Warning", status_mod.RECONCILE_ERROR, detail)
+
+    async def _going_away(self, exc: ApiException) -> bool:
+        """Whether a 403/404 comes from the UserService or its namespace being deleted."""
+        if "being terminated" in str(exc.body):
+            return True
+        try:
+            live = await self.controller.kube.get(KIND, *_key(self.body))
+        except Exception:
+            return False
+        return live is None or bool(live["metadata"].get("deletionTimestamp"))
+
+    async def _run(self) -> None:
+        cfg = self.controller.config
+        metrics = self.controller.metrics
+        while True:
+            self.wake.clear()
+            started = time.monotonic()
+            try:
+                outcome = await reconcile(self.controller.context(), self.body)
+                self.controller.note_optional_apis(outcome.optional_apis)
+                if outcome.status is not None:
+                    # Keep our copy current so the next pass (before the watch event arrives) compares with
+                    # what we wrote.
+                    self.body["status"] = outcome.status
+                    self.body["metadata"]["resourceVersion"] = outcome.resource_version
+                if outcome.retry:
+                    delay = self._next_delay(cfg.wait_max)
+                    metrics.reconciles.labels("retry").inc()
+                    log.info("%s/%s: %s; retrying in %.0fs", *_key(self.body), outcome.retry, delay)
+                else:
+                    delay = cfg.resync_seconds
+                    self.failures = 0
+                    metrics.reconciles.labels("success").inc()
+            except asyncio.CancelledError:
+                raise
+            except ApiException as exc:
+                if exc.status not in (403, 404) or not await self._going_away(exc):
+                    delay = self._failed(exc)
+                    await self.report_failure()
+                else:
+                    # The resource or its namespace is being deleted: nothing to do until told otherwise.
+                    log.debug("%s/%s is going away", *_key(self.body))
+                    delay = cfg.resync_seconds
+                    metrics.reconciles.labels("retry").inc()
+            except Exception as exc:
+                delay = self._failed(exc)
+                await self.report_failure()
+            finally:
+                metrics.reconcile_duration.observe(time.monotonic() - started)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), timeout=delay)

@@ -1,0 +1,124 @@
+"""What the alerts and the dashboard measure: the same selectors everywhere (children/promql.py)."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from tests.chart.support import CHART, ROOT, docs, helm_template
+from tests.unit.operator.conftest import make_userservice
+from userservice_operator.children import prometheusrule
+from userservice_operator.children.promql import (
+    ADAPTER_METRICS_QUERY,
+    GRPC_UNARY,
+    HTTP_TRAFFIC,
+    HTTP_UNARY,
+    REQUESTS_METRIC,
+    RUNBOOKS,
+)
+
+
+def _chart_rules(*extra: str) -> list[dict[str, Any]]:
+    objs = docs(
+        helm_template(
+            "--set", "prometheusRule.enabled=true", "--set", "prometheusRule.httpAlerts=true", *extra
+        )
+    )
+    (rule,) = [d for d in objs if d["kind"] == "PrometheusRule"]
+    return [r for g in rule["spec"]["groups"] for r in g["rules"]]
+
+
+def _operator_rules() -> list[dict[str, Any]]:
+    rule = prometheusrule.build(make_userservice())
+    assert rule is not None
+    return [r for g in rule["spec"]["groups"] for r in g["rules"]]
+
+
+def _dashboard_exprs() -> list[str]:
+    board = json.loads((CHART / "files" / "dashboard.json").read_text())
+    return [t["expr"] for p in board["panels"] for t in p.get("targets") or []]
+
+
+def _selectors(expr: str, metric: str) -> list[str]:
+    return re.findall(re.escape(metric) + r"\{([^}]*)\}", expr)
+
+
+def test_latency_queries_leave_streams_out() -> None:
+    """/v1/events and WatchUserEvents last as long as the client stays: never part of a latency figure."""
+    exprs = [r["expr"] for r in (*_chart_rules(), *_operator_rules())] + _dashboard_exprs()
+    http = [s for e in exprs for s in _selectors(e, "userservice_http_request_duration_seconds_bucket")]
+    grpc = [s for e in exprs for s in _selectors(e, "userservice_grpc_request_duration_seconds_bucket")]
+    assert http and grpc
+    assert all(HTTP_UNARY in s for s in http), http
+    assert all(GRPC_UNARY in s for s in grpc), grpc
+
+
+def test_operator_alerts_exist_only_with_the_operator_scrape() -> None:
+    """UserServiceOperatorDown is `absent(up)` without the ServiceMonitor: it would fire for ever."""
+    without = {r["alert"] for r in _chart_rules()}
+    assert not {a for a in without if a.startswith("UserServiceOperator")}
+    assert "UserServiceGrpcHighErrorRate" in without
+    scraped = {r["alert"] for r in _chart_rules("--set", "metrics.serviceMonitor.enabled=true")}
+    assert {"UserServiceOperatorDown", "UserServiceOperatorNoLeader"} <= scraped
+
+
+def _anchors() -> set[str]:
+    """GitHub's anchors of docs/runbooks.md's section headings."""
+    text = (ROOT / "docs" / "runbooks.md").read_text()
+    return {
+        re.sub(r"[^a-z0-9 -]", "", h.lower()).replace(" ", "-") for h in re.findall(r"^#+ (.+)$", text, re.M)
+    }
+
+
+def test_every_alert_links_its_runbook_section() -> None:
+    rules = [
+        *_chart_rules("--set", "metrics.serviceMonitor.enabled=true"),
+        *_operator_rules(),
+    ]
+    anchors = _anchors()
+    for rule in rules:
+        url = rule["annotations"].get("runbook_url", "")
+        base, _, anchor = url.partition("#")
+        assert base == RUNBOOKS, f"{rule['alert']}: runbook_url {url!r}"
+        assert anchor == rule["alert"].lower() and anchor in anchors, f"{rule['alert']}: no section {url!r}"
+
+
+def test_runbook_base_is_a_chart_value_given_to_the_operator_too() -> None:
+    base = "https://docs.example/runbooks"
+    rules = _chart_rules("--set", f"prometheusRule.runbookBaseUrl={base}")
+    assert all(r["annotations"]["runbook_url"].startswith(f"{base}#") for r in rules)
+    (deploy,) = [
+        d
+        for d in docs(helm_template("--set", f"prometheusRule.runbookBaseUrl={base}"))
+        if d["kind"] == "Deployment"
+    ]
+    (container,) = deploy["spec"]["template"]["spec"]["containers"]
+    assert f"--runbook-base-url={base}" in container["args"]
+
+
+def test_dashboard_finds_the_operator_whatever_the_release_is_called() -> None:
+    """No panel matches the operator by a name the release can change (fullnameOverride); its job comes from a
+    variable listing the jobs that export the operator's own metric."""
+    board = json.loads((CHART / "files" / "dashboard.json").read_text())
+    variables = {v["name"]: v for v in board["templating"]["list"]}
+    assert variables["operator_job"]["definition"] == "label_values(userservice_operator_leader, job)"
+    operator_exprs = [e for e in _dashboard_exprs() if "userservice_operator_" in e]
+    assert operator_exprs
+    assert all('job=~"$operator_job"' in e for e in operator_exprs), operator_exprs
+    assert not [e for e in _dashboard_exprs() if "userservice-operator" in e]
+
+
+def test_request_figures_leave_probes_and_scrapes_out() -> None:
+    """Kubelet probes and the Prometheus scrape are not traffic: not in any rate, error ratio or latency."""
+    exprs = [r["expr"] for r in (*_chart_rules(), *_operator_rules())] + _dashboard_exprs()
+    counts = [s for e in exprs for s in _selectors(e, "userservice_http_requests_total")]
+    assert counts and all(HTTP_TRAFFIC in s for s in counts), counts
+    assert all(route in HTTP_UNARY for route in ("/healthz", "/readyz", "/metrics", "/v1/events"))
+
+
+def test_hpa_metric_counts_rest_and_grpc_as_documented() -> None:
+    """The adapter rule in docs/operator.md is ADAPTER_METRICS_QUERY, over both request counters."""
+    assert "userservice_(http|grpc)_requests_total" in ADAPTER_METRICS_QUERY
+    assert f"metricsQuery: '{ADAPTER_METRICS_QUERY}'" in (ROOT / "docs" / "operator.md").read_text()
+    assert f"name: {{as: {REQUESTS_METRIC}}}" in (ROOT / "docs" / "operator.md").read_text()
