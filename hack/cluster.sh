@@ -335,8 +335,9 @@ apply_addons() {
 	crds=$(GOWORK=off GOFLAGS=-mod=mod go env GOMODCACHE)/github.com/prometheus-operator/prometheus-operator@v$PROMETHEUS_OPERATOR_VERSION/example/prometheus-operator-crd
 	[[ -d $crds ]] || (cd /tmp && GOWORK=off go mod download "github.com/prometheus-operator/prometheus-operator@v$PROMETHEUS_OPERATOR_VERSION")
 	kc apply --server-side --force-conflicts -f "$crds" >/dev/null
-	# The operator looks for its CRDs once, at start: they must be served before it starts.
-	kc wait --for condition=Established -f "$crds" --timeout 60s >/dev/null
+	# The operator looks for its CRDs once, at start: they must be served before it starts. `kubectl wait` fails
+	# at once while a CRD has no conditions yet, hence the retry around it.
+	wait_for 60 "prometheus-operator CRDs Established" kc wait --for condition=Established -f "$crds" --timeout 5s
 	start prometheus-operator "$TOOLS_BIN/operator" --apiserver "https://$NODE_IP:$API_PORT" \
 		--ca-file "$PKI/ca.crt" --cert-file "$PKI/admin.crt" --key-file "$PKI/admin.key" \
 		--prometheus-config-reloader "$RELOADER_IMAGE" --web.listen-address 127.0.0.1:8089

@@ -64,7 +64,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeCluster]:
 def schema_dir(cluster: KubeCluster, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """kubeconform schemas of every kind this API server serves, the UserService CRD included."""
     cluster.kubectl("apply", "--server-side", "-f", str(CHART / "crds"))
-    cluster.kubectl("wait", "--for=condition=Established", "crd/userservices.userservice.io", "--timeout=60s")
+    cluster.wait_established("userservices.userservice.io")
 
     def openapi() -> dict[str, Any]:
         doc = json.loads(cluster.kubectl("get", "--raw", "/openapi/v2", timeout=120).stdout)

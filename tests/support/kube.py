@@ -294,6 +294,19 @@ class KubeCluster:
             raise AssertionError(f"kubectl {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
         return result
 
+    def wait_established(self, crd: str, timeout: float = 60) -> None:
+        """Waits for a CRD's Established condition. `kubectl wait` gives up at once while the CRD has no
+        conditions yet (a large schema on a busy API server), so poll instead."""
+        jsonpath = '{.status.conditions[?(@.type=="Established")].status}'
+        deadline = time.monotonic() + timeout
+        while True:
+            out = self.kubectl("get", f"crd/{crd}", "-o", f"jsonpath={jsonpath}", check=False)
+            if out.returncode == 0 and out.stdout.strip() == "True":
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"CRD {crd} not Established after {timeout}s: {out.stdout}{out.stderr}")
+            time.sleep(0.2)
+
     def logs(self, name: str | None = None, tail: int = 60) -> str:
         names = [name] if name else ["etcd", "kube-apiserver", "kube-controller-manager"]
         out = []

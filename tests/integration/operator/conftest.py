@@ -143,7 +143,7 @@ class Operator:
 def install_operator_api(cluster: KubeCluster) -> None:
     """CRD (from the operator package), RBAC (rbac.yaml) bound to the operator's user, its lease namespace."""
     cluster.kubectl("apply", "--server-side", "-f", "-", input=crd_text())
-    cluster.kubectl("wait", "--for=condition=Established", "crd/userservices.userservice.io", "--timeout=60s")
+    cluster.wait_established("userservices.userservice.io")
     # the OpenAPI document (kubectl explain, client-side validation) is published a moment later
     wait_for(lambda: cluster.kubectl("explain", "userservices.spec", check=False).returncode == 0, 60)
     cluster.kubectl("create", "namespace", LEASE_NAMESPACE, check=False)
