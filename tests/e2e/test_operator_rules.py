@@ -95,3 +95,37 @@ def test_latency_alert_ignores_the_event_stream(tmp_path: Path) -> None:
             },
         ],
     )
+
+
+def test_event_feed_alert_fires_on_a_long_stall_only(tmp_path: Path) -> None:
+    """A transaction holding the feed back for minutes alerts; the short stalls of ordinary writes do not."""
+    rules, alerts = _rules(tmp_path)
+    name = "UserServiceEventFeedStalled"
+    series = 'userservice_event_feed_stall_seconds{namespace="team-a",service="alpha",pod="alpha-1"}'
+    _test(
+        rules,
+        tmp_path,
+        [
+            {  # sub-second stalls while writes commit: no alert
+                "interval": "1m",
+                "input_series": [*_up(), {"series": series, "values": "0 0.2 0 0.5 0x36"}],
+                "alert_rule_test": [{"eval_time": "30m", "alertname": name, "exp_alerts": []}],
+            },
+            {  # a transaction left open: its age grows a minute per minute
+                "interval": "1m",
+                "input_series": [*_up(), {"series": series, "values": "0 0 60+60x38"}],
+                "alert_rule_test": [
+                    {
+                        "eval_time": "10m",
+                        "alertname": name,
+                        "exp_alerts": [
+                            {
+                                "exp_labels": alerts[name]["labels"],
+                                "exp_annotations": alerts[name]["annotations"],
+                            }
+                        ],
+                    }
+                ],
+            },
+        ],
+    )

@@ -1,4 +1,4 @@
-"""PrometheusRule (monitoring.coreos.com/v1): availability, error-rate and latency alerts.
+"""PrometheusRule (monitoring.coreos.com/v1): availability, error-rate, latency and event-feed alerts.
 
 Alerts exist only where their inputs do: every series they read comes from the ServiceMonitor's scrape, so
 there is no rule without one; and a service scaled to zero replicas has no availability alert (it is down on
@@ -71,6 +71,15 @@ def build(us: UserService, ctx: BuildContext | None = None) -> Manifest | None:
             "warning",
             instance,
             f"p99 latency of REST requests to {namespace}/{name} (streams excluded) is above 500 ms.",
+        ),
+        _alert(
+            runbooks,
+            "UserServiceEventFeedStalled",
+            f"max(userservice_event_feed_stall_seconds{{{sel}}}) > 30",
+            "1m",
+            "warning",
+            instance,
+            f"A transaction open for over 30 s in the database of {namespace}/{name} delays every change event.",
         ),
     ]
     return with_hash(
