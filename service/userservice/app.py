@@ -23,6 +23,8 @@ from userservice.api import grpc as grpc_api
 from userservice.api import http as http_api
 from userservice.api.connections import ConnectionLimits, GuardedRunner
 from userservice.config import Config
+from userservice.credentials.core import Credentials, Throttling
+from userservice.domain.throttle import LockoutPolicy
 from userservice.events.feed import EventFeed
 from userservice.health import Health
 from userservice.maintenance import run as run_maintenance
@@ -80,11 +82,22 @@ async def serve(
         config.argon2_time_cost, config.argon2_memory_kib, config.argon2_parallelism, config.hash_workers
     )
     core = UserCore(pool, passwords, metrics, config.idempotency_ttl)
+    credentials = Credentials(
+        pool,
+        passwords,
+        metrics,
+        Throttling(
+            LockoutPolicy(config.lockout_threshold, config.lockout_base, config.lockout_max),
+            LockoutPolicy(config.caller_lockout_threshold, config.lockout_base, config.lockout_max),
+            config.failure_window,
+        ),
+    )
     feed = EventFeed(config.database_url, pool, config.event_poll_interval)
     service_health = Health(pool)
     await feed.start()
 
     app = http_api.build_app(core, feed, service_health, metrics, config.event_source, config.max_body_bytes)
+    app[http_api.CREDENTIALS] = credentials
     limits = ConnectionLimits(
         config.http_header_timeout, config.http_idle_timeout, config.http_max_connections
     )
@@ -95,7 +108,10 @@ async def serve(
 
     server = grpc.aio.server(interceptors=[grpc_api.RequestGuard()])
     pb_grpc.add_UserServiceServicer_to_server(  # type: ignore[no-untyped-call] # generated code is untyped
-        grpc_api.UserServiceServicer(core, feed, service_health, metrics, config.event_source), server
+        grpc_api.UserServiceServicer(
+            core, feed, service_health, metrics, config.event_source, credentials=credentials
+        ),
+        server,
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -80,6 +80,25 @@ SETTINGS: dict[str, Setting] = {
     "argon2_memory_kib": Setting("ARGON2_MEMORY_KIB", "19456", "argon2id memory in KiB (OWASP: 19456)."),
     "argon2_parallelism": Setting("ARGON2_PARALLELISM", "1", "argon2id lanes."),
     "hash_workers": Setting("PASSWORD_HASH_WORKERS", "2", "Threads that hash passwords off the event loop."),
+    "lockout_threshold": Setting(
+        "LOGIN_LOCKOUT_THRESHOLD",
+        "5",
+        "Consecutive failed password checks that lock an account (0: never). Counted in the database, so across all replicas.",
+    ),
+    "caller_lockout_threshold": Setting(
+        "LOGIN_CALLER_LOCKOUT_THRESHOLD",
+        "100",
+        "Consecutive failed password checks from one caller (peer address), over any accounts, that lock the caller (0: never).",
+    ),
+    "lockout_base": Setting(
+        "LOGIN_LOCKOUT_BASE_SECONDS", "30", "First lock's length; each further failure doubles it."
+    ),
+    "lockout_max": Setting("LOGIN_LOCKOUT_MAX_SECONDS", "3600", "Longest lock."),
+    "failure_window": Setting(
+        "LOGIN_FAILURE_WINDOW_SECONDS",
+        "86400",
+        "A failure count whose last failure is older than this starts again from zero.",
+    ),
 }
 
 
@@ -134,6 +153,11 @@ class Config:
     argon2_memory_kib: int
     argon2_parallelism: int
     hash_workers: int
+    lockout_threshold: int
+    caller_lockout_threshold: int
+    lockout_base: float
+    lockout_max: float
+    failure_window: float
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Config:

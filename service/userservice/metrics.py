@@ -73,6 +73,12 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.password_verifications = Counter(
+            "userservice_password_verifications",
+            "Password checks by outcome: success, wrong_password, unknown_login, locked (refused unchecked).",
+            ["outcome"],
+            registry=r,
+        )
         self.http_connections_open = Gauge(
             "userservice_http_connections_open", "Open REST connections.", registry=r
         )

@@ -161,6 +161,8 @@ class UserCore:
                 conn, uid, {k: v for k, v in columns.items() if k in changed or k == "password_hash"}
             )
             await self._append(conn, events.UPDATED, updated, changed)
+            if "password" in changed:
+                await self._append(conn, events.PASSWORD_CHANGED, updated)
         self._metrics.user_changes.labels("updated").inc()
         log.info("user updated", extra={"user_id": user_id, "fields": list(changed)})
         return updated

@@ -12,20 +12,23 @@ from datetime import UTC, datetime
 from typing import Any
 
 import grpc
-from google.protobuf import empty_pb2, timestamp_pb2
+from google.protobuf import duration_pb2, empty_pb2, timestamp_pb2
 from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from userservice import logs
+from userservice.credentials.core import Credentials
 from userservice.domain.errors import (
     AlreadyExists,
     CreatedUserDeleted,
     DomainError,
     IdempotencyConflict,
     InvalidArgument,
+    Locked,
     NotFound,
     PreconditionFailed,
+    Unauthenticated,
     invalid,
 )
 from userservice.domain.events import Cursor, StoredEvent
@@ -54,6 +57,8 @@ STATUS_CODES: dict[type[DomainError], tuple[grpc.StatusCode, str]] = {
     PreconditionFailed: (grpc.StatusCode.ABORTED, "ETAG_MISMATCH"),
     IdempotencyConflict: (grpc.StatusCode.FAILED_PRECONDITION, "REQUEST_ID_REUSED"),
     CreatedUserDeleted: (grpc.StatusCode.FAILED_PRECONDITION, "CREATED_USER_DELETED"),
+    Unauthenticated: (grpc.StatusCode.UNAUTHENTICATED, "WRONG_CREDENTIALS"),
+    Locked: (grpc.StatusCode.RESOURCE_EXHAUSTED, "LOCKED"),
 }
 
 
@@ -71,6 +76,10 @@ def _status(exc: DomainError) -> status_pb2.Status:
         metadata = {"field": exc.field} if isinstance(exc, AlreadyExists) else {}
         status.details.add().Pack(
             error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN, metadata=metadata)
+        )
+    if isinstance(exc, Locked):
+        status.details.add().Pack(
+            error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=exc.retry_after_seconds))
         )
     if len(status.message) > STATUS_MESSAGE_MAX:
         status.message = status.message[: STATUS_MESSAGE_MAX - 1] + "…"
@@ -238,12 +247,29 @@ class _Call:
             self._metrics.grpc_latency.labels(self._method).observe(time.perf_counter() - self._started)
 
 
+def peer_address(peer: str) -> str:
+    """The caller's address from a gRPC peer string (`ipv4:10.0.0.7:5501`, `ipv6:[::1]:5501`), without the
+    port, which changes with every connection."""
+    kind, _, rest = peer.partition(":")
+    if kind in {"ipv4", "ipv6"}:
+        host = rest.rpartition(":")[0]
+        return host.strip("[]") or rest
+    return peer
+
+
 class UserServiceServicer(pb_grpc.UserServiceServicer):
     def __init__(
-        self, core: UserCore, feed: EventFeed, health: Health, metrics: Metrics, event_source: str
+        self,
+        core: UserCore,
+        feed: EventFeed,
+        health: Health,
+        metrics: Metrics,
+        event_source: str,
+        credentials: Credentials,
     ) -> None:
         self._core, self._feed, self._health = core, feed, health
         self._metrics, self._source = metrics, event_source
+        self._credentials = credentials
 
     def _call(self, method: str, context: grpc.aio.ServicerContext) -> _Call:
         return _Call(method, context, self._metrics)
@@ -297,6 +323,28 @@ class UserServiceServicer(pb_grpc.UserServiceServicer):
             return pb.ListUsersResponse(
                 users=[to_proto(u) for u in page.users], next_page_token=page.next_page_token
             )
+
+    async def VerifyPassword(
+        self, request: pb.VerifyPasswordRequest, context: grpc.aio.ServicerContext
+    ) -> pb.User:
+        async with self._call("VerifyPassword", context):
+            body = {"login": request.login, "password": request.password}
+            user = await self._credentials.verify(body, caller=peer_address(context.peer()))
+            return to_proto(user)
+
+    async def ChangePassword(
+        self, request: pb.ChangePasswordRequest, context: grpc.aio.ServicerContext
+    ) -> pb.User:
+        async with self._call("ChangePassword", context):
+            body = {"current_password": request.current_password, "new_password": request.new_password}
+            user = await self._credentials.change_password(
+                request.id, body, caller=peer_address(context.peer())
+            )
+            return to_proto(user)
+
+    async def UnlockUser(self, request: pb.UnlockUserRequest, context: grpc.aio.ServicerContext) -> pb.User:
+        async with self._call("UnlockUser", context):
+            return to_proto(await self._credentials.unlock(request.id))
 
     async def WatchUserEvents(
         self, request: pb.WatchUserEventsRequest, context: grpc.aio.ServicerContext

@@ -14,6 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from userservice import jsoncodec, logs
 from userservice.api import openapi, problem
+from userservice.credentials.core import Credentials
 from userservice.domain.errors import DomainError, invalid
 from userservice.domain.events import Cursor
 from userservice.domain.listing import filter_from_query
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 CORE = web.AppKey("core", UserCore)
+CREDENTIALS = web.AppKey("credentials", Credentials)
 FEED = web.AppKey("feed", EventFeed)
 HEALTH = web.AppKey("health", Health)
 METRICS = web.AppKey("metrics", Metrics)
@@ -167,6 +169,25 @@ async def delete_user(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+async def verify_password(request: web.Request) -> web.Response:
+    body = await _json_body(request, JSON_TYPES)
+    user = await request.app[CREDENTIALS].verify(body, caller=request.remote or "unknown")
+    return _user_response(user.public())
+
+
+async def change_password(request: web.Request) -> web.Response:
+    body = await _json_body(request, JSON_TYPES)
+    user = await request.app[CREDENTIALS].change_password(
+        request.match_info["id"], body, caller=request.remote or "unknown"
+    )
+    return _user_response(user.public())
+
+
+async def unlock_user(request: web.Request) -> web.Response:
+    user = await request.app[CREDENTIALS].unlock(request.match_info["id"])
+    return _user_response(user.public())
+
+
 def _page_size(raw: str | None) -> int | None:
     if raw is None:
         return None
@@ -258,6 +279,10 @@ def build_app(
     )
     app.router.add_post("/v1/users", create_user)
     app.router.add_get("/v1/users", list_users, allow_head=False)
+    # AIP-136 custom methods: `:verb` follows the collection or the id, never a path segment of its own.
+    app.router.add_post("/v1/users:verifyPassword", verify_password)
+    app.router.add_post("/v1/users/{id}:changePassword", change_password)
+    app.router.add_post("/v1/users/{id}:unlock", unlock_user)
     app.router.add_get("/v1/users/{id}", get_user, allow_head=False)
     app.router.add_patch("/v1/users/{id}", patch_user)
     app.router.add_delete("/v1/users/{id}", delete_user)

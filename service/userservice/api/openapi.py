@@ -9,7 +9,7 @@ from functools import cache
 from typing import Any
 
 from userservice.domain.events import EVENT_TYPES
-from userservice.domain.fields import WRITABLE_FIELDS
+from userservice.domain.fields import FIELDS_BY_NAME, PASSWORD_MAX, WRITABLE_FIELDS
 from userservice.domain.listing import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 
 PROBLEM = "application/problem+json"
@@ -44,6 +44,12 @@ _USER_LINKS = {
     name: {"operationId": op, "parameters": {"id": "$response.body#/id"}}
     for name, op in (("GetUser", "getUser"), ("UpdateUser", "updateUser"), ("DeleteUser", "deleteUser"))
 }
+_LOCKED = {
+    **_problem("Locked after too many failed password checks; nothing was checked."),
+    "headers": {
+        "Retry-After": {"schema": {"type": "integer"}, "description": "Seconds until the lock ends."}
+    },
+}
 _COMMON_ERRORS = {
     "400": _problem("Invalid input; `errors` lists each field."),
     "404": _problem("No such user."),
@@ -77,6 +83,36 @@ def _schemas() -> dict[str, Any]:
             "type": "object",
             "description": "JSON merge patch (RFC 7396): only the given fields change; null is refused (all are required).",
             "properties": writable,
+            "additionalProperties": False,
+        },
+        "VerifyPassword": {
+            "type": "object",
+            "properties": {
+                "login": {
+                    "type": "string",
+                    "minLength": 1,
+                    "description": "The user's email address (case-insensitive) or nickname.",
+                },
+                "password": {"type": "string", "minLength": 1, "maxLength": PASSWORD_MAX, "writeOnly": True},
+            },
+            "required": ["login", "password"],
+            "additionalProperties": False,
+        },
+        "ChangePassword": {
+            "type": "object",
+            "properties": {
+                "current_password": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": PASSWORD_MAX,
+                    "writeOnly": True,
+                },
+                "new_password": {
+                    **FIELDS_BY_NAME["password"].json_schema,
+                    "description": "As User.password.",
+                },
+            },
+            "required": ["current_password", "new_password"],
             "additionalProperties": False,
         },
         "UserPage": {
@@ -201,6 +237,51 @@ def _paths() -> dict[str, Any]:
                     },
                     "400": _COMMON_ERRORS["400"],
                 },
+            },
+        },
+        "/v1/users:verifyPassword": {
+            "post": {
+                "operationId": "verifyPassword",
+                "summary": "Check a login and password",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("VerifyPassword")}},
+                },
+                "responses": {
+                    "200": _user_response("The password is right: the user."),
+                    "400": _COMMON_ERRORS["400"],
+                    "401": _problem("Wrong login or password (one answer for both)."),
+                    "413": _problem("Body too large."),
+                    "415": _problem("Content-Type is not application/json."),
+                    "429": _LOCKED,
+                },
+            }
+        },
+        "/v1/users/{id}:changePassword": {
+            "parameters": [_ID],
+            "post": {
+                "operationId": "changePassword",
+                "summary": "Change a password, given the current one",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("ChangePassword")}},
+                },
+                "responses": {
+                    "200": _user_response("Changed: the user."),
+                    **_COMMON_ERRORS,
+                    "401": _problem("The current password is wrong."),
+                    "413": _problem("Body too large."),
+                    "415": _problem("Content-Type is not application/json."),
+                    "429": _LOCKED,
+                },
+            },
+        },
+        "/v1/users/{id}:unlock": {
+            "parameters": [_ID],
+            "post": {
+                "operationId": "unlockUser",
+                "summary": "Clear the account's failed password checks and lock",
+                "responses": {"200": _user_response("Unlocked: the user."), **_COMMON_ERRORS},
             },
         },
         "/v1/users/{id}": {

@@ -13,8 +13,10 @@ from userservice.domain.errors import (
     DomainError,
     IdempotencyConflict,
     InvalidArgument,
+    Locked,
     NotFound,
     PreconditionFailed,
+    Unauthenticated,
 )
 
 PROBLEM_JSON = "application/problem+json"
@@ -28,6 +30,8 @@ PROBLEMS: dict[type[DomainError], tuple[int, str, str]] = {
     PreconditionFailed: (412, "precondition-failed", "Precondition failed"),
     IdempotencyConflict: (422, "idempotency-key-reused", "Idempotency key reused"),
     CreatedUserDeleted: (409, "created-user-deleted", "Created user deleted"),
+    Unauthenticated: (401, "unauthenticated", "Unauthenticated"),
+    Locked: (429, "locked", "Too many failed attempts"),
 }
 
 
@@ -57,7 +61,8 @@ def from_domain(exc: DomainError) -> web.Response:
         detail = exc.message
     else:
         detail = exc.message
-    return problem(status, slug, title, detail, errors=errors)
+    headers = {"Retry-After": str(exc.retry_after_seconds)} if isinstance(exc, Locked) else None
+    return problem(status, slug, title, detail, errors=errors, headers=headers)
 
 
 def from_http_error(exc: web.HTTPException) -> web.Response:

@@ -49,5 +49,17 @@ class CreatedUserDeleted(DomainError):
     answer (201 and a Location) would no longer be true."""
 
 
+class Unauthenticated(DomainError):
+    """A login and password that do not match; the same whether or not the login names a user."""
+
+
+class Locked(DomainError):
+    """Too many failed password checks: nothing is verified until the lock runs out."""
+
+    def __init__(self, message: str, retry_after_seconds: int) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds
+
+
 def invalid(field: str, description: str) -> InvalidArgument:
     return InvalidArgument([FieldViolation(field, description)])

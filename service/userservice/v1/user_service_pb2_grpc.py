@@ -37,7 +37,11 @@ class UserServiceStub:
     - ABORTED with google.rpc.ErrorInfo reason ETAG_MISMATCH: a stale etag; read the user again and retry
     (AIP-154);
     - FAILED_PRECONDITION with google.rpc.ErrorInfo reason REQUEST_ID_REUSED (request_id reused with a
-    different request) or CREATED_USER_DELETED (request_id replayed after the user it created was deleted).
+    different request) or CREATED_USER_DELETED (request_id replayed after the user it created was deleted);
+    - UNAUTHENTICATED with google.rpc.ErrorInfo reason WRONG_CREDENTIALS: the login names no user or the
+    password is wrong (one answer for both);
+    - RESOURCE_EXHAUSTED with google.rpc.ErrorInfo reason LOCKED and google.rpc.RetryInfo: too many failed
+    password checks for the account or from the caller; nothing is checked until retry_delay has passed.
     """
 
     def __init__(self, channel):
@@ -71,6 +75,21 @@ class UserServiceStub:
                 request_serializer=userservice_dot_v1_dot_user__service__pb2.ListUsersRequest.SerializeToString,
                 response_deserializer=userservice_dot_v1_dot_user__service__pb2.ListUsersResponse.FromString,
                 _registered_method=True)
+        self.VerifyPassword = channel.unary_unary(
+                '/userservice.v1.UserService/VerifyPassword',
+                request_serializer=userservice_dot_v1_dot_user__service__pb2.VerifyPasswordRequest.SerializeToString,
+                response_deserializer=userservice_dot_v1_dot_user__service__pb2.User.FromString,
+                _registered_method=True)
+        self.ChangePassword = channel.unary_unary(
+                '/userservice.v1.UserService/ChangePassword',
+                request_serializer=userservice_dot_v1_dot_user__service__pb2.ChangePasswordRequest.SerializeToString,
+                response_deserializer=userservice_dot_v1_dot_user__service__pb2.User.FromString,
+                _registered_method=True)
+        self.UnlockUser = channel.unary_unary(
+                '/userservice.v1.UserService/UnlockUser',
+                request_serializer=userservice_dot_v1_dot_user__service__pb2.UnlockUserRequest.SerializeToString,
+                response_deserializer=userservice_dot_v1_dot_user__service__pb2.User.FromString,
+                _registered_method=True)
         self.WatchUserEvents = channel.unary_stream(
                 '/userservice.v1.UserService/WatchUserEvents',
                 request_serializer=userservice_dot_v1_dot_user__service__pb2.WatchUserEventsRequest.SerializeToString,
@@ -89,7 +108,11 @@ class UserServiceServicer:
     - ABORTED with google.rpc.ErrorInfo reason ETAG_MISMATCH: a stale etag; read the user again and retry
     (AIP-154);
     - FAILED_PRECONDITION with google.rpc.ErrorInfo reason REQUEST_ID_REUSED (request_id reused with a
-    different request) or CREATED_USER_DELETED (request_id replayed after the user it created was deleted).
+    different request) or CREATED_USER_DELETED (request_id replayed after the user it created was deleted);
+    - UNAUTHENTICATED with google.rpc.ErrorInfo reason WRONG_CREDENTIALS: the login names no user or the
+    password is wrong (one answer for both);
+    - RESOURCE_EXHAUSTED with google.rpc.ErrorInfo reason LOCKED and google.rpc.RetryInfo: too many failed
+    password checks for the account or from the caller; nothing is checked until retry_delay has passed.
     """
 
     def CreateUser(self, request, context):
@@ -122,6 +145,29 @@ class UserServiceServicer:
 
     def ListUsers(self, request, context):
         """Lists users in creation order, one page at a time.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def VerifyPassword(self, request, context):
+        """Checks a login (email or nickname) and password; returns the user. Failures are counted per account and
+        per caller across all replicas, and lock for a growing time (RESOURCE_EXHAUSTED).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ChangePassword(self, request, context):
+        """Sets a new password given the current one. A wrong current password counts as a failed check and is
+        throttled like VerifyPassword. Publishes io.userservice.user.password_changed.v1.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnlockUser(self, request, context):
+        """Clears the account's failed-check count and lock.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -162,6 +208,21 @@ def add_UserServiceServicer_to_server(servicer, server):
                     request_deserializer=userservice_dot_v1_dot_user__service__pb2.ListUsersRequest.FromString,
                     response_serializer=userservice_dot_v1_dot_user__service__pb2.ListUsersResponse.SerializeToString,
             ),
+            'VerifyPassword': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyPassword,
+                    request_deserializer=userservice_dot_v1_dot_user__service__pb2.VerifyPasswordRequest.FromString,
+                    response_serializer=userservice_dot_v1_dot_user__service__pb2.User.SerializeToString,
+            ),
+            'ChangePassword': grpc.unary_unary_rpc_method_handler(
+                    servicer.ChangePassword,
+                    request_deserializer=userservice_dot_v1_dot_user__service__pb2.ChangePasswordRequest.FromString,
+                    response_serializer=userservice_dot_v1_dot_user__service__pb2.User.SerializeToString,
+            ),
+            'UnlockUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnlockUser,
+                    request_deserializer=userservice_dot_v1_dot_user__service__pb2.UnlockUserRequest.FromString,
+                    response_serializer=userservice_dot_v1_dot_user__service__pb2.User.SerializeToString,
+            ),
             'WatchUserEvents': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchUserEvents,
                     request_deserializer=userservice_dot_v1_dot_user__service__pb2.WatchUserEventsRequest.FromString,
@@ -186,7 +247,11 @@ class UserService:
     - ABORTED with google.rpc.ErrorInfo reason ETAG_MISMATCH: a stale etag; read the user again and retry
     (AIP-154);
     - FAILED_PRECONDITION with google.rpc.ErrorInfo reason REQUEST_ID_REUSED (request_id reused with a
-    different request) or CREATED_USER_DELETED (request_id replayed after the user it created was deleted).
+    different request) or CREATED_USER_DELETED (request_id replayed after the user it created was deleted);
+    - UNAUTHENTICATED with google.rpc.ErrorInfo reason WRONG_CREDENTIALS: the login names no user or the
+    password is wrong (one answer for both);
+    - RESOURCE_EXHAUSTED with google.rpc.ErrorInfo reason LOCKED and google.rpc.RetryInfo: too many failed
+    password checks for the account or from the caller; nothing is checked until retry_delay has passed.
     """
 
     @staticmethod
@@ -314,6 +379,87 @@ class UserService:
             '/userservice.v1.UserService/ListUsers',
             userservice_dot_v1_dot_user__service__pb2.ListUsersRequest.SerializeToString,
             userservice_dot_v1_dot_user__service__pb2.ListUsersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyPassword(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/userservice.v1.UserService/VerifyPassword',
+            userservice_dot_v1_dot_user__service__pb2.VerifyPasswordRequest.SerializeToString,
+            userservice_dot_v1_dot_user__service__pb2.User.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ChangePassword(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/userservice.v1.UserService/ChangePassword',
+            userservice_dot_v1_dot_user__service__pb2.ChangePasswordRequest.SerializeToString,
+            userservice_dot_v1_dot_user__service__pb2.User.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnlockUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/userservice.v1.UserService/UnlockUser',
+            userservice_dot_v1_dot_user__service__pb2.UnlockUserRequest.SerializeToString,
+            userservice_dot_v1_dot_user__service__pb2.User.FromString,
             options,
             channel_credentials,
             insecure,
