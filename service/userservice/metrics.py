@@ -79,6 +79,12 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        self.password_rehashes = Counter(
+            "userservice_password_rehashes",
+            "Hashes upgraded to the current argon2id after a successful check, by the scheme they had.",
+            ["scheme"],
+            registry=r,
+        )
         self.http_connections_open = Gauge(
             "userservice_http_connections_open", "Open REST connections.", registry=r
         )

@@ -1,4 +1,5 @@
-"""argon2id password hashing, run in worker threads so hashing never stalls the event loop."""
+"""argon2id password hashing, and verification of every accepted format (credentials/hashes.py), run in
+worker threads so hashing never stalls the event loop."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import secrets
 from concurrent.futures import ThreadPoolExecutor
 
 from argon2 import PasswordHasher, Type
-from argon2.exceptions import InvalidHashError, VerificationError
+
+from userservice.credentials import hashes
 
 
 class Passwords:
@@ -24,13 +26,13 @@ class Passwords:
         return await asyncio.get_running_loop().run_in_executor(self._executor, self._hasher.hash, password)
 
     async def verify(self, password_hash: str, password: str) -> bool:
-        def check() -> bool:
-            try:
-                return self._hasher.verify(password_hash, password)
-            except (VerificationError, InvalidHashError):
-                return False
+        return await asyncio.get_running_loop().run_in_executor(
+            self._executor, hashes.verify, self._hasher, password_hash, password
+        )
 
-        return await asyncio.get_running_loop().run_in_executor(self._executor, check)
+    def needs_rehash(self, password_hash: str) -> bool:
+        """Whether a hash that just verified is of an older scheme or weaker costs than the current ones."""
+        return hashes.needs_rehash(self._hasher, password_hash)
 
     async def verify_nothing(self, password: str) -> bool:
         """Spends one verification and returns False: the answer for a login no user has."""

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from userservice.credentials import hashes
 from userservice.domain import events
 from userservice.domain.errors import Locked, NotFound, Unauthenticated, invalid
 from userservice.domain.fields import check_password
@@ -119,7 +120,17 @@ class Credentials:
             self._metrics.password_verifications.labels("wrong_password").inc()
             raise Unauthenticated(WRONG)
         self._metrics.password_verifications.labels("success").inc()
+        if self._passwords.needs_rehash(password_hash):
+            await self._upgrade(user, password_hash, password)
         return user
+
+    async def _upgrade(self, user: User, old_hash: str, password: str) -> None:
+        """Replaces a hash of an older scheme or weaker costs, now that the password is known to be right."""
+        new_hash = await self._hash(password)
+        async with self._db.acquire() as conn:
+            if await store.rehash(conn, user.id, old_hash, new_hash):
+                self._metrics.password_rehashes.labels(hashes.scheme_of(old_hash) or "unknown").inc()
+                log.info("password hash upgraded", extra={"user_id": str(user.id)})
 
     async def change_password(self, user_id: str, body: Mapping[str, object], caller: str) -> User:
         """Sets a new password for whoever knows the current one; a wrong current password is a failure,

@@ -32,3 +32,12 @@ async def find_by_login(conn: asyncpg.Connection | asyncpg.Pool, login: Login) -
 
 async def find_by_id(conn: asyncpg.Connection | asyncpg.Pool, user_id: UUID) -> tuple[User, str] | None:
     return await _find(conn, "id = $1", user_id)
+
+
+async def rehash(conn: asyncpg.Connection | asyncpg.Pool, user_id: UUID, old: str, new: str) -> bool:
+    """Replaces an outdated hash of the same password (not a change: no new version, no event); does
+    nothing when the password changed meanwhile."""
+    status = await conn.execute(
+        "UPDATE users SET password_hash = $3 WHERE id = $1 AND password_hash = $2", user_id, old, new
+    )
+    return bool(status == "UPDATE 1")

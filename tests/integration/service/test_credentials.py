@@ -12,8 +12,10 @@ import aiohttp
 import asyncpg
 import grpc
 import pytest
+from argon2 import PasswordHasher, Type
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
+from passlib import hash as passlib_hash
 
 from tests.support.postgres import create_database, drop_database
 from tests.support.service import RunningService, in_process
@@ -344,3 +346,43 @@ async def test_grpc_change_password(http: aiohttp.ClientSession, stub: pb_grpc.U
     changed = await change(PASSWORD, new)
     assert changed.version == user["version"] + 1 and changed.password == ""
     assert (await verify(http, user["email"], new))[0] == 200
+
+
+LEGACY = {
+    "argon2id, weaker costs": PasswordHasher(time_cost=1, memory_cost=256, type=Type.ID).hash(PASSWORD),
+    "argon2i": PasswordHasher(time_cost=1, memory_cost=1024, type=Type.I).hash(PASSWORD),
+    "argon2d": PasswordHasher(time_cost=1, memory_cost=1024, type=Type.D).hash(PASSWORD),
+    "bcrypt": passlib_hash.bcrypt.using(rounds=4).hash(PASSWORD),
+    "scrypt": passlib_hash.scrypt.using(rounds=10).hash(PASSWORD),
+    "pbkdf2-sha256": passlib_hash.pbkdf2_sha256.using(rounds=1000).hash(PASSWORD),
+}
+
+
+async def stored_hash(database: str, user_id: str, replace_with: str | None = None) -> str:
+    conn = await asyncpg.connect(database)
+    try:
+        if replace_with is not None:  # as a user brought in from another system would have it
+            await conn.execute(
+                "UPDATE users SET password_hash = $2 WHERE id = $1", uuid.UUID(user_id), replace_with
+            )
+        return str(await conn.fetchval("SELECT password_hash FROM users WHERE id = $1", uuid.UUID(user_id)))
+    finally:
+        await conn.close()
+
+
+@pytest.mark.parametrize("scheme", LEGACY)
+async def test_an_older_hash_verifies_and_is_upgraded_to_current_argon2id(
+    http: aiohttp.ClientSession, stub: pb_grpc.UserServiceStub, database: str, scheme: str
+) -> None:
+    user = await create(http)
+    legacy = await stored_hash(database, user["id"], replace_with=LEGACY[scheme])
+    assert (await verify(http, user["email"], WRONG))[0] == 401
+    assert await stored_hash(database, user["id"]) == legacy  # a wrong password upgrades nothing
+    found = await stub.VerifyPassword(pb.VerifyPasswordRequest(login=user["email"], password=PASSWORD))
+    assert found.id == user["id"] and found.version == user["version"]  # an upgrade is not a change
+    upgraded = await stored_hash(database, user["id"])
+    assert upgraded.startswith("$argon2id$v=19$m=1024,t=1,p=1$")  # the service's (test) costs
+    assert (await verify(http, user["nickname"], PASSWORD))[0] == 200
+    assert await stored_hash(database, user["id"]) == upgraded  # current: left alone
+    async with http.get("/metrics") as resp:
+        assert "userservice_password_rehashes_total{scheme=" in await resp.text()
