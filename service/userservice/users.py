@@ -25,7 +25,8 @@ from userservice.domain.errors import (
     invalid,
 )
 from userservice.domain.listing import ListFilter, PageTokens, Position, resolve_page_size
-from userservice.domain.model import NewUser, User, etag_matches
+from userservice.domain.model import Changes, NewUser, User, etag_matches
+from userservice.domain.password_policy import check_not_personal
 from userservice.domain.validation import validate_changes, validate_new_user
 from userservice.events import outbox
 from userservice.metrics import Metrics
@@ -148,6 +149,7 @@ class UserCore:
         changes = validate_changes(body)
         columns: dict[str, str] = {k: v for k, v in changes.values.items() if k != "password"}
         if "password" in changes.values:
+            await self._check_not_personal(uid, user_id, changes)
             columns["password_hash"] = await self._hash(changes.values["password"])
         async with self._db.acquire() as conn, conn.transaction():
             current = await store.lock(conn, uid)
@@ -166,6 +168,22 @@ class UserCore:
         self._metrics.user_changes.labels("updated").inc()
         log.info("user updated", extra={"user_id": user_id, "fields": list(changed)})
         return updated
+
+    async def _check_not_personal(self, uid: UUID, user_id: str, changes: Changes) -> None:
+        """A new password must not contain the nickname or email the user will have after the update."""
+        async with self._db.acquire() as conn:
+            current = await store.get(conn, uid)
+        if current is None:
+            raise NotFound(f"user {user_id} does not exist")
+        values = changes.values
+        try:
+            check_not_personal(
+                values["password"],
+                values.get("email", current.email),
+                values.get("nickname", current.nickname),
+            )
+        except ValueError as exc:
+            raise invalid("password", str(exc)) from None
 
     async def delete(self, user_id: str, if_match: str | None = None, etag_field: str = "etag") -> None:
         uid = parse_user_id(user_id)

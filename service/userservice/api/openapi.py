@@ -9,8 +9,9 @@ from functools import cache
 from typing import Any
 
 from userservice.domain.events import EVENT_TYPES
-from userservice.domain.fields import FIELDS_BY_NAME, PASSWORD_MAX, WRITABLE_FIELDS
+from userservice.domain.fields import FIELDS_BY_NAME, WRITABLE_FIELDS
 from userservice.domain.listing import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from userservice.domain.login import CANDIDATE_MAX
 
 PROBLEM = "application/problem+json"
 
@@ -93,7 +94,7 @@ def _schemas() -> dict[str, Any]:
                     "minLength": 1,
                     "description": "The user's email address (case-insensitive) or nickname.",
                 },
-                "password": {"type": "string", "minLength": 1, "maxLength": PASSWORD_MAX, "writeOnly": True},
+                "password": {"type": "string", "minLength": 1, "maxLength": CANDIDATE_MAX, "writeOnly": True},
             },
             "required": ["login", "password"],
             "additionalProperties": False,
@@ -104,7 +105,7 @@ def _schemas() -> dict[str, Any]:
                 "current_password": {
                     "type": "string",
                     "minLength": 1,
-                    "maxLength": PASSWORD_MAX,
+                    "maxLength": CANDIDATE_MAX,
                     "writeOnly": True,
                 },
                 "new_password": {

@@ -21,6 +21,7 @@ from userservice.domain.errors import Locked, NotFound, Unauthenticated, invalid
 from userservice.domain.fields import check_password
 from userservice.domain.login import check_candidate_password, parse_login
 from userservice.domain.model import User
+from userservice.domain.password_policy import check_not_personal, normalise
 from userservice.domain.throttle import LockoutPolicy
 from userservice.events import outbox
 from userservice.metrics import Metrics
@@ -60,14 +61,21 @@ class Credentials:
         self._metrics = metrics
         self._throttling = throttling
 
-    async def _verify_hash(self, password_hash: str | None, password: str) -> bool:
-        started = time.perf_counter()
-        try:
+    async def _verify_hash(self, password_hash: str | None, password: str) -> str | None:
+        """The form of the password that matches: NFKC, as hashed since passwords are normalised, else the
+        text as sent, as other systems (and this one before) hashed it. None when neither does; an unknown
+        login (no hash) spends the same checks."""
+        normalised = normalise(password)
+        for form in dict.fromkeys((normalised, password)):
+            started = time.perf_counter()
             if password_hash is None:
-                return await self._passwords.verify_nothing(password)
-            return await self._passwords.verify(password_hash, password)
-        finally:
+                matched = await self._passwords.verify_nothing(form)
+            else:
+                matched = await self._passwords.verify(password_hash, form)
             self._metrics.password_hash_latency.observe(time.perf_counter() - started)
+            if matched:
+                return form
+        return None
 
     async def _hash(self, password: str) -> str:
         started = time.perf_counter()
@@ -78,9 +86,10 @@ class Credentials:
 
     async def _check(
         self, account: throttle.Subject, caller: str, password_hash: str | None, password: str
-    ) -> bool:
-        """Whether the password matches; raises Locked, before any hashing, while the account or the caller
-        is locked. Counts a failure against both, or clears the account's count on success."""
+    ) -> str | None:
+        """The matching form of the password (see _verify_hash), or None; raises Locked, before any hashing,
+        while the account or the caller is locked. Counts a failure against both, or clears the account's
+        count on success."""
         subjects = (account, ("caller", caller))
         async with self._db.acquire() as conn:
             wait = await throttle.locked_for(conn, subjects)
@@ -88,11 +97,11 @@ class Credentials:
             self._metrics.password_verifications.labels("locked").inc()
             seconds = math.ceil(wait)
             raise Locked(f"too many failed attempts; retry in {seconds} seconds", seconds)
-        ok = await self._verify_hash(password_hash, password)
+        matched = await self._verify_hash(password_hash, password)
         async with self._db.acquire() as conn:
-            if ok:
+            if matched is not None:
                 await throttle.clear(conn, account)
-                return True
+                return matched
             policies = (self._throttling.account, self._throttling.caller)
             async with conn.transaction():  # the account's row first, then the caller's: one lock order
                 for subject, policy in zip(subjects, policies, strict=True):
@@ -101,7 +110,7 @@ class Credentials:
                     if lock_for is not None:
                         await throttle.lock(conn, subject, lock_for)
                         log.warning("locked after failed password checks", extra={"scope": subject[0]})
-        return False
+        return None
 
     async def verify(self, body: Mapping[str, object], caller: str) -> User:
         """The user whose login and password these are; Unauthenticated, the same either way, when the
@@ -116,17 +125,19 @@ class Credentials:
             self._metrics.password_verifications.labels("unknown_login").inc()
             raise Unauthenticated(WRONG)
         user, password_hash = found
-        if not await self._check(("account", str(user.id)), caller, password_hash, password):
+        matched = await self._check(("account", str(user.id)), caller, password_hash, password)
+        if matched is None:
             self._metrics.password_verifications.labels("wrong_password").inc()
             raise Unauthenticated(WRONG)
         self._metrics.password_verifications.labels("success").inc()
-        if self._passwords.needs_rehash(password_hash):
+        if self._passwords.needs_rehash(password_hash) or matched != normalise(password):
             await self._upgrade(user, password_hash, password)
         return user
 
     async def _upgrade(self, user: User, old_hash: str, password: str) -> None:
-        """Replaces a hash of an older scheme or weaker costs, now that the password is known to be right."""
-        new_hash = await self._hash(password)
+        """Replaces a hash of an older scheme, weaker costs or an unnormalised password, now that the
+        password is known to be right."""
+        new_hash = await self._hash(normalise(password))
         async with self._db.acquire() as conn:
             if await store.rehash(conn, user.id, old_hash, new_hash):
                 self._metrics.password_rehashes.labels(hashes.scheme_of(old_hash) or "unknown").inc()
@@ -146,7 +157,11 @@ class Credentials:
             found = await store.find_by_id(conn, uid)
         if found is None:
             raise NotFound(f"user {user_id} does not exist")
-        if not await self._check(("account", str(uid)), caller, found[1], current):
+        try:
+            check_not_personal(new, found[0].email, found[0].nickname)
+        except ValueError as exc:
+            raise invalid("new_password", str(exc)) from None
+        if await self._check(("account", str(uid)), caller, found[1], current) is None:
             self._metrics.password_verifications.labels("wrong_password").inc()
             raise Unauthenticated("the current password is wrong")
         self._metrics.password_verifications.labels("success").inc()

@@ -6,7 +6,8 @@ import hashlib
 from dataclasses import dataclass
 
 from userservice.domain.errors import invalid
-from userservice.domain.fields import EMAIL_MAX, PASSWORD_MAX, check_email, check_nickname
+from userservice.domain.fields import EMAIL_MAX, check_email, check_nickname
+from userservice.domain.password_policy import PASSWORD_MAX
 
 
 @dataclass(frozen=True)
@@ -39,11 +40,16 @@ def parse_login(value: object) -> Login:
         return Login(f"other:{value}")
 
 
+# A password offered for checking is compared after NFKC, which may shorten it: this bound on the text as
+# sent is the one a new password's text is held to before normalising (fields._text).
+CANDIDATE_MAX = 4 * PASSWORD_MAX
+
+
 def check_candidate_password(value: object, field: str = "password") -> str:
-    """A password offered for checking: any non-empty string up to the stored passwords' length limit (a
-    longer one cannot be right, and is refused before it costs a hash)."""
+    """A password offered for checking: any non-empty string up to a length no stored password can exceed
+    (a longer one cannot be right, and is refused before it costs a hash)."""
     if not isinstance(value, str) or not value:
         raise invalid(field, "must be a non-empty string")
-    if len(value) > PASSWORD_MAX:
-        raise invalid(field, f"must be at most {PASSWORD_MAX} characters")
+    if len(value) > CANDIDATE_MAX:
+        raise invalid(field, f"must be at most {CANDIDATE_MAX} characters")
     return value

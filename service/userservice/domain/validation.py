@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from userservice.domain.errors import FieldViolation, InvalidArgument
 from userservice.domain.fields import FIELDS_BY_NAME, READ_ONLY_FIELDS, WRITABLE_FIELDS
 from userservice.domain.model import Changes, NewUser
+from userservice.domain.password_policy import check_not_personal
 
 
 def _check_keys(body: Mapping[str, object], violations: list[FieldViolation]) -> None:
@@ -29,6 +30,11 @@ def validate_new_user(body: Mapping[str, object]) -> NewUser:
             values[spec.name] = spec.check(body[spec.name])
         except ValueError as exc:
             violations.append(FieldViolation(spec.name, str(exc)))
+    if {"password", "email", "nickname"} <= values.keys():
+        try:
+            check_not_personal(values["password"], values["email"], values["nickname"])
+        except ValueError as exc:
+            violations.append(FieldViolation("password", str(exc)))
     if violations:
         raise InvalidArgument(violations)
     return NewUser(**values)

@@ -1,5 +1,7 @@
 """Checking passwords over REST and gRPC, with failures throttled in PostgreSQL across replicas."""
 
+# ruff: noqa: RUF001 # look-alike characters (fullwidth, ligatures) are what NFKC is tested with
+
 from __future__ import annotations
 
 import asyncio
@@ -386,3 +388,59 @@ async def test_an_older_hash_verifies_and_is_upgraded_to_current_argon2id(
     assert await stored_hash(database, user["id"]) == upgraded  # current: left alone
     async with http.get("/metrics") as resp:
         assert "userservice_password_rehashes_total{scheme=" in await resp.text()
+
+
+async def test_new_passwords_follow_the_policy_on_every_path(
+    http: aiohttp.ClientSession, stub: pb_grpc.UserServiceStub
+) -> None:
+    async def refusal(resp: aiohttp.ClientResponse) -> dict[str, str]:
+        assert resp.status == 400
+        return {e["field"]: e["message"] for e in (await resp.json(content_type=None))["errors"]}
+
+    body = new_user(password="qwerty123456")
+    async with http.post("/v1/users", json=body) as resp:
+        assert "most commonly used" in (await refusal(resp))["password"]
+    body = new_user()
+    body["password"] = f"I am {body['nickname']}, hello"
+    async with http.post("/v1/users", json=body) as resp:
+        message = (await refusal(resp))["password"]
+        assert "nickname" in message and str(body["nickname"]) not in message
+    error = await grpc_error(
+        stub.CreateUser(pb.CreateUserRequest(user=pb.User(**{**new_user(), "password": "1q2w3e4r5t6y"}))),
+        grpc.StatusCode.INVALID_ARGUMENT,
+    )
+    [bad] = status_details(error)
+    assert [v.field for v in bad.field_violations] == ["password"]
+
+    user = await create(http, email=f"lady.{uuid.uuid4().hex[:8]}@example.com")
+    local = user["email"].split("@")[0]
+    async with http.patch(f"/v1/users/{user['id']}", json={"password": f"{local.upper()} forever"}) as resp:
+        assert "email" in (await refusal(resp))["password"]
+    # The rule holds for the nickname the update gives the user, too.
+    patch = {"nickname": "ada-the-countess", "password": "Ada-The-Countess of Lovelace"}
+    async with http.patch(f"/v1/users/{user['id']}", json=patch) as resp:
+        assert "nickname" in (await refusal(resp))["password"]
+    url = f"/v1/users/{user['id']}:changePassword"
+    for new, rule in ((f"still {user['nickname']}", "nickname"), ("123qweasdzxc", "most commonly used")):
+        async with http.post(url, json={"current_password": PASSWORD, "new_password": new}) as resp:
+            assert rule in (await refusal(resp))["new_password"]
+    assert (await verify(http, user["email"], PASSWORD))[0] == 200  # nothing changed
+
+
+async def test_passwords_are_nfkc_normalised_before_hashing_and_verifying(
+    http: aiohttp.ClientSession, database: str
+) -> None:
+    typed = "ｆｕｌｌｗｉｄｔｈ ﬁgures ①②"  # fullwidth letters, a ligature, circled digits
+    plain = "fullwidth figures 12"
+    user = await create(http, password=typed)
+    for password in (typed, plain):
+        assert (await verify(http, user["email"], password))[0] == 200
+    assert (await verify(http, user["email"], "fullwidth figures 13"))[0] == 401
+
+    # A hash made from the text as typed (another system's, or this one's before normalising) still verifies,
+    # and is replaced by a hash of the normalised form.
+    legacy = passlib_hash.pbkdf2_sha256.using(rounds=1000).hash(typed)
+    await stored_hash(database, user["id"], replace_with=legacy)
+    assert (await verify(http, user["email"], typed))[0] == 200
+    upgraded = await stored_hash(database, user["id"])
+    assert upgraded.startswith("$argon2id$") and PasswordHasher().verify(upgraded, plain)
