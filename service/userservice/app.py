@@ -22,6 +22,7 @@ from grpc_reflection.v1alpha import reflection
 from userservice.api import grpc as grpc_api
 from userservice.api import http as http_api
 from userservice.api.connections import ConnectionLimits, GuardedRunner
+from userservice.batch import BatchCore
 from userservice.config import Config
 from userservice.credentials.core import Credentials, Throttling
 from userservice.domain.throttle import LockoutPolicy
@@ -98,6 +99,9 @@ async def serve(
 
     app = http_api.build_app(core, feed, service_health, metrics, config.event_source, config.max_body_bytes)
     app[http_api.CREDENTIALS] = credentials
+    batch = BatchCore(pool, passwords, metrics, config.idempotency_ttl)
+    app[http_api.BATCH] = batch
+    app[http_api.BATCH_MAX_BODY] = config.batch_max_body_bytes
     limits = ConnectionLimits(
         config.http_header_timeout, config.http_idle_timeout, config.http_max_connections
     )
@@ -109,7 +113,7 @@ async def serve(
     server = grpc.aio.server(interceptors=[grpc_api.RequestGuard()])
     pb_grpc.add_UserServiceServicer_to_server(  # type: ignore[no-untyped-call] # generated code is untyped
         grpc_api.UserServiceServicer(
-            core, feed, service_health, metrics, config.event_source, credentials=credentials
+            core, feed, service_health, metrics, config.event_source, credentials=credentials, batch=batch
         ),
         server,
     )

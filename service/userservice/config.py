@@ -50,6 +50,11 @@ SETTINGS: dict[str, Setting] = {
         "On SIGTERM: how long in-flight requests and streams may take to finish.",
     ),
     "max_body_bytes": Setting("MAX_BODY_BYTES", "65536", "Largest accepted request body (413 above)."),
+    "batch_max_body_bytes": Setting(
+        "BATCH_MAX_BODY_BYTES",
+        "2097152",
+        "Largest accepted body of POST /v1/users:batchCreate (up to 1,000 users; 413 above).",
+    ),
     "http_header_timeout": Setting(
         "HTTP_HEADER_TIMEOUT_SECONDS",
         "10",
@@ -141,6 +146,7 @@ class Config:
     shutdown_delay: float
     shutdown_grace: float
     max_body_bytes: int
+    batch_max_body_bytes: int
     http_header_timeout: float
     http_idle_timeout: float
     http_max_connections: int

@@ -18,6 +18,7 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from userservice import logs
+from userservice.batch import BatchCore
 from userservice.credentials.core import Credentials
 from userservice.domain.errors import (
     AlreadyExists,
@@ -208,6 +209,8 @@ def _input_fields(user: pb.User, names: list[str] | tuple[str, ...]) -> dict[str
             )
             if present:
                 body[name] = str(getattr(user, name))
+    if user.password_hash:  # input only, and only to BatchCreateUsers: elsewhere validation refuses it
+        body["password_hash"] = user.password_hash
     return body
 
 
@@ -266,10 +269,11 @@ class UserServiceServicer(pb_grpc.UserServiceServicer):
         metrics: Metrics,
         event_source: str,
         credentials: Credentials,
+        batch: BatchCore,
     ) -> None:
         self._core, self._feed, self._health = core, feed, health
         self._metrics, self._source = metrics, event_source
-        self._credentials = credentials
+        self._credentials, self._batch = credentials, batch
 
     def _call(self, method: str, context: grpc.aio.ServicerContext) -> _Call:
         return _Call(method, context, self._metrics)
@@ -323,6 +327,23 @@ class UserServiceServicer(pb_grpc.UserServiceServicer):
             return pb.ListUsersResponse(
                 users=[to_proto(u) for u in page.users], next_page_token=page.next_page_token
             )
+
+    async def BatchCreateUsers(
+        self, request: pb.BatchCreateUsersRequest, context: grpc.aio.ServicerContext
+    ) -> pb.BatchCreateUsersResponse:
+        async with self._call("BatchCreateUsers", context):
+            key = check_idempotency_key(request.request_id, "request_id") if request.request_id else None
+            nested = [f"requests[{i}].request_id" for i, r in enumerate(request.requests) if r.request_id]
+            if nested:
+                raise invalid(nested[0], "set request_id on the batch request, not on its items")
+            body = {
+                "requests": [
+                    {"user": _input_fields(r.user, [*FIELDS_BY_NAME, *READ_ONLY_FIELDS])}
+                    for r in request.requests
+                ]
+            }
+            created = await self._batch.create(body, key)
+            return pb.BatchCreateUsersResponse(users=[to_proto(user) for user in created.users])
 
     async def VerifyPassword(
         self, request: pb.VerifyPasswordRequest, context: grpc.aio.ServicerContext

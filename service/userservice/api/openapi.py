@@ -8,6 +8,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
+from userservice.domain.batch import BATCH_MAX
 from userservice.domain.events import EVENT_TYPES
 from userservice.domain.fields import FIELDS_BY_NAME, WRITABLE_FIELDS
 from userservice.domain.listing import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
@@ -97,6 +98,39 @@ def _schemas() -> dict[str, Any]:
                 "password": {"type": "string", "minLength": 1, "maxLength": CANDIDATE_MAX, "writeOnly": True},
             },
             "required": ["login", "password"],
+            "additionalProperties": False,
+        },
+        "UserImport": {
+            "type": "object",
+            "description": "A user to create in a batch: with a password, or the password_hash it had elsewhere.",
+            "properties": {
+                **writable,
+                "password_hash": {
+                    "type": "string",
+                    "maxLength": 512,
+                    "writeOnly": True,
+                    "description": "argon2 PHC string, bcrypt ($2b$), or passlib's scrypt or PBKDF2-SHA256 format.",
+                },
+            },
+            "required": [name for name in writable if name != "password"],
+            "additionalProperties": False,
+        },
+        "BatchCreateUsers": {
+            "type": "object",
+            "properties": {
+                "requests": {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": BATCH_MAX,
+                    "items": {
+                        "type": "object",
+                        "properties": {"user": _ref("UserImport")},
+                        "required": ["user"],
+                        "additionalProperties": False,
+                    },
+                }
+            },
+            "required": ["requests"],
             "additionalProperties": False,
         },
         "ChangePassword": {
@@ -255,6 +289,47 @@ def _paths() -> dict[str, Any]:
                     "413": _problem("Body too large."),
                     "415": _problem("Content-Type is not application/json."),
                     "429": _LOCKED,
+                },
+            }
+        },
+        "/v1/users:batchCreate": {
+            "post": {
+                "operationId": "batchCreateUsers",
+                "summary": f"Create up to {BATCH_MAX} users, all or none",
+                "parameters": [
+                    {
+                        "name": "Idempotency-Key",
+                        "in": "header",
+                        "required": False,
+                        "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+                        "description": "Retrying with the same key and body returns the first response; "
+                        "with a different body, 422.",
+                    }
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("BatchCreateUsers")}},
+                },
+                "responses": {
+                    "200": {
+                        "description": "Created (or replayed for a repeated Idempotency-Key), in request order.",
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {"users": {"type": "array", "items": _ref("User")}},
+                                    "required": ["users"],
+                                }
+                            }
+                        },
+                    },
+                    "400": _problem(
+                        "Invalid input; `errors` names each by index, e.g. requests[3].user.email."
+                    ),
+                    "409": _problem("A nickname or email is taken; the error names the request."),
+                    "413": _problem("Body too large (BATCH_MAX_BODY_BYTES)."),
+                    "415": _problem("Content-Type is not application/json."),
+                    "422": _problem("Idempotency-Key reused with a different body."),
                 },
             }
         },

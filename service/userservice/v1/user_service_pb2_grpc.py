@@ -75,6 +75,11 @@ class UserServiceStub:
                 request_serializer=userservice_dot_v1_dot_user__service__pb2.ListUsersRequest.SerializeToString,
                 response_deserializer=userservice_dot_v1_dot_user__service__pb2.ListUsersResponse.FromString,
                 _registered_method=True)
+        self.BatchCreateUsers = channel.unary_unary(
+                '/userservice.v1.UserService/BatchCreateUsers',
+                request_serializer=userservice_dot_v1_dot_user__service__pb2.BatchCreateUsersRequest.SerializeToString,
+                response_deserializer=userservice_dot_v1_dot_user__service__pb2.BatchCreateUsersResponse.FromString,
+                _registered_method=True)
         self.VerifyPassword = channel.unary_unary(
                 '/userservice.v1.UserService/VerifyPassword',
                 request_serializer=userservice_dot_v1_dot_user__service__pb2.VerifyPasswordRequest.SerializeToString,
@@ -150,6 +155,15 @@ class UserServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BatchCreateUsers(self, request, context):
+        """Creates up to 1,000 users, all or none (AIP-233). Each user has a password, or the password_hash it had in
+        another system. An invalid item is reported by index (requests[3].user.email). Retrying with the same
+        request_id returns the first result. Publishes one created event per user.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def VerifyPassword(self, request, context):
         """Checks a login (email or nickname) and password; returns the user. Failures are counted per account and
         per caller across all replicas, and lock for a growing time (RESOURCE_EXHAUSTED).
@@ -207,6 +221,11 @@ def add_UserServiceServicer_to_server(servicer, server):
                     servicer.ListUsers,
                     request_deserializer=userservice_dot_v1_dot_user__service__pb2.ListUsersRequest.FromString,
                     response_serializer=userservice_dot_v1_dot_user__service__pb2.ListUsersResponse.SerializeToString,
+            ),
+            'BatchCreateUsers': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchCreateUsers,
+                    request_deserializer=userservice_dot_v1_dot_user__service__pb2.BatchCreateUsersRequest.FromString,
+                    response_serializer=userservice_dot_v1_dot_user__service__pb2.BatchCreateUsersResponse.SerializeToString,
             ),
             'VerifyPassword': grpc.unary_unary_rpc_method_handler(
                     servicer.VerifyPassword,
@@ -379,6 +398,33 @@ class UserService:
             '/userservice.v1.UserService/ListUsers',
             userservice_dot_v1_dot_user__service__pb2.ListUsersRequest.SerializeToString,
             userservice_dot_v1_dot_user__service__pb2.ListUsersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchCreateUsers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/userservice.v1.UserService/BatchCreateUsers',
+            userservice_dot_v1_dot_user__service__pb2.BatchCreateUsersRequest.SerializeToString,
+            userservice_dot_v1_dot_user__service__pb2.BatchCreateUsersResponse.FromString,
             options,
             channel_credentials,
             insecure,
