@@ -133,7 +133,8 @@ async def serve(
     background = [
         asyncio.create_task(_track_grpc_health(service_health, health_servicer), name="grpc-health"),
         asyncio.create_task(
-            run_maintenance(pool, config.event_retention, config.maintenance_interval), name="maintenance"
+            run_maintenance(pool, config.event_retention, config.maintenance_interval, config.failure_window),
+            name="maintenance",
         ),
     ]
     bound = Bound(runner.addresses[0][1], grpc_port)

@@ -79,7 +79,9 @@ SETTINGS: dict[str, Setting] = {
     ),
     "event_source": Setting("EVENT_SOURCE", "/userservice", "CloudEvents `source` attribute of every event."),
     "maintenance_interval": Setting(
-        "MAINTENANCE_INTERVAL_SECONDS", "60", "How often expired events and idempotency keys are pruned."
+        "MAINTENANCE_INTERVAL_SECONDS",
+        "60",
+        "How often expired events, idempotency keys and stale password-failure counts are pruned.",
     ),
     "argon2_time_cost": Setting("ARGON2_TIME_COST", "2", "argon2id iterations (OWASP: 2 with 19 MiB)."),
     "argon2_memory_kib": Setting("ARGON2_MEMORY_KIB", "19456", "argon2id memory in KiB (OWASP: 19456)."),

@@ -49,3 +49,15 @@ async def lock(conn: asyncpg.Connection, subject: Subject, seconds: float) -> No
 
 async def clear(conn: asyncpg.Connection | asyncpg.Pool, subject: Subject) -> None:
     await conn.execute("DELETE FROM credential_failures WHERE scope = $1 AND subject = $2", *subject)
+
+
+async def prune(conn: asyncpg.Connection, window_seconds: float) -> int:
+    """Drops counts whose last failure is older than the window (they would start again anyway) and whose
+    lock has run out: callers and unknown logins would otherwise add rows for ever."""
+    status: str = await conn.execute(
+        """DELETE FROM credential_failures
+           WHERE last_failure < now() - make_interval(secs => $1)
+             AND (locked_until IS NULL OR locked_until <= now())""",
+        window_seconds,
+    )
+    return int(status.rsplit(" ", 1)[-1])
