@@ -24,6 +24,7 @@ from userservice.api import http as http_api
 from userservice.api.connections import ConnectionLimits, GuardedRunner
 from userservice.batch import BatchCore
 from userservice.config import Config
+from userservice.credentials.breach import BreachCheck
 from userservice.credentials.core import Credentials, Throttling
 from userservice.domain.throttle import LockoutPolicy
 from userservice.events.feed import EventFeed
@@ -82,11 +83,15 @@ async def serve(
     passwords = Passwords(
         config.argon2_time_cost, config.argon2_memory_kib, config.argon2_parallelism, config.hash_workers
     )
-    core = UserCore(pool, passwords, metrics, config.idempotency_ttl)
+    breach = BreachCheck(
+        config.breach_check_url, config.breach_check_timeout, config.breach_check_fail_open, metrics
+    )
+    core = UserCore(pool, passwords, metrics, config.idempotency_ttl, breach=breach)
     credentials = Credentials(
         pool,
         passwords,
         metrics,
+        breach,
         Throttling(
             LockoutPolicy(config.lockout_threshold, config.lockout_base, config.lockout_max),
             LockoutPolicy(config.caller_lockout_threshold, config.lockout_base, config.lockout_max),
@@ -99,7 +104,7 @@ async def serve(
 
     app = http_api.build_app(core, feed, service_health, metrics, config.event_source, config.max_body_bytes)
     app[http_api.CREDENTIALS] = credentials
-    batch = BatchCore(pool, passwords, metrics, config.idempotency_ttl)
+    batch = BatchCore(pool, passwords, metrics, config.idempotency_ttl, breach)
     app[http_api.BATCH] = batch
     app[http_api.BATCH_MAX_BODY] = config.batch_max_body_bytes
     limits = ConnectionLimits(
@@ -160,4 +165,5 @@ async def serve(
     await feed.close()
     await asyncio.wait_for(pool.close(), timeout=config.shutdown_grace)
     passwords.close()
+    await breach.close()
     log.info("stopped")

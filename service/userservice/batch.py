@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from userservice.credentials.breach import BreachCheck
 from userservice.domain import events
 from userservice.domain.batch import Imported, validate_batch
 from userservice.domain.errors import AlreadyExists, IdempotencyConflict
@@ -58,8 +59,14 @@ async def _check_free(conn: asyncpg.Connection, items: list[Imported]) -> None:
 
 class BatchCore:
     def __init__(
-        self, pool: asyncpg.Pool, passwords: Passwords, metrics: Metrics, idempotency_ttl: float
+        self,
+        pool: asyncpg.Pool,
+        passwords: Passwords,
+        metrics: Metrics,
+        idempotency_ttl: float,
+        breach: BreachCheck,
     ) -> None:
+        self._breach = breach
         self._db = FairPool(pool)
         self._passwords = passwords
         self._metrics = metrics
@@ -74,6 +81,13 @@ class BatchCore:
 
     async def create(self, body: Mapping[str, object], idempotency_key: str | None = None) -> BatchCreated:
         items = validate_batch(body)
+        await asyncio.gather(
+            *(
+                self._breach.check(item.new.password, f"requests[{i}].user.password")
+                for i, item in enumerate(items)
+                if item.password_hash is None
+            )
+        )
         hashed = await asyncio.gather(
             *(self._hash(item.new.password) for item in items if item.password_hash is None)
         )

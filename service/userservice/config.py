@@ -87,6 +87,17 @@ SETTINGS: dict[str, Setting] = {
     "argon2_memory_kib": Setting("ARGON2_MEMORY_KIB", "19456", "argon2id memory in KiB (OWASP: 19456)."),
     "argon2_parallelism": Setting("ARGON2_PARALLELISM", "1", "argon2id lanes."),
     "hash_workers": Setting("PASSWORD_HASH_WORKERS", "2", "Threads that hash passwords off the event loop."),
+    "breach_check_url": Setting(
+        "BREACH_CHECK_URL",
+        "",
+        "k-anonymity range service that new passwords are checked against, e.g. https://api.pwnedpasswords.com/range (unset: no check). Only the first 5 hex characters of a password's SHA-1 are sent.",
+    ),
+    "breach_check_timeout": Setting("BREACH_CHECK_TIMEOUT_SECONDS", "2", "Longest a breach check may take."),
+    "breach_check_fail_open": Setting(
+        "BREACH_CHECK_FAIL_OPEN",
+        "true",
+        "When the breach check fails or times out: true accepts the password, false answers 503 / UNAVAILABLE.",
+    ),
     "lockout_threshold": Setting(
         "LOGIN_LOCKOUT_THRESHOLD",
         "5",
@@ -161,6 +172,9 @@ class Config:
     argon2_memory_kib: int
     argon2_parallelism: int
     hash_workers: int
+    breach_check_url: str
+    breach_check_timeout: float
+    breach_check_fail_open: bool
     lockout_threshold: int
     caller_lockout_threshold: int
     lockout_base: float

@@ -85,6 +85,12 @@ class Metrics:
             ["scheme"],
             registry=r,
         )
+        self.breach_checks = Counter(
+            "userservice_breach_checks",
+            "New passwords checked against the breach range service: clean, breached, error.",
+            ["outcome"],
+            registry=r,
+        )
         self.http_connections_open = Gauge(
             "userservice_http_connections_open", "Open REST connections.", registry=r
         )

@@ -16,6 +16,7 @@ from uuid import UUID
 
 import asyncpg
 
+from userservice.credentials.breach import BreachCheck
 from userservice.domain import events
 from userservice.domain.errors import (
     CreatedUserDeleted,
@@ -79,8 +80,14 @@ class Page:
 
 class UserCore:
     def __init__(
-        self, pool: asyncpg.Pool, passwords: Passwords, metrics: Metrics, idempotency_ttl: float
+        self,
+        pool: asyncpg.Pool,
+        passwords: Passwords,
+        metrics: Metrics,
+        idempotency_ttl: float,
+        breach: BreachCheck,
     ) -> None:
+        self._breach = breach
         self._db = FairPool(pool)
         self._passwords = passwords
         self._tokens: PageTokens | None = None
@@ -102,6 +109,7 @@ class UserCore:
 
     async def create(self, body: Mapping[str, object], idempotency_key: str | None = None) -> Created:
         new = validate_new_user(body)
+        await self._breach.check(new.password, "password")
         password_hash = await self._hash(new.password)
         fingerprint = _fingerprint(new)
         async with self._db.acquire() as conn:
@@ -150,6 +158,7 @@ class UserCore:
         columns: dict[str, str] = {k: v for k, v in changes.values.items() if k != "password"}
         if "password" in changes.values:
             await self._check_not_personal(uid, user_id, changes)
+            await self._breach.check(changes.values["password"], "password")
             columns["password_hash"] = await self._hash(changes.values["password"])
         async with self._db.acquire() as conn, conn.transaction():
             current = await store.lock(conn, uid)

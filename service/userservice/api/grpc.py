@@ -23,6 +23,7 @@ from userservice.credentials.core import Credentials
 from userservice.domain.errors import (
     AlreadyExists,
     CreatedUserDeleted,
+    DependencyUnavailable,
     DomainError,
     IdempotencyConflict,
     InvalidArgument,
@@ -60,6 +61,7 @@ STATUS_CODES: dict[type[DomainError], tuple[grpc.StatusCode, str]] = {
     CreatedUserDeleted: (grpc.StatusCode.FAILED_PRECONDITION, "CREATED_USER_DELETED"),
     Unauthenticated: (grpc.StatusCode.UNAUTHENTICATED, "WRONG_CREDENTIALS"),
     Locked: (grpc.StatusCode.RESOURCE_EXHAUSTED, "LOCKED"),
+    DependencyUnavailable: (grpc.StatusCode.UNAVAILABLE, "BREACH_CHECK_UNAVAILABLE"),
 }
 
 

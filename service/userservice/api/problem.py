@@ -10,6 +10,7 @@ from userservice import jsoncodec
 from userservice.domain.errors import (
     AlreadyExists,
     CreatedUserDeleted,
+    DependencyUnavailable,
     DomainError,
     IdempotencyConflict,
     InvalidArgument,
@@ -32,6 +33,7 @@ PROBLEMS: dict[type[DomainError], tuple[int, str, str]] = {
     CreatedUserDeleted: (409, "created-user-deleted", "Created user deleted"),
     Unauthenticated: (401, "unauthenticated", "Unauthenticated"),
     Locked: (429, "locked", "Too many failed attempts"),
+    DependencyUnavailable: (503, "dependency-unavailable", "Dependency unavailable"),
 }
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from userservice.credentials import hashes
+from userservice.credentials.breach import BreachCheck
 from userservice.domain import events
 from userservice.domain.errors import Locked, NotFound, Unauthenticated, invalid
 from userservice.domain.fields import check_password
@@ -54,8 +55,14 @@ def _only(body: Mapping[str, object], allowed: frozenset[str]) -> None:
 
 class Credentials:
     def __init__(
-        self, pool: asyncpg.Pool, passwords: Passwords, metrics: Metrics, throttling: Throttling
+        self,
+        pool: asyncpg.Pool,
+        passwords: Passwords,
+        metrics: Metrics,
+        breach: BreachCheck,
+        throttling: Throttling,
     ) -> None:
+        self._breach = breach
         self._db = FairPool(pool)
         self._passwords = passwords
         self._metrics = metrics
@@ -165,6 +172,7 @@ class Credentials:
             self._metrics.password_verifications.labels("wrong_password").inc()
             raise Unauthenticated("the current password is wrong")
         self._metrics.password_verifications.labels("success").inc()
+        await self._breach.check(new, "new_password")
         new_hash = await self._hash(new)
         async with self._db.acquire() as conn, conn.transaction():
             if await users_store.lock(conn, uid) is None:

@@ -61,5 +61,9 @@ class Locked(DomainError):
         self.retry_after_seconds = retry_after_seconds
 
 
+class DependencyUnavailable(DomainError):
+    """A service the request depends on (the password breach check, when it fails closed) did not answer."""
+
+
 def invalid(field: str, description: str) -> InvalidArgument:
     return InvalidArgument([FieldViolation(field, description)])

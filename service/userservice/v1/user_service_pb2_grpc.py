@@ -41,7 +41,9 @@ class UserServiceStub:
     - UNAUTHENTICATED with google.rpc.ErrorInfo reason WRONG_CREDENTIALS: the login names no user or the
     password is wrong (one answer for both);
     - RESOURCE_EXHAUSTED with google.rpc.ErrorInfo reason LOCKED and google.rpc.RetryInfo: too many failed
-    password checks for the account or from the caller; nothing is checked until retry_delay has passed.
+    password checks for the account or from the caller; nothing is checked until retry_delay has passed;
+    - UNAVAILABLE with google.rpc.ErrorInfo reason BREACH_CHECK_UNAVAILABLE: the password breach check did not
+    answer and is configured to fail closed; retry later.
     """
 
     def __init__(self, channel):
@@ -117,7 +119,9 @@ class UserServiceServicer:
     - UNAUTHENTICATED with google.rpc.ErrorInfo reason WRONG_CREDENTIALS: the login names no user or the
     password is wrong (one answer for both);
     - RESOURCE_EXHAUSTED with google.rpc.ErrorInfo reason LOCKED and google.rpc.RetryInfo: too many failed
-    password checks for the account or from the caller; nothing is checked until retry_delay has passed.
+    password checks for the account or from the caller; nothing is checked until retry_delay has passed;
+    - UNAVAILABLE with google.rpc.ErrorInfo reason BREACH_CHECK_UNAVAILABLE: the password breach check did not
+    answer and is configured to fail closed; retry later.
     """
 
     def CreateUser(self, request, context):
@@ -270,7 +274,9 @@ class UserService:
     - UNAUTHENTICATED with google.rpc.ErrorInfo reason WRONG_CREDENTIALS: the login names no user or the
     password is wrong (one answer for both);
     - RESOURCE_EXHAUSTED with google.rpc.ErrorInfo reason LOCKED and google.rpc.RetryInfo: too many failed
-    password checks for the account or from the caller; nothing is checked until retry_delay has passed.
+    password checks for the account or from the caller; nothing is checked until retry_delay has passed;
+    - UNAVAILABLE with google.rpc.ErrorInfo reason BREACH_CHECK_UNAVAILABLE: the password breach check did not
+    answer and is configured to fail closed; retry later.
     """
 
     @staticmethod
