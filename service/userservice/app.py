@@ -81,7 +81,11 @@ async def serve(
             await migrate(conn)
             await conn.reset()  # the pool does not reset on release; undo the migration's session lock
     passwords = Passwords(
-        config.argon2_time_cost, config.argon2_memory_kib, config.argon2_parallelism, config.hash_workers
+        config.argon2_time_cost,
+        config.argon2_memory_kib,
+        config.argon2_parallelism,
+        config.hash_workers,
+        observe=metrics.password_hash_latency.observe,
     )
     breach = BreachCheck(
         config.breach_check_url, config.breach_check_timeout, config.breach_check_fail_open, metrics

@@ -7,7 +7,6 @@ import asyncio
 import hashlib
 import json
 import logging
-import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,13 +18,13 @@ from userservice.domain import events
 from userservice.domain.batch import Imported, validate_batch
 from userservice.domain.errors import AlreadyExists, IdempotencyConflict
 from userservice.domain.model import User
-from userservice.events import outbox
 from userservice.metrics import Metrics
 from userservice.passwords import Passwords
 from userservice.store import batch as store
 from userservice.store import idempotency
 from userservice.store import users as users_store
 from userservice.store.db import FairPool
+from userservice.users import append_event
 
 log = logging.getLogger(__name__)
 
@@ -72,13 +71,6 @@ class BatchCore:
         self._metrics = metrics
         self._idempotency_ttl = idempotency_ttl
 
-    async def _hash(self, password: str) -> str:
-        started = time.perf_counter()
-        try:
-            return await self._passwords.hash(password)
-        finally:
-            self._metrics.password_hash_latency.observe(time.perf_counter() - started)
-
     async def create(self, body: Mapping[str, object], idempotency_key: str | None = None) -> BatchCreated:
         items = validate_batch(body)
         await asyncio.gather(
@@ -89,13 +81,13 @@ class BatchCore:
             )
         )
         hashed = await asyncio.gather(
-            *(self._hash(item.new.password) for item in items if item.password_hash is None)
+            *(self._passwords.hash(item.new.password) for item in items if item.password_hash is None)
         )
         pending = iter(hashed)
         password_hashes = [item.password_hash or next(pending) for item in items]
         fingerprint = _fingerprint(items)
         secrets = json.dumps([item.new.password for item in items])
-        secrets_hash = await self._hash(secrets) if idempotency_key is not None else ""
+        secrets_hash = await self._passwords.hash(secrets) if idempotency_key is not None else ""
         async with self._db.acquire() as conn:
             async with conn.transaction():
                 if idempotency_key is None or await idempotency.claim(
@@ -107,11 +99,10 @@ class BatchCore:
                         for item, password_hash in zip(items, password_hashes, strict=True)
                     ]
                     for user in users:
-                        await outbox.append(conn, events.CREATED, user.id, events.event_data(user.public()))
+                        await append_event(conn, self._metrics, events.CREATED, user)
                     if idempotency_key is not None:
                         response = {"users": [user.public() for user in users]}
                         await idempotency.record_response(conn, idempotency_key, response)
-                    self._metrics.events_appended.labels(events.CREATED).inc(len(users))
                     self._metrics.user_changes.labels("created").inc(len(users))
                     log.info("users created in a batch", extra={"count": len(users)})
                     return BatchCreated(users, replayed=False)

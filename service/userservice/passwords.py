@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from argon2 import PasswordHasher, Type
@@ -13,7 +15,15 @@ from userservice.credentials import hashes
 
 
 class Passwords:
-    def __init__(self, time_cost: int, memory_kib: int, parallelism: int, workers: int) -> None:
+    def __init__(
+        self,
+        time_cost: int,
+        memory_kib: int,
+        parallelism: int,
+        workers: int,
+        observe: Callable[[float], None],
+    ) -> None:
+        self._observe = observe  # told the seconds every hash or verification took, queueing included
         self._hasher = PasswordHasher(
             time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism, type=Type.ID
         )
@@ -23,12 +33,22 @@ class Passwords:
         self._dummy = self._hasher.hash(secrets.token_urlsafe(32))
 
     async def hash(self, password: str) -> str:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self._hasher.hash, password)
+        started = time.perf_counter()
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                self._executor, self._hasher.hash, password
+            )
+        finally:
+            self._observe(time.perf_counter() - started)
 
     async def verify(self, password_hash: str, password: str) -> bool:
-        return await asyncio.get_running_loop().run_in_executor(
-            self._executor, hashes.verify, self._hasher, password_hash, password
-        )
+        started = time.perf_counter()
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                self._executor, hashes.verify, self._hasher, password_hash, password
+            )
+        finally:
+            self._observe(time.perf_counter() - started)
 
     def needs_rehash(self, password_hash: str) -> bool:
         """Whether a hash that just verified is of an older scheme or weaker costs than the current ones."""

@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -66,6 +65,14 @@ def _expected_version(if_match: str | None, user: User, field: str) -> None:
         raise PreconditionFailed(f"the user changed since you read it: its current etag is {user.etag}")
 
 
+async def append_event(
+    conn: asyncpg.Connection, metrics: Metrics, event_type: str, user: User, changed: tuple[str, ...] = ()
+) -> None:
+    """Appends a change event in the caller's transaction; every use case that changes a user calls this."""
+    await outbox.append(conn, event_type, user.id, events.event_data(user.public(), changed))
+    metrics.events_appended.labels(event_type).inc()
+
+
 @dataclass(frozen=True)
 class Created:
     user: User
@@ -94,23 +101,15 @@ class UserCore:
         self._metrics = metrics
         self._idempotency_ttl = idempotency_ttl
 
-    async def _hash(self, password: str) -> str:
-        started = time.perf_counter()
-        try:
-            return await self._passwords.hash(password)
-        finally:
-            self._metrics.password_hash_latency.observe(time.perf_counter() - started)
-
     async def _append(
         self, conn: asyncpg.Connection, event_type: str, user: User, changed: tuple[str, ...] = ()
     ) -> None:
-        await outbox.append(conn, event_type, user.id, events.event_data(user.public(), changed))
-        self._metrics.events_appended.labels(event_type).inc()
+        await append_event(conn, self._metrics, event_type, user, changed)
 
     async def create(self, body: Mapping[str, object], idempotency_key: str | None = None) -> Created:
         new = validate_new_user(body)
         await self._breach.check(new.password, "password")
-        password_hash = await self._hash(new.password)
+        password_hash = await self._passwords.hash(new.password)
         fingerprint = _fingerprint(new)
         async with self._db.acquire() as conn:
             async with conn.transaction():
@@ -159,7 +158,7 @@ class UserCore:
         if "password" in changes.values:
             await self._check_not_personal(uid, user_id, changes)
             await self._breach.check(changes.values["password"], "password")
-            columns["password_hash"] = await self._hash(changes.values["password"])
+            columns["password_hash"] = await self._passwords.hash(changes.values["password"])
         async with self._db.acquire() as conn, conn.transaction():
             current = await store.lock(conn, uid)
             if current is None:

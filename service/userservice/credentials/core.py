@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -24,14 +23,13 @@ from userservice.domain.login import check_candidate_password, parse_login
 from userservice.domain.model import User
 from userservice.domain.password_policy import check_not_personal, normalise
 from userservice.domain.throttle import LockoutPolicy
-from userservice.events import outbox
 from userservice.metrics import Metrics
 from userservice.passwords import Passwords
 from userservice.store import credentials as store
 from userservice.store import throttle
 from userservice.store import users as users_store
 from userservice.store.db import FairPool
-from userservice.users import parse_user_id
+from userservice.users import append_event, parse_user_id
 
 log = logging.getLogger(__name__)
 
@@ -74,22 +72,13 @@ class Credentials:
         login (no hash) spends the same checks."""
         normalised = normalise(password)
         for form in dict.fromkeys((normalised, password)):
-            started = time.perf_counter()
             if password_hash is None:
                 matched = await self._passwords.verify_nothing(form)
             else:
                 matched = await self._passwords.verify(password_hash, form)
-            self._metrics.password_hash_latency.observe(time.perf_counter() - started)
             if matched:
                 return form
         return None
-
-    async def _hash(self, password: str) -> str:
-        started = time.perf_counter()
-        try:
-            return await self._passwords.hash(password)
-        finally:
-            self._metrics.password_hash_latency.observe(time.perf_counter() - started)
 
     async def _check(
         self, account: throttle.Subject, caller: str, password_hash: str | None, password: str
@@ -144,7 +133,7 @@ class Credentials:
     async def _upgrade(self, user: User, old_hash: str, password: str) -> None:
         """Replaces a hash of an older scheme, weaker costs or an unnormalised password, now that the
         password is known to be right."""
-        new_hash = await self._hash(normalise(password))
+        new_hash = await self._passwords.hash(normalise(password))
         async with self._db.acquire() as conn:
             if await store.rehash(conn, user.id, old_hash, new_hash):
                 self._metrics.password_rehashes.labels(hashes.scheme_of(old_hash) or "unknown").inc()
@@ -173,13 +162,12 @@ class Credentials:
             raise Unauthenticated("the current password is wrong")
         self._metrics.password_verifications.labels("success").inc()
         await self._breach.check(new, "new_password")
-        new_hash = await self._hash(new)
+        new_hash = await self._passwords.hash(new)
         async with self._db.acquire() as conn, conn.transaction():
             if await users_store.lock(conn, uid) is None:
                 raise NotFound(f"user {user_id} does not exist")
             user = await users_store.update(conn, uid, {"password_hash": new_hash})
-            await outbox.append(conn, events.PASSWORD_CHANGED, uid, events.event_data(user.public()))
-        self._metrics.events_appended.labels(events.PASSWORD_CHANGED).inc()
+            await append_event(conn, self._metrics, events.PASSWORD_CHANGED, user)
         self._metrics.user_changes.labels("updated").inc()
         log.info("password changed", extra={"user_id": str(uid)})
         return user
