@@ -20,7 +20,7 @@ from grpc_status import rpc_status
 from passlib import hash as passlib_hash
 
 from tests.support.postgres import create_database, drop_database
-from tests.support.service import RunningService, in_process
+from tests.support.service import RunningService, ServiceProcess, in_process
 from tests.support.users import new_user
 from userservice.v1 import user_service_pb2 as pb
 from userservice.v1 import user_service_pb2_grpc as pb_grpc
@@ -188,17 +188,14 @@ async def test_grpc_verify_password(http: aiohttp.ClientSession, stub: pb_grpc.U
     assert [v.field for v in bad.field_violations] == ["login"]
 
 
-async def test_twenty_concurrent_wrong_guesses_on_two_replicas_count_as_twenty(
-    database: str, http: aiohttp.ClientSession
+async def guess_concurrently(
+    database: str, http: aiohttp.ClientSession, rest_replica: str, grpc_replica: str
 ) -> None:
-    """Each replica counts in PostgreSQL with one atomic upsert: 20 guesses at once, half over REST to one
-    replica and half over gRPC to the other, lock an account whose threshold is 20, and 19 do not."""
-    settings = {**THROTTLE, "lockout_threshold": 20}
+    """20 wrong guesses at once, half over REST to one replica and half over gRPC to the other, lock an account
+    whose threshold is 20; 19 do not. Each replica counts in PostgreSQL with one atomic upsert."""
     async with (
-        in_process(database, **settings) as one,
-        in_process(database, **settings) as two,
-        aiohttp.ClientSession(base_url=one.http) as rest,
-        grpc.aio.insecure_channel(two.grpc) as channel,
+        aiohttp.ClientSession(base_url=rest_replica) as rest,
+        grpc.aio.insecure_channel(grpc_replica) as channel,
     ):
         stub = pb_grpc.UserServiceStub(channel)
 
@@ -224,6 +221,26 @@ async def test_twenty_concurrent_wrong_guesses_on_two_replicas_count_as_twenty(
     finally:
         await conn.close()
     assert count == 20
+
+
+async def test_twenty_concurrent_wrong_guesses_on_two_replicas_count_as_twenty(
+    database: str, http: aiohttp.ClientSession
+) -> None:
+    settings = {**THROTTLE, "lockout_threshold": 20}
+    async with in_process(database, **settings) as one, in_process(database, **settings) as two:
+        await guess_concurrently(database, http, one.http, two.grpc)
+
+
+async def test_twenty_concurrent_wrong_guesses_on_two_serve_processes_count_as_twenty(
+    database: str, http: aiohttp.ClientSession
+) -> None:
+    env = {"LOGIN_LOCKOUT_THRESHOLD": "20", "LOGIN_CALLER_LOCKOUT_THRESHOLD": "100000"}
+    replicas = [ServiceProcess(database, env=env).start(), ServiceProcess(database, env=env).start()]
+    try:
+        await guess_concurrently(database, http, replicas[0].http, replicas[1].grpc)
+    finally:
+        for replica in replicas:
+            replica.kill()
 
 
 async def test_a_caller_is_locked_across_accounts(postgres_dsn: str) -> None:
