@@ -28,12 +28,13 @@ async def read_after(
     conn: asyncpg.Connection | asyncpg.Pool, cursor: Cursor, limit: int
 ) -> list[StoredEvent]:
     """Events after `cursor` whose transactions are older than every running one (so none can slip in
-    behind the cursor later), in commit order."""
+    behind the cursor later), in commit order. The ORDER BY names the table's column: a bare `tx` would be
+    the text output column, and '1000' sorts before '997'."""
     rows = await conn.fetch(
         """SELECT tx::text AS tx, seq, id, type, subject, time, data FROM user_events
            WHERE (tx, seq) > ($1::text::xid8, $2::bigint)
              AND tx < pg_snapshot_xmin(pg_current_snapshot())
-           ORDER BY tx, seq LIMIT $3""",
+           ORDER BY user_events.tx, seq LIMIT $3""",
         str(cursor.tx),
         cursor.seq,
         limit,

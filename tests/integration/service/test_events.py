@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 
 import aiohttp
+import asyncpg
 import grpc
 
+from tests.support.postgres import create_database, drop_database
 from tests.support.service import RunningService, ServiceProcess
 from tests.support.sse import SseEvent, read_events
 from tests.support.users import new_user
+from userservice.domain.events import CREATED, Cursor
+from userservice.events import outbox
 from userservice.v1 import user_service_pb2 as pb
 from userservice.v1 import user_service_pb2_grpc as pb_grpc
 
@@ -163,3 +168,24 @@ async def test_watcher_on_one_replica_sees_writes_through_another(database: str)
     finally:
         for replica in replicas:
             replica.kill()
+
+
+async def test_events_are_read_in_transaction_order_across_a_power_of_ten(postgres_dsn: str) -> None:
+    """Transaction ids 9 and 10 (long finished in any cluster) come back in that order, not as text sorts them."""
+    dsn = await create_database(postgres_dsn)
+    try:
+        conn = await asyncpg.connect(dsn)
+        try:
+            for tx in ("10", "9"):
+                await conn.execute(
+                    "INSERT INTO user_events (tx, type, subject, data) VALUES ($1::text::xid8, $2, $3, '{}')",
+                    tx,
+                    CREATED,
+                    uuid.uuid4(),
+                )
+            events = await outbox.read_after(conn, Cursor(0, 0), 10)
+        finally:
+            await conn.close()
+    finally:
+        await drop_database(postgres_dsn, dsn)
+    assert [event.cursor.tx for event in events] == [9, 10]
