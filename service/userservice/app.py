@@ -22,7 +22,11 @@ from grpc_reflection.v1alpha import reflection
 from userservice.api import grpc as grpc_api
 from userservice.api import http as http_api
 from userservice.api.connections import ConnectionLimits, GuardedRunner
+from userservice.batch import BatchCore
 from userservice.config import Config
+from userservice.credentials.breach import BreachCheck
+from userservice.credentials.core import Credentials, Throttling
+from userservice.domain.throttle import LockoutPolicy
 from userservice.events.feed import EventFeed
 from userservice.health import Health
 from userservice.maintenance import run as run_maintenance
@@ -77,9 +81,27 @@ async def serve(
             await migrate(conn)
             await conn.reset()  # the pool does not reset on release; undo the migration's session lock
     passwords = Passwords(
-        config.argon2_time_cost, config.argon2_memory_kib, config.argon2_parallelism, config.hash_workers
+        config.argon2_time_cost,
+        config.argon2_memory_kib,
+        config.argon2_parallelism,
+        config.hash_workers,
+        observe=metrics.password_hash_latency.observe,
     )
-    core = UserCore(pool, passwords, metrics, config.idempotency_ttl)
+    breach = BreachCheck(
+        config.breach_check_url, config.breach_check_timeout, config.breach_check_fail_open, metrics
+    )
+    core = UserCore(pool, passwords, metrics, config.idempotency_ttl, breach=breach)
+    credentials = Credentials(
+        pool,
+        passwords,
+        metrics,
+        breach,
+        Throttling(
+            LockoutPolicy(config.lockout_threshold, config.lockout_base, config.lockout_max),
+            LockoutPolicy(config.caller_lockout_threshold, config.lockout_base, config.lockout_max),
+            config.failure_window,
+        ),
+    )
     service_health = Health(pool)
     feed = EventFeed(
         config.database_url,
@@ -93,6 +115,10 @@ async def serve(
     await feed.start()
 
     app = http_api.build_app(core, feed, service_health, metrics, config.event_source, config.max_body_bytes)
+    app[http_api.CREDENTIALS] = credentials
+    batch = BatchCore(pool, passwords, metrics, config.idempotency_ttl, breach)
+    app[http_api.BATCH] = batch
+    app[http_api.BATCH_MAX_BODY] = config.batch_max_body_bytes
     limits = ConnectionLimits(
         config.http_header_timeout, config.http_idle_timeout, config.http_max_connections
     )
@@ -103,7 +129,10 @@ async def serve(
 
     server = grpc.aio.server(interceptors=[grpc_api.RequestGuard()])
     pb_grpc.add_UserServiceServicer_to_server(  # type: ignore[no-untyped-call] # generated code is untyped
-        grpc_api.UserServiceServicer(core, feed, metrics, config.event_source), server
+        grpc_api.UserServiceServicer(
+            core, feed, metrics, config.event_source, credentials=credentials, batch=batch
+        ),
+        server,
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -121,7 +150,8 @@ async def serve(
     background = [
         asyncio.create_task(_track_grpc_health(service_health, health_servicer), name="grpc-health"),
         asyncio.create_task(
-            run_maintenance(pool, config.event_retention, config.maintenance_interval), name="maintenance"
+            run_maintenance(pool, config.event_retention, config.maintenance_interval, config.failure_window),
+            name="maintenance",
         ),
     ]
     bound = Bound(runner.addresses[0][1], grpc_port)
@@ -147,4 +177,5 @@ async def serve(
     await feed.close()
     await asyncio.wait_for(pool.close(), timeout=config.shutdown_grace)
     passwords.close()
+    await breach.close()
     log.info("stopped")

@@ -50,6 +50,11 @@ SETTINGS: dict[str, Setting] = {
         "On SIGTERM: how long in-flight requests and streams may take to finish.",
     ),
     "max_body_bytes": Setting("MAX_BODY_BYTES", "65536", "Largest accepted request body (413 above)."),
+    "batch_max_body_bytes": Setting(
+        "BATCH_MAX_BODY_BYTES",
+        "2097152",
+        "Largest accepted body of POST /v1/users:batchCreate (up to 1,000 users; 413 above).",
+    ),
     "http_header_timeout": Setting(
         "HTTP_HEADER_TIMEOUT_SECONDS",
         "10",
@@ -86,12 +91,44 @@ SETTINGS: dict[str, Setting] = {
     ),
     "event_source": Setting("EVENT_SOURCE", "/userservice", "CloudEvents `source` attribute of every event."),
     "maintenance_interval": Setting(
-        "MAINTENANCE_INTERVAL_SECONDS", "60", "How often expired events and idempotency keys are pruned."
+        "MAINTENANCE_INTERVAL_SECONDS",
+        "60",
+        "How often expired events, idempotency keys and stale password-failure counts are pruned.",
     ),
     "argon2_time_cost": Setting("ARGON2_TIME_COST", "2", "argon2id iterations (OWASP: 2 with 19 MiB)."),
     "argon2_memory_kib": Setting("ARGON2_MEMORY_KIB", "19456", "argon2id memory in KiB (OWASP: 19456)."),
     "argon2_parallelism": Setting("ARGON2_PARALLELISM", "1", "argon2id lanes."),
     "hash_workers": Setting("PASSWORD_HASH_WORKERS", "2", "Threads that hash passwords off the event loop."),
+    "breach_check_url": Setting(
+        "BREACH_CHECK_URL",
+        "",
+        "k-anonymity range service that new passwords are checked against, e.g. https://api.pwnedpasswords.com/range (unset: no check). Only the first 5 hex characters of a password's SHA-1 are sent.",
+    ),
+    "breach_check_timeout": Setting("BREACH_CHECK_TIMEOUT_SECONDS", "2", "Longest a breach check may take."),
+    "breach_check_fail_open": Setting(
+        "BREACH_CHECK_FAIL_OPEN",
+        "true",
+        "When the breach check fails or times out: true accepts the password, false answers 503 / UNAVAILABLE.",
+    ),
+    "lockout_threshold": Setting(
+        "LOGIN_LOCKOUT_THRESHOLD",
+        "5",
+        "Consecutive failed password checks that lock an account (0: never). Counted in the database, so across all replicas.",
+    ),
+    "caller_lockout_threshold": Setting(
+        "LOGIN_CALLER_LOCKOUT_THRESHOLD",
+        "100",
+        "Consecutive failed password checks from one caller (peer address), over any accounts, that lock the caller (0: never).",
+    ),
+    "lockout_base": Setting(
+        "LOGIN_LOCKOUT_BASE_SECONDS", "30", "First lock's length; each further failure doubles it."
+    ),
+    "lockout_max": Setting("LOGIN_LOCKOUT_MAX_SECONDS", "3600", "Longest lock."),
+    "failure_window": Setting(
+        "LOGIN_FAILURE_WINDOW_SECONDS",
+        "86400",
+        "A failure count whose last failure is older than this starts again from zero.",
+    ),
 }
 
 
@@ -134,6 +171,7 @@ class Config:
     shutdown_delay: float
     shutdown_grace: float
     max_body_bytes: int
+    batch_max_body_bytes: int
     http_header_timeout: float
     http_idle_timeout: float
     http_max_connections: int
@@ -148,6 +186,14 @@ class Config:
     argon2_memory_kib: int
     argon2_parallelism: int
     hash_workers: int
+    breach_check_url: str
+    breach_check_timeout: float
+    breach_check_fail_open: bool
+    lockout_threshold: int
+    caller_lockout_threshold: int
+    lockout_base: float
+    lockout_max: float
+    failure_window: float
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Config:

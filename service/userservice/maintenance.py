@@ -1,4 +1,4 @@
-"""Periodic pruning of expired change events and idempotency keys.
+"""Periodic pruning of expired change events, idempotency keys and password-failure counts.
 
 Every replica runs the loop; a transaction-level advisory lock lets only one of them prune per round.
 """
@@ -11,28 +11,37 @@ import logging
 import asyncpg
 
 from userservice.events import outbox
-from userservice.store import idempotency
+from userservice.store import idempotency, throttle
 
 log = logging.getLogger(__name__)
 
 LOCK_ID = 0x75736572_73766302
 
 
-async def prune_once(pool: asyncpg.Pool, event_retention: float) -> tuple[int, int] | None:
+async def prune_once(
+    pool: asyncpg.Pool, event_retention: float, failure_window: float
+) -> tuple[int, int, int] | None:
     """Prunes once; None when another replica holds the lock."""
     async with pool.acquire() as conn, conn.transaction():
         if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", LOCK_ID):
             return None
-        return await outbox.prune(conn, event_retention), await idempotency.delete_expired(conn)
+        return (
+            await outbox.prune(conn, event_retention),
+            await idempotency.delete_expired(conn),
+            await throttle.prune(conn, failure_window),
+        )
 
 
-async def run(pool: asyncpg.Pool, event_retention: float, interval: float) -> None:
+async def run(pool: asyncpg.Pool, event_retention: float, interval: float, failure_window: float) -> None:
     while True:
         await asyncio.sleep(interval)
         try:
-            pruned = await prune_once(pool, event_retention)
+            pruned = await prune_once(pool, event_retention, failure_window)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             log.warning("pruning failed; will retry", extra={"error": str(exc)})
             continue
         if pruned and any(pruned):
-            log.info("pruned expired rows", extra={"events": pruned[0], "idempotency_keys": pruned[1]})
+            log.info(
+                "pruned expired rows",
+                extra={"events": pruned[0], "idempotency_keys": pruned[1], "failure_counts": pruned[2]},
+            )

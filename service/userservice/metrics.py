@@ -100,6 +100,24 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.password_verifications = Counter(
+            "userservice_password_verifications",
+            "Password checks by outcome: success, wrong_password, unknown_login, locked (refused unchecked).",
+            ["outcome"],
+            registry=r,
+        )
+        self.password_rehashes = Counter(
+            "userservice_password_rehashes",
+            "Hashes upgraded to the current argon2id after a successful check, by the scheme they had.",
+            ["scheme"],
+            registry=r,
+        )
+        self.breach_checks = Counter(
+            "userservice_breach_checks",
+            "New passwords checked against the breach range service: clean, breached, error.",
+            ["outcome"],
+            registry=r,
+        )
         self.http_connections_open = Gauge(
             "userservice_http_connections_open", "Open REST connections.", registry=r
         )

@@ -1,32 +1,63 @@
-"""argon2id password hashing, run in worker threads so hashing never stalls the event loop."""
+"""argon2id password hashing, and verification of every accepted format (credentials/hashes.py), run in
+worker threads so hashing never stalls the event loop."""
 
 from __future__ import annotations
 
 import asyncio
+import secrets
+import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from argon2 import PasswordHasher, Type
-from argon2.exceptions import InvalidHashError, VerificationError
+
+from userservice.credentials import hashes
 
 
 class Passwords:
-    def __init__(self, time_cost: int, memory_kib: int, parallelism: int, workers: int) -> None:
+    def __init__(
+        self,
+        time_cost: int,
+        memory_kib: int,
+        parallelism: int,
+        workers: int,
+        observe: Callable[[float], None],
+    ) -> None:
+        self._observe = observe  # told the seconds every hash or verification took, queueing included
         self._hasher = PasswordHasher(
             time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism, type=Type.ID
         )
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="argon2")
+        # A hash of nothing anyone knows: checking a password against it costs what checking a real one
+        # does, so a login no user has takes as long to refuse as a wrong password.
+        self._dummy = self._hasher.hash(secrets.token_urlsafe(32))
 
     async def hash(self, password: str) -> str:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self._hasher.hash, password)
+        started = time.perf_counter()
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                self._executor, self._hasher.hash, password
+            )
+        finally:
+            self._observe(time.perf_counter() - started)
 
     async def verify(self, password_hash: str, password: str) -> bool:
-        def check() -> bool:
-            try:
-                return self._hasher.verify(password_hash, password)
-            except (VerificationError, InvalidHashError):
-                return False
+        started = time.perf_counter()
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                self._executor, hashes.verify, self._hasher, password_hash, password
+            )
+        finally:
+            self._observe(time.perf_counter() - started)
 
-        return await asyncio.get_running_loop().run_in_executor(self._executor, check)
+    def needs_rehash(self, password_hash: str) -> bool:
+        """Whether a hash that just verified is of an older scheme or weaker costs than the current ones."""
+        return hashes.needs_rehash(self._hasher, password_hash)
+
+    async def verify_nothing(self, password: str) -> bool:
+        """Spends one verification and returns False: the answer for a login no user has."""
+        await self.verify(self._dummy, password)
+        return False
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)

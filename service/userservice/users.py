@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from uuid import UUID
 
 import asyncpg
 
+from userservice.credentials.breach import BreachCheck
 from userservice.domain import events
 from userservice.domain.errors import (
     CreatedUserDeleted,
@@ -25,7 +25,8 @@ from userservice.domain.errors import (
     invalid,
 )
 from userservice.domain.listing import ListFilter, PageTokens, Position, resolve_page_size
-from userservice.domain.model import NewUser, User, etag_matches
+from userservice.domain.model import Changes, NewUser, User, etag_matches
+from userservice.domain.password_policy import check_not_personal
 from userservice.domain.validation import validate_changes, validate_new_user
 from userservice.events import outbox
 from userservice.metrics import Metrics
@@ -64,6 +65,14 @@ def _expected_version(if_match: str | None, user: User, field: str) -> None:
         raise PreconditionFailed(f"the user changed since you read it: its current etag is {user.etag}")
 
 
+async def append_event(
+    conn: asyncpg.Connection, metrics: Metrics, event_type: str, user: User, changed: tuple[str, ...] = ()
+) -> None:
+    """Appends a change event in the caller's transaction; every use case that changes a user calls this."""
+    await outbox.append(conn, event_type, user.id, events.event_data(user.public(), changed))
+    metrics.events_appended.labels(event_type).inc()
+
+
 @dataclass(frozen=True)
 class Created:
     user: User
@@ -78,30 +87,29 @@ class Page:
 
 class UserCore:
     def __init__(
-        self, pool: asyncpg.Pool, passwords: Passwords, metrics: Metrics, idempotency_ttl: float
+        self,
+        pool: asyncpg.Pool,
+        passwords: Passwords,
+        metrics: Metrics,
+        idempotency_ttl: float,
+        breach: BreachCheck,
     ) -> None:
+        self._breach = breach
         self._db = FairPool(pool)
         self._passwords = passwords
         self._tokens: PageTokens | None = None
         self._metrics = metrics
         self._idempotency_ttl = idempotency_ttl
 
-    async def _hash(self, password: str) -> str:
-        started = time.perf_counter()
-        try:
-            return await self._passwords.hash(password)
-        finally:
-            self._metrics.password_hash_latency.observe(time.perf_counter() - started)
-
     async def _append(
         self, conn: asyncpg.Connection, event_type: str, user: User, changed: tuple[str, ...] = ()
     ) -> None:
-        await outbox.append(conn, event_type, user.id, events.event_data(user.public(), changed))
-        self._metrics.events_appended.labels(event_type).inc()
+        await append_event(conn, self._metrics, event_type, user, changed)
 
     async def create(self, body: Mapping[str, object], idempotency_key: str | None = None) -> Created:
         new = validate_new_user(body)
-        password_hash = await self._hash(new.password)
+        await self._breach.check(new.password, "password")
+        password_hash = await self._passwords.hash(new.password)
         fingerprint = _fingerprint(new)
         async with self._db.acquire() as conn:
             async with conn.transaction():
@@ -148,7 +156,9 @@ class UserCore:
         changes = validate_changes(body)
         columns: dict[str, str] = {k: v for k, v in changes.values.items() if k != "password"}
         if "password" in changes.values:
-            columns["password_hash"] = await self._hash(changes.values["password"])
+            await self._check_not_personal(uid, user_id, changes)
+            await self._breach.check(changes.values["password"], "password")
+            columns["password_hash"] = await self._passwords.hash(changes.values["password"])
         async with self._db.acquire() as conn, conn.transaction():
             current = await store.lock(conn, uid)
             if current is None:
@@ -161,9 +171,27 @@ class UserCore:
                 conn, uid, {k: v for k, v in columns.items() if k in changed or k == "password_hash"}
             )
             await self._append(conn, events.UPDATED, updated, changed)
+            if "password" in changed:
+                await self._append(conn, events.PASSWORD_CHANGED, updated)
         self._metrics.user_changes.labels("updated").inc()
         log.info("user updated", extra={"user_id": user_id, "fields": list(changed)})
         return updated
+
+    async def _check_not_personal(self, uid: UUID, user_id: str, changes: Changes) -> None:
+        """A new password must not contain the nickname or email the user will have after the update."""
+        async with self._db.acquire() as conn:
+            current = await store.get(conn, uid)
+        if current is None:
+            raise NotFound(f"user {user_id} does not exist")
+        values = changes.values
+        try:
+            check_not_personal(
+                values["password"],
+                values.get("email", current.email),
+                values.get("nickname", current.nickname),
+            )
+        except ValueError as exc:
+            raise invalid("password", str(exc)) from None
 
     async def delete(self, user_id: str, if_match: str | None = None, etag_field: str = "etag") -> None:
         uid = parse_user_id(user_id)

@@ -12,20 +12,25 @@ from datetime import UTC, datetime
 from typing import Any
 
 import grpc
-from google.protobuf import empty_pb2, timestamp_pb2
+from google.protobuf import duration_pb2, empty_pb2, timestamp_pb2
 from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from userservice import logs
+from userservice.batch import BatchCore
+from userservice.credentials.core import Credentials
 from userservice.domain.errors import (
     AlreadyExists,
     CreatedUserDeleted,
+    DependencyUnavailable,
     DomainError,
     IdempotencyConflict,
     InvalidArgument,
+    Locked,
     NotFound,
     PreconditionFailed,
+    Unauthenticated,
     excerpt,
     invalid,
 )
@@ -61,6 +66,9 @@ STATUS_CODES: dict[type[DomainError], tuple[grpc.StatusCode, str]] = {
     PreconditionFailed: (grpc.StatusCode.ABORTED, "ETAG_MISMATCH"),
     IdempotencyConflict: (grpc.StatusCode.FAILED_PRECONDITION, "REQUEST_ID_REUSED"),
     CreatedUserDeleted: (grpc.StatusCode.FAILED_PRECONDITION, "CREATED_USER_DELETED"),
+    Unauthenticated: (grpc.StatusCode.UNAUTHENTICATED, "WRONG_CREDENTIALS"),
+    Locked: (grpc.StatusCode.RESOURCE_EXHAUSTED, "LOCKED"),
+    DependencyUnavailable: (grpc.StatusCode.UNAVAILABLE, "BREACH_CHECK_UNAVAILABLE"),
     CursorExpired: (grpc.StatusCode.OUT_OF_RANGE, "CURSOR_EXPIRED"),
     TooManyWatchers: (grpc.StatusCode.RESOURCE_EXHAUSTED, "TOO_MANY_WATCHERS"),
     WatcherTooSlow: (grpc.StatusCode.RESOURCE_EXHAUSTED, "WATCHER_TOO_SLOW"),
@@ -83,6 +91,10 @@ def _status(exc: DomainError) -> status_pb2.Status:
             metadata = exc.positions
         status.details.add().Pack(
             error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN, metadata=metadata)
+        )
+    if isinstance(exc, Locked):
+        status.details.add().Pack(
+            error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=exc.retry_after_seconds))
         )
     if len(status.message) > STATUS_MESSAGE_MAX:
         status.message = status.message[: STATUS_MESSAGE_MAX - 1] + "…"
@@ -215,6 +227,8 @@ def _input_fields(user: pb.User, names: list[str] | tuple[str, ...]) -> dict[str
             )
             if present:
                 body[name] = str(getattr(user, name))
+    if user.password_hash:  # input only, and only to BatchCreateUsers: elsewhere validation refuses it
+        body["password_hash"] = user.password_hash
     return body
 
 
@@ -254,10 +268,29 @@ class _Call:
             self._metrics.grpc_latency.labels(self._method).observe(time.perf_counter() - self._started)
 
 
+def peer_address(peer: str) -> str:
+    """The caller's address from a gRPC peer string (`ipv4:10.0.0.7:5501`, `ipv6:[::1]:5501`), without the
+    port, which changes with every connection."""
+    kind, _, rest = peer.partition(":")
+    if kind in {"ipv4", "ipv6"}:
+        host = rest.rpartition(":")[0]
+        return host.strip("[]") or rest
+    return peer
+
+
 class UserServiceServicer(pb_grpc.UserServiceServicer):
-    def __init__(self, core: UserCore, feed: EventFeed, metrics: Metrics, event_source: str) -> None:
+    def __init__(
+        self,
+        core: UserCore,
+        feed: EventFeed,
+        metrics: Metrics,
+        event_source: str,
+        credentials: Credentials,
+        batch: BatchCore,
+    ) -> None:
         self._core, self._feed = core, feed
         self._metrics, self._source = metrics, event_source
+        self._credentials, self._batch = credentials, batch
 
     def _call(self, method: str, context: grpc.aio.ServicerContext) -> _Call:
         return _Call(method, context, self._metrics)
@@ -311,6 +344,45 @@ class UserServiceServicer(pb_grpc.UserServiceServicer):
             return pb.ListUsersResponse(
                 users=[to_proto(u) for u in page.users], next_page_token=page.next_page_token
             )
+
+    async def BatchCreateUsers(
+        self, request: pb.BatchCreateUsersRequest, context: grpc.aio.ServicerContext
+    ) -> pb.BatchCreateUsersResponse:
+        async with self._call("BatchCreateUsers", context):
+            key = check_idempotency_key(request.request_id, "request_id") if request.request_id else None
+            nested = [f"requests[{i}].request_id" for i, r in enumerate(request.requests) if r.request_id]
+            if nested:
+                raise invalid(nested[0], "set request_id on the batch request, not on its items")
+            body = {
+                "requests": [
+                    {"user": _input_fields(r.user, [*FIELDS_BY_NAME, *READ_ONLY_FIELDS])}
+                    for r in request.requests
+                ]
+            }
+            created = await self._batch.create(body, key)
+            return pb.BatchCreateUsersResponse(users=[to_proto(user) for user in created.users])
+
+    async def VerifyPassword(
+        self, request: pb.VerifyPasswordRequest, context: grpc.aio.ServicerContext
+    ) -> pb.User:
+        async with self._call("VerifyPassword", context):
+            body = {"login": request.login, "password": request.password}
+            user = await self._credentials.verify(body, caller=peer_address(context.peer()))
+            return to_proto(user)
+
+    async def ChangePassword(
+        self, request: pb.ChangePasswordRequest, context: grpc.aio.ServicerContext
+    ) -> pb.User:
+        async with self._call("ChangePassword", context):
+            body = {"current_password": request.current_password, "new_password": request.new_password}
+            user = await self._credentials.change_password(
+                request.id, body, caller=peer_address(context.peer())
+            )
+            return to_proto(user)
+
+    async def UnlockUser(self, request: pb.UnlockUserRequest, context: grpc.aio.ServicerContext) -> pb.User:
+        async with self._call("UnlockUser", context):
+            return to_proto(await self._credentials.unlock(request.id))
 
     async def WatchUserEvents(
         self, request: pb.WatchUserEventsRequest, context: grpc.aio.ServicerContext

@@ -14,6 +14,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from userservice import jsoncodec, logs
 from userservice.api import openapi, problem
+from userservice.batch import BatchCore
+from userservice.credentials.core import Credentials
 from userservice.domain.errors import DomainError, invalid
 from userservice.domain.events import Cursor
 from userservice.domain.listing import filter_from_query
@@ -28,6 +30,9 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 CORE = web.AppKey("core", UserCore)
+CREDENTIALS = web.AppKey("credentials", Credentials)
+BATCH = web.AppKey("batch", BatchCore)
+BATCH_MAX_BODY = web.AppKey("batch_max_body", int)
 FEED = web.AppKey("feed", EventFeed)
 HEALTH = web.AppKey("health", Health)
 METRICS = web.AppKey("metrics", Metrics)
@@ -100,12 +105,26 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     return response
 
 
-async def _json_body(request: web.Request, allowed_types: frozenset[str]) -> dict[str, Any]:
+async def _read_at_most(request: web.Request, max_bytes: int) -> bytes:
+    """The body, for a route allowed more than the app's client_max_size; 413 past max_bytes."""
+    chunks, size = [], 0
+    while chunk := await request.content.read(65536):
+        size += len(chunk)
+        if size > max_bytes:
+            raise web.HTTPRequestEntityTooLarge(max_size=max_bytes, actual_size=size)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _json_body(
+    request: web.Request, allowed_types: frozenset[str], max_bytes: int | None = None
+) -> dict[str, Any]:
     if request.content_type not in allowed_types:
         raise web.HTTPUnsupportedMediaType(
             text=f"Content-Type must be {' or '.join(sorted(allowed_types))}, not {request.content_type or 'missing'}"
         )
-    raw = await request.read()  # raises 413 past client_max_size
+    # request.read() raises 413 past client_max_size
+    raw = await request.read() if max_bytes is None else await _read_at_most(request, max_bytes)
     try:
         text = raw.decode("utf-8")
         # orjson, not json: strict RFC 8259 (no NaN, no lone surrogates), a nesting limit instead of a
@@ -162,6 +181,35 @@ async def delete_user(request: web.Request) -> web.Response:
         request.match_info["id"], request.headers.get("If-Match"), etag_field="If-Match"
     )
     return web.Response(status=204)
+
+
+async def verify_password(request: web.Request) -> web.Response:
+    body = await _json_body(request, JSON_TYPES)
+    user = await request.app[CREDENTIALS].verify(body, caller=request.remote or "unknown")
+    return _user_response(user.public())
+
+
+async def batch_create_users(request: web.Request) -> web.Response:
+    body = await _json_body(request, JSON_TYPES, request.app[BATCH_MAX_BODY])
+    key = request.headers.get("Idempotency-Key")
+    if key is not None:
+        check_idempotency_key(key, "Idempotency-Key")
+    created = await request.app[BATCH].create(body, key)
+    headers = {"Idempotent-Replayed": "true"} if created.replayed else None
+    return _json({"users": [user.public() for user in created.users]}, headers=headers)
+
+
+async def change_password(request: web.Request) -> web.Response:
+    body = await _json_body(request, JSON_TYPES)
+    user = await request.app[CREDENTIALS].change_password(
+        request.match_info["id"], body, caller=request.remote or "unknown"
+    )
+    return _user_response(user.public())
+
+
+async def unlock_user(request: web.Request) -> web.Response:
+    user = await request.app[CREDENTIALS].unlock(request.match_info["id"])
+    return _user_response(user.public())
 
 
 def _page_size(raw: str | None) -> int | None:
@@ -281,6 +329,11 @@ def build_app(
     )
     app.router.add_post("/v1/users", create_user)
     app.router.add_get("/v1/users", list_users, allow_head=False)
+    # AIP-136 custom methods: `:verb` follows the collection or the id, never a path segment of its own.
+    app.router.add_post("/v1/users:verifyPassword", verify_password)
+    app.router.add_post("/v1/users:batchCreate", batch_create_users)
+    app.router.add_post("/v1/users/{id}:changePassword", change_password)
+    app.router.add_post("/v1/users/{id}:unlock", unlock_user)
     app.router.add_get("/v1/users/{id}", get_user, allow_head=False)
     app.router.add_patch("/v1/users/{id}", patch_user)
     app.router.add_delete("/v1/users/{id}", delete_user)

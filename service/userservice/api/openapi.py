@@ -8,9 +8,11 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
+from userservice.domain.batch import BATCH_MAX
 from userservice.domain.events import EVENT_TYPES
-from userservice.domain.fields import WRITABLE_FIELDS
+from userservice.domain.fields import FIELDS_BY_NAME, WRITABLE_FIELDS
 from userservice.domain.listing import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from userservice.domain.login import CANDIDATE_MAX
 
 PROBLEM = "application/problem+json"
 
@@ -45,6 +47,12 @@ _USER_LINKS = {
     name: {"operationId": op, "parameters": {"id": "$response.body#/id"}}
     for name, op in (("GetUser", "getUser"), ("UpdateUser", "updateUser"), ("DeleteUser", "deleteUser"))
 }
+_LOCKED = {
+    **_problem("Locked after too many failed password checks; nothing was checked."),
+    "headers": {
+        "Retry-After": {"schema": {"type": "integer"}, "description": "Seconds until the lock ends."}
+    },
+}
 _COMMON_ERRORS = {
     "400": _problem("Invalid input; `errors` lists each field."),
     "404": _problem("No such user."),
@@ -78,6 +86,69 @@ def _schemas() -> dict[str, Any]:
             "type": "object",
             "description": "JSON merge patch (RFC 7396): only the given fields change; null is refused (all are required).",
             "properties": writable,
+            "additionalProperties": False,
+        },
+        "VerifyPassword": {
+            "type": "object",
+            "properties": {
+                "login": {
+                    "type": "string",
+                    "minLength": 1,
+                    "description": "The user's email address (case-insensitive) or nickname.",
+                },
+                "password": {"type": "string", "minLength": 1, "maxLength": CANDIDATE_MAX, "writeOnly": True},
+            },
+            "required": ["login", "password"],
+            "additionalProperties": False,
+        },
+        "UserImport": {
+            "type": "object",
+            "description": "A user to create in a batch: with a password, or the password_hash it had elsewhere.",
+            "properties": {
+                **writable,
+                "password_hash": {
+                    "type": "string",
+                    "maxLength": 512,
+                    "writeOnly": True,
+                    "description": "argon2 PHC string, bcrypt ($2b$), or passlib's scrypt or PBKDF2-SHA256 format.",
+                },
+            },
+            "required": [name for name in writable if name != "password"],
+            "additionalProperties": False,
+        },
+        "BatchCreateUsers": {
+            "type": "object",
+            "properties": {
+                "requests": {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": BATCH_MAX,
+                    "items": {
+                        "type": "object",
+                        "properties": {"user": _ref("UserImport")},
+                        "required": ["user"],
+                        "additionalProperties": False,
+                    },
+                }
+            },
+            "required": ["requests"],
+            "additionalProperties": False,
+        },
+        "ChangePassword": {
+            "type": "object",
+            "properties": {
+                "current_password": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": CANDIDATE_MAX,
+                    "writeOnly": True,
+                },
+                "new_password": {
+                    **FIELDS_BY_NAME["password"].json_schema,
+                    "description": "As User.password.",
+                },
+            },
+            "required": ["current_password", "new_password"],
             "additionalProperties": False,
         },
         "UserPage": {
@@ -206,6 +277,92 @@ def _paths() -> dict[str, Any]:
                     },
                     "400": _COMMON_ERRORS["400"],
                 },
+            },
+        },
+        "/v1/users:verifyPassword": {
+            "post": {
+                "operationId": "verifyPassword",
+                "summary": "Check a login and password",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("VerifyPassword")}},
+                },
+                "responses": {
+                    "200": _user_response("The password is right: the user."),
+                    "400": _COMMON_ERRORS["400"],
+                    "401": _problem("Wrong login or password (one answer for both)."),
+                    "413": _problem("Body too large."),
+                    "415": _problem("Content-Type is not application/json."),
+                    "429": _LOCKED,
+                },
+            }
+        },
+        "/v1/users:batchCreate": {
+            "post": {
+                "operationId": "batchCreateUsers",
+                "summary": f"Create up to {BATCH_MAX} users, all or none",
+                "parameters": [
+                    {
+                        "name": "Idempotency-Key",
+                        "in": "header",
+                        "required": False,
+                        "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+                        "description": "Retrying with the same key and body returns the first response; "
+                        "with a different body, 422.",
+                    }
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("BatchCreateUsers")}},
+                },
+                "responses": {
+                    "200": {
+                        "description": "Created (or replayed for a repeated Idempotency-Key), in request order.",
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {"users": {"type": "array", "items": _ref("User")}},
+                                    "required": ["users"],
+                                }
+                            }
+                        },
+                    },
+                    "400": _problem(
+                        "Invalid input; `errors` names each by index, e.g. requests[3].user.email."
+                    ),
+                    "409": _problem("A nickname or email is taken; the error names the request."),
+                    "413": _problem("Body too large (BATCH_MAX_BODY_BYTES)."),
+                    "415": _problem("Content-Type is not application/json."),
+                    "422": _problem("Idempotency-Key reused with a different body."),
+                },
+            }
+        },
+        "/v1/users/{id}:changePassword": {
+            "parameters": [_ID],
+            "post": {
+                "operationId": "changePassword",
+                "summary": "Change a password, given the current one",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("ChangePassword")}},
+                },
+                "responses": {
+                    "200": _user_response("Changed: the user."),
+                    **_COMMON_ERRORS,
+                    "401": _problem("The current password is wrong."),
+                    "413": _problem("Body too large."),
+                    "415": _problem("Content-Type is not application/json."),
+                    "429": _LOCKED,
+                },
+            },
+        },
+        "/v1/users/{id}:unlock": {
+            "parameters": [_ID],
+            "post": {
+                "operationId": "unlockUser",
+                "summary": "Clear the account's failed password checks and lock",
+                "responses": {"200": _user_response("Unlocked: the user."), **_COMMON_ERRORS},
             },
         },
         "/v1/users/{id}": {

@@ -10,11 +10,14 @@ from userservice import jsoncodec
 from userservice.domain.errors import (
     AlreadyExists,
     CreatedUserDeleted,
+    DependencyUnavailable,
     DomainError,
     IdempotencyConflict,
     InvalidArgument,
+    Locked,
     NotFound,
     PreconditionFailed,
+    Unauthenticated,
 )
 from userservice.domain.events import CursorExpired, StreamRefused, TooManyWatchers, WatcherTooSlow
 
@@ -32,6 +35,9 @@ PROBLEMS: dict[type[DomainError], tuple[int, str, str]] = {
     CursorExpired: (410, "cursor-expired", "Cursor expired"),
     TooManyWatchers: (503, "too-many-watchers", "Too many watchers"),
     WatcherTooSlow: (503, "watcher-too-slow", "Watcher too slow"),
+    Unauthenticated: (401, "unauthenticated", "Unauthenticated"),
+    Locked: (429, "locked", "Too many failed attempts"),
+    DependencyUnavailable: (503, "dependency-unavailable", "Dependency unavailable"),
 }
 
 
@@ -80,7 +86,11 @@ def from_domain(exc: DomainError) -> web.Response:
     else:
         detail = exc.message
     extensions = exc.positions if isinstance(exc, StreamRefused) else None
-    headers = {"Retry-After": "1"} if isinstance(exc, TooManyWatchers) else None
+    headers = None
+    if isinstance(exc, TooManyWatchers):
+        headers = {"Retry-After": "1"}
+    elif isinstance(exc, Locked):
+        headers = {"Retry-After": str(exc.retry_after_seconds)}
     return problem(status, slug, title, detail, errors=errors, headers=headers, extensions=extensions)
 
 

@@ -60,5 +60,21 @@ def excerpt(text: str) -> str:
     return quoted if len(quoted) <= ECHO_MAX else quoted[:ECHO_MAX] + f"… ({len(text)} characters)"
 
 
+class Unauthenticated(DomainError):
+    """A login and password that do not match; the same whether or not the login names a user."""
+
+
+class Locked(DomainError):
+    """Too many failed password checks: nothing is verified until the lock runs out."""
+
+    def __init__(self, message: str, retry_after_seconds: int) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds
+
+
+class DependencyUnavailable(DomainError):
+    """A service the request depends on (the password breach check, when it fails closed) did not answer."""
+
+
 def invalid(field: str, description: str) -> InvalidArgument:
     return InvalidArgument([FieldViolation(field, description)])

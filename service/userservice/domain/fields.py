@@ -15,12 +15,12 @@ import email_validator
 import precis_i18n
 
 from userservice.domain.countries import COMMON_MISTAKES, ISO_3166_ALPHA2
+from userservice.domain.password_policy import PASSWORD_MAX, PASSWORD_MIN, check_new_password
 
 NAME_MAX = 100
 NICKNAME_MIN, NICKNAME_MAX = 3, 32
 EMAIL_MAX = 254
 EMAIL_LOCAL_MAX = 64
-PASSWORD_MIN, PASSWORD_MAX = 12, 128
 
 NICKNAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 # Nicknames are enforced by the PRECIS UsernameCasePreserved profile (RFC 8265: width mapping, NFC, no
@@ -97,12 +97,8 @@ def check_country(value: object) -> str:
 
 
 def check_password(value: object) -> str:
-    text = _text(value, PASSWORD_MAX)
-    if not PASSWORD_MIN <= len(text) <= PASSWORD_MAX:
-        raise ValueError(f"must be {PASSWORD_MIN} to {PASSWORD_MAX} characters")
-    if not text.strip():
-        raise ValueError("must not be only whitespace")
-    return text
+    """The password NFKC-normalised, as it is hashed; the rules live in password_policy."""
+    return check_new_password(_text(value, PASSWORD_MAX))
 
 
 @dataclass(frozen=True)
@@ -152,7 +148,8 @@ WRITABLE_FIELDS: tuple[FieldSpec, ...] = (
     ),
     FieldSpec(
         "password",
-        f"Write-only: {PASSWORD_MIN}-{PASSWORD_MAX} characters. Stored as an argon2id hash, never returned.",
+        f"Write-only: {PASSWORD_MIN}-{PASSWORD_MAX} characters after NFKC normalisation; not a common password, "
+        "not containing the nickname or the email's local part. Stored as an argon2id hash, never returned.",
         check_password,
         {"type": "string", "minLength": PASSWORD_MIN, "maxLength": PASSWORD_MAX, "writeOnly": True},
         write_only=True,

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from userservice.credentials import hashes
 from userservice.domain.errors import FieldViolation, InvalidArgument
-from userservice.domain.fields import FIELDS_BY_NAME, READ_ONLY_FIELDS, WRITABLE_FIELDS
+from userservice.domain.fields import FIELDS_BY_NAME, READ_ONLY_FIELDS, WRITABLE_FIELDS, FieldSpec
 from userservice.domain.model import Changes, NewUser
+from userservice.domain.password_policy import check_not_personal
 
 
 def _check_keys(body: Mapping[str, object], violations: list[FieldViolation]) -> None:
@@ -18,10 +20,36 @@ def _check_keys(body: Mapping[str, object], violations: list[FieldViolation]) ->
 
 
 def validate_new_user(body: Mapping[str, object]) -> NewUser:
+    return _new_user(body, WRITABLE_FIELDS)
+
+
+def validate_imported_user(body: Mapping[str, object]) -> tuple[NewUser, str | None]:
+    """A user brought in from another system: with a `password`, or with the `password_hash` it had there
+    (then the NewUser's password is empty and never used)."""
+    if "password_hash" not in body:
+        return validate_new_user(body), None
+    rest = {k: v for k, v in body.items() if k != "password_hash"}
+    violations: list[FieldViolation] = []
+    try:
+        password_hash = hashes.check_hash(body["password_hash"])
+    except ValueError as exc:
+        violations.append(FieldViolation("password_hash", str(exc)))
+    if "password" in rest:
+        violations.append(FieldViolation("password", "give either password or password_hash, not both"))
+    try:
+        new = _new_user(rest, tuple(spec for spec in WRITABLE_FIELDS if spec.name != "password"))
+    except InvalidArgument as exc:
+        violations.extend(exc.violations)
+    if violations:
+        raise InvalidArgument(violations)
+    return new, password_hash
+
+
+def _new_user(body: Mapping[str, object], specs: tuple[FieldSpec, ...]) -> NewUser:
     violations: list[FieldViolation] = []
     _check_keys(body, violations)
-    values: dict[str, str] = {}
-    for spec in WRITABLE_FIELDS:
+    values: dict[str, str] = {"password": ""}
+    for spec in specs:
         if body.get(spec.name) is None:
             violations.append(FieldViolation(spec.name, "is required"))
             continue
@@ -29,6 +57,11 @@ def validate_new_user(body: Mapping[str, object]) -> NewUser:
             values[spec.name] = spec.check(body[spec.name])
         except ValueError as exc:
             violations.append(FieldViolation(spec.name, str(exc)))
+    if values["password"] and {"email", "nickname"} <= values.keys():
+        try:
+            check_not_personal(values["password"], values["email"], values["nickname"])
+        except ValueError as exc:
+            violations.append(FieldViolation("password", str(exc)))
     if violations:
         raise InvalidArgument(violations)
     return NewUser(**values)

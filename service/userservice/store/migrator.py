@@ -45,12 +45,13 @@ def load_migrations() -> list[Migration]:
             found.append(Migration(int(match.group(1)), match.group(2), entry.read_text()))
     found.sort(key=lambda m: m.version)
     versions = [m.version for m in found]
-    if versions != list(range(1, len(found) + 1)):
-        raise MigrationError(f"migration versions must be 1..N without gaps, found {versions}")
+    # Gaps are allowed (branches reserve number ranges); every version present is applied, lowest first.
+    if len(set(versions)) != len(versions):
+        raise MigrationError(f"two migrations share a version: {versions}")
     return found
 
 
-LATEST_VERSION = len(load_migrations())
+LATEST_VERSION = load_migrations()[-1].version
 
 _CREATE_TABLE = """
 CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -71,7 +72,8 @@ async def migrate(conn: asyncpg.Connection) -> list[int]:
             r["version"]: r["checksum"]
             for r in await conn.fetch("SELECT version, checksum FROM schema_migrations")
         }
-        newer = sorted(v for v in applied if v > len(migrations))
+        known = {m.version for m in migrations}
+        newer = sorted(v for v in applied if v not in known)
         if newer:
             log.warning("database has migrations newer than this build", extra={"versions": newer})
         done = []

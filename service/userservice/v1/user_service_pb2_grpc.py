@@ -40,7 +40,13 @@ class UserServiceStub:
     different request) or CREATED_USER_DELETED (request_id replayed after the user it created was deleted);
     - OUT_OF_RANGE with google.rpc.ErrorInfo reason CURSOR_EXPIRED (an event cursor older than retention);
     - RESOURCE_EXHAUSTED with google.rpc.ErrorInfo reason TOO_MANY_WATCHERS (the watcher cap) or
-    WATCHER_TOO_SLOW (a watcher that fell too far behind).
+    WATCHER_TOO_SLOW (a watcher that fell too far behind);
+    - UNAUTHENTICATED with google.rpc.ErrorInfo reason WRONG_CREDENTIALS: the login names no user or the
+    password is wrong (one answer for both);
+    - RESOURCE_EXHAUSTED with google.rpc.ErrorInfo reason LOCKED and google.rpc.RetryInfo: too many failed
+    password checks for the account or from the caller; nothing is checked until retry_delay has passed;
+    - UNAVAILABLE with google.rpc.ErrorInfo reason BREACH_CHECK_UNAVAILABLE: the password breach check did not
+    answer and is configured to fail closed; retry later.
     """
 
     def __init__(self, channel):
@@ -74,6 +80,26 @@ class UserServiceStub:
                 request_serializer=userservice_dot_v1_dot_user__service__pb2.ListUsersRequest.SerializeToString,
                 response_deserializer=userservice_dot_v1_dot_user__service__pb2.ListUsersResponse.FromString,
                 _registered_method=True)
+        self.BatchCreateUsers = channel.unary_unary(
+                '/userservice.v1.UserService/BatchCreateUsers',
+                request_serializer=userservice_dot_v1_dot_user__service__pb2.BatchCreateUsersRequest.SerializeToString,
+                response_deserializer=userservice_dot_v1_dot_user__service__pb2.BatchCreateUsersResponse.FromString,
+                _registered_method=True)
+        self.VerifyPassword = channel.unary_unary(
+                '/userservice.v1.UserService/VerifyPassword',
+                request_serializer=userservice_dot_v1_dot_user__service__pb2.VerifyPasswordRequest.SerializeToString,
+                response_deserializer=userservice_dot_v1_dot_user__service__pb2.User.FromString,
+                _registered_method=True)
+        self.ChangePassword = channel.unary_unary(
+                '/userservice.v1.UserService/ChangePassword',
+                request_serializer=userservice_dot_v1_dot_user__service__pb2.ChangePasswordRequest.SerializeToString,
+                response_deserializer=userservice_dot_v1_dot_user__service__pb2.User.FromString,
+                _registered_method=True)
+        self.UnlockUser = channel.unary_unary(
+                '/userservice.v1.UserService/UnlockUser',
+                request_serializer=userservice_dot_v1_dot_user__service__pb2.UnlockUserRequest.SerializeToString,
+                response_deserializer=userservice_dot_v1_dot_user__service__pb2.User.FromString,
+                _registered_method=True)
         self.WatchUserEvents = channel.unary_stream(
                 '/userservice.v1.UserService/WatchUserEvents',
                 request_serializer=userservice_dot_v1_dot_user__service__pb2.WatchUserEventsRequest.SerializeToString,
@@ -95,7 +121,13 @@ class UserServiceServicer:
     different request) or CREATED_USER_DELETED (request_id replayed after the user it created was deleted);
     - OUT_OF_RANGE with google.rpc.ErrorInfo reason CURSOR_EXPIRED (an event cursor older than retention);
     - RESOURCE_EXHAUSTED with google.rpc.ErrorInfo reason TOO_MANY_WATCHERS (the watcher cap) or
-    WATCHER_TOO_SLOW (a watcher that fell too far behind).
+    WATCHER_TOO_SLOW (a watcher that fell too far behind);
+    - UNAUTHENTICATED with google.rpc.ErrorInfo reason WRONG_CREDENTIALS: the login names no user or the
+    password is wrong (one answer for both);
+    - RESOURCE_EXHAUSTED with google.rpc.ErrorInfo reason LOCKED and google.rpc.RetryInfo: too many failed
+    password checks for the account or from the caller; nothing is checked until retry_delay has passed;
+    - UNAVAILABLE with google.rpc.ErrorInfo reason BREACH_CHECK_UNAVAILABLE: the password breach check did not
+    answer and is configured to fail closed; retry later.
     """
 
     def CreateUser(self, request, context):
@@ -128,6 +160,38 @@ class UserServiceServicer:
 
     def ListUsers(self, request, context):
         """Lists users in creation order, one page at a time.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BatchCreateUsers(self, request, context):
+        """Creates up to 1,000 users, all or none (AIP-233). Each user has a password, or the password_hash it had in
+        another system. An invalid item is reported by index (requests[3].user.email). Retrying with the same
+        request_id returns the first result. Publishes one created event per user.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def VerifyPassword(self, request, context):
+        """Checks a login (email or nickname) and password; returns the user. Failures are counted per account and
+        per caller across all replicas, and lock for a growing time (RESOURCE_EXHAUSTED).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ChangePassword(self, request, context):
+        """Sets a new password given the current one. A wrong current password counts as a failed check and is
+        throttled like VerifyPassword. Publishes io.userservice.user.password_changed.v1.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnlockUser(self, request, context):
+        """Clears the account's failed-check count and lock.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -172,6 +236,26 @@ def add_UserServiceServicer_to_server(servicer, server):
                     request_deserializer=userservice_dot_v1_dot_user__service__pb2.ListUsersRequest.FromString,
                     response_serializer=userservice_dot_v1_dot_user__service__pb2.ListUsersResponse.SerializeToString,
             ),
+            'BatchCreateUsers': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchCreateUsers,
+                    request_deserializer=userservice_dot_v1_dot_user__service__pb2.BatchCreateUsersRequest.FromString,
+                    response_serializer=userservice_dot_v1_dot_user__service__pb2.BatchCreateUsersResponse.SerializeToString,
+            ),
+            'VerifyPassword': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyPassword,
+                    request_deserializer=userservice_dot_v1_dot_user__service__pb2.VerifyPasswordRequest.FromString,
+                    response_serializer=userservice_dot_v1_dot_user__service__pb2.User.SerializeToString,
+            ),
+            'ChangePassword': grpc.unary_unary_rpc_method_handler(
+                    servicer.ChangePassword,
+                    request_deserializer=userservice_dot_v1_dot_user__service__pb2.ChangePasswordRequest.FromString,
+                    response_serializer=userservice_dot_v1_dot_user__service__pb2.User.SerializeToString,
+            ),
+            'UnlockUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnlockUser,
+                    request_deserializer=userservice_dot_v1_dot_user__service__pb2.UnlockUserRequest.FromString,
+                    response_serializer=userservice_dot_v1_dot_user__service__pb2.User.SerializeToString,
+            ),
             'WatchUserEvents': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchUserEvents,
                     request_deserializer=userservice_dot_v1_dot_user__service__pb2.WatchUserEventsRequest.FromString,
@@ -199,7 +283,13 @@ class UserService:
     different request) or CREATED_USER_DELETED (request_id replayed after the user it created was deleted);
     - OUT_OF_RANGE with google.rpc.ErrorInfo reason CURSOR_EXPIRED (an event cursor older than retention);
     - RESOURCE_EXHAUSTED with google.rpc.ErrorInfo reason TOO_MANY_WATCHERS (the watcher cap) or
-    WATCHER_TOO_SLOW (a watcher that fell too far behind).
+    WATCHER_TOO_SLOW (a watcher that fell too far behind);
+    - UNAUTHENTICATED with google.rpc.ErrorInfo reason WRONG_CREDENTIALS: the login names no user or the
+    password is wrong (one answer for both);
+    - RESOURCE_EXHAUSTED with google.rpc.ErrorInfo reason LOCKED and google.rpc.RetryInfo: too many failed
+    password checks for the account or from the caller; nothing is checked until retry_delay has passed;
+    - UNAVAILABLE with google.rpc.ErrorInfo reason BREACH_CHECK_UNAVAILABLE: the password breach check did not
+    answer and is configured to fail closed; retry later.
     """
 
     @staticmethod
@@ -327,6 +417,114 @@ class UserService:
             '/userservice.v1.UserService/ListUsers',
             userservice_dot_v1_dot_user__service__pb2.ListUsersRequest.SerializeToString,
             userservice_dot_v1_dot_user__service__pb2.ListUsersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchCreateUsers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/userservice.v1.UserService/BatchCreateUsers',
+            userservice_dot_v1_dot_user__service__pb2.BatchCreateUsersRequest.SerializeToString,
+            userservice_dot_v1_dot_user__service__pb2.BatchCreateUsersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyPassword(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/userservice.v1.UserService/VerifyPassword',
+            userservice_dot_v1_dot_user__service__pb2.VerifyPasswordRequest.SerializeToString,
+            userservice_dot_v1_dot_user__service__pb2.User.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ChangePassword(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/userservice.v1.UserService/ChangePassword',
+            userservice_dot_v1_dot_user__service__pb2.ChangePasswordRequest.SerializeToString,
+            userservice_dot_v1_dot_user__service__pb2.User.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnlockUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/userservice.v1.UserService/UnlockUser',
+            userservice_dot_v1_dot_user__service__pb2.UnlockUserRequest.SerializeToString,
+            userservice_dot_v1_dot_user__service__pb2.User.FromString,
             options,
             channel_credentials,
             insecure,

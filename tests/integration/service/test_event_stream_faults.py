@@ -142,7 +142,7 @@ async def test_a_cursor_older_than_retention_is_refused_naming_the_oldest_cursor
             )
         async with http.post("/v1/users", json=new_user()) as resp:
             kept = (await resp.json())["id"]
-        assert await prune_once(pool, event_retention=3600) == (len(old), 0)
+        assert await prune_once(pool, event_retention=3600, failure_window=3600) == (len(old), 0, 0)
     finally:
         await pool.close()
     async with http.get("/v1/events", headers={"Last-Event-ID": old[0]}) as resp:
@@ -176,8 +176,10 @@ async def test_pruning_keeps_events_that_no_reader_could_see_yet(database: str) 
                     uuid.uuid4(),
                     {"n": "late"},
                 )
-                await prune_once(pool, event_retention=3600)
-            await prune_once(pool, event_retention=3600)  # committed now: visible only from now on
+                await prune_once(pool, event_retention=3600, failure_window=3600)
+            await prune_once(
+                pool, event_retention=3600, failure_window=3600
+            )  # committed now: visible only from now on
             kept = await conn.fetchval("SELECT count(*) FROM user_events WHERE data->>'n' = 'late'")
     finally:
         await pool.close()

@@ -55,7 +55,7 @@ async def write_changes(http: aiohttp.ClientSession) -> dict[str, Any]:
 
 async def test_sse_delivers_cloudevents_and_resumes(http: aiohttp.ClientSession) -> None:
     connected = asyncio.Event()
-    watcher = asyncio.create_task(collect_sse(http, 3, connected=connected))
+    watcher = asyncio.create_task(collect_sse(http, 4, connected=connected))
     await asyncio.wait_for(connected.wait(), 20)
     user = await write_changes(http)
     events = await asyncio.wait_for(watcher, 20)
@@ -63,9 +63,11 @@ async def test_sse_delivers_cloudevents_and_resumes(http: aiohttp.ClientSession)
     assert types == [
         "io.userservice.user.created.v1",
         "io.userservice.user.updated.v1",
+        "io.userservice.user.password_changed.v1",
         "io.userservice.user.deleted.v1",
     ]
-    created, updated, deleted = (e.data for e in events)
+    created, updated, password_changed, deleted = (e.data for e in events)
+    assert password_changed["data"] == {"user": updated["data"]["user"]}
     assert (
         created["specversion"] == "1.0"
         and created["subject"] == user["id"]
@@ -76,9 +78,9 @@ async def test_sse_delivers_cloudevents_and_resumes(http: aiohttp.ClientSession)
     assert deleted["data"]["user"]["first_name"] == "Changed"
     assert all("password" not in e.data["data"]["user"] for e in events)
     assert "brand new" not in str(events)
-    assert len({e.data["id"] for e in events}) == 3
-    # Resume after the first event: the next two come again, from the table.
-    resumed = await asyncio.wait_for(collect_sse(http, 2, headers={"Last-Event-ID": events[0].id}), 20)
+    assert len({e.data["id"] for e in events}) == 4
+    # Resume after the first event: the next three come again, from the table.
+    resumed = await asyncio.wait_for(collect_sse(http, 3, headers={"Last-Event-ID": events[0].id}), 20)
     assert [e.data["id"] for e in resumed] == [e.data["id"] for e in events[1:]]
 
 
@@ -99,14 +101,19 @@ async def test_grpc_watch_resumes_from_cursor(
         return got
 
     connected = asyncio.Event()
-    task = asyncio.create_task(watch("", 3, connected))
+    task = asyncio.create_task(watch("", 4, connected))
     await asyncio.wait_for(connected.wait(), 20)
     user = await write_changes(http)
     received = await asyncio.wait_for(task, 20)
-    assert [e.type.rsplit(".", 2)[1] for e in received] == ["created", "updated", "deleted"]
+    assert [e.type.rsplit(".", 2)[1] for e in received] == [
+        "created",
+        "updated",
+        "password_changed",
+        "deleted",
+    ]
     assert all(e.subject == user["id"] and e.user.password == "" for e in received)
     assert list(received[1].changed_fields) == ["first_name", "password"]
-    again = await asyncio.wait_for(watch(received[0].cursor, 2), 20)
+    again = await asyncio.wait_for(watch(received[0].cursor, 3), 20)
     assert [e.id for e in again] == [e.id for e in received[1:]]
     with_bad_cursor = stub.WatchUserEvents(pb.WatchUserEventsRequest(after_cursor="zzz"))
     try:

@@ -17,7 +17,7 @@ from tests.support.postgres import create_database
 from tests.support.service import RunningService, ServiceProcess, in_process
 from tests.support.sse import read_events
 from tests.support.users import new_user
-from userservice.store.migrator import LATEST_VERSION
+from userservice.store.migrator import load_migrations
 from userservice.v1 import user_service_pb2 as pb
 from userservice.v1 import user_service_pb2_grpc as pb_grpc
 
@@ -104,14 +104,15 @@ async def test_three_concurrent_migrations_apply_each_version_once(postgres_dsn:
         )
     finally:
         await conn.close()
-    assert [(r["version"], r["count"]) for r in rows] == [(v, 1) for v in range(1, LATEST_VERSION + 1)]
+    versions = [m.version for m in load_migrations()]
+    assert [(r["version"], r["count"]) for r in rows] == [(v, 1) for v in versions]
     applied = [
         json.loads(line)["applied"]
         for out, _ in results
         for line in out.decode().splitlines()
         if "migrations complete" in line
     ]
-    assert sorted(len(a) for a in applied) == [0, 0, LATEST_VERSION]
+    assert sorted(len(a) for a in applied) == [0, 0, len(versions)]
 
 
 async def test_readyz_fails_until_schema_is_current(postgres_dsn: str) -> None:
@@ -263,7 +264,7 @@ async def test_unreachable_database_is_503_and_unavailable_not_500() -> None:
             assert info.value.code() == grpc.StatusCode.UNAVAILABLE
 
 
-async def test_retention_prunes_old_events_and_expired_keys(
+async def test_retention_prunes_old_events_expired_keys_and_stale_failure_counts(
     database: str, http: aiohttp.ClientSession
 ) -> None:
     from userservice.maintenance import prune_once
@@ -284,10 +285,22 @@ async def test_retention_prunes_old_events_and_expired_keys(
             await conn.execute("UPDATE idempotency_keys SET expires_at = now() - interval '1 second'")
             async with http.post("/v1/users", json=new_user()) as resp:  # a fresh event that must survive
                 assert resp.status == 201
-        events, keys = await prune_once(pool, event_retention=3600) or (0, 0)
-        assert events >= 1 and keys >= 1
+            await conn.execute(
+                """INSERT INTO credential_failures (scope, subject, failures, last_failure, locked_until) VALUES
+                   ('caller', 'stale', 3, now() - interval '2 hours', NULL),
+                   ('caller', 'still locked', 9, now() - interval '2 hours', now() + interval '1 hour'),
+                   ('caller', 'recent', 1, now(), NULL)"""
+            )
+        events, keys, failures = await prune_once(pool, event_retention=3600, failure_window=3600) or (
+            0,
+            0,
+            0,
+        )
+        assert events >= 1 and keys >= 1 and failures == 1
         async with pool.acquire() as conn:
             assert await conn.fetchval("SELECT count(*) FROM user_events") == 1
             assert await conn.fetchval("SELECT count(*) FROM idempotency_keys") == 0
+            subjects = await conn.fetch("SELECT subject FROM credential_failures ORDER BY subject")
+            assert [r["subject"] for r in subjects] == ["recent", "still locked"]
     finally:
         await pool.close()

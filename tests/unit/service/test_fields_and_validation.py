@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from userservice.domain import fields
 from userservice.domain.errors import InvalidArgument
 from userservice.domain.model import Changes, etag_for, etag_versions, parse_etag
+from userservice.domain.password_policy import COMMON_PASSWORDS
 from userservice.domain.validation import validate_changes, validate_new_user
 
 VALID = {
@@ -117,10 +120,14 @@ passwords = st.text(
     password=passwords,
 )
 def test_valid_input_is_accepted_and_stable(nickname: str, email: str, country: str, password: str) -> None:
+    normalised = unicodedata.normalize("NFKC", password)  # passwords are kept as NFKC
+    folded = normalised.casefold()
+    assume(12 <= len(normalised) <= 128 and normalised.strip() and folded not in COMMON_PASSWORDS)
+    assume(nickname.casefold() not in folded and email.split("@")[0].casefold() not in folded)
     new = validate_new_user(
         {**VALID, "nickname": nickname, "email": email, "country": country.lower(), "password": password}
     )
-    assert (new.nickname, new.email, new.country, new.password) == (nickname, email, country, password)
+    assert (new.nickname, new.email, new.country, new.password) == (nickname, email, country, normalised)
     # Normalisation is idempotent: validating the output again changes nothing.
     assert validate_new_user({**new.profile(), "password": new.password}) == new
 

@@ -1,0 +1,119 @@
+"""Batch create (AIP-233): up to 1,000 users in one transaction, all or none, each with a password or the
+hash it had in another system; idempotent like a single create; one created event per user."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import asyncpg
+
+from userservice.credentials.breach import BreachCheck
+from userservice.domain import events
+from userservice.domain.batch import Imported, validate_batch
+from userservice.domain.errors import AlreadyExists, IdempotencyConflict
+from userservice.domain.model import User
+from userservice.metrics import Metrics
+from userservice.passwords import Passwords
+from userservice.store import batch as store
+from userservice.store import idempotency
+from userservice.store import users as users_store
+from userservice.store.db import FairPool
+from userservice.users import append_event
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BatchCreated:
+    users: list[User]
+    replayed: bool
+
+
+def _fingerprint(items: list[Imported]) -> str:
+    """The request without its plaintext passwords (those are compared through an argon2 hash)."""
+    shape = ["batch", [[item.new.profile(), item.password_hash] for item in items]]
+    return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()
+
+
+async def _check_free(conn: asyncpg.Connection, items: list[Imported]) -> None:
+    """Names the first request whose nickname or email a user already has (the unique indexes still guard
+    against a concurrent create)."""
+    nicknames, emails = await store.taken(
+        conn, [item.new.nickname for item in items], [item.new.email for item in items]
+    )
+    for i, item in enumerate(items):
+        for field, taken in (
+            ("nickname", item.new.nickname in nicknames),
+            ("email", item.new.email.lower() in emails),
+        ):
+            if taken:
+                raise AlreadyExists(f"requests[{i}].user.{field}", f"a user with this {field} already exists")
+
+
+class BatchCore:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        passwords: Passwords,
+        metrics: Metrics,
+        idempotency_ttl: float,
+        breach: BreachCheck,
+    ) -> None:
+        self._breach = breach
+        self._db = FairPool(pool)
+        self._passwords = passwords
+        self._metrics = metrics
+        self._idempotency_ttl = idempotency_ttl
+
+    async def create(self, body: Mapping[str, object], idempotency_key: str | None = None) -> BatchCreated:
+        items = validate_batch(body)
+        await asyncio.gather(
+            *(
+                self._breach.check(item.new.password, f"requests[{i}].user.password")
+                for i, item in enumerate(items)
+                if item.password_hash is None
+            )
+        )
+        hashed = await asyncio.gather(
+            *(self._passwords.hash(item.new.password) for item in items if item.password_hash is None)
+        )
+        pending = iter(hashed)
+        password_hashes = [item.password_hash or next(pending) for item in items]
+        fingerprint = _fingerprint(items)
+        secrets = json.dumps([item.new.password for item in items])
+        secrets_hash = await self._passwords.hash(secrets) if idempotency_key is not None else ""
+        async with self._db.acquire() as conn:
+            async with conn.transaction():
+                if idempotency_key is None or await idempotency.claim(
+                    conn, idempotency_key, fingerprint, secrets_hash, self._idempotency_ttl
+                ):
+                    await _check_free(conn, items)
+                    users = [
+                        await users_store.insert(conn, uuid.uuid4(), item.new, password_hash)
+                        for item, password_hash in zip(items, password_hashes, strict=True)
+                    ]
+                    for user in users:
+                        await append_event(conn, self._metrics, events.CREATED, user)
+                    if idempotency_key is not None:
+                        response = {"users": [user.public() for user in users]}
+                        await idempotency.record_response(conn, idempotency_key, response)
+                    self._metrics.user_changes.labels("created").inc(len(users))
+                    log.info("users created in a batch", extra={"count": len(users)})
+                    return BatchCreated(users, replayed=False)
+            stored = await idempotency.lookup(conn, idempotency_key)
+        if stored is None:
+            raise IdempotencyConflict(
+                "a request with this idempotency key is still in progress; retry shortly"
+            )
+        same = stored.fingerprint == fingerprint and await self._passwords.verify(
+            stored.password_hash, secrets
+        )
+        if not same:
+            raise IdempotencyConflict("this idempotency key was already used with a different request")
+        return BatchCreated([User.from_public(u) for u in stored.response["users"]], replayed=True)

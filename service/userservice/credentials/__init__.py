@@ -1,0 +1,1 @@
+"""Credentials: checking and changing passwords, with failures throttled in PostgreSQL across replicas."""
