@@ -79,7 +79,7 @@ async def serve(
     passwords = Passwords(
         config.argon2_time_cost, config.argon2_memory_kib, config.argon2_parallelism, config.hash_workers
     )
-    core = UserCore(pool, passwords, metrics, config.idempotency_ttl)
+    core = UserCore(pool, passwords, metrics, config.idempotency_ttl, config.delete_retention)
     service_health = Health(pool)
     feed = EventFeed(
         config.database_url,

@@ -18,6 +18,7 @@ import asyncpg
 
 from userservice.domain import events
 from userservice.domain.errors import (
+    AlreadyExists,
     CreatedUserDeleted,
     IdempotencyConflict,
     NotFound,
@@ -30,7 +31,7 @@ from userservice.domain.validation import validate_changes, validate_new_user
 from userservice.events import outbox
 from userservice.metrics import Metrics
 from userservice.passwords import Passwords
-from userservice.store import idempotency
+from userservice.store import idempotency, lifecycle
 from userservice.store import users as store
 from userservice.store.db import FairPool, load_secret
 
@@ -78,13 +79,19 @@ class Page:
 
 class UserCore:
     def __init__(
-        self, pool: asyncpg.Pool, passwords: Passwords, metrics: Metrics, idempotency_ttl: float
+        self,
+        pool: asyncpg.Pool,
+        passwords: Passwords,
+        metrics: Metrics,
+        idempotency_ttl: float,
+        delete_retention: float,
     ) -> None:
         self._db = FairPool(pool)
         self._passwords = passwords
         self._tokens: PageTokens | None = None
         self._metrics = metrics
         self._idempotency_ttl = idempotency_ttl
+        self._delete_retention = delete_retention
 
     async def _hash(self, password: str) -> str:
         started = time.perf_counter()
@@ -129,7 +136,7 @@ class UserCore:
         if not exists:
             raise CreatedUserDeleted(
                 f"this request already created user {stored.response['id']}, which has since been deleted; "
-                "send a new idempotency key to create another"
+                "undelete it, or send a new idempotency key to create another"
             )
         return Created(User.from_public(stored.response), replayed=True)
 
@@ -172,8 +179,8 @@ class UserCore:
             if current is None:
                 raise NotFound(f"user {user_id} does not exist")
             _expected_version(if_match, current, etag_field)
-            await store.delete(conn, uid)
-            await self._append(conn, events.DELETED, current)
+            deleted = await lifecycle.soft_delete(conn, uid, self._delete_retention)
+            await self._append(conn, events.DELETED, deleted)
         self._metrics.user_changes.labels("deleted").inc()
         log.info("user deleted", extra={"user_id": user_id})
 
@@ -196,3 +203,18 @@ class UserCore:
             last = users[-1]
             token = tokens.encode(Position(last.created_at, last.id), list_filter)
         return Page(users, token)
+
+    async def undelete(self, user_id: str, if_match: str | None = None, etag_field: str = "etag") -> User:
+        uid = parse_user_id(user_id)
+        async with self._db.acquire() as conn, conn.transaction():
+            current = await store.lock(conn, uid, deleted=True)
+            if current is None:
+                if await store.get(conn, uid) is not None:
+                    raise AlreadyExists("id", f"user {user_id} is not deleted")
+                raise NotFound(f"user {user_id} does not exist, or was purged")
+            _expected_version(if_match, current, etag_field)
+            restored = await lifecycle.undelete(conn, uid)
+            await self._append(conn, events.UNDELETED, restored)
+        self._metrics.user_changes.labels("undeleted").inc()
+        log.info("user undeleted", extra={"user_id": user_id})
+        return restored

@@ -7,7 +7,7 @@ import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -172,7 +172,7 @@ def _timestamp(value: datetime) -> timestamp_pb2.Timestamp:
 
 
 def to_proto(user: User) -> pb.User:
-    return pb.User(
+    message = pb.User(
         id=str(user.id),
         first_name=user.first_name,
         last_name=user.last_name,
@@ -184,16 +184,21 @@ def to_proto(user: User) -> pb.User:
         version=user.version,
         etag=user.etag,
     )
+    if user.delete_time is not None and user.purge_time is not None:
+        message.delete_time.CopyFrom(_timestamp(user.delete_time))
+        message.purge_time.CopyFrom(_timestamp(user.purge_time))
+    return message
 
 
 def _event_to_proto(event: StoredEvent, source: str) -> pb.UserEvent:
+    user = event.data.get("user")  # absent from events that carry no personal data
     return pb.UserEvent(
         id=str(event.id),
         source=source,
         type=event.type,
         subject=str(event.subject),
         time=_timestamp(event.time),
-        user=to_proto(User.from_public(event.data["user"])),
+        user=None if user is None else to_proto(User.from_public(user)),
         changed_fields=event.data.get("changed_fields", []),
         cursor=str(event.cursor),
     )
@@ -305,9 +310,8 @@ class UserServiceServicer(pb_grpc.UserServiceServicer):
     ) -> pb.ListUsersResponse:
         async with self._call("ListUsers", context):
             # proto3 cannot tell 0 from unset: 0 means the default page size.
-            page = await self._core.list(
-                parse_filter(request.filter), request.page_size or None, request.page_token or None
-            )
+            list_filter = replace(parse_filter(request.filter), show_deleted=request.show_deleted)
+            page = await self._core.list(list_filter, request.page_size or None, request.page_token or None)
             return pb.ListUsersResponse(
                 users=[to_proto(u) for u in page.users], next_page_token=page.next_page_token
             )
@@ -330,3 +334,9 @@ class UserServiceServicer(pb_grpc.UserServiceServicer):
                             yield _event_to_proto(event, self._source)
                 finally:
                     gauge.dec()
+
+    async def UndeleteUser(
+        self, request: pb.UndeleteUserRequest, context: grpc.aio.ServicerContext
+    ) -> pb.User:
+        async with self._call("UndeleteUser", context):
+            return to_proto(await self._core.undelete(request.id, request.etag or None))

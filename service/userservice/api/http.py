@@ -34,11 +34,22 @@ METRICS = web.AppKey("metrics", Metrics)
 EVENT_SOURCE = web.AppKey("event_source", str)
 
 LIST_PARAMS = frozenset(
-    {"country", "nickname", "email", "created_after", "created_before", "page_size", "page_token"}
+    {
+        "country",
+        "nickname",
+        "email",
+        "created_after",
+        "created_before",
+        "page_size",
+        "page_token",
+        "show_deleted",
+    }
 )
 JSON_TYPES = frozenset({"application/json"})
 MERGE_PATCH_TYPES = frozenset({"application/merge-patch+json", "application/json"})
 KEEPALIVE_SECONDS = 15.0
+# A user id never holds ':', so /v1/users/{id}:verb (AIP-136 custom methods) is not read as a user id.
+USER_PATH = "/v1/users/{id:[^/:]+}"
 
 
 def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -268,6 +279,13 @@ async def openapi_document(_: web.Request) -> web.Response:
     return _json(openapi.document())
 
 
+async def undelete_user(request: web.Request) -> web.Response:
+    user = await request.app[CORE].undelete(
+        request.match_info["id"], request.headers.get("If-Match"), etag_field="If-Match"
+    )
+    return _user_response(user.public())
+
+
 def build_app(
     core: UserCore, feed: EventFeed, health: Health, metrics_: Metrics, event_source: str, max_body: int
 ) -> web.Application:
@@ -281,12 +299,13 @@ def build_app(
     )
     app.router.add_post("/v1/users", create_user)
     app.router.add_get("/v1/users", list_users, allow_head=False)
-    app.router.add_get("/v1/users/{id}", get_user, allow_head=False)
-    app.router.add_patch("/v1/users/{id}", patch_user)
-    app.router.add_delete("/v1/users/{id}", delete_user)
+    app.router.add_get(USER_PATH, get_user, allow_head=False)
+    app.router.add_patch(USER_PATH, patch_user)
+    app.router.add_delete(USER_PATH, delete_user)
     app.router.add_get("/v1/events", stream_events, allow_head=False)
     app.router.add_get("/healthz", healthz, allow_head=False)
     app.router.add_get("/readyz", readyz, allow_head=False)
     app.router.add_get("/metrics", metrics, allow_head=False)
     app.router.add_get("/openapi.json", openapi_document, allow_head=False)
+    app.router.add_post(USER_PATH + ":undelete", undelete_user)
     return app

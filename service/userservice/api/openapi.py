@@ -65,6 +65,11 @@ def _schemas() -> dict[str, Any]:
                 "updated_at": timestamp,
                 "version": {"type": "integer", "minimum": 1},
                 "etag": {"type": "string"},
+                "delete_time": {**timestamp, "description": "Only on a deleted user: when it was deleted."},
+                "purge_time": {
+                    **timestamp,
+                    "description": "Only on a deleted user: when it is purged for good (no undelete after).",
+                },
             },
             "required": ["id", *readable, "created_at", "updated_at", "version", "etag"],
         },
@@ -198,6 +203,11 @@ def _paths() -> dict[str, Any]:
                         {"type": "string"},
                         "next_page_token of the previous page; keep the filters.",
                     ),
+                    _query(
+                        "show_deleted",
+                        {"type": "boolean", "default": False},
+                        "Also list deleted users (with delete_time and purge_time).",
+                    ),
                 ],
                 "responses": {
                     "200": {
@@ -251,7 +261,7 @@ def _paths() -> dict[str, Any]:
             },
             "delete": {
                 "operationId": "deleteUser",
-                "summary": "Delete a user",
+                "summary": "Delete a user (restorable with :undelete until its purge_time)",
                 "parameters": [_IF_MATCH],
                 "responses": {
                     "204": {"description": "Deleted."},
@@ -324,6 +334,22 @@ def _paths() -> dict[str, Any]:
         },
         "/openapi.json": {
             "get": {"operationId": "openapi", "summary": "This document", "responses": text_ok}
+        },
+        "/v1/users/{id}:undelete": {
+            "parameters": [_ID],
+            "post": {
+                "operationId": "undeleteUser",
+                "summary": "Restore a deleted user before its purge_time",
+                "parameters": [_IF_MATCH],
+                "responses": {
+                    "200": _user_response("The restored user."),
+                    **_COMMON_ERRORS,
+                    "409": _problem(
+                        "The user is not deleted, or its nickname or email was taken since it was deleted."
+                    ),
+                    "412": _problem("The user changed since the If-Match ETag."),
+                },
+            },
         },
     }
 

@@ -13,7 +13,9 @@ from userservice.domain.errors import DomainError, invalid
 CREATED = "io.userservice.user.created.v1"
 UPDATED = "io.userservice.user.updated.v1"
 DELETED = "io.userservice.user.deleted.v1"
-EVENT_TYPES = (CREATED, UPDATED, DELETED)
+UNDELETED = "io.userservice.user.undeleted.v1"
+PURGED = "io.userservice.user.purged.v1"
+EVENT_TYPES = (CREATED, UPDATED, DELETED, UNDELETED, PURGED)
 _CURSOR = re.compile(r"([0-9]{1,20})-([0-9]{1,19})")
 # The columns' ranges: the transaction id is an xid8 (unsigned 64 bits), the sequence number a bigint.
 TX_MAX = 2**64 - 1

@@ -32,6 +32,7 @@ class ListFilter:
     email: str | None = None
     created_after: datetime | None = None  # exclusive
     created_before: datetime | None = None  # exclusive
+    show_deleted: bool = False  # soft-deleted users too (AIP-164)
 
     def fingerprint(self) -> str:
         raw = json.dumps(asdict(self), default=str, sort_keys=True)
@@ -80,7 +81,7 @@ def _checked(field: str, value: str, violations: list[FieldViolation]) -> str | 
 
 
 def filter_from_query(params: Mapping[str, str]) -> ListFilter:
-    """REST: ?country=GB&nickname=…&email=…&created_after=…&created_before=…"""
+    """REST: ?country=GB&nickname=…&email=…&created_after=…&created_before=…&show_deleted=true"""
     violations: list[FieldViolation] = []
     values: dict[str, object] = {}
     for name in ("country", "nickname", "email"):
@@ -92,9 +93,20 @@ def filter_from_query(params: Mapping[str, str]) -> ListFilter:
                 values[name] = parse_timestamp(name, params[name])
             except InvalidArgument as exc:
                 violations.extend(exc.violations)
+    if "show_deleted" in params:
+        try:
+            values["show_deleted"] = parse_flag(params["show_deleted"])
+        except InvalidArgument as exc:
+            violations.extend(exc.violations)
     if violations:
         raise InvalidArgument(violations)
     return ListFilter(**values)  # type: ignore[arg-type]
+
+
+def parse_flag(text: str, field: str = "show_deleted") -> bool:
+    if text in ("true", "false"):
+        return text == "true"
+    raise invalid(field, "must be true or false")
 
 
 FILTER_MAX = 1024

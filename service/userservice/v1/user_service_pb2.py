@@ -27,7 +27,7 @@ from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mas
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!userservice/v1/user_service.proto\x12\x0euserservice.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xde\x02\n\x04User\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n\nfirst_name\x18\x02 \x01(\tR\tfirstName\x12\x1b\n\tlast_name\x18\x03 \x01(\tR\x08lastName\x12\x1a\n\x08nickname\x18\x04 \x01(\tR\x08nickname\x12\x14\n\x05\x65mail\x18\x05 \x01(\tR\x05\x65mail\x12\x18\n\x07\x63ountry\x18\x06 \x01(\tR\x07\x63ountry\x12\x1a\n\x08password\x18\x07 \x01(\tR\x08password\x12\x39\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x39\n\nupdated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tupdatedAt\x12\x18\n\x07version\x18\n \x01(\x03R\x07version\x12\x12\n\x04\x65tag\x18\x0b \x01(\tR\x04\x65tag\"\\\n\x11\x43reateUserRequest\x12(\n\x04user\x18\x01 \x01(\x0b\x32\x14.userservice.v1.UserR\x04user\x12\x1d\n\nrequest_id\x18\x02 \x01(\tR\trequestId\" \n\x0eGetUserRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\"z\n\x11UpdateUserRequest\x12(\n\x04user\x18\x01 \x01(\x0b\x32\x14.userservice.v1.UserR\x04user\x12;\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskR\nupdateMask\"7\n\x11\x44\x65leteUserRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n\x04\x65tag\x18\x02 \x01(\tR\x04\x65tag\"f\n\x10ListUsersRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageToken\x12\x16\n\x06\x66ilter\x18\x03 \x01(\tR\x06\x66ilter\"g\n\x11ListUsersResponse\x12*\n\x05users\x18\x01 \x03(\x0b\x32\x14.userservice.v1.UserR\x05users\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\";\n\x16WatchUserEventsRequest\x12!\n\x0c\x61\x66ter_cursor\x18\x01 \x01(\tR\x0b\x61\x66terCursor\"\xfa\x01\n\tUserEvent\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n\x06source\x18\x02 \x01(\tR\x06source\x12\x12\n\x04type\x18\x03 \x01(\tR\x04type\x12\x18\n\x07subject\x18\x04 \x01(\tR\x07subject\x12.\n\x04time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x04time\x12(\n\x04user\x18\x06 \x01(\x0b\x32\x14.userservice.v1.UserR\x04user\x12%\n\x0e\x63hanged_fields\x18\x07 \x03(\tR\rchangedFields\x12\x16\n\x06\x63ursor\x18\x08 \x01(\tR\x06\x63ursor2\xcf\x03\n\x0bUserService\x12\x45\n\nCreateUser\x12!.userservice.v1.CreateUserRequest\x1a\x14.userservice.v1.User\x12?\n\x07GetUser\x12\x1e.userservice.v1.GetUserRequest\x1a\x14.userservice.v1.User\x12\x45\n\nUpdateUser\x12!.userservice.v1.UpdateUserRequest\x1a\x14.userservice.v1.User\x12G\n\nDeleteUser\x12!.userservice.v1.DeleteUserRequest\x1a\x16.google.protobuf.Empty\x12P\n\tListUsers\x12 .userservice.v1.ListUsersRequest\x1a!.userservice.v1.ListUsersResponse\x12V\n\x0fWatchUserEvents\x12&.userservice.v1.WatchUserEventsRequest\x1a\x19.userservice.v1.UserEvent0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!userservice/v1/user_service.proto\x12\x0euserservice.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd6\x03\n\x04User\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n\nfirst_name\x18\x02 \x01(\tR\tfirstName\x12\x1b\n\tlast_name\x18\x03 \x01(\tR\x08lastName\x12\x1a\n\x08nickname\x18\x04 \x01(\tR\x08nickname\x12\x14\n\x05\x65mail\x18\x05 \x01(\tR\x05\x65mail\x12\x18\n\x07\x63ountry\x18\x06 \x01(\tR\x07\x63ountry\x12\x1a\n\x08password\x18\x07 \x01(\tR\x08password\x12\x39\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x39\n\nupdated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tupdatedAt\x12\x18\n\x07version\x18\n \x01(\x03R\x07version\x12\x12\n\x04\x65tag\x18\x0b \x01(\tR\x04\x65tag\x12;\n\x0b\x64\x65lete_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ndeleteTime\x12\x39\n\npurge_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tpurgeTime\"\\\n\x11\x43reateUserRequest\x12(\n\x04user\x18\x01 \x01(\x0b\x32\x14.userservice.v1.UserR\x04user\x12\x1d\n\nrequest_id\x18\x02 \x01(\tR\trequestId\" \n\x0eGetUserRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\"z\n\x11UpdateUserRequest\x12(\n\x04user\x18\x01 \x01(\x0b\x32\x14.userservice.v1.UserR\x04user\x12;\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskR\nupdateMask\"7\n\x11\x44\x65leteUserRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n\x04\x65tag\x18\x02 \x01(\tR\x04\x65tag\"\x89\x01\n\x10ListUsersRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageToken\x12\x16\n\x06\x66ilter\x18\x03 \x01(\tR\x06\x66ilter\x12!\n\x0cshow_deleted\x18\x04 \x01(\x08R\x0bshowDeleted\"g\n\x11ListUsersResponse\x12*\n\x05users\x18\x01 \x03(\x0b\x32\x14.userservice.v1.UserR\x05users\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\";\n\x16WatchUserEventsRequest\x12!\n\x0c\x61\x66ter_cursor\x18\x01 \x01(\tR\x0b\x61\x66terCursor\"9\n\x13UndeleteUserRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n\x04\x65tag\x18\x02 \x01(\tR\x04\x65tag\"\xfa\x01\n\tUserEvent\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n\x06source\x18\x02 \x01(\tR\x06source\x12\x12\n\x04type\x18\x03 \x01(\tR\x04type\x12\x18\n\x07subject\x18\x04 \x01(\tR\x07subject\x12.\n\x04time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x04time\x12(\n\x04user\x18\x06 \x01(\x0b\x32\x14.userservice.v1.UserR\x04user\x12%\n\x0e\x63hanged_fields\x18\x07 \x03(\tR\rchangedFields\x12\x16\n\x06\x63ursor\x18\x08 \x01(\tR\x06\x63ursor2\x9a\x04\n\x0bUserService\x12\x45\n\nCreateUser\x12!.userservice.v1.CreateUserRequest\x1a\x14.userservice.v1.User\x12?\n\x07GetUser\x12\x1e.userservice.v1.GetUserRequest\x1a\x14.userservice.v1.User\x12\x45\n\nUpdateUser\x12!.userservice.v1.UpdateUserRequest\x1a\x14.userservice.v1.User\x12G\n\nDeleteUser\x12!.userservice.v1.DeleteUserRequest\x1a\x16.google.protobuf.Empty\x12P\n\tListUsers\x12 .userservice.v1.ListUsersRequest\x1a!.userservice.v1.ListUsersResponse\x12V\n\x0fWatchUserEvents\x12&.userservice.v1.WatchUserEventsRequest\x1a\x19.userservice.v1.UserEvent0\x01\x12I\n\x0cUndeleteUser\x12#.userservice.v1.UndeleteUserRequest\x1a\x14.userservice.v1.Userb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,23 +35,25 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'userservice.v1.user_service
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_USER']._serialized_start=150
-  _globals['_USER']._serialized_end=500
-  _globals['_CREATEUSERREQUEST']._serialized_start=502
-  _globals['_CREATEUSERREQUEST']._serialized_end=594
-  _globals['_GETUSERREQUEST']._serialized_start=596
-  _globals['_GETUSERREQUEST']._serialized_end=628
-  _globals['_UPDATEUSERREQUEST']._serialized_start=630
-  _globals['_UPDATEUSERREQUEST']._serialized_end=752
-  _globals['_DELETEUSERREQUEST']._serialized_start=754
-  _globals['_DELETEUSERREQUEST']._serialized_end=809
-  _globals['_LISTUSERSREQUEST']._serialized_start=811
-  _globals['_LISTUSERSREQUEST']._serialized_end=913
-  _globals['_LISTUSERSRESPONSE']._serialized_start=915
-  _globals['_LISTUSERSRESPONSE']._serialized_end=1018
-  _globals['_WATCHUSEREVENTSREQUEST']._serialized_start=1020
-  _globals['_WATCHUSEREVENTSREQUEST']._serialized_end=1079
-  _globals['_USEREVENT']._serialized_start=1082
-  _globals['_USEREVENT']._serialized_end=1332
-  _globals['_USERSERVICE']._serialized_start=1335
-  _globals['_USERSERVICE']._serialized_end=1798
+  _globals['_USER']._serialized_end=620
+  _globals['_CREATEUSERREQUEST']._serialized_start=622
+  _globals['_CREATEUSERREQUEST']._serialized_end=714
+  _globals['_GETUSERREQUEST']._serialized_start=716
+  _globals['_GETUSERREQUEST']._serialized_end=748
+  _globals['_UPDATEUSERREQUEST']._serialized_start=750
+  _globals['_UPDATEUSERREQUEST']._serialized_end=872
+  _globals['_DELETEUSERREQUEST']._serialized_start=874
+  _globals['_DELETEUSERREQUEST']._serialized_end=929
+  _globals['_LISTUSERSREQUEST']._serialized_start=932
+  _globals['_LISTUSERSREQUEST']._serialized_end=1069
+  _globals['_LISTUSERSRESPONSE']._serialized_start=1071
+  _globals['_LISTUSERSRESPONSE']._serialized_end=1174
+  _globals['_WATCHUSEREVENTSREQUEST']._serialized_start=1176
+  _globals['_WATCHUSEREVENTSREQUEST']._serialized_end=1235
+  _globals['_UNDELETEUSERREQUEST']._serialized_start=1237
+  _globals['_UNDELETEUSERREQUEST']._serialized_end=1294
+  _globals['_USEREVENT']._serialized_start=1297
+  _globals['_USEREVENT']._serialized_end=1547
+  _globals['_USERSERVICE']._serialized_start=1550
+  _globals['_USERSERVICE']._serialized_end=2088
 # @@protoc_insertion_point(module_scope)

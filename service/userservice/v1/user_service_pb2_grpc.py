@@ -33,7 +33,8 @@ class UserServiceStub:
     - INVALID_ARGUMENT with google.rpc.BadRequest field violations (also for a malformed etag, and for a
     request message that does not decode);
     - NOT_FOUND with google.rpc.ErrorInfo reason USER_NOT_FOUND;
-    - ALREADY_EXISTS (nickname or email taken);
+    - ALREADY_EXISTS with google.rpc.ErrorInfo metadata field: the nickname or email is taken (also when
+    undeleting), or the user to undelete is not deleted (field id);
     - ABORTED with google.rpc.ErrorInfo reason ETAG_MISMATCH: a stale etag; read the user again and retry
     (AIP-154);
     - FAILED_PRECONDITION with google.rpc.ErrorInfo reason REQUEST_ID_REUSED (request_id reused with a
@@ -79,6 +80,11 @@ class UserServiceStub:
                 request_serializer=userservice_dot_v1_dot_user__service__pb2.WatchUserEventsRequest.SerializeToString,
                 response_deserializer=userservice_dot_v1_dot_user__service__pb2.UserEvent.FromString,
                 _registered_method=True)
+        self.UndeleteUser = channel.unary_unary(
+                '/userservice.v1.UserService/UndeleteUser',
+                request_serializer=userservice_dot_v1_dot_user__service__pb2.UndeleteUserRequest.SerializeToString,
+                response_deserializer=userservice_dot_v1_dot_user__service__pb2.User.FromString,
+                _registered_method=True)
 
 
 class UserServiceServicer:
@@ -88,7 +94,8 @@ class UserServiceServicer:
     - INVALID_ARGUMENT with google.rpc.BadRequest field violations (also for a malformed etag, and for a
     request message that does not decode);
     - NOT_FOUND with google.rpc.ErrorInfo reason USER_NOT_FOUND;
-    - ALREADY_EXISTS (nickname or email taken);
+    - ALREADY_EXISTS with google.rpc.ErrorInfo metadata field: the nickname or email is taken (also when
+    undeleting), or the user to undelete is not deleted (field id);
     - ABORTED with google.rpc.ErrorInfo reason ETAG_MISMATCH: a stale etag; read the user again and retry
     (AIP-154);
     - FAILED_PRECONDITION with google.rpc.ErrorInfo reason REQUEST_ID_REUSED (request_id reused with a
@@ -120,7 +127,8 @@ class UserServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def DeleteUser(self, request, context):
-        """Deletes a user. With etag set, fails when the user changed meanwhile.
+        """Deletes a user softly (AIP-164): it is gone for Get and List (unless show_deleted) and can be undeleted
+        until its purge_time. With etag set, fails when the user changed meanwhile.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -139,6 +147,15 @@ class UserServiceServicer:
         (events after the cursor were pruned; ErrorInfo metadata oldest_cursor), RESOURCE_EXHAUSTED (this instance
         serves its most watchers). Later: RESOURCE_EXHAUSTED with ErrorInfo reason WATCHER_TOO_SLOW and metadata
         cursor (the last event received) when the watcher fell too far behind; UNAVAILABLE when the database fails.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UndeleteUser(self, request, context):
+        """Restores a deleted user before its purge_time. NOT_FOUND when it does not exist (or was purged);
+        ALREADY_EXISTS when it is not deleted, or its nickname or email was taken meanwhile (ErrorInfo metadata
+        field). With etag set, fails when the user changed meanwhile.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -177,6 +194,11 @@ def add_UserServiceServicer_to_server(servicer, server):
                     request_deserializer=userservice_dot_v1_dot_user__service__pb2.WatchUserEventsRequest.FromString,
                     response_serializer=userservice_dot_v1_dot_user__service__pb2.UserEvent.SerializeToString,
             ),
+            'UndeleteUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.UndeleteUser,
+                    request_deserializer=userservice_dot_v1_dot_user__service__pb2.UndeleteUserRequest.FromString,
+                    response_serializer=userservice_dot_v1_dot_user__service__pb2.User.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'userservice.v1.UserService', rpc_method_handlers)
@@ -192,7 +214,8 @@ class UserService:
     - INVALID_ARGUMENT with google.rpc.BadRequest field violations (also for a malformed etag, and for a
     request message that does not decode);
     - NOT_FOUND with google.rpc.ErrorInfo reason USER_NOT_FOUND;
-    - ALREADY_EXISTS (nickname or email taken);
+    - ALREADY_EXISTS with google.rpc.ErrorInfo metadata field: the nickname or email is taken (also when
+    undeleting), or the user to undelete is not deleted (field id);
     - ABORTED with google.rpc.ErrorInfo reason ETAG_MISMATCH: a stale etag; read the user again and retry
     (AIP-154);
     - FAILED_PRECONDITION with google.rpc.ErrorInfo reason REQUEST_ID_REUSED (request_id reused with a
@@ -354,6 +377,33 @@ class UserService:
             '/userservice.v1.UserService/WatchUserEvents',
             userservice_dot_v1_dot_user__service__pb2.WatchUserEventsRequest.SerializeToString,
             userservice_dot_v1_dot_user__service__pb2.UserEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UndeleteUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/userservice.v1.UserService/UndeleteUser',
+            userservice_dot_v1_dot_user__service__pb2.UndeleteUserRequest.SerializeToString,
+            userservice_dot_v1_dot_user__service__pb2.User.FromString,
             options,
             channel_credentials,
             insecure,

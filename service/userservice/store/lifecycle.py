@@ -1,0 +1,57 @@
+"""SQL for a user's lifecycle: soft delete, undelete and purge. Every function takes a connection so callers
+decide the transaction."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+import asyncpg
+
+from userservice.domain.model import User
+from userservice.store.users import COLUMNS, already_exists, row_user
+
+
+async def soft_delete(conn: asyncpg.Connection, user_id: UUID, retention_seconds: float) -> User:
+    row = await conn.fetchrow(
+        f"""UPDATE users SET delete_time = now(), purge_time = now() + make_interval(secs => $2),
+                   version = version + 1, updated_at = now()
+            WHERE id = $1 RETURNING {COLUMNS}""",
+        user_id,
+        retention_seconds,
+    )
+    return row_user(row)
+
+
+async def undelete(conn: asyncpg.Connection, user_id: UUID) -> User:
+    """Restores a soft-deleted user; AlreadyExists when its nickname or email was taken meanwhile."""
+    try:
+        row = await conn.fetchrow(
+            f"""UPDATE users SET delete_time = NULL, purge_time = NULL, version = version + 1, updated_at = now()
+                WHERE id = $1 RETURNING {COLUMNS}""",
+            user_id,
+        )
+    except asyncpg.UniqueViolationError as exc:
+        raise already_exists(exc) from None
+    return row_user(row)
+
+
+async def forget_idempotency_keys(conn: asyncpg.Connection, user_ids: list[UUID]) -> None:
+    """Deletes the idempotency keys whose stored response is one of these users (it holds their data and
+    password hash). A retry with such a key then creates a new user."""
+    await conn.execute(
+        "DELETE FROM idempotency_keys WHERE response ->> 'id' = ANY($1::text[])", [str(u) for u in user_ids]
+    )
+
+
+async def purge_due(conn: asyncpg.Connection, limit: int) -> list[UUID]:
+    """Removes up to `limit` soft-deleted users whose purge_time has passed; returns their ids."""
+    rows = await conn.fetch(
+        """DELETE FROM users WHERE id IN (
+               SELECT id FROM users WHERE purge_time <= now() ORDER BY purge_time LIMIT $1 FOR UPDATE SKIP LOCKED
+           ) RETURNING id""",
+        limit,
+    )
+    ids = [row["id"] for row in rows]
+    if ids:
+        await forget_idempotency_keys(conn, ids)
+    return ids
