@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 from uuid import UUID
 
 import asyncpg
@@ -103,7 +104,12 @@ class UserCore:
     async def _append(
         self, conn: asyncpg.Connection, event_type: str, user: User, changed: tuple[str, ...] = ()
     ) -> None:
-        await outbox.append(conn, event_type, user.id, events.event_data(user.public(), changed))
+        await self._announce(conn, event_type, user.id, events.event_data(user.public(), changed))
+
+    async def _announce(
+        self, conn: asyncpg.Connection, event_type: str, subject: UUID, data: dict[str, Any]
+    ) -> None:
+        await outbox.append(conn, event_type, subject, data)
         self._metrics.events_appended.labels(event_type).inc()
 
     async def create(self, body: Mapping[str, object], idempotency_key: str | None = None) -> Created:
@@ -218,3 +224,14 @@ class UserCore:
         self._metrics.user_changes.labels("undeleted").inc()
         log.info("user undeleted", extra={"user_id": user_id})
         return restored
+
+    async def erase(self, user_id: str) -> None:
+        """GDPR Art. 17: removes the user, deleted or not, and every copy of its data, in one transaction; what
+        stays is its id in the events (their type, time and cursor too) and an erased event without data."""
+        uid = parse_user_id(user_id)
+        async with self._db.acquire() as conn, conn.transaction():
+            if not await lifecycle.erase(conn, uid):
+                raise NotFound(f"user {user_id} does not exist, and no data of it is kept")
+            await self._announce(conn, events.ERASED, uid, {})
+        self._metrics.user_changes.labels("erased").inc()
+        log.info("user erased", extra={"user_id": user_id})

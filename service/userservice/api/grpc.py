@@ -201,6 +201,7 @@ def _event_to_proto(event: StoredEvent, source: str) -> pb.UserEvent:
         user=None if user is None else to_proto(User.from_public(user)),
         changed_fields=event.data.get("changed_fields", []),
         cursor=str(event.cursor),
+        erased=event.data.get("erased", False),
     )
 
 
@@ -340,3 +341,10 @@ class UserServiceServicer(pb_grpc.UserServiceServicer):
     ) -> pb.User:
         async with self._call("UndeleteUser", context):
             return to_proto(await self._core.undelete(request.id, request.etag or None))
+
+    async def EraseUser(
+        self, request: pb.EraseUserRequest, context: grpc.aio.ServicerContext
+    ) -> empty_pb2.Empty:
+        async with self._call("EraseUser", context):
+            await self._core.erase(request.id)
+            return empty_pb2.Empty()

@@ -286,6 +286,11 @@ async def undelete_user(request: web.Request) -> web.Response:
     return _user_response(user.public())
 
 
+async def erase_user(request: web.Request) -> web.Response:
+    await request.app[CORE].erase(request.match_info["id"])
+    return web.Response(status=204)
+
+
 def build_app(
     core: UserCore, feed: EventFeed, health: Health, metrics_: Metrics, event_source: str, max_body: int
 ) -> web.Application:
@@ -308,4 +313,5 @@ def build_app(
     app.router.add_get("/metrics", metrics, allow_head=False)
     app.router.add_get("/openapi.json", openapi_document, allow_head=False)
     app.router.add_post(USER_PATH + ":undelete", undelete_user)
+    app.router.add_post(USER_PATH + ":erase", erase_user)
     return app

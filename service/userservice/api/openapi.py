@@ -128,6 +128,10 @@ def _schemas() -> dict[str, Any]:
                     "properties": {
                         "user": _ref("User"),
                         "changed_fields": {"type": "array", "items": {"type": "string"}},
+                        "erased": {
+                            "const": True,
+                            "description": "The user's data was erased: this event keeps only its envelope.",
+                        },
                     },
                 },
             },
@@ -348,6 +352,18 @@ def _paths() -> dict[str, Any]:
                         "The user is not deleted, or its nickname or email was taken since it was deleted."
                     ),
                     "412": _problem("The user changed since the If-Match ETag."),
+                },
+            },
+        },
+        "/v1/users/{id}:erase": {
+            "parameters": [_ID],
+            "post": {
+                "operationId": "eraseUser",
+                "summary": "Erase a user and every copy of its data (GDPR Art. 17), deleted or not",
+                "responses": {
+                    "204": {"description": "Erased."},
+                    "400": _COMMON_ERRORS["400"],
+                    "404": _problem("No such user, and no data of it is kept."),
                 },
             },
         },

@@ -15,7 +15,10 @@ UPDATED = "io.userservice.user.updated.v1"
 DELETED = "io.userservice.user.deleted.v1"
 UNDELETED = "io.userservice.user.undeleted.v1"
 PURGED = "io.userservice.user.purged.v1"
-EVENT_TYPES = (CREATED, UPDATED, DELETED, UNDELETED, PURGED)
+ERASED = "io.userservice.user.erased.v1"
+EVENT_TYPES = (CREATED, UPDATED, DELETED, UNDELETED, PURGED, ERASED)
+# What an erased user's events hold instead of their data: id, type, subject, time and cursor stay.
+TOMBSTONE: dict[str, Any] = {"erased": True}
 _CURSOR = re.compile(r"([0-9]{1,20})-([0-9]{1,19})")
 # The columns' ranges: the transaction id is an xid8 (unsigned 64 bits), the sequence number a bigint.
 TX_MAX = 2**64 - 1

@@ -1,4 +1,4 @@
-"""SQL for a user's lifecycle: soft delete, undelete and purge. Every function takes a connection so callers
+"""SQL for a user's lifecycle: soft delete, undelete, purge and erasure. Every function takes a connection so callers
 decide the transaction."""
 
 from __future__ import annotations
@@ -7,6 +7,7 @@ from uuid import UUID
 
 import asyncpg
 
+from userservice.domain.events import TOMBSTONE
 from userservice.domain.model import User
 from userservice.store.users import COLUMNS, already_exists, row_user
 
@@ -35,12 +36,13 @@ async def undelete(conn: asyncpg.Connection, user_id: UUID) -> User:
     return row_user(row)
 
 
-async def forget_idempotency_keys(conn: asyncpg.Connection, user_ids: list[UUID]) -> None:
+async def forget_idempotency_keys(conn: asyncpg.Connection, user_ids: list[UUID]) -> int:
     """Deletes the idempotency keys whose stored response is one of these users (it holds their data and
     password hash). A retry with such a key then creates a new user."""
-    await conn.execute(
+    status: str = await conn.execute(
         "DELETE FROM idempotency_keys WHERE response ->> 'id' = ANY($1::text[])", [str(u) for u in user_ids]
     )
+    return int(status.rsplit(" ", 1)[-1])
 
 
 async def purge_due(conn: asyncpg.Connection, limit: int) -> list[UUID]:
@@ -55,3 +57,21 @@ async def purge_due(conn: asyncpg.Connection, limit: int) -> list[UUID]:
     if ids:
         await forget_idempotency_keys(conn, ids)
     return ids
+
+
+async def erase(conn: asyncpg.Connection, user_id: UUID) -> bool:
+    """Removes every copy of the user's personal data: its row (deleted or not), the data of its events (now
+    tombstones) and the idempotency keys holding its data and hash. False when there was nothing left to erase.
+
+    Every writer of a user's events holds its row lock, which the DELETE waits for: the events are scrubbed by a
+    later statement, whose snapshot sees every event of this user committed before."""
+    removed = await conn.fetchval("DELETE FROM users WHERE id = $1 RETURNING true", user_id)
+    status: str = await conn.execute(
+        """UPDATE user_events SET data = $2
+           WHERE subject = $1 AND data <> '{}'::jsonb AND data <> $2""",
+        user_id,
+        TOMBSTONE,
+    )
+    scrubbed = int(status.rsplit(" ", 1)[-1])
+    forgotten = await forget_idempotency_keys(conn, [user_id])
+    return bool(removed or scrubbed or forgotten)

@@ -105,8 +105,14 @@ class UndeleteUserRequest(_message.Message):
     etag: str
     def __init__(self, id: _Optional[str] = ..., etag: _Optional[str] = ...) -> None: ...
 
+class EraseUserRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
 class UserEvent(_message.Message):
-    __slots__ = ("id", "source", "type", "subject", "time", "user", "changed_fields", "cursor")
+    __slots__ = ("id", "source", "type", "subject", "time", "user", "changed_fields", "cursor", "erased")
     ID_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
@@ -115,6 +121,7 @@ class UserEvent(_message.Message):
     USER_FIELD_NUMBER: _ClassVar[int]
     CHANGED_FIELDS_FIELD_NUMBER: _ClassVar[int]
     CURSOR_FIELD_NUMBER: _ClassVar[int]
+    ERASED_FIELD_NUMBER: _ClassVar[int]
     id: str
     source: str
     type: str
@@ -123,4 +130,5 @@ class UserEvent(_message.Message):
     user: User
     changed_fields: _containers.RepeatedScalarFieldContainer[str]
     cursor: str
-    def __init__(self, id: _Optional[str] = ..., source: _Optional[str] = ..., type: _Optional[str] = ..., subject: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., user: _Optional[_Union[User, _Mapping]] = ..., changed_fields: _Optional[_Iterable[str]] = ..., cursor: _Optional[str] = ...) -> None: ...
+    erased: bool
+    def __init__(self, id: _Optional[str] = ..., source: _Optional[str] = ..., type: _Optional[str] = ..., subject: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., user: _Optional[_Union[User, _Mapping]] = ..., changed_fields: _Optional[_Iterable[str]] = ..., cursor: _Optional[str] = ..., erased: _Optional[bool] = ...) -> None: ...

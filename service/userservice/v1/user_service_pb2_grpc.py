@@ -85,6 +85,11 @@ class UserServiceStub:
                 request_serializer=userservice_dot_v1_dot_user__service__pb2.UndeleteUserRequest.SerializeToString,
                 response_deserializer=userservice_dot_v1_dot_user__service__pb2.User.FromString,
                 _registered_method=True)
+        self.EraseUser = channel.unary_unary(
+                '/userservice.v1.UserService/EraseUser',
+                request_serializer=userservice_dot_v1_dot_user__service__pb2.EraseUserRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
 
 
 class UserServiceServicer:
@@ -161,6 +166,16 @@ class UserServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EraseUser(self, request, context):
+        """Erases a user, deleted or not (GDPR Art. 17), in one transaction: its record, the data of every retained event
+        about it (those events keep their id, type, subject, time and cursor; erased is set) and the request_ids that
+        hold its data. Appends io.userservice.user.erased.v1, which carries no personal data. NOT_FOUND when nothing
+        of the user is kept.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_UserServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -198,6 +213,11 @@ def add_UserServiceServicer_to_server(servicer, server):
                     servicer.UndeleteUser,
                     request_deserializer=userservice_dot_v1_dot_user__service__pb2.UndeleteUserRequest.FromString,
                     response_serializer=userservice_dot_v1_dot_user__service__pb2.User.SerializeToString,
+            ),
+            'EraseUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.EraseUser,
+                    request_deserializer=userservice_dot_v1_dot_user__service__pb2.EraseUserRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -404,6 +424,33 @@ class UserService:
             '/userservice.v1.UserService/UndeleteUser',
             userservice_dot_v1_dot_user__service__pb2.UndeleteUserRequest.SerializeToString,
             userservice_dot_v1_dot_user__service__pb2.User.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EraseUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/userservice.v1.UserService/EraseUser',
+            userservice_dot_v1_dot_user__service__pb2.EraseUserRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
             options,
             channel_credentials,
             insecure,
