@@ -26,6 +26,7 @@ from userservice.domain.errors import (
     PreconditionFailed,
     invalid,
 )
+from userservice.domain.events import StoredEvent
 from userservice.domain.listing import ListFilter, PageTokens, Position, resolve_page_size
 from userservice.domain.model import NewUser, User, etag_matches
 from userservice.domain.validation import validate_changes, validate_new_user
@@ -70,6 +71,15 @@ def _expected_version(if_match: str | None, user: User, field: str) -> None:
 class Created:
     user: User
     replayed: bool
+
+
+@dataclass(frozen=True)
+class Export:
+    """What the service keeps about a user (GDPR Art. 15/20): the user, deleted or not (None once purged), and
+    its retained events. Never a password hash."""
+
+    user: User | None
+    events: list[StoredEvent]
 
 
 @dataclass(frozen=True)
@@ -235,3 +245,13 @@ class UserCore:
             await self._announce(conn, events.ERASED, uid, {})
         self._metrics.user_changes.labels("erased").inc()
         log.info("user erased", extra={"user_id": user_id})
+
+    async def export(self, user_id: str) -> Export:
+        uid = parse_user_id(user_id)
+        async with self._db.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            # One snapshot: the user and its history agree.
+            user = await lifecycle.get_any(conn, uid)
+            history = await outbox.read_subject(conn, uid)
+        if user is None and not any("user" in e.data for e in history):
+            raise NotFound(f"user {user_id} does not exist, and no data of it is kept")
+        return Export(user, history)

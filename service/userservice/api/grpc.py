@@ -348,3 +348,13 @@ class UserServiceServicer(pb_grpc.UserServiceServicer):
         async with self._call("EraseUser", context):
             await self._core.erase(request.id)
             return empty_pb2.Empty()
+
+    async def ExportUser(
+        self, request: pb.ExportUserRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ExportUserResponse:
+        async with self._call("ExportUser", context):
+            export = await self._core.export(request.id)
+            return pb.ExportUserResponse(
+                user=None if export.user is None else to_proto(export.user),
+                events=[_event_to_proto(event, self._source) for event in export.events],
+            )

@@ -291,6 +291,17 @@ async def erase_user(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+async def export_user(request: web.Request) -> web.Response:
+    export = await request.app[CORE].export(request.match_info["id"])
+    source = request.app[EVENT_SOURCE]
+    return _json(
+        {
+            "user": None if export.user is None else export.user.public(),
+            "events": [event.cloud_event(source) for event in export.events],
+        }
+    )
+
+
 def build_app(
     core: UserCore, feed: EventFeed, health: Health, metrics_: Metrics, event_source: str, max_body: int
 ) -> web.Application:
@@ -314,4 +325,5 @@ def build_app(
     app.router.add_get("/openapi.json", openapi_document, allow_head=False)
     app.router.add_post(USER_PATH + ":undelete", undelete_user)
     app.router.add_post(USER_PATH + ":erase", erase_user)
+    app.router.add_get(USER_PATH + ":export", export_user, allow_head=False)
     return app

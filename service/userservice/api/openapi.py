@@ -93,6 +93,14 @@ def _schemas() -> dict[str, Any]:
             },
             "required": ["users", "next_page_token"],
         },
+        "UserExport": {
+            "type": "object",
+            "properties": {
+                "user": {"oneOf": [_ref("User"), {"type": "null"}]},
+                "events": {"type": "array", "items": _ref("CloudEvent")},
+            },
+            "required": ["user", "events"],
+        },
         "Problem": {
             "type": "object",
             "description": "RFC 9457 problem details.",
@@ -362,6 +370,21 @@ def _paths() -> dict[str, Any]:
                 "summary": "Erase a user and every copy of its data (GDPR Art. 17), deleted or not",
                 "responses": {
                     "204": {"description": "Erased."},
+                    "400": _COMMON_ERRORS["400"],
+                    "404": _problem("No such user, and no data of it is kept."),
+                },
+            },
+        },
+        "/v1/users/{id}:export": {
+            "parameters": [_ID],
+            "get": {
+                "operationId": "exportUser",
+                "summary": "Everything kept about a user (GDPR Art. 15/20): the user and its change history",
+                "responses": {
+                    "200": {
+                        "description": "The user (null once purged) and its retained events, oldest first.",
+                        "content": {"application/json": {"schema": _ref("UserExport")}},
+                    },
                     "400": _COMMON_ERRORS["400"],
                     "404": _problem("No such user, and no data of it is kept."),
                 },

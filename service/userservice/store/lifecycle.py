@@ -23,6 +23,12 @@ async def soft_delete(conn: asyncpg.Connection, user_id: UUID, retention_seconds
     return row_user(row)
 
 
+async def get_any(conn: asyncpg.Connection | asyncpg.Pool, user_id: UUID) -> User | None:
+    """The user, deleted or not."""
+    row = await conn.fetchrow(f"SELECT {COLUMNS} FROM users WHERE id = $1", user_id)
+    return None if row is None else row_user(row)
+
+
 async def undelete(conn: asyncpg.Connection, user_id: UUID) -> User:
     """Restores a soft-deleted user; AlreadyExists when its nickname or email was taken meanwhile."""
     try:

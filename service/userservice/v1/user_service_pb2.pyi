@@ -111,6 +111,20 @@ class EraseUserRequest(_message.Message):
     id: str
     def __init__(self, id: _Optional[str] = ...) -> None: ...
 
+class ExportUserRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class ExportUserResponse(_message.Message):
+    __slots__ = ("user", "events")
+    USER_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    user: User
+    events: _containers.RepeatedCompositeFieldContainer[UserEvent]
+    def __init__(self, user: _Optional[_Union[User, _Mapping]] = ..., events: _Optional[_Iterable[_Union[UserEvent, _Mapping]]] = ...) -> None: ...
+
 class UserEvent(_message.Message):
     __slots__ = ("id", "source", "type", "subject", "time", "user", "changed_fields", "cursor", "erased")
     ID_FIELD_NUMBER: _ClassVar[int]

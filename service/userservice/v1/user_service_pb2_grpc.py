@@ -90,6 +90,11 @@ class UserServiceStub:
                 request_serializer=userservice_dot_v1_dot_user__service__pb2.EraseUserRequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
+        self.ExportUser = channel.unary_unary(
+                '/userservice.v1.UserService/ExportUser',
+                request_serializer=userservice_dot_v1_dot_user__service__pb2.ExportUserRequest.SerializeToString,
+                response_deserializer=userservice_dot_v1_dot_user__service__pb2.ExportUserResponse.FromString,
+                _registered_method=True)
 
 
 class UserServiceServicer:
@@ -176,6 +181,14 @@ class UserServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExportUser(self, request, context):
+        """Everything kept about a user (GDPR Art. 15/20): the user, deleted or not (unset once purged), and its retained
+        events in commit order. Never a password or its hash. NOT_FOUND when nothing of the user is kept.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_UserServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -218,6 +231,11 @@ def add_UserServiceServicer_to_server(servicer, server):
                     servicer.EraseUser,
                     request_deserializer=userservice_dot_v1_dot_user__service__pb2.EraseUserRequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'ExportUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportUser,
+                    request_deserializer=userservice_dot_v1_dot_user__service__pb2.ExportUserRequest.FromString,
+                    response_serializer=userservice_dot_v1_dot_user__service__pb2.ExportUserResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -451,6 +469,33 @@ class UserService:
             '/userservice.v1.UserService/EraseUser',
             userservice_dot_v1_dot_user__service__pb2.EraseUserRequest.SerializeToString,
             google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/userservice.v1.UserService/ExportUser',
+            userservice_dot_v1_dot_user__service__pb2.ExportUserRequest.SerializeToString,
+            userservice_dot_v1_dot_user__service__pb2.ExportUserResponse.FromString,
             options,
             channel_credentials,
             insecure,

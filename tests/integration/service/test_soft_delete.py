@@ -223,6 +223,11 @@ async def test_purge_removes_the_user_its_keys_and_announces_it_without_personal
         async with http.post(f"{url}:undelete") as resp:
             assert resp.status == 404
         assert await listed(http, user["nickname"], show_deleted="true") == []
+        # Retained events still hold the purged user's data, so an export still shows them.
+        async with http.get(f"{url}:export") as resp:
+            export = await resp.json()
+        assert export["user"] is None
+        assert [e["type"].rsplit(".", 2)[1] for e in export["events"]] == [t for t, _ in types]
         # The purge forgot the key with the user's data and hash: the same request now creates a new user.
         async with http.post("/v1/users", json=body, headers=key) as resp:
             assert resp.status == 201 and "Idempotent-Replayed" not in resp.headers
