@@ -30,12 +30,13 @@ from userservice.domain.errors import (
     invalid,
 )
 from userservice.domain.events import (
-    Cursor,
     CursorExpired,
+    StartAt,
     StoredEvent,
     StreamRefused,
     TooManyWatchers,
     WatcherTooSlow,
+    parse_start,
 )
 from userservice.domain.fields import FIELDS_BY_NAME, READ_ONLY_FIELDS
 from userservice.domain.listing import parse_filter
@@ -323,7 +324,7 @@ class UserServiceServicer(pb_grpc.UserServiceServicer):
         gauge = self._metrics.watchers.labels("grpc")
         async with self._call("WatchUserEvents", context):
             field = "after_cursor"
-            after = Cursor.parse(request.after_cursor, field) if request.after_cursor else None
+            after = parse_start(request.after_cursor, field) if request.after_cursor else StartAt.NOW
             async with self._feed.watching(after, field) as events:
                 # Initial metadata goes out once the start is fixed: a client that has it sees every later
                 # commit.

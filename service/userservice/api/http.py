@@ -15,7 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from userservice import jsoncodec, logs
 from userservice.api import openapi, problem
 from userservice.domain.errors import DomainError, invalid
-from userservice.domain.events import Cursor
+from userservice.domain.events import StartAt, parse_start
 from userservice.domain.listing import filter_from_query
 from userservice.domain.model import etag_matches
 from userservice.events.feed import EventFeed
@@ -209,7 +209,7 @@ def _start_cursor(request: web.Request) -> tuple[str, str] | None:
 
 
 async def stream_events(request: web.Request) -> web.StreamResponse:
-    """Server-Sent Events; resumes after `Last-Event-ID` (or ?after=) when given.
+    """Server-Sent Events; resumes after `Last-Event-ID` (or ?after=: a cursor, `now` or `earliest`) when given.
 
     Errors before the first byte are ordinary problem+json responses. Once the stream has started, an error
     ends it the SSE way: an `error` event whose data is the problem, then the end of the response, so an
@@ -219,7 +219,7 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
     app = request.app
     # Fixed (and checked) before the first byte goes out: once a client reads ": connected", every later
     # commit reaches it.
-    after = Cursor.parse(*start) if start else None
+    after = parse_start(*start) if start else StartAt.NOW
     async with app[FEED].watching(after, start[1] if start else "") as events:
         response = web.StreamResponse(
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}

@@ -297,7 +297,8 @@ def _paths() -> dict[str, Any]:
                     _query(
                         "after",
                         {"type": "string"},
-                        "Same as Last-Event-ID, for clients that cannot set headers.",
+                        "Same as Last-Event-ID, for clients that cannot set headers. Also `now` (the "
+                        "default: from the current end) or `earliest` (from the oldest retained event).",
                     ),
                 ],
                 "responses": {

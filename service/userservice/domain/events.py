@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -43,8 +44,24 @@ class Cursor:
     def parse(cls, text: str, field: str) -> Cursor:
         match = _CURSOR.fullmatch(text.strip())
         if match is None or int(match.group(1)) > TX_MAX or int(match.group(2)) > SEQ_MAX:
-            raise invalid(field, "is not an event cursor issued by this service")
+            raise invalid(field, "is not an event cursor issued by this service, nor now or earliest")
         return cls(int(match.group(1)), int(match.group(2)))
+
+
+class StartAt(enum.Enum):
+    """Where a watcher without a cursor starts; spelled as these words where a cursor is accepted."""
+
+    NOW = "now"  # the current end of the stream: only changes committed from now on (the default)
+    EARLIEST = "earliest"  # before the oldest retained event: everything still kept, then live changes
+
+
+def parse_start(text: str, field: str) -> Cursor | StartAt:
+    """A watcher's start position: a cursor issued by the stream, or `now` / `earliest`."""
+    word = text.strip()
+    for start in StartAt:
+        if word == start.value:
+            return start
+    return Cursor.parse(text, field)
 
 
 class StreamRefused(DomainError):
