@@ -39,7 +39,7 @@ from userservice.domain.events import (
     parse_start,
 )
 from userservice.domain.fields import FIELDS_BY_NAME, READ_ONLY_FIELDS
-from userservice.domain.listing import parse_filter
+from userservice.domain.listing import parse_filter, parse_order_by
 from userservice.domain.model import User
 from userservice.events.feed import EventFeed
 from userservice.metrics import Metrics
@@ -312,7 +312,11 @@ class UserServiceServicer(pb_grpc.UserServiceServicer):
     ) -> pb.ListUsersResponse:
         async with self._call("ListUsers", context):
             # proto3 cannot tell 0 from unset: 0 means the default page size.
-            list_filter = replace(parse_filter(request.filter), show_deleted=request.show_deleted)
+            list_filter = replace(
+                parse_filter(request.filter),
+                show_deleted=request.show_deleted,
+                descending=parse_order_by(request.order_by),
+            )
             page = await self._core.list(list_filter, request.page_size or None, request.page_token or None)
             return pb.ListUsersResponse(
                 users=[to_proto(u) for u in page.users], next_page_token=page.next_page_token

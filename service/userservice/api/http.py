@@ -43,6 +43,10 @@ LIST_PARAMS = frozenset(
         "page_size",
         "page_token",
         "show_deleted",
+        "email_prefix",
+        "nickname_prefix",
+        "last_name_prefix",
+        "order_by",
     }
 )
 JSON_TYPES = frozenset({"application/json"})

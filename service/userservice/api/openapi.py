@@ -194,7 +194,7 @@ def _paths() -> dict[str, Any]:
             },
             "get": {
                 "operationId": "listUsers",
-                "summary": "List users in creation order",
+                "summary": "List users in creation order (or newest first)",
                 "parameters": [
                     _query("country", {"type": "string"}, "ISO 3166-1 alpha-2 code."),
                     _query("nickname", {"type": "string"}, "Exact nickname."),
@@ -219,6 +219,22 @@ def _paths() -> dict[str, Any]:
                         "show_deleted",
                         {"type": "boolean", "default": False},
                         "Also list deleted users (with delete_time and purge_time).",
+                    ),
+                    _query(
+                        "email_prefix", {"type": "string"}, "Emails starting with this, case-insensitive."
+                    ),
+                    _query(
+                        "nickname_prefix", {"type": "string"}, "Nicknames starting with this (exact case)."
+                    ),
+                    _query(
+                        "last_name_prefix",
+                        {"type": "string"},
+                        "Last names starting with this, case-insensitive.",
+                    ),
+                    _query(
+                        "order_by",
+                        {"type": "string", "enum": ["created_at", "created_at asc", "created_at desc"]},
+                        "Creation order, oldest first (the default) or newest first.",
                     ),
                 ],
                 "responses": {
