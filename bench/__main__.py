@@ -1,4 +1,4 @@
-"""`python -m bench [--smoke] [--out DIR] [--no-service] [--no-operator] [--only-watchers]`
+"""`python -m bench [--smoke] [--out DIR] [--no-service] [--no-operator] [--only-watchers] [--only-search]`
 
 Runs every measurement with its baseline in the same run, writes <out>/<UTC timestamp>.json and .png, prints
 the table. A full run also refreshes bench/results/latest.json and latest.png (the README's figures).
@@ -88,8 +88,13 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="only the service's GET-beside-event-watchers figures (implies --no-operator)",
     )
+    p.add_argument(
+        "--only-search",
+        action="store_true",
+        help="only the service's prefix-search figures and the GET they are compared with (implies --no-operator)",
+    )
     args = p.parse_args(argv)
-    args.no_operator = args.no_operator or args.only_watchers
+    args.no_operator = args.no_operator or args.only_watchers or args.only_search
     plans = SMOKE if args.smoke else FULL
     started = time.monotonic()
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -97,8 +102,10 @@ def main(argv: list[str] | None = None) -> int:
         "timestamp": stamp,
         "mode": "smoke" if args.smoke else "full",
         "command": (
-            "python -m bench" + (" --smoke" if args.smoke else "") + " --only-watchers"
-            if args.only_watchers
+            "python -m bench"
+            + (" --smoke" if args.smoke else "")
+            + (" --only-watchers" if args.only_watchers else " --only-search")
+            if args.only_watchers or args.only_search
             else "make bench"
             if not args.smoke
             else "python -m bench --smoke"
@@ -133,7 +140,9 @@ def main(argv: list[str] | None = None) -> int:
                     "grpc": f"ghz {tools.GHZ_VERSION} (go install)",
                     "database_baseline": "python -m bench.pgload: asyncpg in a separate process",
                 }
-                service = service_bench.measure(plans["service"], workdir, args.only_watchers)
+                service = service_bench.measure(
+                    plans["service"], workdir, args.only_watchers, args.only_search
+                )
                 doc["service"] = {k: v for k, v in service.items() if k != "figures"}
                 doc["figures"].extend(service["figures"])
             if not args.no_operator:
@@ -147,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     doc["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     doc["duration_seconds"] = round(time.monotonic() - started, 1)
     path = results.write(doc, args.out)
-    charted = doc["figures"] and "service" in doc and not args.only_watchers
+    charted = doc["figures"] and "service" in doc and not (args.only_watchers or args.only_search)
     png = results.chart(doc, path.with_suffix(".png")) if charted else None
     print()
     print(results.table(doc))

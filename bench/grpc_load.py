@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 
 from bench import tools
-from bench.stack import LIST_COUNTRY
+from bench.stack import LIST_COUNTRY, SEARCH_EMAIL_PREFIX
 from bench.stats import Run
 
 PROTO_ROOT = tools.ROOT / "proto"
@@ -19,6 +19,7 @@ METHODS = {
     "list": "ListUsers",
     "create": "CreateUser",
     "patch": "UpdateUser",
+    "search": "ListUsers",
 }
 
 
@@ -42,6 +43,8 @@ def _data(op: str, ids: list[str], tag: str) -> object:
         }
     if op == "patch":
         return [{"user": {"id": i, "first_name": "P{{.RequestNumber}}"}} for i in sample]
+    if op == "search":
+        return {"filter": f'email = "{SEARCH_EMAIL_PREFIX}*"', "page_size": 50}
     raise ValueError(op)
 
 

@@ -20,7 +20,7 @@ from uuid import UUID
 
 import asyncpg
 
-from bench.stack import LIST_COUNTRY
+from bench.stack import LIST_COUNTRY, SEARCH_EMAIL_PREFIX
 from bench.stats import percentile
 from userservice.domain import events
 from userservice.domain.listing import ListFilter
@@ -43,6 +43,7 @@ async def main(
     rng = random.Random()
     counter = iter(range(10**9))
     list_filter = ListFilter(country=LIST_COUNTRY)
+    search_filter = ListFilter(email_prefix=SEARCH_EMAIL_PREFIX)
     latencies: list[float] = []
     errors = 0
 
@@ -51,6 +52,8 @@ async def main(
             await store.get(pool, rng.choice(uids))
         elif op == "list":
             await store.page(pool, list_filter, None, 51)
+        elif op == "search":
+            await store.page(pool, search_filter, None, 51)
         elif op == "create":
             n = next(counter)
             new = NewUser("Ada", "Lovelace", f"p{tag}x{n}", f"p{tag}x{n}@example.com", "GB", "x" * 12)

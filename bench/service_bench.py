@@ -20,7 +20,8 @@ import asyncpg
 from bench import events_bench, grpc_load, http_load, stack, watchers_bench
 from bench.stats import Run, percentile, ratio
 
-OPS = ("get", "list", "create", "patch")
+OPS = ("get", "list", "create", "patch", "search")
+SEARCH_GOAL = "get_p99_ratio <= 3"  # a prefix-search page of 50 against a GET of one user
 POOL_SIZE = 10  # the service's DB_POOL_MAX default
 
 
@@ -85,12 +86,16 @@ def _log(run: Run) -> Run:
     return run
 
 
-def measure(plan: Plan, workdir: Path, only_watchers: bool = False) -> dict[str, Any]:
+def measure(
+    plan: Plan, workdir: Path, only_watchers: bool = False, only_search: bool = False
+) -> dict[str, Any]:
     with stack.postgres() as (admin, pg_desc):
         dsn = asyncio.run(stack.fresh_database(admin))
         try:
             if only_watchers:
                 return _measure_watchers(plan, workdir, dsn, pg_desc)
+            if only_search:
+                return _measure_search(plan, workdir, dsn, pg_desc)
             return _measure(plan, workdir, dsn, pg_desc)
         finally:
             asyncio.run(stack.drop(admin, dsn))
@@ -116,6 +121,35 @@ def _measure_watchers(plan: Plan, workdir: Path, dsn: str, pg_desc: str) -> dict
     finally:
         svc.stop()
     return {"postgres": pg_desc, "seed_users": plan.seed_users, "figures": _watcher_figures(watched, plan)}
+
+
+def _measure_search(plan: Plan, workdir: Path, dsn: str, pg_desc: str) -> dict[str, Any]:
+    """Only the prefix-search figures and what they are compared with (`python -m bench --only-search`)."""
+    ids, ids_file = _seed(plan, workdir, dsn)
+    ops = ("get", "search")
+    runs: list[Run] = []
+    svc = stack.start_service(dsn, workdir)
+    try:
+        http = f"http://127.0.0.1:{svc.info['http_port']}"
+        grpc_addr = f"127.0.0.1:{svc.info['grpc_port']}"
+        if plan.warmup:
+            for op in ops:
+                http_load.run(http, op, plan.levels[-1], 2, ids_file, _tag(), "warmup")
+                grpc_load.run(grpc_addr, op, plan.levels[-1], 2, ids, _tag(), "warmup")
+        print("service search and get: REST (wrk), gRPC (ghz), raw asyncpg, interleaved", flush=True)
+        for op in ops:
+            for c in plan.levels:
+                runs.append(_log(http_load.run(http, op, c, plan.seconds, ids_file, _tag(), "service-rest")))
+                runs.append(_log(grpc_load.run(grpc_addr, op, c, plan.seconds, ids, _tag(), "service-grpc")))
+                runs.append(_log(_pgload(dsn, op, c, plan.seconds, ids_file)))
+    finally:
+        svc.stop()
+    return {
+        "postgres": pg_desc,
+        "seed_users": plan.seed_users,
+        "runs": [r.to_json() for r in runs],
+        "figures": _op_figures(runs, plan, ops),
+    }
 
 
 def _measure(plan: Plan, workdir: Path, dsn: str, pg_desc: str) -> dict[str, Any]:
@@ -271,16 +305,16 @@ def _round(v: float) -> float:
     return round(v, 3)
 
 
-def _figures(
-    runs: list[Run], under: dict[str, Any], watch: list[float], notify: list[float], plan: Plan
-) -> list[dict[str, Any]]:
+def _op_figures(runs: list[Run], plan: Plan, ops: tuple[str, ...]) -> list[dict[str, Any]]:
+    """One figure per protocol, operation and concurrency, against raw asyncpg running the same SQL (and, for
+    get, a bare framework handler when it was measured)."""
     by = {(r.target, r.op, r.concurrency): r for r in runs}
     figures: list[dict[str, Any]] = []
     for protocol, target, framework in (
         ("rest", "service-rest", "bare-aiohttp"),
         ("grpc", "service-grpc", "bare-grpc"),
     ):
-        for op in OPS:
+        for op in ops:
             for c in plan.levels:
                 run, base = by[(target, op, c)], by[("asyncpg", op, c)]
                 fig: dict[str, Any] = {
@@ -300,8 +334,8 @@ def _figures(
                     "p50_ratio": ratio(run.p50_ms, base.p50_ms),
                     "p99_ratio": ratio(run.p99_ms, base.p99_ms),
                 }
-                if op == "get":
-                    bare = by[(framework, "get", c)]
+                bare = by.get((framework, "get", c))
+                if op == "get" and bare is not None:
                     fig.update(
                         framework_baseline=(
                             "bare aiohttp handler returning a constant"
@@ -312,10 +346,20 @@ def _figures(
                         framework_p99_ms=_round(bare.p99_ms),
                         framework_rps_ratio=ratio(run.rps, bare.rps),
                     )
-                if op == "list":
+                if op in ("list", "search"):
                     get = by[(target, "get", c)]
                     fig.update(get_p99_ms=_round(get.p99_ms), get_p99_ratio=ratio(run.p99_ms, get.p99_ms))
+                if op == "search":
+                    fig.update(what=f"{protocol.upper()} email-prefix search, page of 50, {c} concurrent")
+                    fig.update(goal=SEARCH_GOAL)
                 figures.append(fig)
+    return figures
+
+
+def _figures(
+    runs: list[Run], under: dict[str, Any], watch: list[float], notify: list[float], plan: Plan
+) -> list[dict[str, Any]]:
+    figures = _op_figures(runs, plan, OPS)
     alone, loaded, create = under["alone"], under["loaded"], under["create"]
     figures.append(
         {

@@ -1,5 +1,6 @@
 -- wrk script for the userservice REST API: `wrk ... -s users.lua URL -- OP IDS_FILE RUN_TAG`
--- OP: get (by random seeded id), list (country filter, page of 50), create (unique users), patch (random id).
+-- OP: get (by random seeded id), list (country filter, page of 50), create (unique users), patch (random id),
+-- search (email prefix, page of 50: the prefix is bench/stack.py's SEARCH_EMAIL_PREFIX).
 -- done() prints one JSON line, prefixed with BENCH, that bench/http_load.py reads.
 
 local threads = {}
@@ -36,6 +37,8 @@ function request()
     local body = '{"first_name":"Ada","last_name":"Lovelace","nickname":"' .. nick ..
       '","email":"' .. nick .. '@example.com","country":"GB","password":"correct horse battery staple"}'
     return wrk.format("POST", "/v1/users", json_headers, body)
+  elseif op == "search" then
+    return wrk.format("GET", "/v1/users?email_prefix=seed12&page_size=50")
   elseif op == "patch" then
     return wrk.format("PATCH", "/v1/users/" .. ids[math.random(#ids)], patch_headers,
       '{"first_name":"P' .. tid .. "x" .. n .. '"}')

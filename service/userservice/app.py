@@ -90,7 +90,7 @@ async def serve(
     breach = BreachCheck(
         config.breach_check_url, config.breach_check_timeout, config.breach_check_fail_open, metrics
     )
-    core = UserCore(pool, passwords, metrics, config.idempotency_ttl, breach=breach)
+    core = UserCore(pool, passwords, metrics, config.idempotency_ttl, config.delete_retention, breach=breach)
     credentials = Credentials(
         pool,
         passwords,

@@ -93,7 +93,12 @@ SETTINGS: dict[str, Setting] = {
     "maintenance_interval": Setting(
         "MAINTENANCE_INTERVAL_SECONDS",
         "60",
-        "How often expired events, idempotency keys and stale password-failure counts are pruned.",
+        "How often expired events, idempotency keys and stale password-failure counts are pruned, and deleted users past their purge_time purged.",
+    ),
+    "delete_retention": Setting(
+        "DELETE_RETENTION_SECONDS",
+        "2592000",
+        "How long a deleted user can be undeleted: its purge_time is this long after its delete_time.",
     ),
     "argon2_time_cost": Setting("ARGON2_TIME_COST", "2", "argon2id iterations (OWASP: 2 with 19 MiB)."),
     "argon2_memory_kib": Setting("ARGON2_MEMORY_KIB", "19456", "argon2id memory in KiB (OWASP: 19456)."),
@@ -182,6 +187,7 @@ class Config:
     event_watcher_queue: int
     event_source: str
     maintenance_interval: float
+    delete_retention: float
     argon2_time_cost: int
     argon2_memory_kib: int
     argon2_parallelism: int

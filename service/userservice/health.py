@@ -6,7 +6,7 @@ import asyncio
 
 import asyncpg
 
-from userservice.store.migrator import LATEST_VERSION, schema_version
+from userservice.store.migrator import pending_versions
 
 
 class Health:
@@ -24,9 +24,9 @@ class Health:
             async with asyncio.timeout(2):
                 async with self._pool.acquire() as conn:
                     if not self._schema_current:
-                        version = await schema_version(conn)
-                        if version < LATEST_VERSION:
-                            return f"database schema is at version {version}, this build needs {LATEST_VERSION}: run `userservice migrate`"
+                        pending = await pending_versions(conn)
+                        if pending:
+                            return f"database schema lacks migrations {pending}: run `userservice migrate`"
                         self._schema_current = True
                     else:
                         await conn.fetchval("SELECT 1")

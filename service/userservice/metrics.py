@@ -67,7 +67,10 @@ class Metrics:
             registry=r,
         )
         self.user_changes = Counter(
-            "userservice_user_changes", "Users created, updated and deleted.", ["operation"], registry=r
+            "userservice_user_changes",
+            "Changes to users: created, updated, deleted, undeleted, erased.",
+            ["operation"],
+            registry=r,
         )
         self.events_appended = Counter(
             "userservice_events_appended", "Change events written to the outbox.", ["type"], registry=r

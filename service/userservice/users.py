@@ -11,6 +11,7 @@ import logging
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 from uuid import UUID
 
 import asyncpg
@@ -18,12 +19,14 @@ import asyncpg
 from userservice.credentials.breach import BreachCheck
 from userservice.domain import events
 from userservice.domain.errors import (
+    AlreadyExists,
     CreatedUserDeleted,
     IdempotencyConflict,
     NotFound,
     PreconditionFailed,
     invalid,
 )
+from userservice.domain.events import StoredEvent
 from userservice.domain.listing import ListFilter, PageTokens, Position, resolve_page_size
 from userservice.domain.model import Changes, NewUser, User, etag_matches
 from userservice.domain.password_policy import check_not_personal
@@ -31,7 +34,7 @@ from userservice.domain.validation import validate_changes, validate_new_user
 from userservice.events import outbox
 from userservice.metrics import Metrics
 from userservice.passwords import Passwords
-from userservice.store import idempotency
+from userservice.store import idempotency, lifecycle
 from userservice.store import users as store
 from userservice.store.db import FairPool, load_secret
 
@@ -69,7 +72,14 @@ async def append_event(
     conn: asyncpg.Connection, metrics: Metrics, event_type: str, user: User, changed: tuple[str, ...] = ()
 ) -> None:
     """Appends a change event in the caller's transaction; every use case that changes a user calls this."""
-    await outbox.append(conn, event_type, user.id, events.event_data(user.public(), changed))
+    await append_bare_event(conn, metrics, event_type, user.id, events.event_data(user.public(), changed))
+
+
+async def append_bare_event(
+    conn: asyncpg.Connection, metrics: Metrics, event_type: str, subject: UUID, data: dict[str, Any]
+) -> None:
+    """Appends an event whose data is given as is: for a user that is gone (erased), none of its data."""
+    await outbox.append(conn, event_type, subject, data)
     metrics.events_appended.labels(event_type).inc()
 
 
@@ -77,6 +87,15 @@ async def append_event(
 class Created:
     user: User
     replayed: bool
+
+
+@dataclass(frozen=True)
+class Export:
+    """What the service keeps about a user (GDPR Art. 15/20): the user, deleted or not (None once purged), and
+    its retained events. Never a password hash."""
+
+    user: User | None
+    events: list[StoredEvent]
 
 
 @dataclass(frozen=True)
@@ -92,6 +111,7 @@ class UserCore:
         passwords: Passwords,
         metrics: Metrics,
         idempotency_ttl: float,
+        delete_retention: float,
         breach: BreachCheck,
     ) -> None:
         self._breach = breach
@@ -100,6 +120,7 @@ class UserCore:
         self._tokens: PageTokens | None = None
         self._metrics = metrics
         self._idempotency_ttl = idempotency_ttl
+        self._delete_retention = delete_retention
 
     async def _append(
         self, conn: asyncpg.Connection, event_type: str, user: User, changed: tuple[str, ...] = ()
@@ -137,7 +158,7 @@ class UserCore:
         if not exists:
             raise CreatedUserDeleted(
                 f"this request already created user {stored.response['id']}, which has since been deleted; "
-                "send a new idempotency key to create another"
+                "undelete it, or send a new idempotency key to create another"
             )
         return Created(User.from_public(stored.response), replayed=True)
 
@@ -200,8 +221,8 @@ class UserCore:
             if current is None:
                 raise NotFound(f"user {user_id} does not exist")
             _expected_version(if_match, current, etag_field)
-            await store.delete(conn, uid)
-            await self._append(conn, events.DELETED, current)
+            deleted = await lifecycle.soft_delete(conn, uid, self._delete_retention)
+            await self._append(conn, events.DELETED, deleted)
         self._metrics.user_changes.labels("deleted").inc()
         log.info("user deleted", extra={"user_id": user_id})
 
@@ -224,3 +245,39 @@ class UserCore:
             last = users[-1]
             token = tokens.encode(Position(last.created_at, last.id), list_filter)
         return Page(users, token)
+
+    async def undelete(self, user_id: str, if_match: str | None = None, etag_field: str = "etag") -> User:
+        uid = parse_user_id(user_id)
+        async with self._db.acquire() as conn, conn.transaction():
+            current = await store.lock(conn, uid, deleted=True)
+            if current is None:
+                if await store.get(conn, uid) is not None:
+                    raise AlreadyExists("id", f"user {user_id} is not deleted")
+                raise NotFound(f"user {user_id} does not exist, or was purged")
+            _expected_version(if_match, current, etag_field)
+            restored = await lifecycle.undelete(conn, uid)
+            await self._append(conn, events.UNDELETED, restored)
+        self._metrics.user_changes.labels("undeleted").inc()
+        log.info("user undeleted", extra={"user_id": user_id})
+        return restored
+
+    async def erase(self, user_id: str) -> None:
+        """GDPR Art. 17: removes the user, deleted or not, and every copy of its data, in one transaction; what
+        stays is its id in the events (their type, time and cursor too) and an erased event without data."""
+        uid = parse_user_id(user_id)
+        async with self._db.acquire() as conn, conn.transaction():
+            if not await lifecycle.erase(conn, uid):
+                raise NotFound(f"user {user_id} does not exist, and no data of it is kept")
+            await append_bare_event(conn, self._metrics, events.ERASED, uid, {})
+        self._metrics.user_changes.labels("erased").inc()
+        log.info("user erased", extra={"user_id": user_id})
+
+    async def export(self, user_id: str) -> Export:
+        uid = parse_user_id(user_id)
+        async with self._db.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            # One snapshot: the user and its history agree.
+            user = await lifecycle.get_any(conn, uid)
+            history = await outbox.read_subject(conn, uid)
+        if user is None and not any("user" in e.data for e in history):
+            raise NotFound(f"user {user_id} does not exist, and no data of it is kept")
+        return Export(user, history)

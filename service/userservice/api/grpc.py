@@ -7,7 +7,7 @@ import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,15 +35,16 @@ from userservice.domain.errors import (
     invalid,
 )
 from userservice.domain.events import (
-    Cursor,
     CursorExpired,
+    StartAt,
     StoredEvent,
     StreamRefused,
     TooManyWatchers,
     WatcherTooSlow,
+    parse_start,
 )
 from userservice.domain.fields import FIELDS_BY_NAME, READ_ONLY_FIELDS
-from userservice.domain.listing import parse_filter
+from userservice.domain.listing import parse_filter, parse_order_by
 from userservice.domain.model import User
 from userservice.events.feed import EventFeed
 from userservice.metrics import Metrics
@@ -184,7 +185,7 @@ def _timestamp(value: datetime) -> timestamp_pb2.Timestamp:
 
 
 def to_proto(user: User) -> pb.User:
-    return pb.User(
+    message = pb.User(
         id=str(user.id),
         first_name=user.first_name,
         last_name=user.last_name,
@@ -196,18 +197,24 @@ def to_proto(user: User) -> pb.User:
         version=user.version,
         etag=user.etag,
     )
+    if user.delete_time is not None and user.purge_time is not None:
+        message.delete_time.CopyFrom(_timestamp(user.delete_time))
+        message.purge_time.CopyFrom(_timestamp(user.purge_time))
+    return message
 
 
 def _event_to_proto(event: StoredEvent, source: str) -> pb.UserEvent:
+    user = event.data.get("user")  # absent from events that carry no personal data
     return pb.UserEvent(
         id=str(event.id),
         source=source,
         type=event.type,
         subject=str(event.subject),
         time=_timestamp(event.time),
-        user=to_proto(User.from_public(event.data["user"])),
+        user=None if user is None else to_proto(User.from_public(user)),
         changed_fields=event.data.get("changed_fields", []),
         cursor=str(event.cursor),
+        erased=event.data.get("erased", False),
     )
 
 
@@ -338,9 +345,12 @@ class UserServiceServicer(pb_grpc.UserServiceServicer):
     ) -> pb.ListUsersResponse:
         async with self._call("ListUsers", context):
             # proto3 cannot tell 0 from unset: 0 means the default page size.
-            page = await self._core.list(
-                parse_filter(request.filter), request.page_size or None, request.page_token or None
+            list_filter = replace(
+                parse_filter(request.filter),
+                show_deleted=request.show_deleted,
+                descending=parse_order_by(request.order_by),
             )
+            page = await self._core.list(list_filter, request.page_size or None, request.page_token or None)
             return pb.ListUsersResponse(
                 users=[to_proto(u) for u in page.users], next_page_token=page.next_page_token
             )
@@ -390,7 +400,7 @@ class UserServiceServicer(pb_grpc.UserServiceServicer):
         gauge = self._metrics.watchers.labels("grpc")
         async with self._call("WatchUserEvents", context):
             field = "after_cursor"
-            after = Cursor.parse(request.after_cursor, field) if request.after_cursor else None
+            after = parse_start(request.after_cursor, field) if request.after_cursor else StartAt.NOW
             async with self._feed.watching(after, field) as events:
                 # Initial metadata goes out once the start is fixed: a client that has it sees every later
                 # commit.
@@ -402,3 +412,26 @@ class UserServiceServicer(pb_grpc.UserServiceServicer):
                             yield _event_to_proto(event, self._source)
                 finally:
                     gauge.dec()
+
+    async def UndeleteUser(
+        self, request: pb.UndeleteUserRequest, context: grpc.aio.ServicerContext
+    ) -> pb.User:
+        async with self._call("UndeleteUser", context):
+            return to_proto(await self._core.undelete(request.id, request.etag or None))
+
+    async def EraseUser(
+        self, request: pb.EraseUserRequest, context: grpc.aio.ServicerContext
+    ) -> empty_pb2.Empty:
+        async with self._call("EraseUser", context):
+            await self._core.erase(request.id)
+            return empty_pb2.Empty()
+
+    async def ExportUser(
+        self, request: pb.ExportUserRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ExportUserResponse:
+        async with self._call("ExportUser", context):
+            export = await self._core.export(request.id)
+            return pb.ExportUserResponse(
+                user=None if export.user is None else to_proto(export.user),
+                events=[_event_to_proto(event, self._source) for event in export.events],
+            )

@@ -17,7 +17,7 @@ from userservice.api import openapi, problem
 from userservice.batch import BatchCore
 from userservice.credentials.core import Credentials
 from userservice.domain.errors import DomainError, invalid
-from userservice.domain.events import Cursor
+from userservice.domain.events import StartAt, parse_start
 from userservice.domain.listing import filter_from_query
 from userservice.domain.model import etag_matches
 from userservice.events.feed import EventFeed
@@ -39,11 +39,26 @@ METRICS = web.AppKey("metrics", Metrics)
 EVENT_SOURCE = web.AppKey("event_source", str)
 
 LIST_PARAMS = frozenset(
-    {"country", "nickname", "email", "created_after", "created_before", "page_size", "page_token"}
+    {
+        "country",
+        "nickname",
+        "email",
+        "created_after",
+        "created_before",
+        "page_size",
+        "page_token",
+        "show_deleted",
+        "email_prefix",
+        "nickname_prefix",
+        "last_name_prefix",
+        "order_by",
+    }
 )
 JSON_TYPES = frozenset({"application/json"})
 MERGE_PATCH_TYPES = frozenset({"application/merge-patch+json", "application/json"})
 KEEPALIVE_SECONDS = 15.0
+# A user id never holds ':', so /v1/users/{id}:verb (AIP-136 custom methods) is not read as a user id.
+USER_PATH = "/v1/users/{id:[^/:]+}"
 
 
 def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -246,7 +261,7 @@ def _start_cursor(request: web.Request) -> tuple[str, str] | None:
 
 
 async def stream_events(request: web.Request) -> web.StreamResponse:
-    """Server-Sent Events; resumes after `Last-Event-ID` (or ?after=) when given.
+    """Server-Sent Events; resumes after `Last-Event-ID` (or ?after=: a cursor, `now` or `earliest`) when given.
 
     Errors before the first byte are ordinary problem+json responses. Once the stream has started, an error
     ends it the SSE way: an `error` event whose data is the problem, then the end of the response, so an
@@ -256,7 +271,7 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
     app = request.app
     # Fixed (and checked) before the first byte goes out: once a client reads ": connected", every later
     # commit reaches it.
-    after = Cursor.parse(*start) if start else None
+    after = parse_start(*start) if start else StartAt.NOW
     async with app[FEED].watching(after, start[1] if start else "") as events:
         response = web.StreamResponse(
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
@@ -316,6 +331,29 @@ async def openapi_document(_: web.Request) -> web.Response:
     return _json(openapi.document())
 
 
+async def undelete_user(request: web.Request) -> web.Response:
+    user = await request.app[CORE].undelete(
+        request.match_info["id"], request.headers.get("If-Match"), etag_field="If-Match"
+    )
+    return _user_response(user.public())
+
+
+async def erase_user(request: web.Request) -> web.Response:
+    await request.app[CORE].erase(request.match_info["id"])
+    return web.Response(status=204)
+
+
+async def export_user(request: web.Request) -> web.Response:
+    export = await request.app[CORE].export(request.match_info["id"])
+    source = request.app[EVENT_SOURCE]
+    return _json(
+        {
+            "user": None if export.user is None else export.user.public(),
+            "events": [event.cloud_event(source) for event in export.events],
+        }
+    )
+
+
 def build_app(
     core: UserCore, feed: EventFeed, health: Health, metrics_: Metrics, event_source: str, max_body: int
 ) -> web.Application:
@@ -334,12 +372,15 @@ def build_app(
     app.router.add_post("/v1/users:batchCreate", batch_create_users)
     app.router.add_post("/v1/users/{id}:changePassword", change_password)
     app.router.add_post("/v1/users/{id}:unlock", unlock_user)
-    app.router.add_get("/v1/users/{id}", get_user, allow_head=False)
-    app.router.add_patch("/v1/users/{id}", patch_user)
-    app.router.add_delete("/v1/users/{id}", delete_user)
+    app.router.add_get(USER_PATH, get_user, allow_head=False)
+    app.router.add_patch(USER_PATH, patch_user)
+    app.router.add_delete(USER_PATH, delete_user)
     app.router.add_get("/v1/events", stream_events, allow_head=False)
     app.router.add_get("/healthz", healthz, allow_head=False)
     app.router.add_get("/readyz", readyz, allow_head=False)
     app.router.add_get("/metrics", metrics, allow_head=False)
     app.router.add_get("/openapi.json", openapi_document, allow_head=False)
+    app.router.add_post(USER_PATH + ":undelete", undelete_user)
+    app.router.add_post(USER_PATH + ":erase", erase_user)
+    app.router.add_get(USER_PATH + ":export", export_user, allow_head=False)
     return app

@@ -73,6 +73,11 @@ def _schemas() -> dict[str, Any]:
                 "updated_at": timestamp,
                 "version": {"type": "integer", "minimum": 1},
                 "etag": {"type": "string"},
+                "delete_time": {**timestamp, "description": "Only on a deleted user: when it was deleted."},
+                "purge_time": {
+                    **timestamp,
+                    "description": "Only on a deleted user: when it is purged for good (no undelete after).",
+                },
             },
             "required": ["id", *readable, "created_at", "updated_at", "version", "etag"],
         },
@@ -159,6 +164,14 @@ def _schemas() -> dict[str, Any]:
             },
             "required": ["users", "next_page_token"],
         },
+        "UserExport": {
+            "type": "object",
+            "properties": {
+                "user": {"oneOf": [_ref("User"), {"type": "null"}]},
+                "events": {"type": "array", "items": _ref("CloudEvent")},
+            },
+            "required": ["user", "events"],
+        },
         "Problem": {
             "type": "object",
             "description": "RFC 9457 problem details.",
@@ -194,6 +207,10 @@ def _schemas() -> dict[str, Any]:
                     "properties": {
                         "user": _ref("User"),
                         "changed_fields": {"type": "array", "items": {"type": "string"}},
+                        "erased": {
+                            "const": True,
+                            "description": "The user's data was erased: this event keeps only its envelope.",
+                        },
                     },
                 },
             },
@@ -248,7 +265,7 @@ def _paths() -> dict[str, Any]:
             },
             "get": {
                 "operationId": "listUsers",
-                "summary": "List users in creation order",
+                "summary": "List users in creation order (or newest first)",
                 "parameters": [
                     _query("country", {"type": "string"}, "ISO 3166-1 alpha-2 code."),
                     _query("nickname", {"type": "string"}, "Exact nickname."),
@@ -268,6 +285,27 @@ def _paths() -> dict[str, Any]:
                         "page_token",
                         {"type": "string"},
                         "next_page_token of the previous page; keep the filters.",
+                    ),
+                    _query(
+                        "show_deleted",
+                        {"type": "boolean", "default": False},
+                        "Also list deleted users (with delete_time and purge_time).",
+                    ),
+                    _query(
+                        "email_prefix", {"type": "string"}, "Emails starting with this, case-insensitive."
+                    ),
+                    _query(
+                        "nickname_prefix", {"type": "string"}, "Nicknames starting with this (exact case)."
+                    ),
+                    _query(
+                        "last_name_prefix",
+                        {"type": "string"},
+                        "Last names starting with this, case-insensitive.",
+                    ),
+                    _query(
+                        "order_by",
+                        {"type": "string", "enum": ["created_at", "created_at asc", "created_at desc"]},
+                        "Creation order, oldest first (the default) or newest first.",
                     ),
                 ],
                 "responses": {
@@ -408,7 +446,7 @@ def _paths() -> dict[str, Any]:
             },
             "delete": {
                 "operationId": "deleteUser",
-                "summary": "Delete a user",
+                "summary": "Delete a user (restorable with :undelete until its purge_time)",
                 "parameters": [_IF_MATCH],
                 "responses": {
                     "204": {"description": "Deleted."},
@@ -432,7 +470,8 @@ def _paths() -> dict[str, Any]:
                     _query(
                         "after",
                         {"type": "string"},
-                        "Same as Last-Event-ID, for clients that cannot set headers.",
+                        "Same as Last-Event-ID, for clients that cannot set headers. Also `now` (the "
+                        "default: from the current end) or `earliest` (from the oldest retained event).",
                     ),
                 ],
                 "responses": {
@@ -481,6 +520,49 @@ def _paths() -> dict[str, Any]:
         },
         "/openapi.json": {
             "get": {"operationId": "openapi", "summary": "This document", "responses": text_ok}
+        },
+        "/v1/users/{id}:undelete": {
+            "parameters": [_ID],
+            "post": {
+                "operationId": "undeleteUser",
+                "summary": "Restore a deleted user before its purge_time",
+                "parameters": [_IF_MATCH],
+                "responses": {
+                    "200": _user_response("The restored user."),
+                    **_COMMON_ERRORS,
+                    "409": _problem(
+                        "The user is not deleted, or its nickname or email was taken since it was deleted."
+                    ),
+                    "412": _problem("The user changed since the If-Match ETag."),
+                },
+            },
+        },
+        "/v1/users/{id}:erase": {
+            "parameters": [_ID],
+            "post": {
+                "operationId": "eraseUser",
+                "summary": "Erase a user and every copy of its data (GDPR Art. 17), deleted or not",
+                "responses": {
+                    "204": {"description": "Erased."},
+                    "400": _COMMON_ERRORS["400"],
+                    "404": _problem("No such user, and no data of it is kept."),
+                },
+            },
+        },
+        "/v1/users/{id}:export": {
+            "parameters": [_ID],
+            "get": {
+                "operationId": "exportUser",
+                "summary": "Everything kept about a user (GDPR Art. 15/20): the user and its change history",
+                "responses": {
+                    "200": {
+                        "description": "The user (null once purged) and its retained events, oldest first.",
+                        "content": {"application/json": {"schema": _ref("UserExport")}},
+                    },
+                    "400": _COMMON_ERRORS["400"],
+                    "404": _problem("No such user, and no data of it is kept."),
+                },
+            },
         },
     }
 

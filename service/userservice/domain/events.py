@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,7 +16,12 @@ UPDATED = "io.userservice.user.updated.v1"
 DELETED = "io.userservice.user.deleted.v1"
 # The password changed (changePassword, or an update that sets it); carries the user, never secret material.
 PASSWORD_CHANGED = "io.userservice.user.password_changed.v1"  # noqa: S105 # an event type, not a secret
-EVENT_TYPES = (CREATED, UPDATED, DELETED, PASSWORD_CHANGED)
+UNDELETED = "io.userservice.user.undeleted.v1"
+PURGED = "io.userservice.user.purged.v1"
+ERASED = "io.userservice.user.erased.v1"
+EVENT_TYPES = (CREATED, UPDATED, DELETED, PASSWORD_CHANGED, UNDELETED, PURGED, ERASED)
+# What an erased user's events hold instead of their data: id, type, subject, time and cursor stay.
+TOMBSTONE: dict[str, Any] = {"erased": True}
 _CURSOR = re.compile(r"([0-9]{1,20})-([0-9]{1,19})")
 # The columns' ranges: the transaction id is an xid8 (unsigned 64 bits), the sequence number a bigint.
 TX_MAX = 2**64 - 1
@@ -40,8 +46,24 @@ class Cursor:
     def parse(cls, text: str, field: str) -> Cursor:
         match = _CURSOR.fullmatch(text.strip())
         if match is None or int(match.group(1)) > TX_MAX or int(match.group(2)) > SEQ_MAX:
-            raise invalid(field, "is not an event cursor issued by this service")
+            raise invalid(field, "is not an event cursor issued by this service, nor now or earliest")
         return cls(int(match.group(1)), int(match.group(2)))
+
+
+class StartAt(enum.Enum):
+    """Where a watcher without a cursor starts; spelled as these words where a cursor is accepted."""
+
+    NOW = "now"  # the current end of the stream: only changes committed from now on (the default)
+    EARLIEST = "earliest"  # before the oldest retained event: everything still kept, then live changes
+
+
+def parse_start(text: str, field: str) -> Cursor | StartAt:
+    """A watcher's start position: a cursor issued by the stream, or `now` / `earliest`."""
+    word = text.strip()
+    for start in StartAt:
+        if word == start.value:
+            return start
+    return Cursor.parse(text, field)
 
 
 class StreamRefused(DomainError):

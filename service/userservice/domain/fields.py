@@ -157,3 +157,26 @@ WRITABLE_FIELDS: tuple[FieldSpec, ...] = (
 )
 FIELDS_BY_NAME: dict[str, FieldSpec] = {spec.name: spec for spec in WRITABLE_FIELDS}
 READ_ONLY_FIELDS: tuple[str, ...] = ("id", "created_at", "updated_at", "version", "etag")
+
+
+PREFIX_FIELDS = ("email", "nickname", "last_name")
+"""Fields searchable by prefix (each served by an index on its canonical column)."""
+
+
+def check_prefix(field: str, value: object) -> str:
+    """A search prefix in the canonical form of its field: NFC for email and last name (compared
+    case-insensitively), the nickname profile for nicknames (compared exactly, like the nickname itself)."""
+    longest = {"email": EMAIL_MAX, "nickname": NICKNAME_MAX, "last_name": NAME_MAX}[field]
+    text = unicodedata.normalize("NFC", _text(value, longest)).strip()
+    if field == "nickname" and text:
+        try:
+            text = _USERNAME.enforce(text)
+        except UnicodeError:
+            text = "\x00"  # refused by the character rule below
+        if not NICKNAME_RE.fullmatch(text):
+            raise ValueError(
+                "may hold only letters A-Z, digits, '.', '_' and '-', starting with a letter or digit"
+            )
+    if not 1 <= len(text) <= longest:
+        raise ValueError(f"must be 1 to {longest} characters")
+    return text

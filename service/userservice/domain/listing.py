@@ -1,7 +1,7 @@
 """Listing: filters (REST query parameters and the AIP-160 subset used by gRPC), page size, page tokens.
 
-Pages are keyset-ordered by (created_at, id). The key never changes, so a client paging while others insert
-neither repeats nor skips a user that existed when it began. A page token carries the last key of its page,
+Pages are keyset-ordered by (created_at, id), ascending or (order_by `created_at desc`) descending. The key never
+changes, so a client paging while others insert neither repeats nor skips a user that existed when it began. A page token carries the last key of its page,
 the filter it was issued for, and an HMAC so that it cannot be forged or edited.
 """
 
@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 from userservice.domain.errors import FieldViolation, InvalidArgument, excerpt, invalid
-from userservice.domain.fields import check_country, check_email, check_nickname
+from userservice.domain.fields import PREFIX_FIELDS, check_country, check_email, check_nickname, check_prefix
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
@@ -32,6 +32,11 @@ class ListFilter:
     email: str | None = None
     created_after: datetime | None = None  # exclusive
     created_before: datetime | None = None  # exclusive
+    show_deleted: bool = False  # soft-deleted users too (AIP-164)
+    email_prefix: str | None = None  # case-insensitive
+    nickname_prefix: str | None = None  # exact, like nickname
+    last_name_prefix: str | None = None  # case-insensitive
+    descending: bool = False  # order_by created_at desc
 
     def fingerprint(self) -> str:
         raw = json.dumps(asdict(self), default=str, sort_keys=True)
@@ -79,22 +84,66 @@ def _checked(field: str, value: str, violations: list[FieldViolation]) -> str | 
         return None
 
 
+def _prefix(field: str, value: str, violations: list[FieldViolation], name: str) -> str | None:
+    try:
+        return check_prefix(field, value)
+    except ValueError as exc:
+        violations.append(FieldViolation(name, str(exc)))
+        return None
+
+
+ORDER_BY = "created_at"
+
+
+def parse_order_by(text: str, field: str = "order_by") -> bool:
+    """AIP-132 order_by over the one sort key: `created_at` (ascending, the default) or `created_at desc`;
+    True when descending."""
+    words = text.split()
+    if words in ([], [ORDER_BY], [ORDER_BY, "asc"]):
+        return False
+    if words == [ORDER_BY, "desc"]:
+        return True
+    raise invalid(field, 'must be "created_at", "created_at asc" or "created_at desc"')
+
+
 def filter_from_query(params: Mapping[str, str]) -> ListFilter:
-    """REST: ?country=GB&nickname=…&email=…&created_after=…&created_before=…"""
+    """REST: ?country=GB&nickname=…&email=…&created_after=…&created_before=…&show_deleted=true
+    &email_prefix=…&nickname_prefix=…&last_name_prefix=…&order_by=created_at desc"""
     violations: list[FieldViolation] = []
     values: dict[str, object] = {}
     for name in ("country", "nickname", "email"):
         if name in params:
             values[name] = _checked(name, params[name], violations)
+    for field in PREFIX_FIELDS:
+        if f"{field}_prefix" in params:
+            values[f"{field}_prefix"] = _prefix(
+                field, params[f"{field}_prefix"], violations, f"{field}_prefix"
+            )
+    if "order_by" in params:
+        try:
+            values["descending"] = parse_order_by(params["order_by"])
+        except InvalidArgument as exc:
+            violations.extend(exc.violations)
     for name in ("created_after", "created_before"):
         if name in params:
             try:
                 values[name] = parse_timestamp(name, params[name])
             except InvalidArgument as exc:
                 violations.extend(exc.violations)
+    if "show_deleted" in params:
+        try:
+            values["show_deleted"] = parse_flag(params["show_deleted"])
+        except InvalidArgument as exc:
+            violations.extend(exc.violations)
     if violations:
         raise InvalidArgument(violations)
     return ListFilter(**values)  # type: ignore[arg-type]
+
+
+def parse_flag(text: str, field: str = "show_deleted") -> bool:
+    if text in ("true", "false"):
+        return text == "true"
+    raise invalid(field, "must be true or false")
 
 
 FILTER_MAX = 1024
@@ -164,7 +213,8 @@ class _Scanner:
 
 
 def parse_filter(expression: str) -> ListFilter:
-    """gRPC: the AIP-160 subset `field op "value"` joined by AND, e.g. `country = "GB" AND created_at > "…"`."""
+    """gRPC: the AIP-160 subset `field op "value"` joined by AND, e.g. `country = "GB" AND created_at > "…"`;
+    a value ending in * is a prefix (email, nickname, last_name)."""
     if len(expression) > FILTER_MAX:
         raise invalid("filter", f"must be at most {FILTER_MAX} characters, not {len(expression)}")
     scanner = _Scanner(expression)
@@ -178,7 +228,9 @@ def parse_filter(expression: str) -> ListFilter:
         name = scanner.word("a field name")
         op = scanner.operator()
         value = scanner.string()
-        if name in _EQUALITY_CHECKS:
+        if name in PREFIX_FIELDS and op == "=" and value.endswith("*"):  # AIP-160 wildcard: a prefix
+            values[f"{name}_prefix"] = _prefix(name, value[:-1], violations, name)
+        elif name in _EQUALITY_CHECKS:
             if op != "=":
                 raise invalid("filter", f"{name} supports only =")
             values[name] = _checked(name, value, violations)
@@ -192,7 +244,9 @@ def parse_filter(expression: str) -> ListFilter:
                 values["created_before"] = at + _RESOLUTION if op == "<=" else at
         else:
             raise invalid(
-                "filter", f"unknown field {excerpt(name)}: use country, nickname, email or created_at"
+                "filter",
+                f"unknown field {excerpt(name)}: use country, nickname, email, created_at, or last_name with a"
+                ' trailing * (a prefix, as email and nickname also take: email = "ada*")',
             )
     if violations:
         raise InvalidArgument([FieldViolation("filter", f"{v.field} {v.description}") for v in violations])

@@ -26,6 +26,9 @@ class User(NamedTuple):
     created_at: datetime
     updated_at: datetime
     version: int
+    # Set while the user is soft-deleted: when it was deleted, and when it will be purged for good.
+    delete_time: datetime | None = None
+    purge_time: datetime | None = None
 
     @property
     def etag(self) -> str:
@@ -44,12 +47,15 @@ class User(NamedTuple):
             created_at=datetime.fromisoformat(data["created_at"]),
             updated_at=datetime.fromisoformat(data["updated_at"]),
             version=data["version"],
+            delete_time=_optional_time(data.get("delete_time")),
+            purge_time=_optional_time(data.get("purge_time")),
         )
 
     def public(self) -> dict[str, Any]:
         """The JSON view: what REST returns and what events carry. Never holds a password. The id and the
-        timestamps stay a UUID and datetimes: jsoncodec writes them as strings (from_public reads them back)."""
-        return {
+        timestamps stay a UUID and datetimes: jsoncodec writes them as strings (from_public reads them back).
+        delete_time and purge_time appear only on a deleted user."""
+        view: dict[str, Any] = {
             "id": self.id,
             "first_name": self.first_name,
             "last_name": self.last_name,
@@ -61,6 +67,13 @@ class User(NamedTuple):
             "version": self.version,
             "etag": self.etag,
         }
+        if self.delete_time is not None:
+            view["delete_time"], view["purge_time"] = self.delete_time, self.purge_time
+        return view
+
+
+def _optional_time(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
 
 
 @dataclass(frozen=True)

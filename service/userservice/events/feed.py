@@ -22,7 +22,14 @@ from collections.abc import AsyncGenerator, AsyncIterator
 import asyncpg
 
 from userservice.domain.errors import invalid
-from userservice.domain.events import Cursor, CursorExpired, StoredEvent, TooManyWatchers, WatcherTooSlow
+from userservice.domain.events import (
+    Cursor,
+    CursorExpired,
+    StartAt,
+    StoredEvent,
+    TooManyWatchers,
+    WatcherTooSlow,
+)
 from userservice.events import outbox
 from userservice.metrics import Metrics
 
@@ -183,11 +190,11 @@ class EventFeed:
 
     @contextlib.asynccontextmanager
     async def watching(
-        self, after: Cursor | None, field: str
+        self, after: Cursor | StartAt, field: str
     ) -> AsyncIterator[AsyncIterator[StoredEvent | None]]:
         """A watcher's place: checked and counted on entry (before the caller starts its stream: a bad cursor
-        or a full instance raises here), freed on exit. Yields the events after `after` (from the end of the
-        stream when None); see `_watch`."""
+        or a full instance raises here), freed on exit. Yields the events after `after` (a cursor, the end of the
+        stream, or before the oldest retained event); see `_watch`."""
         start = await self._start_cursor(after, field)
         if self._watching >= self._max_watchers:
             raise TooManyWatchers(
@@ -201,10 +208,14 @@ class EventFeed:
             self._watching -= 1
             await events.aclose()
 
-    async def _start_cursor(self, after: Cursor | None, field: str) -> Cursor:
-        """Where a new watcher starts: after `after`, which must lie within the kept stream, or at its end."""
+    async def _start_cursor(self, after: Cursor | StartAt, field: str) -> Cursor:
+        """Where a new watcher starts: after `after`, which must lie within the kept stream, at its end, or
+        after the newest pruned event (every event after it is kept)."""
+        if after is StartAt.EARLIEST:
+            self._metrics.event_feed_queries.labels("start").inc()
+            return await outbox.pruned_through(self._pool)
         head = await self.head()
-        if after is None:
+        if after is StartAt.NOW:
             return head
         if head < after:
             raise invalid(

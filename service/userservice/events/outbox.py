@@ -143,3 +143,14 @@ async def prune(conn: asyncpg.Connection, retention_seconds: float) -> int:
     )
     await conn.execute("DELETE FROM user_events_horizons WHERE observed_at < $1", cutoff["observed_at"])
     return deleted
+
+
+async def read_subject(conn: asyncpg.Connection | asyncpg.Pool, subject: UUID) -> list[StoredEvent]:
+    """Every retained event about one user, in commit order (committed ones: a running transaction's are
+    invisible here)."""
+    rows = await conn.fetch(
+        """SELECT tx::text AS tx, seq, id, type, subject, time, data FROM user_events
+           WHERE subject = $1 ORDER BY user_events.tx, seq""",
+        subject,
+    )
+    return [_event(r) for r in rows]

@@ -45,13 +45,13 @@ def load_migrations() -> list[Migration]:
             found.append(Migration(int(match.group(1)), match.group(2), entry.read_text()))
     found.sort(key=lambda m: m.version)
     versions = [m.version for m in found]
-    # Gaps are allowed (branches reserve number ranges); every version present is applied, lowest first.
-    if len(set(versions)) != len(versions):
-        raise MigrationError(f"two migrations share a version: {versions}")
+    # Gaps in the numbers are allowed; every version present is applied, lowest first.
+    if len(set(versions)) != len(versions) or not versions or versions[0] < 1:
+        raise MigrationError(f"migration versions must be distinct positive numbers, found {versions}")
     return found
 
 
-LATEST_VERSION = load_migrations()[-1].version
+VERSIONS = tuple(m.version for m in load_migrations())
 
 _CREATE_TABLE = """
 CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -99,9 +99,10 @@ async def migrate(conn: asyncpg.Connection) -> list[int]:
         await conn.execute("SELECT pg_advisory_unlock($1)", LOCK_ID)
 
 
-async def schema_version(conn: asyncpg.Connection) -> int:
-    """The highest applied migration, 0 for an empty database."""
+async def pending_versions(conn: asyncpg.Connection) -> list[int]:
+    """The migrations of this build not yet applied (a gap filled by a later merge counts too)."""
     exists = await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
-    if not exists:
-        return 0
-    return int(await conn.fetchval("SELECT coalesce(max(version), 0) FROM schema_migrations"))
+    applied = (
+        {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")} if exists else set()
+    )
+    return [v for v in VERSIONS if v not in applied]

@@ -12,16 +12,16 @@ from userservice.domain.listing import ListFilter, Position
 from userservice.domain.model import NewUser, User
 
 # Selected in User's field order, so a row becomes a User without a dict: User._make(row).
-_COLUMNS = ", ".join(User._fields)
+COLUMNS = ", ".join(User._fields)
 # Which unique index protects which field, for a clear "already taken" message.
 _UNIQUE_FIELDS = {"users_nickname_key": "nickname", "users_email_key": "email"}
 
 
-def _user(row: asyncpg.Record) -> User:
+def row_user(row: asyncpg.Record) -> User:
     return User._make(row)
 
 
-def _already_exists(exc: asyncpg.UniqueViolationError) -> AlreadyExists:
+def already_exists(exc: asyncpg.UniqueViolationError) -> AlreadyExists:
     field = _UNIQUE_FIELDS.get(exc.constraint_name or "", "id")
     return AlreadyExists(field, f"a user with this {field} already exists")
 
@@ -30,7 +30,7 @@ async def insert(conn: asyncpg.Connection, user_id: UUID, new: NewUser, password
     try:
         row = await conn.fetchrow(
             f"""INSERT INTO users (id, first_name, last_name, nickname, email, country, password_hash)
-                VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {_COLUMNS}""",
+                VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {COLUMNS}""",
             user_id,
             new.first_name,
             new.last_name,
@@ -40,19 +40,25 @@ async def insert(conn: asyncpg.Connection, user_id: UUID, new: NewUser, password
             password_hash,
         )
     except asyncpg.UniqueViolationError as exc:
-        raise _already_exists(exc) from None
-    return _user(row)
+        raise already_exists(exc) from None
+    return row_user(row)
+
+
+# Soft-deleted users are left out unless asked for: to every operation but undelete and erase they do not exist.
+_ACTIVE = "delete_time IS NULL"
 
 
 async def get(conn: asyncpg.Connection | asyncpg.Pool, user_id: UUID) -> User | None:
-    row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM users WHERE id = $1", user_id)
-    return None if row is None else _user(row)
+    row = await conn.fetchrow(f"SELECT {COLUMNS} FROM users WHERE id = $1 AND {_ACTIVE}", user_id)
+    return None if row is None else row_user(row)
 
 
-async def lock(conn: asyncpg.Connection, user_id: UUID) -> User | None:
-    """Reads the user and holds its row lock until the transaction ends."""
-    row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM users WHERE id = $1 FOR UPDATE", user_id)
-    return None if row is None else _user(row)
+async def lock(conn: asyncpg.Connection, user_id: UUID, *, deleted: bool = False) -> User | None:
+    """Reads the active (or, with `deleted`, the soft-deleted) user and holds its row lock until the
+    transaction ends."""
+    state = "delete_time IS NOT NULL" if deleted else _ACTIVE
+    row = await conn.fetchrow(f"SELECT {COLUMNS} FROM users WHERE id = $1 AND {state} FOR UPDATE", user_id)
+    return None if row is None else row_user(row)
 
 
 async def update(conn: asyncpg.Connection, user_id: UUID, columns: Mapping[str, str]) -> User:
@@ -61,44 +67,75 @@ async def update(conn: asyncpg.Connection, user_id: UUID, columns: Mapping[str, 
     try:
         row = await conn.fetchrow(
             f"""UPDATE users SET {assignments}, version = version + 1, updated_at = now()
-                WHERE id = $1 RETURNING {_COLUMNS}""",
+                WHERE id = $1 RETURNING {COLUMNS}""",
             user_id,
             *columns.values(),
         )
     except asyncpg.UniqueViolationError as exc:
-        raise _already_exists(exc) from None
-    return _user(row)
+        raise already_exists(exc) from None
+    return row_user(row)
 
 
-async def delete(conn: asyncpg.Connection, user_id: UUID) -> None:
-    await conn.execute("DELETE FROM users WHERE id = $1", user_id)
+# Canonical search columns, each the expression of an index (migration 0007) so that every filter is served by one:
+# binary (COLLATE "C") order makes a prefix a range of the index.
+_SEARCH_COLUMNS = {
+    "email": 'lower(email) COLLATE "C"',
+    "nickname": 'nickname COLLATE "C"',
+    "last_name": 'lower(last_name) COLLATE "C"',
+}
+# Compared by the same expression on both sides: lower() as PostgreSQL does it, not as Python does.
+_SEARCH_VALUES = {
+    "email": 'lower({}) COLLATE "C"',
+    "nickname": '{} COLLATE "C"',
+    "last_name": 'lower({}) COLLATE "C"',
+}
+# Sorts after every character a stored value may hold (U+10FFFF is a noncharacter, refused in every field), so
+# [prefix, prefix || this) is exactly the values that start with prefix.
+_PAST_PREFIX = "\U0010ffff"
 
 
-async def page(
-    conn: asyncpg.Connection | asyncpg.Pool, list_filter: ListFilter, after: Position | None, limit: int
-) -> list[User]:
+def page_query(list_filter: ListFilter, after: Position | None, limit: int) -> tuple[str, list[object]]:
+    """The SQL and arguments of one page (also EXPLAINed by the tests, so that each combination uses an index)."""
     conditions: list[str] = []
     args: list[object] = []
 
     def arg(value: object) -> str:
         args.append(value)
-        return f"${len(args)}"
+        return f"${len(args)}::text" if isinstance(value, str) else f"${len(args)}"
 
+    if not list_filter.show_deleted:
+        conditions.append(_ACTIVE)
     if list_filter.country is not None:
         conditions.append(f"country = {arg(list_filter.country)}")
-    if list_filter.nickname is not None:
-        conditions.append(f"nickname = {arg(list_filter.nickname)}")
-    if list_filter.email is not None:
-        conditions.append(f"lower(email) = lower({arg(list_filter.email)})")
+    for field, exact, prefix in (
+        ("email", list_filter.email, list_filter.email_prefix),
+        ("nickname", list_filter.nickname, list_filter.nickname_prefix),
+        ("last_name", None, list_filter.last_name_prefix),
+    ):
+        column, value = _SEARCH_COLUMNS[field], _SEARCH_VALUES[field]
+        if exact is not None:
+            conditions.append(f"{column} = {value.format(arg(exact))}")
+        if prefix is not None:
+            low = value.format(arg(prefix))
+            high = value.format(f"({arg(prefix)} || {arg(_PAST_PREFIX)})")
+            conditions.append(f"{column} >= {low} AND {column} < {high}")
     if list_filter.created_after is not None:
         conditions.append(f"created_at > {arg(list_filter.created_after)}")
     if list_filter.created_before is not None:
         conditions.append(f"created_at < {arg(list_filter.created_before)}")
+    direction, beyond = ("DESC", "<") if list_filter.descending else ("ASC", ">")
     if after is not None:
-        conditions.append(f"(created_at, id) > ({arg(after.created_at)}, {arg(after.id)})")
+        conditions.append(f"(created_at, id) {beyond} ({arg(after.created_at)}, {arg(after.id)})")
     where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
-    rows = await conn.fetch(
-        f"SELECT {_COLUMNS} FROM users {where} ORDER BY created_at, id LIMIT {arg(limit)}",
-        *args,
+    sql = (
+        f"SELECT {COLUMNS} FROM users {where} "
+        f"ORDER BY created_at {direction}, id {direction} LIMIT {arg(limit)}"
     )
-    return [_user(row) for row in rows]
+    return sql, args
+
+
+async def page(
+    conn: asyncpg.Connection | asyncpg.Pool, list_filter: ListFilter, after: Position | None, limit: int
+) -> list[User]:
+    sql, args = page_query(list_filter, after, limit)
+    return [row_user(row) for row in await conn.fetch(sql, *args)]

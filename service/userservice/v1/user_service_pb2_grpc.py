@@ -33,7 +33,8 @@ class UserServiceStub:
     - INVALID_ARGUMENT with google.rpc.BadRequest field violations (also for a malformed etag, and for a
     request message that does not decode);
     - NOT_FOUND with google.rpc.ErrorInfo reason USER_NOT_FOUND;
-    - ALREADY_EXISTS (nickname or email taken);
+    - ALREADY_EXISTS with google.rpc.ErrorInfo metadata field: the nickname or email is taken (also when
+    undeleting), or the user to undelete is not deleted (field id);
     - ABORTED with google.rpc.ErrorInfo reason ETAG_MISMATCH: a stale etag; read the user again and retry
     (AIP-154);
     - FAILED_PRECONDITION with google.rpc.ErrorInfo reason REQUEST_ID_REUSED (request_id reused with a
@@ -105,6 +106,21 @@ class UserServiceStub:
                 request_serializer=userservice_dot_v1_dot_user__service__pb2.WatchUserEventsRequest.SerializeToString,
                 response_deserializer=userservice_dot_v1_dot_user__service__pb2.UserEvent.FromString,
                 _registered_method=True)
+        self.UndeleteUser = channel.unary_unary(
+                '/userservice.v1.UserService/UndeleteUser',
+                request_serializer=userservice_dot_v1_dot_user__service__pb2.UndeleteUserRequest.SerializeToString,
+                response_deserializer=userservice_dot_v1_dot_user__service__pb2.User.FromString,
+                _registered_method=True)
+        self.EraseUser = channel.unary_unary(
+                '/userservice.v1.UserService/EraseUser',
+                request_serializer=userservice_dot_v1_dot_user__service__pb2.EraseUserRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.ExportUser = channel.unary_unary(
+                '/userservice.v1.UserService/ExportUser',
+                request_serializer=userservice_dot_v1_dot_user__service__pb2.ExportUserRequest.SerializeToString,
+                response_deserializer=userservice_dot_v1_dot_user__service__pb2.ExportUserResponse.FromString,
+                _registered_method=True)
 
 
 class UserServiceServicer:
@@ -114,7 +130,8 @@ class UserServiceServicer:
     - INVALID_ARGUMENT with google.rpc.BadRequest field violations (also for a malformed etag, and for a
     request message that does not decode);
     - NOT_FOUND with google.rpc.ErrorInfo reason USER_NOT_FOUND;
-    - ALREADY_EXISTS (nickname or email taken);
+    - ALREADY_EXISTS with google.rpc.ErrorInfo metadata field: the nickname or email is taken (also when
+    undeleting), or the user to undelete is not deleted (field id);
     - ABORTED with google.rpc.ErrorInfo reason ETAG_MISMATCH: a stale etag; read the user again and retry
     (AIP-154);
     - FAILED_PRECONDITION with google.rpc.ErrorInfo reason REQUEST_ID_REUSED (request_id reused with a
@@ -152,14 +169,15 @@ class UserServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def DeleteUser(self, request, context):
-        """Deletes a user. With etag set, fails when the user changed meanwhile.
+        """Deletes a user softly (AIP-164): it is gone for Get and List (unless show_deleted) and can be undeleted
+        until its purge_time. With etag set, fails when the user changed meanwhile.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListUsers(self, request, context):
-        """Lists users in creation order, one page at a time.
+        """Lists users in creation order (or newest first, order_by), one page at a time.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -203,6 +221,33 @@ class UserServiceServicer:
         (events after the cursor were pruned; ErrorInfo metadata oldest_cursor), RESOURCE_EXHAUSTED (this instance
         serves its most watchers). Later: RESOURCE_EXHAUSTED with ErrorInfo reason WATCHER_TOO_SLOW and metadata
         cursor (the last event received) when the watcher fell too far behind; UNAVAILABLE when the database fails.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UndeleteUser(self, request, context):
+        """Restores a deleted user before its purge_time. NOT_FOUND when it does not exist (or was purged);
+        ALREADY_EXISTS when it is not deleted, or its nickname or email was taken meanwhile (ErrorInfo metadata
+        field). With etag set, fails when the user changed meanwhile.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EraseUser(self, request, context):
+        """Erases a user, deleted or not (GDPR Art. 17), in one transaction: its record, the data of every retained event
+        about it (those events keep their id, type, subject, time and cursor; erased is set) and the request_ids that
+        hold its data. Appends io.userservice.user.erased.v1, which carries no personal data. NOT_FOUND when nothing
+        of the user is kept.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportUser(self, request, context):
+        """Everything kept about a user (GDPR Art. 15/20): the user, deleted or not (unset once purged), and its retained
+        events in commit order. Never a password or its hash. NOT_FOUND when nothing of the user is kept.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -261,6 +306,21 @@ def add_UserServiceServicer_to_server(servicer, server):
                     request_deserializer=userservice_dot_v1_dot_user__service__pb2.WatchUserEventsRequest.FromString,
                     response_serializer=userservice_dot_v1_dot_user__service__pb2.UserEvent.SerializeToString,
             ),
+            'UndeleteUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.UndeleteUser,
+                    request_deserializer=userservice_dot_v1_dot_user__service__pb2.UndeleteUserRequest.FromString,
+                    response_serializer=userservice_dot_v1_dot_user__service__pb2.User.SerializeToString,
+            ),
+            'EraseUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.EraseUser,
+                    request_deserializer=userservice_dot_v1_dot_user__service__pb2.EraseUserRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'ExportUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportUser,
+                    request_deserializer=userservice_dot_v1_dot_user__service__pb2.ExportUserRequest.FromString,
+                    response_serializer=userservice_dot_v1_dot_user__service__pb2.ExportUserResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'userservice.v1.UserService', rpc_method_handlers)
@@ -276,7 +336,8 @@ class UserService:
     - INVALID_ARGUMENT with google.rpc.BadRequest field violations (also for a malformed etag, and for a
     request message that does not decode);
     - NOT_FOUND with google.rpc.ErrorInfo reason USER_NOT_FOUND;
-    - ALREADY_EXISTS (nickname or email taken);
+    - ALREADY_EXISTS with google.rpc.ErrorInfo metadata field: the nickname or email is taken (also when
+    undeleting), or the user to undelete is not deleted (field id);
     - ABORTED with google.rpc.ErrorInfo reason ETAG_MISMATCH: a stale etag; read the user again and retry
     (AIP-154);
     - FAILED_PRECONDITION with google.rpc.ErrorInfo reason REQUEST_ID_REUSED (request_id reused with a
@@ -552,6 +613,87 @@ class UserService:
             '/userservice.v1.UserService/WatchUserEvents',
             userservice_dot_v1_dot_user__service__pb2.WatchUserEventsRequest.SerializeToString,
             userservice_dot_v1_dot_user__service__pb2.UserEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UndeleteUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/userservice.v1.UserService/UndeleteUser',
+            userservice_dot_v1_dot_user__service__pb2.UndeleteUserRequest.SerializeToString,
+            userservice_dot_v1_dot_user__service__pb2.User.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EraseUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/userservice.v1.UserService/EraseUser',
+            userservice_dot_v1_dot_user__service__pb2.EraseUserRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/userservice.v1.UserService/ExportUser',
+            userservice_dot_v1_dot_user__service__pb2.ExportUserRequest.SerializeToString,
+            userservice_dot_v1_dot_user__service__pb2.ExportUserResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -62,7 +62,7 @@ def test_smoke_bench_writes_valid_results(tmp_path: Path) -> None:
         *(
             f"{proto}.{op}.c{level}"
             for proto in ("rest", "grpc")
-            for op in ("get", "list", "create", "patch")
+            for op in ("get", "list", "create", "patch", "search")
         ),
         f"rest.get_during_create.c{level}",
         "events.commit_to_watch",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -19,6 +20,7 @@ from userservice.domain.listing import (
     Position,
     filter_from_query,
     parse_filter,
+    parse_order_by,
     resolve_page_size,
 )
 
@@ -210,3 +212,30 @@ def test_overlong_page_tokens_are_refused_unread() -> None:
 def test_excerpts_of_escaped_text_stay_short() -> None:
     assert len(excerpt("\U0010ffff" * 100)) < 70
     assert excerpt("GB") == "'GB'"
+
+
+def test_prefixes_and_order_read_alike_from_rest_and_the_aip160_filter() -> None:
+    rest = filter_from_query(
+        {
+            "email_prefix": "Ada",
+            "nickname_prefix": "\uff41da",
+            "last_name_prefix": "Lo\u0301",
+            "order_by": "created_at  desc",
+        }
+    )
+    grpc_side = parse_filter('email = "Ada*" AND nickname = "\uff41da*" AND last_name = "Lo\u0301*"')
+    assert rest == ListFilter(
+        email_prefix="Ada", nickname_prefix="ada", last_name_prefix="L\u00f3", descending=True
+    )  # NFC, and the nickname profile maps fullwidth letters
+    assert replace(grpc_side, descending=True) == rest
+    assert parse_order_by("created_at") is parse_order_by(" created_at asc ") is False
+    with pytest.raises(InvalidArgument):
+        parse_order_by("created_at desc, id")
+
+
+def test_page_tokens_are_bound_to_the_order_and_the_prefixes() -> None:
+    tokens = PageTokens(b"k" * 32)
+    token = tokens.encode(Position(T, uuid.uuid4()), ListFilter(email_prefix="a"))
+    for other in (ListFilter(email_prefix="a", descending=True), ListFilter(email_prefix="ab"), ListFilter()):
+        with pytest.raises(InvalidArgument):
+            tokens.decode(token, other)
