@@ -1,4 +1,4 @@
-"""`python -m bench [--smoke] [--out DIR] [--no-service] [--no-operator] [--only-watchers] [--only-search]`
+"""`python -m bench [--smoke] [--out DIR] [--no-service] [--no-operator] [--only-watchers|--only-search|--only-credentials]`
 
 Runs every measurement with its baseline in the same run, writes <out>/<UTC timestamp>.json and .png, prints
 the table. A full run also refreshes bench/results/latest.json and latest.png (the README's figures).
@@ -29,6 +29,8 @@ FULL = {
         warmup=True,
         watchers=200,
         watcher_creates_per_second=8,
+        import_batches=5,
+        import_batch_size=1000,
     ),
     "operator": operator_bench.Plan(
         latency_count=100, scale_count=500, idle_seconds=60, resync_seconds=60, deadline_seconds=240
@@ -43,6 +45,8 @@ SMOKE = {
         warmup=False,
         watchers=20,
         watcher_creates_per_second=4,
+        import_batches=2,
+        import_batch_size=100,
     ),
     "operator": operator_bench.Plan(
         latency_count=5, scale_count=10, idle_seconds=4, resync_seconds=2, deadline_seconds=60
@@ -83,18 +87,31 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=results.RESULTS, help="where to write the JSON and PNG")
     p.add_argument("--no-service", action="store_true")
     p.add_argument("--no-operator", action="store_true")
-    p.add_argument(
+    only = p.add_mutually_exclusive_group()
+    only.add_argument(
         "--only-watchers",
-        action="store_true",
+        action="store_const",
+        const="watchers",
+        dest="only",
         help="only the service's GET-beside-event-watchers figures (implies --no-operator)",
     )
-    p.add_argument(
+    only.add_argument(
         "--only-search",
-        action="store_true",
+        action="store_const",
+        const="search",
+        dest="only",
         help="only the service's prefix-search figures and the GET they are compared with (implies --no-operator)",
     )
+    only.add_argument(
+        "--only-credentials",
+        action="store_const",
+        const="credentials",
+        dest="only",
+        help="only the service's import, password verification and GET-beside-verification figures"
+        " (implies --no-operator)",
+    )
     args = p.parse_args(argv)
-    args.no_operator = args.no_operator or args.only_watchers or args.only_search
+    args.no_operator = args.no_operator or bool(args.only)
     plans = SMOKE if args.smoke else FULL
     started = time.monotonic()
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -102,10 +119,8 @@ def main(argv: list[str] | None = None) -> int:
         "timestamp": stamp,
         "mode": "smoke" if args.smoke else "full",
         "command": (
-            "python -m bench"
-            + (" --smoke" if args.smoke else "")
-            + (" --only-watchers" if args.only_watchers else " --only-search")
-            if args.only_watchers or args.only_search
+            "python -m bench" + (" --smoke" if args.smoke else "") + f" --only-{args.only}"
+            if args.only
             else "make bench"
             if not args.smoke
             else "python -m bench --smoke"
@@ -140,9 +155,7 @@ def main(argv: list[str] | None = None) -> int:
                     "grpc": f"ghz {tools.GHZ_VERSION} (go install)",
                     "database_baseline": "python -m bench.pgload: asyncpg in a separate process",
                 }
-                service = service_bench.measure(
-                    plans["service"], workdir, args.only_watchers, args.only_search
-                )
+                service = service_bench.measure(plans["service"], workdir, args.only)
                 doc["service"] = {k: v for k, v in service.items() if k != "figures"}
                 doc["figures"].extend(service["figures"])
             if not args.no_operator:
@@ -156,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     doc["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     doc["duration_seconds"] = round(time.monotonic() - started, 1)
     path = results.write(doc, args.out)
-    charted = doc["figures"] and "service" in doc and not (args.only_watchers or args.only_search)
+    charted = doc["figures"] and "service" in doc and not args.only
     png = results.chart(doc, path.with_suffix(".png")) if charted else None
     print()
     print(results.table(doc))

@@ -30,6 +30,7 @@ def _fmt(value: Any) -> str:
 # The figure keys shown in the table, in order: (value key, baseline key, ratio key).
 _TRIPLES = (
     ("rps", "baseline_rps", "rps_ratio"),
+    ("users_per_s", "baseline_users_per_s", "users_per_s_ratio"),
     ("p50_ms", "baseline_p50_ms", "p50_ratio"),
     ("p99_ms", "baseline_p99_ms", "p99_ratio"),
     ("framework_rps", None, "framework_rps_ratio"),

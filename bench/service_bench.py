@@ -1,5 +1,6 @@
 """The service's figures: REST (wrk) and gRPC (ghz) against the raw-asyncpg and bare-framework baselines,
-GET under a create load, and event latency. Everything runs against one seeded PostgreSQL."""
+GET under a create load, event latency, and the credential figures (import, verification, GET beside
+verifications). Everything runs against one seeded PostgreSQL."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from uuid import UUID
 
 import asyncpg
 
-from bench import events_bench, grpc_load, http_load, stack, watchers_bench
+from bench import credentials_bench, events_bench, grpc_load, http_load, stack, watchers_bench
 from bench.stats import Run, percentile, ratio
 
 OPS = ("get", "list", "create", "patch", "search")
@@ -34,6 +35,8 @@ class Plan:
     warmup: bool
     watchers: int
     watcher_creates_per_second: float
+    import_batches: int
+    import_batch_size: int
 
 
 def _tag() -> str:
@@ -86,16 +89,15 @@ def _log(run: Run) -> Run:
     return run
 
 
-def measure(
-    plan: Plan, workdir: Path, only_watchers: bool = False, only_search: bool = False
-) -> dict[str, Any]:
+def measure(plan: Plan, workdir: Path, only: str | None = None) -> dict[str, Any]:
+    """Every figure, or only those of one part: "watchers", "search" or "credentials"."""
     with stack.postgres() as (admin, pg_desc):
         dsn = asyncio.run(stack.fresh_database(admin))
         try:
-            if only_watchers:
-                return _measure_watchers(plan, workdir, dsn, pg_desc)
-            if only_search:
+            if only == "search":
                 return _measure_search(plan, workdir, dsn, pg_desc)
+            if only:
+                return _measure_part(only, plan, workdir, dsn, pg_desc)
             return _measure(plan, workdir, dsn, pg_desc)
         finally:
             asyncio.run(stack.drop(admin, dsn))
@@ -109,18 +111,22 @@ def _seed(plan: Plan, workdir: Path, dsn: str) -> tuple[list[str], Path]:
     return ids, ids_file
 
 
-def _measure_watchers(plan: Plan, workdir: Path, dsn: str, pg_desc: str) -> dict[str, Any]:
-    """Only the GET-with-watchers figures (`python -m bench --only-watchers`)."""
+def _measure_part(part: str, plan: Plan, workdir: Path, dsn: str, pg_desc: str) -> dict[str, Any]:
+    """Only the GET-with-watchers figures (`python -m bench --only-watchers`) or only the credential figures
+    (`--only-credentials`)."""
     _, ids_file = _seed(plan, workdir, dsn)
     svc = stack.start_service(dsn, workdir)
     try:
         http = f"http://127.0.0.1:{svc.info['http_port']}"
         if plan.warmup:
             http_load.run(http, "get", plan.levels[-1], 2, ids_file, _tag(), "warmup")
-        watched = _get_with_watchers(http, plan, ids_file, dsn)
+        if part == "watchers":
+            figures = _watcher_figures(_get_with_watchers(http, plan, ids_file, dsn), plan)
+        else:
+            figures = _credential_figures(_credentials(http, plan, workdir, dsn, ids_file))
     finally:
         svc.stop()
-    return {"postgres": pg_desc, "seed_users": plan.seed_users, "figures": _watcher_figures(watched, plan)}
+    return {"postgres": pg_desc, "seed_users": plan.seed_users, "figures": figures}
 
 
 def _measure_search(plan: Plan, workdir: Path, dsn: str, pg_desc: str) -> dict[str, Any]:
@@ -192,9 +198,10 @@ def _measure(plan: Plan, workdir: Path, dsn: str, pg_desc: str) -> dict[str, Any
                     runs.append(
                         _log(grpc_load.run(bare_addr, "get", c, plan.seconds, ids, _tag(), "bare-grpc"))
                     )
-        under = _get_under_create(http, plan, ids_file)
+        under = _get_beside(http, plan, ids_file, "create", ids_file)
         _quiesce(dsn)
         watched = _get_with_watchers(http, plan, ids_file, dsn)
+        credentials = _credentials(http, plan, workdir, dsn, ids_file)
         print("event latency", flush=True)
         watch = asyncio.run(events_bench.grpc_latencies(dsn, grpc_addr, event_user, plan.events))
         notify = asyncio.run(events_bench.notify_latencies(dsn, event_user, plan.events))
@@ -205,28 +212,72 @@ def _measure(plan: Plan, workdir: Path, dsn: str, pg_desc: str) -> dict[str, Any
         "postgres": pg_desc,
         "seed_users": plan.seed_users,
         "runs": [r.to_json() for r in runs],
-        "figures": _figures(runs, under, watch, notify, plan) + _watcher_figures(watched, plan),
+        "figures": _figures(runs, under, watch, notify, plan)
+        + _watcher_figures(watched, plan)
+        + _credential_figures(credentials),
     }
 
 
-def _get_under_create(http: str, plan: Plan, ids_file: Path) -> dict[str, Any]:
-    """GET load alone, then the same GET load while a create load runs beside it (argon2 off the loop)."""
+def _get_beside(http: str, plan: Plan, ids_file: Path, op: str, op_file: Path) -> dict[str, Any]:
+    """GET load alone, then the same GET load while an `op` load (create or verify: argon2 off the loop) runs
+    beside it."""
     c = plan.levels[len(plan.levels) // 2]
-    print(f"GET p99 while creating (c={c} each)", flush=True)
+    print(f"GET p99 while running {op} (c={c} each)", flush=True)
     alone = _log(http_load.run(http, "get", c, plan.seconds, ids_file, _tag(), "service-rest"))
     results: dict[str, Run] = {}
 
-    def creates() -> None:
-        results["create"] = http_load.run(
-            http, "create", c, plan.seconds + 1, ids_file, _tag(), "service-rest"
-        )
+    def load() -> None:
+        results["load"] = http_load.run(http, op, c, plan.seconds + 1, op_file, _tag(), "service-rest")
 
-    thread = threading.Thread(target=creates)
+    thread = threading.Thread(target=load)
     thread.start()
     time.sleep(0.5)
     loaded = _log(http_load.run(http, "get", c, plan.seconds, ids_file, _tag(), "service-rest"))
     thread.join()
-    return {"alone": alone, "loaded": loaded, "create": _log(results["create"])}
+    return {"alone": alone, "loaded": loaded, "load": _log(results["load"])}
+
+
+def _credentials(http: str, plan: Plan, workdir: Path, dsn: str, ids_file: Path) -> dict[str, Any]:
+    """Import through batchCreate and a raw COPY, batch by batch in turn; verifyPassword of the seeded users
+    (right passwords: no failure is counted, so no lockout) and in-process argon2id; GET beside verifications."""
+    print(
+        f"import: {plan.import_batches} x batchCreate of {plan.import_batch_size} bcrypt-hashed users,"
+        " each followed by a raw COPY of the same rows",
+        flush=True,
+    )
+    hashes = credentials_bench.bcrypt_hashes(plan.import_batch_size)
+    imported = asyncio.run(credentials_bench.import_rates(http, dsn, plan.import_batches, hashes))
+    print(
+        f"  batchCreate {imported['users_per_s']:9.1f} users/s  COPY {imported['baseline_users_per_s']:9.1f} users/s",
+        flush=True,
+    )
+    _quiesce(dsn)
+    logins_file = workdir / "logins.txt"
+    logins_file.write_text("".join(f"seed{i}\n" for i in range(plan.seed_users)))
+    c = plan.levels[len(plan.levels) // 2]
+    workers = stack.service_setting("hash_workers")
+    print(
+        f"verifyPassword (c={c}), between two halves of argon2id in-process on {workers} threads", flush=True
+    )
+    # The baseline brackets the load in time: on a shared machine the other tenants' load drifts within seconds.
+    raw_rates = [credentials_bench.raw_verify_rate(plan.seconds / 2, workers)]
+    verify = _log(http_load.run(http, "verify", c, plan.seconds, logins_file, _tag(), "service-rest"))
+    time.sleep(1)  # verifications still queued in the service when wrk stops finish before the second half
+    raw_rates.append(credentials_bench.raw_verify_rate(plan.seconds / 2, workers))
+    print(f"  in-process argon2id {raw_rates[0]:.1f} / {raw_rates[1]:.1f} verifications/s", flush=True)
+    beside = _get_beside(http, plan, ids_file, "verify", logins_file)
+    failed = verify.errors + beside["load"].errors
+    if failed:  # a wrong password would be counted and could lock accounts: the figures would be of refusals
+        raise RuntimeError(f"{failed} verifications of the right password failed")
+    return {
+        "import": imported,
+        "batches": plan.import_batches,
+        "batch_size": plan.import_batch_size,
+        "verify": verify,
+        "raw_verify_rates": raw_rates,
+        "workers": workers,
+        "beside": beside,
+    }
 
 
 def _get_with_watchers(http: str, plan: Plan, ids_file: Path, dsn: str) -> dict[str, Any]:
@@ -305,6 +356,72 @@ def _round(v: float) -> float:
     return round(v, 3)
 
 
+def _beside_figure(beside: dict[str, Any], op: str, doing: str) -> dict[str, Any]:
+    """GET while an argon2 load runs (see _get_beside), against the same GET load alone."""
+    alone, loaded, load = beside["alone"], beside["loaded"], beside["load"]
+    return {
+        "id": f"rest.get_during_{op}.c{alone.concurrency}",
+        "group": "service",
+        "what": f"REST get while {load.concurrency} clients {doing} (argon2id, production cost)",
+        "tool": "wrk",
+        "rps": round(loaded.rps, 1),
+        "p50_ms": _round(loaded.p50_ms),
+        "p99_ms": _round(loaded.p99_ms),
+        "errors": loaded.errors,
+        f"{op}_rps": round(load.rps, 1),
+        "baseline": f"the same GET load with no {op} load",
+        "baseline_rps": round(alone.rps, 1),
+        "baseline_p50_ms": _round(alone.p50_ms),
+        "baseline_p99_ms": _round(alone.p99_ms),
+        "rps_ratio": ratio(loaded.rps, alone.rps),
+        "p50_ratio": ratio(loaded.p50_ms, alone.p50_ms),
+        "p99_ratio": ratio(loaded.p99_ms, alone.p99_ms),
+    }
+
+
+def _credential_figures(measured: dict[str, Any]) -> list[dict[str, Any]]:
+    imported, verify, workers = measured["import"], measured["verify"], measured["workers"]
+    raw_rates = measured["raw_verify_rates"]
+    raw_rps = sum(raw_rates) / len(raw_rates)
+    return [
+        {
+            "id": "rest.batch_create",
+            "group": "service",
+            "what": (
+                f"REST batchCreate, {measured['batches']} calls of {measured['batch_size']} users with bcrypt"
+                f" hashes (cost {credentials_bench.BCRYPT_COST}), one call at a time"
+            ),
+            "tool": "aiohttp client",
+            "users": imported["users"],
+            "users_per_s": round(imported["users_per_s"], 1),
+            "baseline": "raw asyncpg COPY (copy_records_to_table) of the same rows into a table LIKE users",
+            "baseline_users_per_s": round(imported["baseline_users_per_s"], 1),
+            "users_per_s_ratio": ratio(imported["users_per_s"], imported["baseline_users_per_s"]),
+            "goal": "users_per_s_ratio >= 0.5",
+        },
+        {
+            "id": f"rest.verify_password.c{verify.concurrency}",
+            "group": "service",
+            "what": f"REST verifyPassword, {verify.concurrency} concurrent, distinct seeded users, right password",
+            "tool": "wrk",
+            "rps": round(verify.rps, 1),
+            "p50_ms": _round(verify.p50_ms),
+            "p99_ms": _round(verify.p99_ms),
+            "errors": verify.errors,
+            "baseline": (
+                f"argon2-cffi PasswordHasher.verify at the service's costs in a ThreadPoolExecutor of {workers}"
+                " threads (PASSWORD_HASH_WORKERS), in the bench process, half right before the load and half"
+                " right after"
+            ),
+            "baseline_rps": round(raw_rps, 1),
+            "baseline_rps_before_after": [round(rate, 1) for rate in raw_rates],
+            "rps_ratio": ratio(verify.rps, raw_rps),
+            "goal": "rps_ratio >= 0.9",
+        },
+        _beside_figure(measured["beside"], "verify", "verify passwords"),
+    ]
+
+
 def _op_figures(runs: list[Run], plan: Plan, ops: tuple[str, ...]) -> list[dict[str, Any]]:
     """One figure per protocol, operation and concurrency, against raw asyncpg running the same SQL (and, for
     get, a bare framework handler when it was measured)."""
@@ -360,27 +477,7 @@ def _figures(
     runs: list[Run], under: dict[str, Any], watch: list[float], notify: list[float], plan: Plan
 ) -> list[dict[str, Any]]:
     figures = _op_figures(runs, plan, OPS)
-    alone, loaded, create = under["alone"], under["loaded"], under["create"]
-    figures.append(
-        {
-            "id": f"rest.get_during_create.c{alone.concurrency}",
-            "group": "service",
-            "what": f"REST get while {create.concurrency} clients create users (argon2id, production cost)",
-            "tool": "wrk",
-            "rps": round(loaded.rps, 1),
-            "p50_ms": _round(loaded.p50_ms),
-            "p99_ms": _round(loaded.p99_ms),
-            "errors": loaded.errors,
-            "create_rps": round(create.rps, 1),
-            "baseline": "the same GET load with no creates",
-            "baseline_rps": round(alone.rps, 1),
-            "baseline_p50_ms": _round(alone.p50_ms),
-            "baseline_p99_ms": _round(alone.p99_ms),
-            "rps_ratio": ratio(loaded.rps, alone.rps),
-            "p50_ratio": ratio(loaded.p50_ms, alone.p50_ms),
-            "p99_ratio": ratio(loaded.p99_ms, alone.p99_ms),
-        }
-    )
+    figures.append(_beside_figure(under, "create", "create users"))
     w50, w99 = percentile(watch, 50) * 1000, percentile(watch, 99) * 1000
     n50, n99 = percentile(notify, 50) * 1000, percentile(notify, 99) * 1000
     figures.append(

@@ -17,15 +17,45 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
-from argon2 import PasswordHasher
+from argon2 import PasswordHasher, Type
 
 from tests.support.postgres import create_database, drop_database
+from userservice.config import SETTINGS
 
 COUNTRIES = ["GB", "US", "DE", "FR", "ES", "IT", "NL", "SE", "PL", "JP", "BR", "CA", "AU", "IN", "MX", "NO"]
 LIST_COUNTRY = "GB"
 # The prefix-search figure's query: emails are seed<i>@…, so this prefix matches 111 users of 2,000 or more (a full
 # page of 50 either way), found through the email search index.
 SEARCH_EMAIL_PREFIX = "seed12"
+PASSWORD = "correct horse battery staple"  # every seeded user's
+USER_COLUMNS = [
+    "id",
+    "first_name",
+    "last_name",
+    "nickname",
+    "email",
+    "country",
+    "password_hash",
+    "created_at",
+    "updated_at",
+    "version",
+]
+
+
+def service_setting(name: str) -> int:
+    """A numeric setting as the service of start_service reads it (it inherits this environment)."""
+    setting = SETTINGS[name]
+    return int(os.environ.get(setting.env, setting.default))
+
+
+def service_hasher() -> PasswordHasher:
+    """argon2id with the service's costs: a hash it makes verifies without being upgraded."""
+    return PasswordHasher(
+        time_cost=service_setting("argon2_time_cost"),
+        memory_cost=service_setting("argon2_memory_kib"),
+        parallelism=service_setting("argon2_parallelism"),
+        type=Type.ID,
+    )
 
 
 @contextlib.contextmanager
@@ -53,8 +83,9 @@ async def drop(admin_dsn: str, dsn: str) -> None:
 
 
 async def seed(dsn: str, count: int) -> list[str]:
-    """`count` users over COUNTRIES (one hash shared: seeding must not take minutes); returns their ids."""
-    password_hash = PasswordHasher(time_cost=1, memory_cost=1024).hash("correct horse battery staple")
+    """`count` users over COUNTRIES, nicknamed seed<i>, with PASSWORD (one hash at the service's costs, shared:
+    seeding must not take minutes, and a verification must not upgrade it); returns their ids."""
+    password_hash = service_hasher().hash(PASSWORD)
     start = datetime.now(UTC) - timedelta(days=30)
     rng = random.Random(6)
     rows = []
@@ -76,22 +107,7 @@ async def seed(dsn: str, count: int) -> list[str]:
         )
     conn = await asyncpg.connect(dsn)
     try:
-        await conn.copy_records_to_table(
-            "users",
-            records=rows,
-            columns=[
-                "id",
-                "first_name",
-                "last_name",
-                "nickname",
-                "email",
-                "country",
-                "password_hash",
-                "created_at",
-                "updated_at",
-                "version",
-            ],
-        )
+        await conn.copy_records_to_table("users", records=rows, columns=USER_COLUMNS)
         # Vacuumed now, so autovacuum does not wake up for these rows in the middle of the first measurements.
         await conn.execute("VACUUM (ANALYZE) users")
     finally:

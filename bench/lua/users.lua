@@ -1,6 +1,7 @@
 -- wrk script for the userservice REST API: `wrk ... -s users.lua URL -- OP IDS_FILE RUN_TAG`
 -- OP: get (by random seeded id), list (country filter, page of 50), create (unique users), patch (random id),
--- search (email prefix, page of 50: the prefix is bench/stack.py's SEARCH_EMAIL_PREFIX).
+-- search (email prefix, page of 50: the prefix is bench/stack.py's SEARCH_EMAIL_PREFIX),
+-- verify (verifyPassword of a random seeded user with the right password; IDS_FILE then holds logins).
 -- done() prints one JSON line, prefixed with BENCH, that bench/http_load.py reads.
 
 local threads = {}
@@ -42,6 +43,9 @@ function request()
   elseif op == "patch" then
     return wrk.format("PATCH", "/v1/users/" .. ids[math.random(#ids)], patch_headers,
       '{"first_name":"P' .. tid .. "x" .. n .. '"}')
+  elseif op == "verify" then
+    return wrk.format("POST", "/v1/users:verifyPassword", json_headers,
+      '{"login":"' .. ids[math.random(#ids)] .. '","password":"correct horse battery staple"}')
   end
 end
 
