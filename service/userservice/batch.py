@@ -22,9 +22,8 @@ from userservice.metrics import Metrics
 from userservice.passwords import Passwords
 from userservice.store import batch as store
 from userservice.store import idempotency
-from userservice.store import users as users_store
 from userservice.store.db import FairPool
-from userservice.users import append_event
+from userservice.users import append_events
 
 log = logging.getLogger(__name__)
 
@@ -94,12 +93,14 @@ class BatchCore:
                     conn, idempotency_key, fingerprint, secrets_hash, self._idempotency_ttl
                 ):
                     await _check_free(conn, items)
-                    users = [
-                        await users_store.insert(conn, uuid.uuid4(), item.new, password_hash)
-                        for item, password_hash in zip(items, password_hashes, strict=True)
-                    ]
-                    for user in users:
-                        await append_event(conn, self._metrics, events.CREATED, user)
+                    users = await store.insert(
+                        conn,
+                        [
+                            (uuid.uuid4(), item.new, password_hash)
+                            for item, password_hash in zip(items, password_hashes, strict=True)
+                        ],
+                    )
+                    await append_events(conn, self._metrics, events.CREATED, users)
                     if idempotency_key is not None:
                         response = {"users": [user.public() for user in users]}
                         await idempotency.record_response(conn, idempotency_key, response)

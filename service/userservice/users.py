@@ -75,6 +75,14 @@ async def append_event(
     await append_bare_event(conn, metrics, event_type, user.id, events.event_data(user.public(), changed))
 
 
+async def append_events(
+    conn: asyncpg.Connection, metrics: Metrics, event_type: str, users: list[User]
+) -> None:
+    """Appends one change event per user in one statement (a batch)."""
+    await outbox.append_many(conn, event_type, [(u.id, events.event_data(u.public(), ())) for u in users])
+    metrics.events_appended.labels(event_type).inc(len(users))
+
+
 async def append_bare_event(
     conn: asyncpg.Connection, metrics: Metrics, event_type: str, subject: UUID, data: dict[str, Any]
 ) -> None:

@@ -25,6 +25,24 @@ async def append(conn: asyncpg.Connection, event_type: str, subject: UUID, data:
     )
 
 
+async def append_many(
+    conn: asyncpg.Connection, event_type: str, events: list[tuple[UUID, dict[str, Any]]]
+) -> None:
+    """Appends one event per (subject, data) in one statement, in the order given (their cursors follow it)."""
+    await conn.execute(
+        """WITH appended AS (
+               INSERT INTO user_events (type, subject, data)
+               SELECT $1, subject, data FROM unnest($2::uuid[], $3::jsonb[]) WITH ORDINALITY AS e(subject, data, n)
+               ORDER BY n
+               RETURNING 1)
+           SELECT pg_notify($4, '') FROM appended LIMIT 1""",
+        event_type,
+        [subject for subject, _ in events],
+        [data for _, data in events],
+        CHANNEL,
+    )
+
+
 @dataclass(frozen=True)
 class Horizon:
     """Every event with `tx` below `tx` is committed or gone for good; `stall` is the age, in seconds, of

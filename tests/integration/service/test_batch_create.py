@@ -109,12 +109,25 @@ async def test_all_or_none_when_a_nickname_is_taken(http: aiohttp.ClientSession,
     assert await count_users(database, [u["email"] for u in users]) == 0
 
 
+async def test_a_deleted_users_nickname_and_email_are_free_in_a_batch_as_in_a_create(
+    http: aiohttp.ClientSession,
+) -> None:
+    """Deleted users hold no claim on their nickname or email, whichever way a user is created."""
+    status, body, _ = await batch(http, [new_user()])
+    gone = body["users"][0]
+    async with http.delete(f"/v1/users/{gone['id']}") as resp:
+        assert resp.status == 204
+    status, body, _ = await batch(http, [new_user(nickname=gone["nickname"], email=gone["email"])])
+    assert status == 200 and body["users"][0]["nickname"] == gone["nickname"]
+
+
 async def test_a_thousand_imported_users_in_one_request(http: aiohttp.ClientSession, database: str) -> None:
     users = [
         imported(PBKDF2) for _ in range(1000)
     ]  # about 300 KB: past MAX_BODY_BYTES, within the batch limit
     status, body, _ = await batch(http, users)
     assert status == 200 and len(body["users"]) == 1000
+    assert [u["nickname"] for u in body["users"]] == [u["nickname"] for u in users]  # in request order
     assert await count_users(database, [u["email"] for u in users]) == 1000
     assert await verify(http, users[999]["nickname"], "an imported pbkdf2 password") == 200
 
