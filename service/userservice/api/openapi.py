@@ -13,6 +13,7 @@ from userservice.domain.events import EVENT_TYPES
 from userservice.domain.fields import FIELDS_BY_NAME, WRITABLE_FIELDS
 from userservice.domain.listing import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from userservice.domain.login import CANDIDATE_MAX
+from userservice.users import IDEMPOTENCY_KEY_MAX
 
 PROBLEM = "application/problem+json"
 
@@ -23,6 +24,18 @@ def _ref(name: str) -> dict[str, str]:
 
 def _problem(description: str) -> dict[str, Any]:
     return {"description": description, "content": {PROBLEM: {"schema": _ref("Problem")}}}
+
+
+def _idempotency_key(also: str = "") -> dict[str, Any]:
+    """The optional Idempotency-Key header of a create; `also` completes what a replay can answer."""
+    return {
+        "name": "Idempotency-Key",
+        "in": "header",
+        "required": False,
+        "schema": {"type": "string", "minLength": 1, "maxLength": IDEMPOTENCY_KEY_MAX},
+        "description": "Retrying with the same key and body returns the first response; with a different body, "
+        + ("422; " + also if also else "422."),
+    }
 
 
 def _user_response(description: str) -> dict[str, Any]:
@@ -230,15 +243,7 @@ def _paths() -> dict[str, Any]:
                 "operationId": "createUser",
                 "summary": "Create a user",
                 "parameters": [
-                    {
-                        "name": "Idempotency-Key",
-                        "in": "header",
-                        "required": False,
-                        "schema": {"type": "string", "minLength": 1, "maxLength": 255},
-                        "description": "Retrying with the same key and body returns the first response; "
-                        "with a different body, 422; once the user it created is deleted, 409 "
-                        "(created-user-deleted).",
-                    }
+                    _idempotency_key("once the user it created is deleted, 409 (created-user-deleted).")
                 ],
                 "requestBody": {
                     "required": True,
@@ -339,16 +344,7 @@ def _paths() -> dict[str, Any]:
             "post": {
                 "operationId": "batchCreateUsers",
                 "summary": f"Create up to {BATCH_MAX} users, all or none",
-                "parameters": [
-                    {
-                        "name": "Idempotency-Key",
-                        "in": "header",
-                        "required": False,
-                        "schema": {"type": "string", "minLength": 1, "maxLength": 255},
-                        "description": "Retrying with the same key and body returns the first response; "
-                        "with a different body, 422.",
-                    }
-                ],
+                "parameters": [_idempotency_key()],
                 "requestBody": {
                     "required": True,
                     "content": {"application/json": {"schema": _ref("BatchCreateUsers")}},
