@@ -1,4 +1,4 @@
-"""End to end on the local one-node cluster (hack/cluster.sh): issue 5, steps 1-7, in order.
+"""End to end on the local one-node cluster (hack/cluster.sh): seven steps, in order.
 
 The operator comes from the Helm chart, the UserService's pods run the image under test (IMAGE) in containerd,
 PostgreSQL runs on the host (tests/e2e/conftest.py), metrics-server feeds the HPA and prometheus-operator runs
