@@ -32,7 +32,7 @@ from userservice.health import Health
 from userservice.maintenance import run as run_maintenance
 from userservice.metrics import Metrics
 from userservice.passwords import Passwords
-from userservice.store.db import create_pool
+from userservice.store.db import FairPool, create_pool
 from userservice.store.migrator import migrate
 from userservice.users import UserCore
 from userservice.v1 import user_service_pb2_grpc as pb_grpc
@@ -90,9 +90,12 @@ async def serve(
     breach = BreachCheck(
         config.breach_check_url, config.breach_check_timeout, config.breach_check_fail_open, metrics
     )
-    core = UserCore(pool, passwords, metrics, config.idempotency_ttl, config.delete_retention, breach=breach)
+    # One first-come, first-served gate for every use case: separate gates in front of one pool would each be
+    # fair only among their own callers.
+    db = FairPool(pool)
+    core = UserCore(db, passwords, metrics, config.idempotency_ttl, config.delete_retention, breach=breach)
     credentials = Credentials(
-        pool,
+        db,
         passwords,
         metrics,
         breach,
@@ -116,7 +119,7 @@ async def serve(
 
     app = http_api.build_app(core, feed, service_health, metrics, config.event_source, config.max_body_bytes)
     app[http_api.CREDENTIALS] = credentials
-    batch = BatchCore(pool, passwords, metrics, config.idempotency_ttl, breach)
+    batch = BatchCore(db, passwords, metrics, config.idempotency_ttl, breach)
     app[http_api.BATCH] = batch
     app[http_api.BATCH_MAX_BODY] = config.batch_max_body_bytes
     limits = ConnectionLimits(

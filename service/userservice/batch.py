@@ -58,14 +58,14 @@ async def _check_free(conn: asyncpg.Connection, items: list[Imported]) -> None:
 class BatchCore:
     def __init__(
         self,
-        pool: asyncpg.Pool,
+        db: FairPool,
         passwords: Passwords,
         metrics: Metrics,
         idempotency_ttl: float,
         breach: BreachCheck,
     ) -> None:
         self._breach = breach
-        self._db = FairPool(pool)
+        self._db = db
         self._passwords = passwords
         self._metrics = metrics
         self._idempotency_ttl = idempotency_ttl

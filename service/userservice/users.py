@@ -115,7 +115,7 @@ class Page:
 class UserCore:
     def __init__(
         self,
-        pool: asyncpg.Pool,
+        db: FairPool,
         passwords: Passwords,
         metrics: Metrics,
         idempotency_ttl: float,
@@ -123,7 +123,7 @@ class UserCore:
         breach: BreachCheck,
     ) -> None:
         self._breach = breach
-        self._db = FairPool(pool)
+        self._db = db
         self._passwords = passwords
         self._tokens: PageTokens | None = None
         self._metrics = metrics

@@ -12,8 +12,6 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-import asyncpg
-
 from userservice.credentials import hashes
 from userservice.credentials.breach import BreachCheck
 from userservice.domain import events
@@ -54,14 +52,14 @@ def _only(body: Mapping[str, object], allowed: frozenset[str]) -> None:
 class Credentials:
     def __init__(
         self,
-        pool: asyncpg.Pool,
+        db: FairPool,
         passwords: Passwords,
         metrics: Metrics,
         breach: BreachCheck,
         throttling: Throttling,
     ) -> None:
         self._breach = breach
-        self._db = FairPool(pool)
+        self._db = db
         self._passwords = passwords
         self._metrics = metrics
         self._throttling = throttling
