@@ -117,11 +117,18 @@ async def serve(
     )
     await feed.start()
 
-    app = http_api.build_app(core, feed, service_health, metrics, config.event_source, config.max_body_bytes)
-    app[http_api.CREDENTIALS] = credentials
     batch = BatchCore(db, passwords, metrics, config.idempotency_ttl, breach)
-    app[http_api.BATCH] = batch
-    app[http_api.BATCH_MAX_BODY] = config.batch_max_body_bytes
+    app = http_api.build_app(
+        core,
+        credentials,
+        batch,
+        feed,
+        service_health,
+        metrics,
+        config.event_source,
+        config.max_body_bytes,
+        config.batch_max_body_bytes,
+    )
     limits = ConnectionLimits(
         config.http_header_timeout, config.http_idle_timeout, config.http_max_connections
     )

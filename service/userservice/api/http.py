@@ -355,32 +355,35 @@ async def export_user(request: web.Request) -> web.Response:
 
 
 def build_app(
-    core: UserCore, feed: EventFeed, health: Health, metrics_: Metrics, event_source: str, max_body: int
+    core: UserCore,
+    credentials: Credentials,
+    batch: BatchCore,
+    feed: EventFeed,
+    health: Health,
+    metrics_: Metrics,
+    event_source: str,
+    max_body: int,
+    batch_max_body: int,
 ) -> web.Application:
     app = web.Application(middlewares=[observe], client_max_size=max_body)
-    app[CORE], app[FEED], app[HEALTH], app[METRICS], app[EVENT_SOURCE] = (
-        core,
-        feed,
-        health,
-        metrics_,
-        event_source,
-    )
+    app[CORE], app[CREDENTIALS], app[BATCH], app[BATCH_MAX_BODY] = core, credentials, batch, batch_max_body
+    app[FEED], app[HEALTH], app[METRICS], app[EVENT_SOURCE] = feed, health, metrics_, event_source
     app.router.add_post("/v1/users", create_user)
     app.router.add_get("/v1/users", list_users, allow_head=False)
-    # AIP-136 custom methods: `:verb` follows the collection or the id, never a path segment of its own.
-    app.router.add_post("/v1/users:verifyPassword", verify_password)
-    app.router.add_post("/v1/users:batchCreate", batch_create_users)
-    app.router.add_post("/v1/users/{id}:changePassword", change_password)
-    app.router.add_post("/v1/users/{id}:unlock", unlock_user)
     app.router.add_get(USER_PATH, get_user, allow_head=False)
     app.router.add_patch(USER_PATH, patch_user)
     app.router.add_delete(USER_PATH, delete_user)
+    # AIP-136 custom methods: `:verb` follows the collection or the id, never a path segment of its own.
+    app.router.add_post("/v1/users:verifyPassword", verify_password)
+    app.router.add_post("/v1/users:batchCreate", batch_create_users)
+    app.router.add_post(USER_PATH + ":changePassword", change_password)
+    app.router.add_post(USER_PATH + ":unlock", unlock_user)
+    app.router.add_post(USER_PATH + ":undelete", undelete_user)
+    app.router.add_post(USER_PATH + ":erase", erase_user)
+    app.router.add_get(USER_PATH + ":export", export_user, allow_head=False)
     app.router.add_get("/v1/events", stream_events, allow_head=False)
     app.router.add_get("/healthz", healthz, allow_head=False)
     app.router.add_get("/readyz", readyz, allow_head=False)
     app.router.add_get("/metrics", metrics, allow_head=False)
     app.router.add_get("/openapi.json", openapi_document, allow_head=False)
-    app.router.add_post(USER_PATH + ":undelete", undelete_user)
-    app.router.add_post(USER_PATH + ":erase", erase_user)
-    app.router.add_get(USER_PATH + ":export", export_user, allow_head=False)
     return app

@@ -14,7 +14,7 @@ from tests.support.service import RunningService
 async def test_every_route_is_documented_and_nothing_else(http: aiohttp.ClientSession) -> None:
     from userservice.api.http import build_app
 
-    app = build_app(None, None, None, None, "", 1)  # type: ignore[arg-type] # only the route table is read
+    app = build_app(None, None, None, None, None, None, "", 1, 1)  # type: ignore[arg-type] # only the routes are read
     served = {(r.method.lower(), r.resource.canonical) for r in app.router.routes() if r.resource is not None}
     async with http.get("/openapi.json") as resp:
         assert resp.status == 200
