@@ -139,9 +139,7 @@ async def serve(
 
     server = grpc.aio.server(interceptors=[grpc_api.RequestGuard()])
     pb_grpc.add_UserServiceServicer_to_server(  # type: ignore[no-untyped-call] # generated code is untyped
-        grpc_api.UserServiceServicer(
-            core, feed, metrics, config.event_source, credentials=credentials, batch=batch
-        ),
+        grpc_api.UserServiceServicer(core, credentials, batch, feed, metrics, config.event_source),
         server,
     )
     health_servicer = health.aio.HealthServicer()

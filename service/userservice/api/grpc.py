@@ -289,11 +289,11 @@ class UserServiceServicer(pb_grpc.UserServiceServicer):
     def __init__(
         self,
         core: UserCore,
+        credentials: Credentials,
+        batch: BatchCore,
         feed: EventFeed,
         metrics: Metrics,
         event_source: str,
-        credentials: Credentials,
-        batch: BatchCore,
     ) -> None:
         self._core, self._feed = core, feed
         self._metrics, self._source = metrics, event_source
