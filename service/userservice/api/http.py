@@ -13,6 +13,9 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from userservice import jsoncodec, logs
+from userservice.access import principal as principals
+from userservice.access.gate import Access
+from userservice.access.permissions import PERMISSIONS, Permission
 from userservice.api import openapi, problem
 from userservice.batch import BatchCore
 from userservice.credentials.core import Credentials
@@ -37,6 +40,8 @@ FEED = web.AppKey("feed", EventFeed)
 HEALTH = web.AppKey("health", Health)
 METRICS = web.AppKey("metrics", Metrics)
 EVENT_SOURCE = web.AppKey("event_source", str)
+ACCESS = web.AppKey("access", Access)
+PRINCIPAL = web.RequestKey("principal", principals.Principal)
 
 LIST_PARAMS = frozenset(
     {
@@ -107,10 +112,12 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     metrics.http_requests.labels(method_label(request.method), route, str(response.status)).inc()
     metrics.http_latency.labels(method_label(request.method), route).observe(elapsed)
     if route not in {"/healthz", "/readyz", "/metrics"}:
+        caller = request.get(PRINCIPAL)
         log.info(
             "request",
             extra={
                 "request_id": rid,
+                "principal": None if caller is None else caller.username,
                 "method": request.method,
                 "path": request.path,
                 "status": response.status,
@@ -118,6 +125,24 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
             },
         )
     return response
+
+
+@web.middleware
+async def authorize(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The caller's token and RBAC permission for the route's operation (PERMISSIONS); routes without one
+    (/openapi.json, unknown paths) are open."""
+    permission = OPERATIONS.get(request.match_info.handler)
+    if permission is not None:
+        caller = await request.app[ACCESS].check(request.headers.get("Authorization"), permission)
+        request[PRINCIPAL] = caller
+        principals.current.set(caller)
+    return await handler(request)
+
+
+def _caller(request: web.Request) -> str:
+    """Whom the credential throttle counts failures against."""
+    principal: principals.Principal = request[PRINCIPAL]
+    return principal.throttle_key(request.remote or "unknown")
 
 
 async def _read_at_most(request: web.Request, max_bytes: int) -> bytes:
@@ -200,7 +225,7 @@ async def delete_user(request: web.Request) -> web.Response:
 
 async def verify_password(request: web.Request) -> web.Response:
     body = await _json_body(request, JSON_TYPES)
-    user = await request.app[CREDENTIALS].verify(body, caller=request.remote or "unknown")
+    user = await request.app[CREDENTIALS].verify(body, caller=_caller(request))
     return _user_response(user.public())
 
 
@@ -217,7 +242,7 @@ async def batch_create_users(request: web.Request) -> web.Response:
 async def change_password(request: web.Request) -> web.Response:
     body = await _json_body(request, JSON_TYPES)
     user = await request.app[CREDENTIALS].change_password(
-        request.match_info["id"], body, caller=request.remote or "unknown"
+        request.match_info["id"], body, caller=_caller(request)
     )
     return _user_response(user.public())
 
@@ -354,20 +379,52 @@ async def export_user(request: web.Request) -> web.Response:
     )
 
 
+# Each API route's operation, named as the gRPC method that does the same, and so its permission.
+OPERATIONS: dict[Callable[..., Any], Permission] = {
+    handler: PERMISSIONS[operation]
+    for handler, operation in (
+        (get_user, "GetUser"),
+        (list_users, "ListUsers"),
+        (stream_events, "WatchUserEvents"),
+        (create_user, "CreateUser"),
+        (batch_create_users, "BatchCreateUsers"),
+        (patch_user, "UpdateUser"),
+        (undelete_user, "UndeleteUser"),
+        (delete_user, "DeleteUser"),
+        (change_password, "ChangePassword"),
+        (unlock_user, "UnlockUser"),
+        (verify_password, "VerifyPassword"),
+        (erase_user, "EraseUser"),
+        (export_user, "ExportUser"),
+    )
+}
+
+
+def build_management_app(health: Health, metrics_: Metrics) -> web.Application:
+    """/healthz, /readyz and /metrics on their own port: the API port can be fenced without blinding the kubelet
+    or Prometheus. Never authenticated."""
+    app = web.Application(middlewares=[observe])
+    app[HEALTH], app[METRICS] = health, metrics_
+    app.router.add_get("/healthz", healthz, allow_head=False)
+    app.router.add_get("/readyz", readyz, allow_head=False)
+    app.router.add_get("/metrics", metrics, allow_head=False)
+    return app
+
+
 def build_app(
+    access: Access,
     core: UserCore,
     credentials: Credentials,
     batch: BatchCore,
     feed: EventFeed,
-    health: Health,
     metrics_: Metrics,
     event_source: str,
     max_body: int,
     batch_max_body: int,
 ) -> web.Application:
-    app = web.Application(middlewares=[observe], client_max_size=max_body)
+    app = web.Application(middlewares=[observe, authorize], client_max_size=max_body)
     app[CORE], app[CREDENTIALS], app[BATCH], app[BATCH_MAX_BODY] = core, credentials, batch, batch_max_body
-    app[FEED], app[HEALTH], app[METRICS], app[EVENT_SOURCE] = feed, health, metrics_, event_source
+    app[FEED], app[METRICS], app[EVENT_SOURCE], app[ACCESS] = feed, metrics_, event_source, access
     app.router.add_post("/v1/users", create_user)
     app.router.add_get("/v1/users", list_users, allow_head=False)
     app.router.add_get(USER_PATH, get_user, allow_head=False)
@@ -382,8 +439,5 @@ def build_app(
     app.router.add_post(USER_PATH + ":erase", erase_user)
     app.router.add_get(USER_PATH + ":export", export_user, allow_head=False)
     app.router.add_get("/v1/events", stream_events, allow_head=False)
-    app.router.add_get("/healthz", healthz, allow_head=False)
-    app.router.add_get("/readyz", readyz, allow_head=False)
-    app.router.add_get("/metrics", metrics, allow_head=False)
     app.router.add_get("/openapi.json", openapi_document, allow_head=False)
     return app
