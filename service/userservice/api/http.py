@@ -379,25 +379,37 @@ async def export_user(request: web.Request) -> web.Response:
     )
 
 
-# Each API route's operation, named as the gRPC method that does the same, and so its permission.
-OPERATIONS: dict[Callable[..., Any], Permission] = {
-    handler: PERMISSIONS[operation]
-    for handler, operation in (
-        (get_user, "GetUser"),
-        (list_users, "ListUsers"),
-        (stream_events, "WatchUserEvents"),
-        (create_user, "CreateUser"),
-        (batch_create_users, "BatchCreateUsers"),
-        (patch_user, "UpdateUser"),
-        (undelete_user, "UndeleteUser"),
-        (delete_user, "DeleteUser"),
-        (change_password, "ChangePassword"),
-        (unlock_user, "UnlockUser"),
-        (verify_password, "VerifyPassword"),
-        (erase_user, "EraseUser"),
-        (export_user, "ExportUser"),
-    )
+# Every API route: method, path, handler and the operation it is (named as the gRPC method that does the same,
+# so its permission is PERMISSIONS[operation]); None: open to everyone. AIP-136 custom methods: `:verb` follows
+# the collection or the id, never a path segment of its own.
+ROUTES: tuple[tuple[str, str, Handler, str | None], ...] = (
+    ("POST", "/v1/users", create_user, "CreateUser"),
+    ("GET", "/v1/users", list_users, "ListUsers"),
+    ("GET", USER_PATH, get_user, "GetUser"),
+    ("PATCH", USER_PATH, patch_user, "UpdateUser"),
+    ("DELETE", USER_PATH, delete_user, "DeleteUser"),
+    ("POST", "/v1/users:verifyPassword", verify_password, "VerifyPassword"),
+    ("POST", "/v1/users:batchCreate", batch_create_users, "BatchCreateUsers"),
+    ("POST", USER_PATH + ":changePassword", change_password, "ChangePassword"),
+    ("POST", USER_PATH + ":unlock", unlock_user, "UnlockUser"),
+    ("POST", USER_PATH + ":undelete", undelete_user, "UndeleteUser"),
+    ("POST", USER_PATH + ":erase", erase_user, "EraseUser"),
+    ("GET", USER_PATH + ":export", export_user, "ExportUser"),
+    ("GET", "/v1/events", stream_events, "WatchUserEvents"),
+    ("GET", "/openapi.json", openapi_document, None),
+)
+OPERATIONS: dict[Handler, Permission] = {
+    handler: PERMISSIONS[operation] for _, _, handler, operation in ROUTES if operation is not None
 }
+
+
+def rest_operations() -> dict[str, list[str]]:
+    """Each operation's REST routes, as the docs spell them (`GET /v1/users/{id}`)."""
+    found: dict[str, list[str]] = {}
+    for method, path, _, operation in ROUTES:
+        if operation is not None:
+            found.setdefault(operation, []).append(f"{method} {path.replace(USER_PATH, '/v1/users/{id}')}")
+    return found
 
 
 def build_management_app(health: Health, metrics_: Metrics) -> web.Application:
@@ -425,19 +437,6 @@ def build_app(
     app = web.Application(middlewares=[observe, authorize], client_max_size=max_body)
     app[CORE], app[CREDENTIALS], app[BATCH], app[BATCH_MAX_BODY] = core, credentials, batch, batch_max_body
     app[FEED], app[METRICS], app[EVENT_SOURCE], app[ACCESS] = feed, metrics_, event_source, access
-    app.router.add_post("/v1/users", create_user)
-    app.router.add_get("/v1/users", list_users, allow_head=False)
-    app.router.add_get(USER_PATH, get_user, allow_head=False)
-    app.router.add_patch(USER_PATH, patch_user)
-    app.router.add_delete(USER_PATH, delete_user)
-    # AIP-136 custom methods: `:verb` follows the collection or the id, never a path segment of its own.
-    app.router.add_post("/v1/users:verifyPassword", verify_password)
-    app.router.add_post("/v1/users:batchCreate", batch_create_users)
-    app.router.add_post(USER_PATH + ":changePassword", change_password)
-    app.router.add_post(USER_PATH + ":unlock", unlock_user)
-    app.router.add_post(USER_PATH + ":undelete", undelete_user)
-    app.router.add_post(USER_PATH + ":erase", erase_user)
-    app.router.add_get(USER_PATH + ":export", export_user, allow_head=False)
-    app.router.add_get("/v1/events", stream_events, allow_head=False)
-    app.router.add_get("/openapi.json", openapi_document, allow_head=False)
+    for method, path, handler, _ in ROUTES:
+        app.router.add_route(method, path, handler)
     return app

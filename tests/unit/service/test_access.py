@@ -15,7 +15,9 @@ from userservice.access.permissions import PERMISSIONS
 from userservice.access.principal import ANONYMOUS, Principal, authtype_of
 from userservice.access.verdicts import Verdicts
 from userservice.api import problem
+from userservice.api.http import ROUTES, rest_operations
 from userservice.config import Config, ConfigError
+from userservice.v1 import user_service_pb2 as pb
 
 DSN = "postgresql://u@localhost/db"
 
@@ -129,3 +131,12 @@ def test_refusal_bodies_never_hold_the_token() -> None:
         assert token not in text and "s3cr3t" not in text
     refused = problem.from_domain(TokenRefused(sent=False))
     assert refused.status == 401 and refused.headers["WWW-Authenticate"] == 'Bearer realm="userservice"'
+
+
+def test_every_operation_is_one_grpc_method_with_rest_routes_and_a_permission() -> None:
+    """One table for both adapters: each gRPC method of UserService and each REST route (but /openapi.json)
+    names an operation of PERMISSIONS."""
+    methods = set(pb.DESCRIPTOR.services_by_name["UserService"].methods_by_name)
+    assert set(PERMISSIONS) == methods == set(rest_operations())
+    open_routes = [path for _, path, _, operation in ROUTES if operation is None]
+    assert open_routes == ["/openapi.json"]
