@@ -165,7 +165,7 @@ SETTINGS: dict[str, Setting] = {
     "caller_lockout_threshold": Setting(
         "LOGIN_CALLER_LOCKOUT_THRESHOLD",
         "100",
-        "Consecutive failed password checks from one caller (peer address), over any accounts, that lock the caller (0: never).",
+        "Consecutive failed password checks from one caller (the authenticated principal; the peer address under AUTH_MODE=none), over any accounts, that lock the caller (0: never).",
     ),
     "lockout_base": Setting(
         "LOGIN_LOCKOUT_BASE_SECONDS", "30", "First lock's length; each further failure doubles it."

@@ -68,14 +68,20 @@ def _named(items: list[dict[str, Any]], name: str, kind: str) -> dict[str, Any]:
     raise ConfigError(f"KUBECONFIG has no {kind} named {name!r}")
 
 
-def _file_or_data(entry: dict[str, Any], name: str, base: Path) -> str | None:
-    """A path to the PEM the kubeconfig names, inline (`<name>-data`, written to a private temp file) or not."""
+def _pem(entry: dict[str, Any], name: str, base: Path) -> bytes | None:
+    """The PEM a kubeconfig entry names, inline (`<name>-data`, base64) or as a file relative to the kubeconfig."""
     if entry.get(f"{name}-data"):
-        handle = tempfile.NamedTemporaryFile("wb", prefix="kubeconfig-", suffix=".pem", delete=False)  # noqa: SIM115
-        with handle:
-            handle.write(base64.b64decode(entry[f"{name}-data"]))
-        return handle.name
-    return str(base / entry[name]) if entry.get(name) else None
+        return base64.b64decode(entry[f"{name}-data"])
+    return (base / entry[name]).read_bytes() if entry.get(name) else None
+
+
+def _load_client_certificate(context: ssl.SSLContext, cert: bytes, key: bytes) -> None:
+    """ssl loads a certificate chain only from files: a private temporary one, removed at once."""
+    with tempfile.TemporaryDirectory(prefix="kubeconfig-") as directory:
+        path = Path(directory) / "client.pem"
+        path.touch(mode=0o600)
+        path.write_bytes(cert + b"\n" + key)
+        context.load_cert_chain(path)
 
 
 def from_kubeconfig(path: str) -> Endpoint:
@@ -90,11 +96,14 @@ def from_kubeconfig(path: str) -> Endpoint:
     user = _named(document.get("users"), context.get("user", ""), "user")
     if not str(cluster.get("server", "")).startswith("https://"):
         raise ConfigError(f"KUBECONFIG {path}: the cluster server must be an https:// URL")
-    ca = _file_or_data(cluster, "certificate-authority", base)
-    tls = ssl.create_default_context(cafile=ca)
-    cert = _file_or_data(user, "client-certificate", base)
-    if cert:
-        tls.load_cert_chain(cert, _file_or_data(user, "client-key", base))
+    try:
+        ca = _pem(cluster, "certificate-authority", base)
+        tls = ssl.create_default_context(cadata=None if ca is None else ca.decode())
+        cert, key = _pem(user, "client-certificate", base), _pem(user, "client-key", base)
+        if cert and key:
+            _load_client_certificate(tls, cert, key)
+    except (OSError, ValueError, ssl.SSLError) as exc:
+        raise ConfigError(f"KUBECONFIG {path}: {exc}") from None
     token: _TokenFile | str | None = user.get("token")
     if not token and user.get("tokenFile"):
         token = _TokenFile(base / user["tokenFile"])

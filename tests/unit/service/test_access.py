@@ -6,11 +6,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import ssl
+from pathlib import Path
 
 import pytest
 
+from tests.support.certs import issue
 from userservice.access.errors import PermissionDenied, TokenRefused
 from userservice.access.gate import bearer_token, token_expiry, token_keep_seconds
+from userservice.access.kubeapi import from_kubeconfig
 from userservice.access.permissions import PERMISSIONS
 from userservice.access.principal import ANONYMOUS, Principal, authtype_of
 from userservice.access.verdicts import Verdicts
@@ -140,3 +144,52 @@ def test_every_operation_is_one_grpc_method_with_rest_routes_and_a_permission() 
     assert set(PERMISSIONS) == methods == set(rest_operations())
     open_routes = [path for _, path, _, operation in ROUTES if operation is None]
     assert open_routes == ["/openapi.json"]
+
+
+def test_a_kubeconfig_gives_the_server_its_ca_and_a_token_file_or_client_certificate(tmp_path: Path) -> None:
+    """The current context only; inline (-data) and file PEMs; a token file re-read, not copied."""
+    ca, client = issue("cluster"), issue("client")
+    (tmp_path / "token").write_text("first-token\n")
+    (tmp_path / "client.crt").write_bytes(client.cert_pem)
+    b64 = base64.b64encode
+    document = {
+        "current-context": "here",
+        "contexts": [
+            {"name": "elsewhere", "context": {"cluster": "other", "user": "other"}},
+            {"name": "here", "context": {"cluster": "c", "user": "u"}},
+        ],
+        "clusters": [
+            {
+                "name": "c",
+                "cluster": {
+                    "server": "https://10.0.0.1:6443/",
+                    "certificate-authority-data": b64(ca.ca_pem).decode(),
+                },
+            }
+        ],
+        "users": [
+            {
+                "name": "u",
+                "user": {
+                    "tokenFile": "token",
+                    "client-certificate": "client.crt",
+                    "client-key-data": b64(client.key_pem).decode(),
+                },
+            }
+        ],
+    }
+    path = tmp_path / "kubeconfig"
+    path.write_text(json.dumps(document))
+    endpoint = from_kubeconfig(str(path))
+    assert endpoint.server == "https://10.0.0.1:6443"
+    assert endpoint.ssl.verify_mode == ssl.CERT_REQUIRED and endpoint.ssl.get_ca_certs()
+    assert callable(endpoint.token) and endpoint.token() == "first-token"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["client.crt", "kubeconfig", "token"]
+    document["users"][0]["user"] = {}
+    path.write_text(json.dumps(document))
+    with pytest.raises(ConfigError, match="needs a token, tokenFile or client certificate"):
+        from_kubeconfig(str(path))
+    document["clusters"][0]["cluster"]["server"] = "http://10.0.0.1"
+    path.write_text(json.dumps(document))
+    with pytest.raises(ConfigError, match="https"):
+        from_kubeconfig(str(path))
