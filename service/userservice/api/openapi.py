@@ -215,6 +215,16 @@ def _schemas() -> dict[str, Any]:
                 "subject": {"type": "string", "format": "uuid"},
                 "time": timestamp,
                 "datacontenttype": {"const": "application/json"},
+                "authtype": {
+                    "enum": ["service_account", "user", "unauthenticated"],
+                    "description": "CloudEvents authcontext: the kind of caller that made the change (absent for "
+                    "the service's own purges and for events written before callers were recorded).",
+                },
+                "authid": {
+                    "type": "string",
+                    "description": "CloudEvents authcontext: the caller's Kubernetes username, e.g. "
+                    "system:serviceaccount:team-a:billing (absent when unauthenticated).",
+                },
                 "data": {
                     "type": "object",
                     "properties": {

@@ -110,7 +110,9 @@ class StoredEvent:
             "data": self.data,
         }
         if self.authtype is not None:
-            event["authtype"], event["authid"] = self.authtype, self.authid or ""
+            event["authtype"] = self.authtype
+        if self.authid:
+            event["authid"] = self.authid
         return event
 
 
