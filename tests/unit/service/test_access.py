@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.certs import issue
+from userservice.access import kubeapi
 from userservice.access.errors import PermissionDenied, TokenRefused
 from userservice.access.gate import bearer_token, token_expiry, token_keep_seconds
 from userservice.access.kubeapi import from_kubeconfig
@@ -193,3 +194,22 @@ def test_a_kubeconfig_gives_the_server_its_ca_and_a_token_file_or_client_certifi
     path.write_text(json.dumps(document))
     with pytest.raises(ConfigError, match="https"):
         from_kubeconfig(str(path))
+
+
+def test_in_a_pod_the_mounted_token_is_used_and_re_read_as_the_kubelet_rotates_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "ca.crt").write_bytes(issue("cluster").ca_pem)
+    (tmp_path / "token").write_text("first")
+    monkeypatch.setattr(kubeapi, "SERVICE_ACCOUNT_DIR", tmp_path)
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    assert kubeapi.in_cluster() is None  # not in a pod: KUBECONFIG is used instead
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "fd00::1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "6443")
+    endpoint = kubeapi.in_cluster()
+    assert endpoint is not None and endpoint.server == "https://[fd00::1]:6443"
+    assert callable(endpoint.token) and endpoint.token() == "first"
+    (tmp_path / "token").write_text("rotated")
+    assert endpoint.token() == "first"  # read again only after TOKEN_REREAD_SECONDS
+    monkeypatch.setattr(kubeapi, "TOKEN_REREAD_SECONDS", 0.0)
+    assert endpoint.token() == "rotated"
