@@ -13,7 +13,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from userservice import jsoncodec, logs
-from userservice.api import openapi, problem
+from userservice.api import consistency, openapi, problem
 from userservice.batch import BatchCore
 from userservice.credentials.core import Credentials
 from userservice.domain.errors import DomainError, invalid
@@ -365,7 +365,7 @@ def build_app(
     max_body: int,
     batch_max_body: int,
 ) -> web.Application:
-    app = web.Application(middlewares=[observe], client_max_size=max_body)
+    app = web.Application(middlewares=[observe, consistency.rest_tokens], client_max_size=max_body)
     app[CORE], app[CREDENTIALS], app[BATCH], app[BATCH_MAX_BODY] = core, credentials, batch, batch_max_body
     app[FEED], app[HEALTH], app[METRICS], app[EVENT_SOURCE] = feed, health, metrics_, event_source
     app.router.add_post("/v1/users", create_user)
