@@ -7,6 +7,7 @@ from typing import Any
 from userservice_operator.children.common import (
     BuildContext,
     base_env,
+    database_env,
     labels,
     metadata,
     pod_security_context,
@@ -14,6 +15,7 @@ from userservice_operator.children.common import (
     selector_labels,
     with_hash,
 )
+from userservice_operator.budget import SURGE_PERCENT, pool_size
 from userservice_operator.spec import Manifest, UserService
 
 COMPONENT = "server"
@@ -41,6 +43,7 @@ def build(us: UserService, ctx: BuildContext | None = None) -> Manifest:
         {"name": "HTTP_PORT", "value": str(spec.http.port)},
         {"name": "GRPC_PORT", "value": str(spec.grpc.port)},
         {"name": "SHUTDOWN_GRACE_SECONDS", "value": str(spec.shutdown_grace_period_seconds)},
+        *database_env(us, pool_size(spec)),
         *(dict(e) for e in spec.env),
     ]
     probe_common = {"timeoutSeconds": 2, "failureThreshold": 3}
@@ -77,7 +80,10 @@ def build(us: UserService, ctx: BuildContext | None = None) -> Manifest:
     deployment_spec: dict[str, Any] = {
         "selector": {"matchLabels": selector_labels(us)},
         "revisionHistoryLimit": 5,
-        "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": "25%"}},
+        "strategy": {
+            "type": "RollingUpdate",
+            "rollingUpdate": {"maxUnavailable": 0, "maxSurge": f"{SURGE_PERCENT}%"},  # budget.py counts it
+        },
         "template": {
             "metadata": template_meta,
             "spec": {
