@@ -30,7 +30,9 @@ def surge(pods: int) -> int:
 
 
 def peak_pods(spec: UserServiceSpec) -> int:
-    pods = spec.autoscaling.max_replicas if spec.autoscaling is not None and spec.autoscaled() else spec.replicas
+    pods = (
+        spec.autoscaling.max_replicas if spec.autoscaling is not None and spec.autoscaled() else spec.replicas
+    )
     return pods + surge(pods)
 
 
@@ -60,7 +62,9 @@ def problem(spec: UserServiceSpec) -> str | None:
 
 def feasibility_rule() -> str:
     """The CEL rule on spec that refuses what `pool_size` would (CEL integer division rounds down)."""
-    pods = "(has(self.autoscaling) && self.autoscaling.enabled ? self.autoscaling.maxReplicas : self.replicas)"
+    pods = (
+        "(has(self.autoscaling) && self.autoscaling.enabled ? self.autoscaling.maxReplicas : self.replicas)"
+    )
     peak = f"({pods} + ({pods} * {SURGE_PERCENT} + 99) / 100)"
     return (
         "!has(self.database.maxConnections) || self.database.maxConnections >= "

@@ -148,7 +148,10 @@ def database_env(us: UserService, pool: int | None) -> list[dict[str, Any]]:
     if cnpg is not None:
         secret, _ = database_secret(us)
         env += [
-            {"name": "DATABASE_READ_URL", "value": f"postgresql://{cnpg.cluster_name}-ro.{us.namespace}:5432"},
+            {
+                "name": "DATABASE_READ_URL",
+                "value": f"postgresql://{cnpg.cluster_name}-ro.{us.namespace}:5432",
+            },
             _secret_env("PGUSER", secret, "username"),
             _secret_env("PGPASSWORD", secret, "password"),
             _secret_env("PGDATABASE", secret, "dbname"),

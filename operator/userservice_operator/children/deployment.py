@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from userservice_operator.budget import SURGE_PERCENT, pool_size
 from userservice_operator.children.common import (
     BuildContext,
     base_env,
@@ -15,7 +16,6 @@ from userservice_operator.children.common import (
     selector_labels,
     with_hash,
 )
-from userservice_operator.budget import SURGE_PERCENT, pool_size
 from userservice_operator.spec import Manifest, UserService
 
 COMPONENT = "server"
