@@ -191,7 +191,7 @@ async def test_a_malformed_token_is_refused(http: aiohttp.ClientSession) -> None
         assert HEADER in await response.text()
 
 
-async def test_a_stopped_replica_leaves_the_rotation_reads_still_succeed_and_it_comes_back(
+async def test_a_stopped_replica_leaves_the_rotation_reads_still_succeed_readiness_holds_and_it_comes_back(
     http: aiohttp.ClientSession, replicated: Replicated
 ) -> None:
     await until_in_rotation(http, 1)
@@ -202,6 +202,8 @@ async def test_a_stopped_replica_leaves_the_rotation_reads_still_succeed_and_it_
             async with http.get(f"/v1/users/{user['id']}", headers={HEADER: token}) as response:
                 assert response.status == 200
         await until_in_rotation(http, 0)
+        async with http.get("/readyz") as response:
+            assert response.status == 200  # readiness never depends on a replica
         before = await reads(http)
         async with http.get(f"/v1/users/{user['id']}", headers={HEADER: token}) as response:
             assert response.status == 200
@@ -213,3 +215,43 @@ async def test_a_stopped_replica_leaves_the_rotation_reads_still_succeed_and_it_
     async with http.get(f"/v1/users/{user['id']}", headers={HEADER: token}) as response:
         assert response.status == 200
     assert delta(await reads(http), before, ("0", "replica")) == 1
+
+
+async def test_with_reads_without_token_set_to_replica_plain_reads_go_to_the_replica_and_lag_is_measured(
+    replicated: Replicated, database_name: str
+) -> None:
+    async with (
+        in_process(
+            replicated.primary.dsn(database_name),
+            database_read_url=replicated.standby.dsn(database_name),
+            reads_without_token="replica",
+            replica_probe_interval=0.1,
+        ) as running,
+        aiohttp.ClientSession(base_url=running.http) as http,
+    ):
+        await until_in_rotation(http, 1)
+        user, _ = await create(http)
+        await replicated.wait_replayed(database_name)
+        before = await reads(http)
+        async with http.get(f"/v1/users/{user['id']}") as response:
+            assert response.status == 200
+        async with http.get("/v1/users", params={"page_size": "5"}) as response:
+            assert response.status == 200
+        assert delta(await reads(http), before, ("0", "replica")) == 2
+        # Lag is measured per replica and is 0 once it holds everything (the primary idle or not).
+        deadline = time.monotonic() + 10
+        while True:
+            async with http.get("/metrics") as response:
+                text = await response.text()
+            lag = {
+                s.name: s.value
+                for family in text_string_to_metric_families(text)
+                if family.name in {"userservice_replica_lag_seconds", "userservice_replica_lag_bytes"}
+                for s in family.samples
+                if s.labels == {"replica": "0"}
+            }
+            if lag == {"userservice_replica_lag_seconds": 0.0, "userservice_replica_lag_bytes": 0.0}:
+                break
+            assert time.monotonic() < deadline, lag
+            await asyncio.sleep(0.1)
+        assert replicated.standby.dsn(database_name) not in text  # the replica is known by its index only
