@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from userservice_operator.budget import SURGE_PERCENT, pool_size
+from userservice_operator.budget import pool_size
 from userservice_operator.children.common import (
     BuildContext,
     base_env,
@@ -80,10 +80,7 @@ def build(us: UserService, ctx: BuildContext | None = None) -> Manifest:
     deployment_spec: dict[str, Any] = {
         "selector": {"matchLabels": selector_labels(us)},
         "revisionHistoryLimit": 5,
-        "strategy": {
-            "type": "RollingUpdate",
-            "rollingUpdate": {"maxUnavailable": 0, "maxSurge": f"{SURGE_PERCENT}%"},  # budget.py counts it
-        },
+        "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": "25%"}},
         "template": {
             "metadata": template_meta,
             "spec": {

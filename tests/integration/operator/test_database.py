@@ -45,12 +45,12 @@ def dry_run(cluster: KubeCluster, body: dict[str, Any]) -> tuple[int, str]:
         (
             {
                 "autoscaling": {"maxReplicas": 10},
-                "database": {"secretRef": {"name": "db"}, "maxConnections": 39},
+                "database": {"secretRef": {"name": "db"}, "maxConnections": 60},
             },
             "spec.database.maxConnections is too small",
         ),
         (
-            {"replicas": 4, "database": {"secretRef": {"name": "db"}, "maxConnections": 15}},
+            {"replicas": 4, "database": {"secretRef": {"name": "db"}, "maxConnections": 24}},
             "spec.database.maxConnections is too small",
         ),
         (
@@ -79,8 +79,8 @@ def test_api_refuses_bad_database_specs(
 
 def test_api_accepts_the_smallest_feasible_budget_and_each_reference(operator_cluster: KubeCluster) -> None:
     for spec in (
-        {"autoscaling": {"maxReplicas": 10}, "database": {"secretRef": {"name": "db"}, "maxConnections": 40}},
-        {"database": {"cloudNativePG": {"clusterName": "pg"}, "maxConnections": 10}},
+        {"autoscaling": {"maxReplicas": 10}, "database": {"secretRef": {"name": "db"}, "maxConnections": 61}},
+        {"database": {"cloudNativePG": {"clusterName": "pg"}, "maxConnections": 13}},
         # without the features, the variables are the user's to set
         {
             "env": [
@@ -172,8 +172,8 @@ def test_a_cloudnativepg_cluster_is_used_as_it_comes(
     for name, key in (("PGUSER", "username"), ("PGPASSWORD", "password"), ("PGDATABASE", "dbname")):
         assert env[name]["valueFrom"] == {"secretKeyRef": {"name": f"{CLUSTER}-app", "key": key}}
     assert env["DATABASE_READ_URL"]["value"] == f"postgresql://{CLUSTER}-ro.{ns}:5432"
-    # 4 pods + 1 of surge, each with its own connection, and the migration Job's one: (50 - 1) // 5 - 1 = 8
-    assert env["DB_POOL_MAX"]["value"] == env["DB_READ_POOL_MAX"]["value"] == "8"
+    # 2 x 4 pods (old ones draining beside new ones), each with its own connection, and the Job's: (50 - 1) // 8 - 1
+    assert env["DB_POOL_MAX"]["value"] == env["DB_READ_POOL_MAX"]["value"] == "5"
     # No secret value is copied anywhere into the spec or the Deployment.
     password = base64.b64decode(cloudnativepg_objects(ns)[0]["data"]["password"]).decode()
     assert password not in str(dep) and password not in str(get(operator_cluster, ns, PLURAL, "cnpg"))

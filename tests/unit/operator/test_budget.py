@@ -18,30 +18,25 @@ def env_of(manifest: dict[str, Any]) -> dict[str, Any]:
     return {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
 
 
-@pytest.mark.parametrize(("pods", "surge"), [(1, 1), (2, 1), (4, 1), (5, 2), (8, 2), (10, 3), (20, 5)])
-def test_surge_is_a_quarter_rounded_up_as_kubernetes_rounds_max_surge(pods: int, surge: int) -> None:
-    assert budget.surge(pods) == surge
-
-
-def test_pool_fits_the_budget_at_the_peak_of_autoscaling_and_a_rollout() -> None:
+def test_pool_fits_the_budget_at_the_peak_of_autoscaling_and_a_rollout_with_old_pods_draining() -> None:
     spec = make_userservice(
         autoscaling={"minReplicas": 2, "maxReplicas": 10},
         database={"secretRef": {"name": "db"}, "maxConnections": 100},
     ).spec
     size = budget.pool_size(spec)
     assert size is not None
-    peak = 10 + 3
+    peak = 2 * 10
     assert peak * (size + budget.POD_OWN_CONNECTIONS) + budget.MIGRATION_JOB_CONNECTIONS <= 100
     assert (
         peak * (size + 1 + budget.POD_OWN_CONNECTIONS) + budget.MIGRATION_JOB_CONNECTIONS
     ) > 100  # the largest
-    assert size == 6
+    assert size == 3
 
 
-def test_without_autoscaling_the_replica_count_is_the_peak_before_surge() -> None:
+def test_without_autoscaling_the_replica_count_sets_the_peak() -> None:
     spec = make_userservice(replicas=4, database={"secretRef": {"name": "db"}, "maxConnections": 51}).spec
-    assert budget.peak_pods(spec) == 5
-    assert budget.pool_size(spec) == 9
+    assert budget.peak_pods(spec) == 8
+    assert budget.pool_size(spec) == 5
 
 
 def test_no_budget_leaves_the_service_defaults() -> None:
@@ -56,13 +51,13 @@ def test_a_budget_too_small_for_a_working_pool_is_a_problem_naming_what_it_needs
     ).spec
     with pytest.raises(budget.BudgetTooSmall):
         budget.pool_size(spec)
-    assert "at least 40" in (budget.problem(spec) or "")  # 13 pods x (2 + 1) + 1
+    assert "at least 61" in (budget.problem(spec) or "")  # 20 pods x (2 + 1) + 1
 
 
 def _cel_minimum(spec: Any) -> int:
     """What the CRD's rule demands, evaluated the way CEL would (integer division)."""
     pods = spec.autoscaling.max_replicas if spec.autoscaled() else spec.replicas
-    return (pods + (pods * 25 + 99) // 100) * 3 + 1
+    return 2 * pods * 3 + 1
 
 
 @pytest.mark.parametrize("pods", [1, 2, 3, 5, 7, 10, 33])
@@ -84,7 +79,7 @@ def test_the_pods_get_the_pool_sizes_and_the_migration_job_does_not() -> None:
         autoscaling={"maxReplicas": 10}, database={"secretRef": {"name": "db"}, "maxConnections": 100}
     )
     env = env_of(deployment.build(us))
-    assert env["DB_POOL_MAX"] == env["DB_READ_POOL_MAX"] == "6"
+    assert env["DB_POOL_MAX"] == env["DB_READ_POOL_MAX"] == "3"
     job = migration.build(us)
     assert job is not None
     assert "DB_POOL_MAX" not in env_of(job)
