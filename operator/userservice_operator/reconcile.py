@@ -12,10 +12,16 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
+from userservice_operator import budget
 from userservice_operator import status as status_mod
 from userservice_operator.apply import apply
 from userservice_operator.children import CHILDREN, OPTIONAL_CRDS, Child, Phase, migration
-from userservice_operator.children.common import MANAGED_BY, MIGRATION_HASH_LABEL, BuildContext
+from userservice_operator.children.common import (
+    MANAGED_BY,
+    MIGRATION_HASH_LABEL,
+    BuildContext,
+    database_secret,
+)
 from userservice_operator.children.migration import JobPhase, MigrationState
 from userservice_operator.children.promql import RUNBOOKS
 from userservice_operator.crd import KIND
@@ -142,15 +148,18 @@ class _Pass:
                 await self.ctx.kube.delete(child.kind, us.namespace, jname)
 
     async def check_secret(self) -> Problem | None:
-        ref = self.us.spec.database.secret_ref
-        secret = await self.ctx.kube.get("Secret", self.us.namespace, ref.name)
+        """What keeps the pods from starting: the database Secret or its key missing, or a connection budget
+        too small for the pods (see budget.py)."""
+        if too_small := budget.problem(self.us.spec):
+            return Problem("ConnectionBudgetTooSmall", too_small)
+        name, key = database_secret(self.us)
+        cnpg = self.us.spec.database.cloud_native_pg
+        field = "spec.database.cloudNativePG" if cnpg is not None else "spec.database.secretRef"
+        secret = await self.ctx.kube.get("Secret", self.us.namespace, name)
         if secret is None:
-            return Problem("SecretNotFound", f"Secret {ref.name!r} (spec.database.secretRef) does not exist")
-        if ref.key not in (secret.get("data") or {}) and ref.key not in (secret.get("stringData") or {}):
-            return Problem(
-                "SecretKeyNotFound",
-                f"Secret {ref.name!r} has no key {ref.key!r} (spec.database.secretRef.key)",
-            )
+            return Problem("SecretNotFound", f"Secret {name!r} ({field}) does not exist")
+        if key not in (secret.get("data") or {}) and key not in (secret.get("stringData") or {}):
+            return Problem("SecretKeyNotFound", f"Secret {name!r} has no key {key!r} ({field})")
         return None
 
     async def write_status(self, obs: Observation) -> tuple[dict[str, Any] | None, str | None]:

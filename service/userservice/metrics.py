@@ -132,6 +132,32 @@ class Metrics:
             registry=r,
         )
         self.ready = Gauge("userservice_ready", "1 while the instance reports ready.", registry=r)
+        self.db_reads = Counter(
+            "userservice_db_reads",
+            "Reads (get, list, search) by the pool that served them (primary, or a replica's index in"
+            " DATABASE_READ_URL) and why: replica; on the primary no_token (READS_WITHOUT_TOKEN=primary),"
+            " no_replica (none in rotation), token_wait_expired, replica_unavailable.",
+            ["pool", "reason"],
+            registry=r,
+        )
+        self.replica_in_rotation = Gauge(
+            "userservice_replica_in_rotation",
+            "1 while the replica (index in DATABASE_READ_URL) serves reads.",
+            ["replica"],
+            registry=r,
+        )
+        self.replica_lag_seconds = Gauge(
+            "userservice_replica_lag_seconds",
+            "How long ago the primary first wrote past the replica's replay position (0 when caught up).",
+            ["replica"],
+            registry=r,
+        )
+        self.replica_lag_bytes = Gauge(
+            "userservice_replica_lag_bytes",
+            "WAL the replica has yet to replay, from the primary's last sampled position.",
+            ["replica"],
+            registry=r,
+        )
 
     def watch_pool(self, read: Callable[[], tuple[int, int, int]]) -> None:
         """Registers pool gauges read at scrape time: (size, idle, max)."""

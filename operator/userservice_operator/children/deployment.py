@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from userservice_operator.budget import pool_size
 from userservice_operator.children.common import (
     BuildContext,
     base_env,
+    database_env,
     labels,
     metadata,
     pod_security_context,
@@ -41,6 +43,7 @@ def build(us: UserService, ctx: BuildContext | None = None) -> Manifest:
         {"name": "HTTP_PORT", "value": str(spec.http.port)},
         {"name": "GRPC_PORT", "value": str(spec.grpc.port)},
         {"name": "SHUTDOWN_GRACE_SECONDS", "value": str(spec.shutdown_grace_period_seconds)},
+        *database_env(us, pool_size(spec)),
         *(dict(e) for e in spec.env),
     ]
     probe_common = {"timeoutSeconds": 2, "failureThreshold": 3}

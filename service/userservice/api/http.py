@@ -16,7 +16,7 @@ from userservice import jsoncodec, logs
 from userservice.access import principal as principals
 from userservice.access.gate import Access
 from userservice.access.permissions import PERMISSIONS, Permission
-from userservice.api import openapi, problem
+from userservice.api import consistency, openapi, problem
 from userservice.batch import BatchCore
 from userservice.credentials.core import Credentials
 from userservice.domain.errors import DomainError, invalid
@@ -434,7 +434,7 @@ def build_app(
     max_body: int,
     batch_max_body: int,
 ) -> web.Application:
-    app = web.Application(middlewares=[observe, authorize], client_max_size=max_body)
+    app = web.Application(middlewares=[observe, authorize, consistency.rest_tokens], client_max_size=max_body)
     app[CORE], app[CREDENTIALS], app[BATCH], app[BATCH_MAX_BODY] = core, credentials, batch, batch_max_body
     app[FEED], app[METRICS], app[EVENT_SOURCE], app[ACCESS] = feed, metrics_, event_source, access
     for method, path, handler, _ in ROUTES:
