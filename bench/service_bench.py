@@ -25,6 +25,7 @@ from bench.stats import Run, percentile
 OPS = ("get", "list", "search", "create", "patch")
 SEARCH_GOAL = "p99_ratio <= 3"  # a prefix-search page of 50 against a GET of one user
 LIST_GOAL = "p99_ratio <= 2.5"  # a list page of 50 against a GET of one user
+LABEL = {"rest": "REST", "grpc": "gRPC"}
 POOL_SIZE = 10  # the service's DB_POOL_MAX default
 
 
@@ -471,8 +472,8 @@ def _against_get(runs: dict[str, list[Run]], protocol: str, op: str, c: int) -> 
     fig: dict[str, Any] = {
         "id": f"{protocol}.{op}.c{c}",
         "group": "service",
-        "what": f"{protocol.upper()} {what}, page of 50, {c} concurrent",
-        "baseline": f"{protocol.upper()} get by id, same rounds",
+        "what": f"{LABEL[protocol]} {what}, page of 50, {c} concurrent",
+        "baseline": f"{LABEL[protocol]} get by id, same rounds",
         "goal": SEARCH_GOAL if op == "search" else LIST_GOAL,
     }
     return rounds.compare(fig, runs[f"{protocol}.{op}"], runs[f"{protocol}.get"])
@@ -499,7 +500,7 @@ def _figures(
         fig: dict[str, Any] = {
             "id": f"{protocol}.get.c{c}",
             "group": "service",
-            "what": f"{protocol.upper()} get by id, {c} concurrent",
+            "what": f"{LABEL[protocol]} get by id, {c} concurrent",
             "baseline": f"composed ceiling: a bare {framework} handler running the store's get on a pool of"
             f" {POOL_SIZE}",
         }
@@ -531,7 +532,7 @@ def _figures(
                     {
                         "id": f"{protocol}.{op}.c{c}",
                         "group": "service",
-                        "what": f"{protocol.upper()} {op}, {c} concurrent",
+                        "what": f"{LABEL[protocol]} {op}, {c} concurrent",
                         "baseline": f"the same SQL through raw asyncpg, pool {POOL_SIZE}, {c} workers",
                     },
                     runs[f"{protocol}.{op}"],
