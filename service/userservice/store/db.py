@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-from collections.abc import AsyncIterator
 
 import asyncpg
 
@@ -70,10 +68,33 @@ class FairPool:
         self._pool = pool
         self._gate = asyncio.Semaphore(pool.get_max_size())
 
-    @contextlib.asynccontextmanager
-    async def acquire(self) -> AsyncIterator[asyncpg.Connection]:
-        async with self._gate, self._pool.acquire() as conn:
-            yield conn
+    def acquire(self) -> _FairLease:
+        return _FairLease(self._pool, self._gate)
+
+
+class _FairLease:
+    """`async with fair_pool.acquire() as conn`: a permit of the gate, then a pooled connection. A plain class,
+    not an @asynccontextmanager generator: this runs on every request."""
+
+    __slots__ = ("_gate", "_lease", "_pool")
+
+    def __init__(self, pool: asyncpg.Pool, gate: asyncio.Semaphore) -> None:
+        self._pool, self._gate = pool, gate
+
+    async def __aenter__(self) -> asyncpg.Connection:
+        await self._gate.acquire()
+        try:
+            self._lease = self._pool.acquire()
+            return await self._lease.__aenter__()
+        except BaseException:
+            self._gate.release()
+            raise
+
+    async def __aexit__(self, *exc: object) -> None:
+        try:
+            await self._lease.__aexit__(*exc)
+        finally:
+            self._gate.release()
 
 
 async def load_secret(conn: asyncpg.Connection | asyncpg.Pool, name: str) -> bytes:
