@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
@@ -46,6 +46,9 @@ class Outcome:
     status: dict[str, Any] | None = None  # the status as written (None: unchanged)
     resource_version: str | None = None
     retry: str = ""  # non-empty: waiting for something outside the operator (the Secret); retry with backoff
+    # (kind, name) -> resourceVersion of each object the pass wrote or read (children, and the UserService
+    # when the pass wrote its status): their watch events then need no pass
+    versions: dict[tuple[str, str], str] = field(default_factory=dict)
 
 
 async def optional_apis_present(kube: Kube) -> bool:
@@ -73,16 +76,31 @@ class _Pass:
     ctx: Context
     body: Manifest
     us: UserService
+    news: list[tuple[str, str, str]] = field(default_factory=list)  # Events to post when the pass ends
+    live: dict[tuple[str, str], str] = field(default_factory=dict)  # (kind, name) -> resourceVersion seen
+
+    def event(self, event_type: str, reason: str, message: str) -> None:
+        """Note an Event; the pass posts its Events together at its end, off the path to the children."""
+        self.news.append((event_type, reason, message))
+
+    async def post_events(self) -> None:
+        recorder = self.ctx.recorder
+        await asyncio.gather(*(recorder.event(self.body, *news) for news in self.news))
+        self.news.clear()
+
+    def saw(self, obj: Manifest | None) -> Manifest | None:
+        """Remember the resourceVersion of a child as this pass left it (its watch event then needs no pass)."""
+        if obj is not None and obj.get("metadata", {}).get("resourceVersion"):
+            self.live[(obj["kind"], obj["metadata"]["name"])] = obj["metadata"]["resourceVersion"]
+        return obj
 
     async def ensure(self, child: Child, desired: Manifest | None) -> Manifest | None:
         """Apply `desired`, or delete our object of that kind when `desired` is None."""
-        kube, recorder, us, kind, name = self.ctx.kube, self.ctx.recorder, self.us, child.kind, self.us.name
+        kube, us, kind, name = self.ctx.kube, self.us, child.kind, self.us.name
         if desired is None:
             live = await kube.get(kind, us.namespace, name)
             if _owned(us, live) and await kube.delete(kind, us.namespace, name):
-                await recorder.event(
-                    self.body, "Normal", "Deleted", f"deleted {kind} {name} (no longer wanted by spec)"
-                )
+                self.event("Normal", "Deleted", f"deleted {kind} {name} (no longer wanted by spec)")
             return None
         try:
             result = await apply(kube, desired)
@@ -96,17 +114,13 @@ class _Pass:
                 "%s %s/%s cannot be patched (%s); re-creating it", kind, us.namespace, name, exc.reason
             )
             await kube.delete(kind, us.namespace, name)
-            await recorder.event(
-                self.body, "Warning", "Recreated", f"re-created {kind} {name}: {str(exc.body)[:300]}"
-            )
+            self.event("Warning", "Recreated", f"re-created {kind} {name}: {str(exc.body)[:300]}")
             result = await apply(kube, desired, None, fetched=True)
         if result.action == "created":
-            await recorder.event(self.body, "Normal", "Created", f"created {kind} {name}")
+            self.event("Normal", "Created", f"created {kind} {name}")
         elif result.action == "configured":
-            await recorder.event(
-                self.body, "Normal", "Applied", f"applied {kind} {name} (spec change or drift)"
-            )
-        return result.live
+            self.event("Normal", "Applied", f"applied {kind} {name} (spec change or drift)")
+        return self.saw(result.live)
 
     async def ensure_support(self, child: Child) -> ApiException | None:
         """Apply a support child; the 404 of an optional kind whose CRD went away is returned, not raised."""
@@ -129,9 +143,8 @@ class _Pass:
         if live is None and done == migration.migration_hash(us):
             return MigrationState(JobPhase.SUCCEEDED, name, f"Job {name} completed")
         if live is None:
-            live = (await apply(kube, job, None, fetched=True)).live
-            await self.ctx.recorder.event(
-                self.body,
+            live = self.saw((await apply(kube, job, None, fetched=True)).live)
+            self.event(
                 "Normal",
                 "MigrationStarted",
                 f"started Job {name} to migrate the schema for {us.spec.image}",
@@ -173,7 +186,7 @@ class _Pass:
             return None, None
         before = {c["type"]: c for c in old_status.get("conditions") or []}
         for event_type, reason, message in condition_events(before, new_status["conditions"]):
-            await self.ctx.recorder.event(self.body, event_type, reason, message)
+            self.event(event_type, reason, message)
         try:
             updated = await self.ctx.kube.patch_status(KIND, self.us.namespace, self.us.name, new_status)
         except ApiException as exc:
@@ -186,8 +199,15 @@ class _Pass:
 async def reconcile(ctx: Context, body: Manifest) -> Outcome:
     """One pass: apply every wanted child (phase by phase, each phase's children at once), delete unwanted
     ones, write the status."""
-    us = UserService.from_manifest(body)
-    step = _Pass(ctx, body, us)
+    step = _Pass(ctx, body, UserService.from_manifest(body))
+    try:
+        return await _reconcile(step)
+    finally:
+        await step.post_events()
+
+
+async def _reconcile(step: _Pass) -> Outcome:
+    ctx, body, us = step.ctx, step.body, step.us
     old_status = body.get("status") or {}
     optional_apis = ctx.optional_apis
     if optional_apis is None:
@@ -218,7 +238,7 @@ async def reconcile(ctx: Context, body: Manifest) -> Outcome:
             if mig.phase is JobPhase.SUCCEEDED:
                 completed = {"completedHash": migration.migration_hash(us), "completedImage": us.spec.image}
             elif mig.phase is JobPhase.FAILED and old_status.get("migration", {}).get("job") != mig.job:
-                await ctx.recorder.event(body, "Warning", "MigrationFailed", f"{mig.message}; rollout held")
+                step.event("Warning", "MigrationFailed", f"{mig.message}; rollout held")
         live_image, live_replicas = None, None
         if live_dep is not None:
             live_image = live_dep["spec"]["template"]["spec"]["containers"][0].get("image")
@@ -259,6 +279,7 @@ async def reconcile(ctx: Context, body: Manifest) -> Outcome:
         status=written,
         resource_version=resource_version,
         retry=secret_problem.message if secret_problem else "",
+        versions={**step.live, **({(KIND, us.name): resource_version} if resource_version else {})},
     )
 
 
