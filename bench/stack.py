@@ -156,9 +156,9 @@ class Process:
                 self.proc.wait(10)
 
 
-def start_service(dsn: str, workdir: Path, **env: str) -> Process:
+def start_service(dsn: str, workdir: Path, launch: list[str] | None = None, **env: str) -> Process:
     """`userservice serve` as deployed: JSON logs (one access line per request), production argon2 costs,
-    the default pool (DB_POOL_MAX=10)."""
+    the default pool (DB_POOL_MAX=10). `launch`: other interpreter arguments that start it."""
     full_env = {
         **os.environ,
         "DATABASE_URL": dsn,
@@ -171,7 +171,10 @@ def start_service(dsn: str, workdir: Path, **env: str) -> Process:
         **env,
     }
     proc = Process(
-        [sys.executable, "-m", "userservice.cli", "serve"], full_env, workdir / "service.log", "serving"
+        [sys.executable, *(launch or ["-m", "userservice.cli", "serve"])],
+        full_env,
+        workdir / "service.log",
+        "serving",
     )
     proc.wait_ready()
     return proc
