@@ -103,7 +103,9 @@ class _Pass:
                 self.event("Normal", "Deleted", f"deleted {kind} {name} (no longer wanted by spec)")
             return None
         try:
-            result = await apply(kube, desired)
+            # A UserService without a status has never been through a pass: its children cannot be up to date,
+            # so no GET first (one round trip less on the way to its children; the apply tells created apart).
+            result = await apply(kube, desired, fetched=not self.body.get("status"))
         except ApiException as exc:
             # 422: the live object cannot be brought back by apply (an immutable field changed, or list
             # entries someone else took over collide with ours). Ours to manage: replace it.
