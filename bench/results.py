@@ -144,6 +144,7 @@ def chart(doc: dict[str, Any], path: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     figs = {f["id"]: f for f in doc["figures"]}
     c = doc["settings"]["concurrency"]
@@ -181,6 +182,8 @@ def chart(doc: dict[str, Any], path: Path) -> Path:
     right.scatter(targets, ys, marker="|", s=300, color="black", label="goal")
     right.set_yticks(ys, labels, fontsize=7)
     right.set_xscale("log")
+    right.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    right.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     right.set_title("goal ratios (green: met, red: not met)", fontsize=10)
     right.legend(fontsize=8)
     fig.tight_layout()
