@@ -63,15 +63,11 @@ def _rows(doc: dict[str, Any]) -> list[tuple[str, ...]]:
             if value_key not in fig or (ratio_key not in fig and base_key not in fig):
                 continue
             metric = "rps vs asyncpg" if base_key == "database_rps" else value_key
-            goal = fig.get("goal", "")
-            mark = ""
-            if goal.split(" ")[0] == ratio_key:
-                mark = f"{goal} {'met' if fig.get('met') else 'NOT met' if fig.get('met') is False else '?'}"
+            goal_key = fig.get("goal", "").split(" ")[0]
+            mark = _goal_mark(fig) if goal_key in (ratio_key, value_key) and metric == value_key else ""
             rows.append(
                 (fig["id"], metric, _cell(fig, value_key), _cell(fig, base_key), _cell(fig, ratio_key), mark)
             )
-        if "seconds" in fig and "baseline_seconds" not in fig and "goal" in fig:
-            rows.append((fig["id"], "seconds", _cell(fig, "seconds"), "-", "-", _goal_mark(fig)))
     return rows
 
 
