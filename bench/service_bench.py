@@ -5,6 +5,7 @@ verifications). Everything runs against one seeded PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import subprocess
 import sys
@@ -19,7 +20,16 @@ from uuid import UUID
 
 import asyncpg
 
-from bench import credentials_bench, events_bench, grpc_load, http_load, rounds, stack, watchers_bench
+from bench import (
+    auth_bench,
+    credentials_bench,
+    events_bench,
+    grpc_load,
+    http_load,
+    rounds,
+    stack,
+    watchers_bench,
+)
 from bench.stats import Run, percentile
 
 OPS = ("get", "list", "search", "create", "patch")
@@ -161,11 +171,17 @@ class Loads:
         self.http = f"http://127.0.0.1:{svc.info['http_port']}"
         self.grpc = f"127.0.0.1:{svc.info['grpc_port']}"
 
-    def rest(self, url: str, op: str, target: str, ids_file: Path | None = None) -> Callable[[], Run]:
-        plan = self.plan
-        return lambda: http_load.run(
-            url, op, plan.level, plan.seconds, ids_file or self.ids_file, _tag(), target
-        )
+    def rest(
+        self,
+        url: str,
+        op: str,
+        target: str,
+        ids_file: Path | None = None,
+        token: Path | None = None,
+        get_path: str = "/v1/users/",
+    ) -> Callable[[], Run]:
+        plan, ids = self.plan, ids_file or self.ids_file
+        return lambda: http_load.run(url, op, plan.level, plan.seconds, ids, _tag(), target, token, get_path)
 
     def grpc_call(self, address: str, op: str, target: str) -> Callable[[], Run]:
         plan = self.plan
@@ -207,21 +223,33 @@ def _measure(plan: Plan, workdir: Path, dsn: str, pg_desc: str) -> dict[str, Any
     event_user = UUID(ids.pop())  # written only by the event-latency measurement
     # Every part runs for the whole measurement (idle ones cost nothing), so each figure and its baselines
     # are measured in turn, round after round: the machine's background load is then the same for all of them.
-    svc = stack.start_service(dsn, workdir)
-    processes = [svc]
-    try:
-        ceiling_http = stack.start_ceiling("http", dsn, POOL_SIZE, workdir)
-        processes.append(ceiling_http)
-        ceiling_grpc = stack.start_ceiling("grpc", dsn, POOL_SIZE, workdir)
-        processes.append(ceiling_grpc)
-        peer = stack.start_peer(dsn, POOL_SIZE, workdir)
-        processes.append(peer)
+    with contextlib.ExitStack() as running:
+
+        def start(proc: stack.Process) -> stack.Process:
+            running.callback(proc.stop)
+            return proc
+
+        svc = start(stack.start_service(dsn, workdir))
+        identity = running.enter_context(auth_bench.service_account(workdir))
+        (workdir / "authenticated").mkdir()
+        svc_auth = start(stack.start_service(dsn, workdir / "authenticated", **identity.service_env))
+        ceiling_http = start(stack.start_ceiling("http", dsn, POOL_SIZE, workdir))
+        ceiling_grpc = start(stack.start_ceiling("grpc", dsn, POOL_SIZE, workdir))
+        peer = start(stack.start_peer(dsn, POOL_SIZE, workdir))
         loads = Loads(plan, svc, ids, ids_file, dsn)
         loads.warm(("get", "list"))
+        auth_url = f"http://127.0.0.1:{svc_auth.info['http_port']}"
         peer_url = f"http://127.0.0.1:{peer.info['port']}"
-        http_load.run(peer_url, "get", plan.level, 1, ids_file, _tag(), "warmup")
+        peer_token = auth_bench.peer_token(peer_url, workdir)
+        for url, token, path in ((peer_url, None, "/v1/users/"), (peer_url, peer_token, "/users/")):
+            http_load.run(url, "get", plan.level, 1, ids_file, _tag(), "warmup", token, path)
+        http_load.run(auth_url, "get", plan.level, 2, ids_file, _tag(), "warmup", identity.token_file)
         steps = [
             *loads.service("get"),
+            (
+                "rest.get_authenticated",
+                loads.rest(auth_url, "get", "service-rest-auth", token=identity.token_file),
+            ),
             (
                 "ceiling.rest.get",
                 loads.rest(f"http://127.0.0.1:{ceiling_http.info['port']}", "get", "ceiling-aiohttp"),
@@ -231,6 +259,10 @@ def _measure(plan: Plan, workdir: Path, dsn: str, pg_desc: str) -> dict[str, Any
                 loads.grpc_call(f"127.0.0.1:{ceiling_grpc.info['port']}", "get", "ceiling-grpc"),
             ),
             ("peer.get", loads.rest(peer_url, "get", "peer-fastapi")),
+            (
+                "peer.admin_get",
+                loads.rest(peer_url, "get", "peer-fastapi-admin", token=peer_token, get_path="/users/"),
+            ),
             ("asyncpg.get", loads.database("get")),
         ]
         for op in OPS[1:]:
@@ -243,8 +275,8 @@ def _measure(plan: Plan, workdir: Path, dsn: str, pg_desc: str) -> dict[str, Any
                     )
                 )
         print(
-            f"{plan.rounds} interleaved rounds: service REST (wrk) and gRPC (ghz), composed ceilings, the peer,"
-            " raw asyncpg",
+            f"{plan.rounds} interleaved rounds: service REST (wrk; unauthenticated and authenticated) and gRPC"
+            " (ghz), composed ceilings, the peer (unauthenticated and its admin read), raw asyncpg",
             flush=True,
         )
         runs = rounds.interleave(plan.rounds, steps, _log)
@@ -257,9 +289,6 @@ def _measure(plan: Plan, workdir: Path, dsn: str, pg_desc: str) -> dict[str, Any
         for _ in range(plan.rounds):
             watch.append(asyncio.run(events_bench.grpc_latencies(dsn, loads.grpc, event_user, plan.events)))
             notify.append(asyncio.run(events_bench.notify_latencies(dsn, event_user, plan.events)))
-    finally:
-        for proc in processes:
-            proc.stop()
     figures = (
         _figures(runs, under, watch, notify, plan)
         + _watcher_figures(watched, plan)
@@ -479,6 +508,50 @@ def _against_get(runs: dict[str, list[Run]], protocol: str, op: str, c: int) -> 
     return rounds.compare(fig, runs[f"{protocol}.{op}"], runs[f"{protocol}.get"])
 
 
+def _authenticated_figures(runs: dict[str, list[Run]], c: int) -> list[dict[str, Any]]:
+    """REST get with a ServiceAccount token (TokenReview and SubjectAccessReview verdicts cached: every request
+    of a run but the first is a cache hit) against the composed ceiling, the same get unauthenticated, and the
+    peer's own authenticated read."""
+    authenticated = runs["rest.get_authenticated"]
+    what = f"REST get by id with a ServiceAccount token (cache hit), {c} concurrent"
+    return [
+        rounds.compare(
+            {
+                "id": f"rest.get_authenticated.c{c}",
+                "group": "service",
+                "what": what,
+                "baseline": f"composed ceiling: a bare aiohttp handler running the store's get on a pool of {POOL_SIZE}",
+                "goal": "rps_ratio >= 0.8",
+            },
+            authenticated,
+            runs["ceiling.rest.get"],
+        ),
+        rounds.compare(
+            {
+                "id": f"rest.get_authenticated_vs_unauthenticated.c{c}",
+                "group": "service",
+                "what": what + ", against the same get unauthenticated",
+                "baseline": "the same service with AUTH_MODE=none, same rounds",
+                "goal": "rps_ratio >= 0.9",
+            },
+            authenticated,
+            runs["rest.get"],
+        ),
+        rounds.compare(
+            {
+                "id": f"rest.get_authenticated_vs_peer.c{c}",
+                "group": "service",
+                "what": what + ", against the peer's authenticated admin read",
+                "baseline": "the peer's GET /users/{id} (fastapi-users' users router) as a superuser with its JWT"
+                " strategy",
+                "goal": "rps_ratio >= 4",
+            },
+            authenticated,
+            runs["peer.admin_get"],
+        ),
+    ]
+
+
 def _database(fig: dict[str, Any], runs: list[Run], base: list[Run]) -> dict[str, Any]:
     """Add the raw-asyncpg comparison (the database limit) of the same rounds to `fig`."""
     db = rounds.compare({}, runs, base, ("rps",))
@@ -522,6 +595,7 @@ def _figures(
             runs["peer.get"],
         )
     )
+    figures += _authenticated_figures(runs, c)
     for protocol in ("rest", "grpc"):
         figures.append(_against_get(runs, protocol, "list", c))
         figures[-1] = _database(figures[-1], runs[f"{protocol}.list"], runs["asyncpg.list"])

@@ -65,6 +65,9 @@ def test_smoke_bench_writes_valid_results(tmp_path: Path) -> None:
             for op in ("get", "list", "create", "patch", "search")
         ),
         f"rest.get_vs_peer.c{level}",
+        f"rest.get_authenticated.c{level}",
+        f"rest.get_authenticated_vs_unauthenticated.c{level}",
+        f"rest.get_authenticated_vs_peer.c{level}",
         f"rest.get_during_create.c{level}",
         "rest.batch_create",
         f"rest.verify_password.c{level}",
