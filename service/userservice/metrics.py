@@ -158,6 +158,32 @@ class Metrics:
             ["replica"],
             registry=r,
         )
+        # Label children bound once per label set: .labels() validates and locks on every call.
+        self._http_bound: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+        self._grpc_bound: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
+
+    def http_request_done(self, method: str, route: str, code: int, seconds: float) -> None:
+        """Count and time one HTTP request (`route` is a route template, so the label sets stay bounded)."""
+        method = method_label(method)
+        bound = self._http_bound.get((method, route, code))
+        if bound is None:
+            bound = self._http_bound[(method, route, code)] = (
+                self.http_requests.labels(method, route, str(code)),
+                self.http_latency.labels(method, route),
+            )
+        bound[0].inc()
+        bound[1].observe(seconds)
+
+    def grpc_call_done(self, method: str, code: str, seconds: float) -> None:
+        """Count and time one gRPC call."""
+        bound = self._grpc_bound.get((method, code))
+        if bound is None:
+            bound = self._grpc_bound[(method, code)] = (
+                self.grpc_requests.labels(method, code),
+                self.grpc_latency.labels(method),
+            )
+        bound[0].inc()
+        bound[1].observe(seconds)
 
     def watch_pool(self, read: Callable[[], tuple[int, int, int]]) -> None:
         """Registers pool gauges read at scrape time: (size, idle, max)."""

@@ -25,7 +25,7 @@ from userservice.domain.listing import filter_from_query
 from userservice.domain.model import etag_matches
 from userservice.events.feed import EventFeed
 from userservice.health import Health
-from userservice.metrics import Metrics, method_label
+from userservice.metrics import Metrics
 from userservice.store.db import UNAVAILABLE_ERRORS
 from userservice.users import UserCore, check_idempotency_key
 
@@ -108,9 +108,8 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     if not response.prepared:
         response.headers["X-Request-ID"] = rid
     elapsed = time.perf_counter() - started
-    route, metrics = _route_of(request), request.app[METRICS]
-    metrics.http_requests.labels(method_label(request.method), route, str(response.status)).inc()
-    metrics.http_latency.labels(method_label(request.method), route).observe(elapsed)
+    route = _route_of(request)
+    request.app[METRICS].http_request_done(request.method, route, response.status, elapsed)
     if route not in {"/healthz", "/readyz", "/metrics"}:
         caller = request.get(PRINCIPAL)
         log.info(

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-from collections.abc import AsyncIterator
 
 import asyncpg
 
@@ -84,13 +82,40 @@ class FairPool:
         self._gate = asyncio.Semaphore(pool.get_max_size())
         self._notes_writes = notes_writes  # False for a replica's pool, where nothing is written
 
-    @contextlib.asynccontextmanager
-    async def acquire(self) -> AsyncIterator[asyncpg.Connection]:
-        async with self._gate, self._pool.acquire() as conn:
-            yield conn
-            request = consistency.current()
-            if self._notes_writes and request is not None and request.records_writes:
-                request.note_write(int(await conn.fetchval(COMMIT_POSITION_SQL)))
+    def acquire(self) -> _FairLease:
+        return _FairLease(self._pool, self._gate, self._notes_writes)
+
+
+class _FairLease:
+    """`async with fair_pool.acquire() as conn`: a permit of the gate, then a pooled connection. A plain class,
+    not an @asynccontextmanager generator: this runs on every request."""
+
+    __slots__ = ("_conn", "_gate", "_lease", "_notes_writes", "_pool")
+
+    def __init__(self, pool: asyncpg.Pool, gate: asyncio.Semaphore, notes_writes: bool) -> None:
+        self._pool, self._gate, self._notes_writes = pool, gate, notes_writes
+
+    async def __aenter__(self) -> asyncpg.Connection:
+        await self._gate.acquire()
+        try:
+            self._lease = self._pool.acquire()
+            self._conn: asyncpg.Connection = await self._lease.__aenter__()
+            return self._conn
+        except BaseException:
+            self._gate.release()
+            raise
+
+    async def __aexit__(self, *exc: object) -> None:
+        try:
+            if exc[0] is None and self._notes_writes:
+                request = consistency.current()
+                if request is not None and request.records_writes:
+                    request.note_write(int(await self._conn.fetchval(COMMIT_POSITION_SQL)))
+        finally:
+            try:
+                await self._lease.__aexit__(*exc)
+            finally:
+                self._gate.release()
 
 
 async def load_secret(conn: asyncpg.Connection | asyncpg.Pool, name: str) -> bytes:
