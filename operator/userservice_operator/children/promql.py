@@ -4,6 +4,8 @@ the chart's rules and the dashboard use them."""
 
 from __future__ import annotations
 
+from typing import Any
+
 # Probes and the Prometheus scrape: requests of the platform, not traffic. Left out of every rate, error and
 # latency figure.
 OPS_ROUTES = ("/healthz", "/readyz", "/metrics")
@@ -29,6 +31,24 @@ ADAPTER_METRICS_QUERY = (
     + HTTP_TRAFFIC
     + ",<<.LabelMatchers>>}[1m]))"
 )
+
+
+def adapter_config() -> dict[str, Any]:
+    """prometheus-adapter's configuration serving REQUESTS_METRIC: what the one-node cluster runs and what the
+    chart ships for real clusters (files/prometheus-adapter-rules.yaml, written by `make docs`)."""
+    return {
+        "rules": [
+            {
+                "seriesQuery": 'userservice_http_requests_total{namespace!="",pod!=""}',
+                "resources": {
+                    "overrides": {"namespace": {"resource": "namespace"}, "pod": {"resource": "pod"}}
+                },
+                "name": {"as": REQUESTS_METRIC},
+                "metricsQuery": ADAPTER_METRICS_QUERY,
+            }
+        ]
+    }
+
 
 # docs/runbooks.md has one section per alert; the chart's prometheusRule.runbookBaseUrl defaults to the same.
 RUNBOOKS = "docs/runbooks.md"
