@@ -12,6 +12,7 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
+from userservice_operator import prometheus
 from userservice_operator import status as status_mod
 from userservice_operator.apply import apply
 from userservice_operator.children import CHILDREN, OPTIONAL_CRDS, Child, Phase, migration
@@ -34,6 +35,7 @@ class Context:
     recorder: Recorder
     optional_apis: bool | None  # the CRDs of the optional kinds are Established; None: not checked yet
     runbooks: str = RUNBOOKS  # where docs/runbooks.md is published
+    prometheus_url: str = ""  # where the error budgets of spec.slo are read; empty: not read
 
 
 @dataclass(frozen=True)
@@ -171,6 +173,12 @@ class _Pass:
         return updated.get("status", new_status), updated["metadata"].get("resourceVersion")
 
 
+async def slo_budgets(ctx: Context, us: UserService) -> dict[str, float]:
+    if not ctx.prometheus_url:
+        return {}
+    return await prometheus.error_budgets(ctx.prometheus_url, us)
+
+
 async def reconcile(ctx: Context, body: Manifest) -> Outcome:
     """One pass: apply every wanted child (in the table's order), delete unwanted ones, write the status."""
     us = UserService.from_manifest(body)
@@ -200,6 +208,7 @@ async def reconcile(ctx: Context, body: Manifest) -> Outcome:
     completed = dict(old_status.get("migration") or {})
     completed.pop("job", None)
     completed.pop("image", None)
+    live_hpa: Manifest | None = None
     if secret_problem is None:
         if us.spec.migrations.enabled:
             (job_child,) = (c for c in CHILDREN if c.phase is Phase.MIGRATION)
@@ -220,6 +229,8 @@ async def reconcile(ctx: Context, body: Manifest) -> Outcome:
                     live = await step.ensure(child, child.build(us, BuildContext(plan, ctx.runbooks)))
                     if child.kind == "Deployment":
                         live_dep = live
+                    elif child.kind == "HorizontalPodAutoscaler":
+                        live_hpa = live
         except ApiException as exc:
             if exc.status not in (409, 422):
                 raise
@@ -240,6 +251,8 @@ async def reconcile(ctx: Context, body: Manifest) -> Outcome:
         monitoring_requested=monitoring_requested,
         monitoring_available=optional_apis,
         completed_migration=completed,
+        hpa=live_hpa,
+        slo_budgets=await slo_budgets(ctx, us),
     )
     written, resource_version = await step.write_status(obs)
     return Outcome(

@@ -268,3 +268,12 @@ def slo_rules_evaluated(deployed: Deployed) -> None:
         assert 0 <= value <= 1, result
         if sli == "availability":
             assert value < 0.01, result  # the load's requests succeed
+
+    def budgets() -> dict[str, Any]:
+        slo = get_json("-n", deployed.namespace, "get", "userservice", NAME).get("status", {}).get("slo", {})
+        return slo if all("errorBudgetRemaining" in slo.get(s, {}) for s in ("availability", "latency")) else {}
+
+    # the operator (--prometheus-url, tests/e2e/conftest.py) reads the budgets on its next pass
+    slo = wait_until("status.slo with the error budgets", budgets, timeout=120, every=5)
+    assert slo["availability"]["objective"] == 99.9 and slo["availability"]["errorBudgetRemaining"] > 0.5, slo
+    assert slo["latency"]["objective"] == 99 and slo["latency"]["errorBudgetRemaining"] <= 1, slo

@@ -56,6 +56,12 @@ def budget(objective: float) -> str:
     return str(((Decimal(100) - Decimal(str(objective))) / 100).normalize())
 
 
+def budget_remaining(error_ratio: float, objective: float) -> float:
+    """Share of the error budget left after `error_ratio` of the period's requests failed: 1 untouched, 0 spent,
+    negative when overspent."""
+    return 1 - error_ratio / float(budget(objective))
+
+
 def record_name(sli: str, window: str) -> str:
     return f"userservice:slo_{sli}_errors:ratio_rate{window}"
 
