@@ -104,7 +104,7 @@ def test_dashboard_finds_the_operator_whatever_the_release_is_called() -> None:
     variable listing the jobs that export the operator's own metric."""
     board = json.loads((CHART / "files" / "dashboard.json").read_text())
     variables = {v["name"]: v for v in board["templating"]["list"]}
-    assert variables["operator_job"]["definition"] == "label_values(userservice_operator_leader, job)"
+    assert variables["operator_job"]["query"] == "label_values(userservice_operator_leader, job)"
     operator_exprs = [e for e in _dashboard_exprs() if "userservice_operator_" in e]
     assert operator_exprs
     assert all('job=~"$operator_job"' in e for e in operator_exprs), operator_exprs
