@@ -271,7 +271,9 @@ def slo_rules_evaluated(deployed: Deployed) -> None:
 
     def budgets() -> dict[str, Any]:
         slo = get_json("-n", deployed.namespace, "get", "userservice", NAME).get("status", {}).get("slo", {})
-        return slo if all("errorBudgetRemaining" in slo.get(s, {}) for s in ("availability", "latency")) else {}
+        return (
+            slo if all("errorBudgetRemaining" in slo.get(s, {}) for s in ("availability", "latency")) else {}
+        )
 
     # the operator (--prometheus-url, tests/e2e/conftest.py) reads the budgets on its next pass
     slo = wait_until("status.slo with the error budgets", budgets, timeout=120, every=5)
