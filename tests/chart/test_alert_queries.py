@@ -31,10 +31,14 @@ def _chart_rules(*extra: str) -> list[dict[str, Any]]:
     return [r for g in rule["spec"]["groups"] for r in g["rules"]]
 
 
+SLO = {"availability": {"objective": 99.9}, "latency": {"objective": 99, "thresholdSeconds": 0.25}}
+
+
 def _operator_rules() -> list[dict[str, Any]]:
-    rule = prometheusrule.build(make_userservice())
+    """The alerts of a UserService with every kind of rule (spec.slo's burn-rate alerts too)."""
+    rule = prometheusrule.build(make_userservice(slo=SLO))
     assert rule is not None
-    return [r for g in rule["spec"]["groups"] for r in g["rules"]]
+    return [r for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r]
 
 
 def _dashboard_exprs() -> list[str]:
@@ -131,3 +135,16 @@ def test_hpa_metric_counts_rest_and_grpc_as_shipped() -> None:
         and HTTP_TRAFFIC in ADAPTER_METRICS_QUERY
     )
     assert rule["resources"]["overrides"]["pod"] == {"resource": "pod"}
+
+
+def test_slo_rules_leave_probes_and_streams_out() -> None:
+    """The availability SLI counts no probe or scrape; the latency SLI no stream (REST or gRPC)."""
+    rule = prometheusrule.build(make_userservice(slo=SLO))
+    assert rule is not None
+    records = [r for g in rule["spec"]["groups"] for r in g["rules"] if "record" in r]
+    assert len(records) == 14
+    for r in records:
+        if "availability" in r["record"]:
+            assert r["expr"].count(HTTP_TRAFFIC) == 3, r
+        else:
+            assert r["expr"].count(HTTP_UNARY) == 2 and r["expr"].count(GRPC_UNARY) == 2, r
