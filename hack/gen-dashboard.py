@@ -249,7 +249,7 @@ def build() -> db.Dashboard:
     )
     d.with_panel(
         series(
-            "Pods serving per UserService",
+            "Ready pods per UserService",
             [
                 query(
                     f"sum by (namespace, service) (userservice_ready{{{SEL}}})",
