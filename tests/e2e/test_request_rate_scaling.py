@@ -24,7 +24,7 @@ from typing import Any
 import grpc
 import pytest
 
-from tests.e2e.conftest import IMAGE, HostPostgres, kubectl
+from tests.e2e.conftest import CLUSTER_DIR, IMAGE, HostPostgres, kubectl
 from tests.e2e.test_cluster import get_json, prometheus, wait_until
 from userservice.v1 import user_service_pb2, user_service_pb2_grpc
 from userservice_operator.children.promql import REQUESTS_METRIC
@@ -171,6 +171,18 @@ def deployed(cluster: Path, operator_release: str, host_postgres: HostPostgres) 
         kubectl("delete", "namespace", namespace, "--wait=false", check=False)
 
 
+def adapter_state(deployed: Deployed) -> str:
+    """What to see when the metric never arrives: the HPA, the custom metrics API, the adapter's last words."""
+    log = CLUSTER_DIR / "logs" / "prometheus-adapter.log"
+    return "\n".join(
+        [
+            json.dumps(deployed.hpa().get("status", {})),
+            kubectl("get", "--raw", "/apis/custom.metrics.k8s.io/v1beta2", check=False),
+            *(log.read_text().splitlines()[-5:] if log.exists() else ["no adapter log"]),
+        ]
+    )
+
+
 def _metric(hpa: dict[str, Any], kind: str) -> dict[str, Any]:
     """The HPA's current reading of one metric type (Pods or Resource)."""
     for m in (hpa.get("status") or {}).get("currentMetrics") or []:
@@ -196,12 +208,15 @@ def test_request_rate_scales_up_and_back_down(deployed: Deployed) -> None:
 
     with Load(deployed.http, deployed.grpc, LOAD_RPS) as load:
         started = time.monotonic()
-        served = wait_until(
-            f"the adapter serves {REQUESTS_METRIC} to the HPA",
-            lambda: _metric(deployed.hpa(), "Pods").get("pods", {}).get("current"),
-            timeout=150,
-            every=3,
-        )
+        try:
+            served = wait_until(
+                f"the adapter serves {REQUESTS_METRIC} to the HPA",
+                lambda: _metric(deployed.hpa(), "Pods").get("pods", {}).get("current"),
+                timeout=150,
+                every=3,
+            )
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{adapter_state(deployed)}") from None
         metric_after = time.monotonic() - started
         wait_until(
             "HPA scales up on the request rate",
