@@ -41,7 +41,7 @@ tools: ## build or find kube-apiserver, etcd, kubectl, helm, buf, kubeconform (c
 	bash hack/tools.sh
 
 .PHONY: cluster-tools
-cluster-tools: ## also build what the one-node cluster needs: kubelet, scheduler, proxy, metrics-server, Prometheus, promtool
+cluster-tools: ## also build what the one-node cluster needs: kubelet, scheduler, proxy, metrics-server, Prometheus, promtool, prometheus-adapter
 	bash hack/tools.sh cluster
 
 .PHONY: run

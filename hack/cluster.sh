@@ -6,6 +6,8 @@
 #   containerd, runc, CNI bridge/host-local/loopback                Debian packages (installed here if missing)
 #   pause image                                                     deploy/cluster/pause/pause.go, built static
 #   metrics-server, prometheus-operator                             go install at pinned versions, run on the host
+#   prometheus-adapter                                              built by hack/tools.sh (pinned), run on the host:
+#                                                                   custom.metrics.k8s.io for request-rate HPAs
 #   Prometheus                                                      built by hack/tools.sh (pinned), in a local
 #                                                                   image, run in the cluster by prometheus-operator
 #   userservice:dev (make build)                                    docker save | ctr import
@@ -36,6 +38,7 @@ API_SERVICE_IP=10.96.0.1
 API_PORT=6443
 ETCD_PORT=23790
 METRICS_SERVER_PORT=4443
+PROMETHEUS_ADAPTER_PORT=4444
 PAUSE_IMAGE=localhost/usvc-pause:1
 # Prometheus 3.x is tagged v0.3XX.Y as a Go module: v0.305.1 is Prometheus v3.5.1.
 _prom_minor=${PROMETHEUS_VERSION#0.} _prom_minor=${_prom_minor%%.*}
@@ -156,6 +159,7 @@ make_pki() {
 	cert admin admin system:masters ca
 	cert front-proxy-client front-proxy-client "" front-proxy-ca
 	cert metrics-server metrics-server "" ca "DNS:metrics-server.kube-system.svc,DNS:localhost,IP:127.0.0.1,IP:$NODE_IP"
+	cert prometheus-adapter prometheus-adapter "" ca "DNS:prometheus-adapter.kube-system.svc,DNS:localhost,IP:127.0.0.1,IP:$NODE_IP"
 	if [[ ! -f $PKI/sa.key ]]; then
 		openssl genrsa -out "$PKI/sa.key" 2048 2>/dev/null
 		openssl rsa -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub" 2>/dev/null
@@ -343,6 +347,24 @@ apply_addons() {
 		--prometheus-config-reloader "$RELOADER_IMAGE" --web.listen-address 127.0.0.1:8089
 	sed -e "s|@PROMETHEUS_IMAGE@|$PROMETHEUS_IMAGE|g" -e "s|@PROMETHEUS_TAG@|$PROMETHEUS_TAG|g" \
 		"$ROOT/deploy/cluster/prometheus.yaml" | kc apply -f - >/dev/null
+	start_prometheus_adapter
+}
+
+# prometheus-adapter on the host, serving custom.metrics.k8s.io from the cluster's Prometheus (its ClusterIP,
+# reached through kube-proxy's rules on the host) with the rule the chart ships. It re-lists the series every
+# 15 s, so a new UserService's pods are served within seconds of their first scrape (the default is 10 min).
+start_prometheus_adapter() {
+	local prometheus
+	prometheus=$(kc -n monitoring get service prometheus -o jsonpath='{.spec.clusterIP}')
+	start prometheus-adapter "$TOOLS_BIN/prometheus-adapter" --lister-kubeconfig "$KUBECONFIG_FILE" \
+		--authentication-kubeconfig "$KUBECONFIG_FILE" --authorization-kubeconfig "$KUBECONFIG_FILE" \
+		--secure-port "$PROMETHEUS_ADAPTER_PORT" --bind-address "$NODE_IP" \
+		--tls-cert-file "$PKI/prometheus-adapter.crt" --tls-private-key-file "$PKI/prometheus-adapter.key" \
+		--requestheader-client-ca-file "$PKI/front-proxy-ca.crt" --requestheader-allowed-names front-proxy-client \
+		--prometheus-url "http://$prometheus:9090" --metrics-relist-interval 15s \
+		--config "$ROOT/charts/userservice-operator/files/prometheus-adapter-rules.yaml"
+	sed -e "s|@NODE_IP@|$NODE_IP|g" -e "s|@PROMETHEUS_ADAPTER_PORT@|$PROMETHEUS_ADAPTER_PORT|g" \
+		"$ROOT/deploy/cluster/prometheus-adapter.yaml" | kc apply -f - >/dev/null
 }
 
 up() {
@@ -450,7 +472,7 @@ down() {
 	need_root
 	mkdir -p "$PIDS" "$LOGS"
 	local name
-	for name in prometheus-operator metrics-server dns-sync dns kubelet kube-proxy kube-scheduler kube-controller-manager; do
+	for name in prometheus-adapter prometheus-operator metrics-server dns-sync dns kubelet kube-proxy kube-scheduler kube-controller-manager; do
 		stop_pid "$name"
 	done
 	kill_pods
@@ -476,7 +498,7 @@ down() {
 status() { # exit 0 when every process runs and the node is Ready
 	local name rc=0
 	for name in containerd etcd kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubelet dns \
-		dns-sync metrics-server prometheus-operator; do
+		dns-sync metrics-server prometheus-operator prometheus-adapter; do
 		if running "$name"; then printf '  %-24s running (pid %s)\n' "$name" "$(<"$PIDS/$name.pid")"; else
 			printf '  %-24s stopped\n' "$name"
 			rc=1

@@ -39,8 +39,16 @@ fi
 
 if ! pgrep -x dockerd > /dev/null; then
     echo "docker.sh: starting dockerd in the background (log: $CACHE/dockerd.log)" >&2
-    # setsid: the daemon outlives this script and the make target that ran it.
-    setsid nohup dockerd > "$CACHE/dockerd.log" 2>&1 < /dev/null &
+    # setsid: the daemon outlives this script and the make target that ran it. Every inherited descriptor above
+    # stderr is closed first: a daemon keeping one that a caller's `flock` holds (the one-node cluster's lock)
+    # would hold that lock for as long as it runs.
+    (
+        for fd in /proc/self/fd/*; do
+            n=${fd##*/}
+            if ((n > 2)); then eval "exec $n>&-" 2> /dev/null || true; fi
+        done
+        exec setsid nohup dockerd > "$CACHE/dockerd.log" 2>&1 < /dev/null
+    ) &
     echo $! > "$CACHE/dockerd.pid"
 fi
 

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""Writes charts/userservice-operator/files/dashboard.json, the Grafana dashboard the chart ships.
+"""Writes charts/userservice-operator/files/dashboard.json, the Grafana dashboard the chart ships, with
+grafana-foundation-sdk (the Grafana 11 dashboard schema; the builders lay the panels out on the grid).
 
-The dashboard is code here (panels as data, one helper per panel kind) and the JSON is committed; a chart test
-fails when the committed JSON differs from what this script writes. Run: make docs (or .venv/bin/python
-hack/gen-dashboard.py; it imports the PromQL selectors of the operator package)
+The JSON is committed; a chart test fails when it differs from what this script writes, and another that a
+query names a metric nobody exports. Run: make docs (it imports the PromQL selectors of the operator package).
 """
 
 from __future__ import annotations
@@ -12,10 +12,25 @@ import json
 from pathlib import Path
 from typing import Any
 
-from userservice_operator.children.promql import GRPC_UNARY, HTTP_TRAFFIC, HTTP_UNARY, with_selector
+from grafana_foundation_sdk.builders import common as cb
+from grafana_foundation_sdk.builders import dashboard as db
+from grafana_foundation_sdk.builders import prometheus, stat, timeseries
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models import common as cm
+from grafana_foundation_sdk.models import dashboard as dm
+
+from userservice_operator.children.promql import (
+    ADAPTER_METRICS_QUERY,
+    GRPC_UNARY,
+    HTTP_TRAFFIC,
+    HTTP_UNARY,
+    SERVER_ERRORS,
+    with_selector,
+)
+from userservice_operator.children.slo import WINDOWS, record_name
 
 OUT = Path(__file__).resolve().parent.parent / "charts/userservice-operator/files/dashboard.json"
-DS = {"type": "prometheus", "uid": "${datasource}"}
+DS = dm.DataSourceRef(type_val="prometheus", uid="${datasource}")
 SEL = 'namespace=~"$namespace",service=~"$service"'
 # Probes and scrapes are not traffic; latency figures also leave streams out (their duration is the stream's
 # lifetime).
@@ -24,536 +39,439 @@ SEL_HTTP_UNARY = with_selector(SEL, HTTP_UNARY)
 SEL_GRPC_UNARY = with_selector(SEL, GRPC_UNARY)
 # The operator's scrape jobs, found from its own metric: whatever the release or fullnameOverride is called.
 OP = 'job=~"$operator_job"'
+RATE = "[$__rate_interval]"
+Steps = list[tuple[str, float | None]]
 
 
-class Layout:
-    def __init__(self) -> None:
-        self.panels: list[dict[str, Any]] = []
-        self.y = 0
-        self.x = 0
-        self.next_id = 1
-
-    def row(self, title: str) -> None:
-        if self.x:
-            self.y += 8
-            self.x = 0
-        self.panels.append(
-            {
-                "type": "row",
-                "title": title,
-                "id": self._id(),
-                "collapsed": False,
-                "gridPos": {"h": 1, "w": 24, "x": 0, "y": self.y},
-                "panels": [],
-            }
-        )
-        self.y += 1
-
-    def add(self, panel: dict[str, Any], w: int = 8, h: int = 8) -> None:
-        if self.x + w > 24:
-            self.y += h
-            self.x = 0
-        panel["id"] = self._id()
-        panel["gridPos"] = {"h": h, "w": w, "x": self.x, "y": self.y}
-        self.panels.append(panel)
-        self.x += w
-
-    def _id(self) -> int:
-        self.next_id += 1
-        return self.next_id - 1
+def query(expr: str, legend: str = "") -> prometheus.Dataquery:
+    return prometheus.Dataquery().expr(expr).legend_format(legend).range().datasource(DS)
 
 
-def target(expr: str, legend: str, ref: str = "A") -> dict[str, Any]:
-    return {"datasource": DS, "expr": expr, "legendFormat": legend, "refId": ref, "range": True}
+def _thresholds(steps: Steps) -> db.ThresholdsConfig:
+    return (
+        db.ThresholdsConfig()
+        .mode(dm.ThresholdsMode.ABSOLUTE)
+        .steps([dm.Threshold(color=c, value=v) for c, v in steps])
+    )
 
 
-def timeseries(
+def series(
     title: str,
-    targets: list[dict[str, Any]],
+    targets: list[prometheus.Dataquery],
     unit: str,
     description: str,
+    span: int = 8,
     stack: bool = False,
-    thresholds: list[tuple[str, float | None]] | None = None,
-) -> dict[str, Any]:
-    steps = [{"color": c, "value": v} for c, v in (thresholds or [("green", None)])]
-    return {
-        "type": "timeseries",
-        "title": title,
-        "description": description,
-        "datasource": DS,
-        "targets": [dict(t, refId=chr(ord("A") + i)) for i, t in enumerate(targets)],
-        "fieldConfig": {
-            "defaults": {
-                "unit": unit,
-                "min": 0,
-                "custom": {
-                    "drawStyle": "line",
-                    "lineWidth": 1,
-                    "fillOpacity": 15 if stack else 5,
-                    "stacking": {"mode": "normal" if stack else "none", "group": "A"},
-                    "showPoints": "never",
-                    "spanNulls": True,
-                    "thresholdsStyle": {"mode": "line" if thresholds else "off"},
-                },
-                "thresholds": {"mode": "absolute", "steps": steps},
-            },
-            "overrides": [],
-        },
-        "options": {
-            "legend": {
-                "displayMode": "table",
-                "placement": "bottom",
-                "calcs": ["mean", "max", "lastNotNull"],
-            },
-            "tooltip": {"mode": "multi", "sort": "desc"},
-        },
-    }
-
-
-def stat(
-    title: str, expr: str, unit: str, description: str, thresholds: list[tuple[str, float | None]]
-) -> dict[str, Any]:
-    return {
-        "type": "stat",
-        "title": title,
-        "description": description,
-        "datasource": DS,
-        "targets": [target(expr, "")],
-        "fieldConfig": {
-            "defaults": {
-                "unit": unit,
-                "thresholds": {
-                    "mode": "absolute",
-                    "steps": [{"color": c, "value": v} for c, v in thresholds],
-                },
-            },
-            "overrides": [],
-        },
-        "options": {
-            "colorMode": "background",
-            "graphMode": "area",
-            "reduceOptions": {"calcs": ["lastNotNull"]},
-        },
-    }
-
-
-def build() -> dict[str, Any]:
-    lay = Layout()
-    http5xx = f'sum(rate(userservice_http_requests_total{{{SEL_HTTP},code=~"5.."}}[$__rate_interval]))'
-    http_all = f"sum(rate(userservice_http_requests_total{{{SEL_HTTP}}}[$__rate_interval]))"
-    grpc_err = (
-        f"sum(rate(userservice_grpc_requests_total{{{SEL},"
-        'code=~"UNKNOWN|INTERNAL|UNAVAILABLE|DATA_LOSS|DEADLINE_EXCEEDED|UNIMPLEMENTED"}[$__rate_interval]))'
+    thresholds: Steps | None = None,
+) -> timeseries.Panel:
+    for i, t in enumerate(targets):
+        t.ref_id(chr(ord("A") + i))
+    return (
+        timeseries.Panel()
+        .title(title)
+        .description(description)
+        .datasource(DS)
+        .targets(targets)
+        .unit(unit)
+        .min(0)
+        .span(span)
+        .height(8)
+        .line_width(1)
+        .fill_opacity(15 if stack else 5)
+        .show_points(cm.VisibilityMode.NEVER)
+        .stacking(
+            cb.StackingConfig().mode(cm.StackingMode.NORMAL if stack else cm.StackingMode.NONE).group("A")
+        )
+        .thresholds_style(
+            cb.GraphThresholdsStyleConfig().mode(
+                cm.GraphThresholdsStyleMode.LINE if thresholds else cm.GraphThresholdsStyleMode.OFF
+            )
+        )
+        .thresholds(_thresholds(thresholds or [("green", None)]))
+        .legend(
+            cb.VizLegendOptions()
+            .display_mode(cm.LegendDisplayMode.TABLE)
+            .placement(cm.LegendPlacement.BOTTOM)
+            .show_legend(True)
+            .calcs(["mean", "max", "lastNotNull"])
+        )
+        .tooltip(cb.VizTooltipOptions().mode(cm.TooltipDisplayMode.MULTI).sort(cm.SortOrder.DESCENDING))
     )
-    grpc_all = f"sum(rate(userservice_grpc_requests_total{{{SEL}}}[$__rate_interval]))"
 
-    lay.row("Overview")
-    lay.add(
-        stat(
+
+def single(title: str, expr: str, unit: str, description: str, steps: Steps, span: int = 6) -> stat.Panel:
+    return (
+        stat.Panel()
+        .title(title)
+        .description(description)
+        .datasource(DS)
+        .targets([query(expr).ref_id("A")])
+        .unit(unit)
+        .span(span)
+        .height(5)
+        .thresholds(_thresholds(steps))
+        .color_mode(cm.BigValueColorMode.BACKGROUND)
+        .graph_mode(cm.BigValueGraphMode.AREA)
+        .reduce_options(cb.ReduceDataOptions().calcs(["lastNotNull"]))
+    )
+
+
+def percentiles(
+    metric: str, selector: str, quantiles: tuple[str, ...], by: str = "le"
+) -> list[prometheus.Dataquery]:
+    return [
+        query(
+            f"histogram_quantile({q}, sum by ({by}) (rate({metric}{{{selector}}}{RATE})))",
+            f"p{int(float(q) * 100)}",
+        )
+        for q in quantiles
+    ]
+
+
+def variable(name: str, label: str, definition: str) -> db.QueryVariable:
+    return (
+        db.QueryVariable(name)
+        .label(label)
+        .datasource(DS)
+        .query(definition)
+        .include_all(True)
+        .multi(True)
+        .all_value(".*")
+        .refresh(dm.VariableRefresh.ON_TIME_RANGE_CHANGED)
+        .sort(dm.VariableSort.ALPHABETICAL_ASC)
+        .current(dm.VariableOption(text="All", value="$__all", selected=True))
+    )
+
+
+def build() -> db.Dashboard:
+    http5xx = f'sum(rate(userservice_http_requests_total{{{SEL_HTTP},code=~"5.."}}{RATE}))'
+    http_all = f"sum(rate(userservice_http_requests_total{{{SEL_HTTP}}}{RATE}))"
+    grpc_err = f"sum(rate(userservice_grpc_requests_total{{{SEL},{SERVER_ERRORS}}}{RATE}))"
+    grpc_all = f"sum(rate(userservice_grpc_requests_total{{{SEL}}}{RATE}))"
+    slo_sel = 'namespace=~"$namespace",service=~"$service"'
+    # The HPA's request-rate metric as prometheus-adapter computes it (ADAPTER_METRICS_QUERY), per pod.
+    per_pod = ADAPTER_METRICS_QUERY.replace("<<.GroupBy>>", "namespace, service, pod").replace(
+        "<<.LabelMatchers>>", SEL
+    )
+    d = (
+        db.Dashboard("userservice")
+        .uid("userservice-overview")
+        .description(
+            "User service instances (REST, gRPC, SLOs, autoscaling, database, events) and the operator."
+        )
+        .tags(["userservice", "operator"])
+        .editable()
+        .tooltip(dm.DashboardCursorSync.CROSSHAIR)
+        .refresh("30s")
+        .time("now-3h", "now")
+        .timezone("browser")
+        .with_variable(db.DatasourceVariable("datasource").label("Data source").type("prometheus"))
+        .with_variable(variable("namespace", "Namespace", "label_values(userservice_ready, namespace)"))
+        .with_variable(
+            variable(
+                "service", "UserService", 'label_values(userservice_ready{namespace=~"$namespace"}, service)'
+            )
+        )
+        .with_variable(variable("operator_job", "Operator", "label_values(userservice_operator_leader, job)"))
+    )
+
+    d.with_row(db.Row("Overview"))
+    d.with_panel(
+        single(
             "Requests / s (REST + gRPC)",
             f"{http_all} + {grpc_all}",
             "reqps",
-            "All requests served by the selected instances.",
+            "All requests served.",
             [("blue", None)],
-        ),
-        w=6,
-        h=5,
+        )
     )
-    lay.add(
-        stat(
+    d.with_panel(
+        single(
             "Server errors",
             f"({http5xx} + {grpc_err}) / clamp_min({http_all} + {grpc_all}, 1e-9)",
             "percentunit",
-            "Share of requests answered 5xx (REST) or a server-side gRPC status.",
+            "Share of requests answered 5xx (REST) or a server-side gRPC status (the availability SLO's errors).",
             [("green", None), ("orange", 0.01), ("red", 0.05)],
-        ),
-        w=6,
-        h=5,
+        )
     )
-    lay.add(
-        stat(
+    d.with_panel(
+        single(
             "p99 latency (REST)",
-            "histogram_quantile(0.99, sum by (le) (rate("
-            f"userservice_http_request_duration_seconds_bucket{{{SEL_HTTP_UNARY}}}[$__rate_interval])))",
+            f"histogram_quantile(0.99, sum by (le) (rate(userservice_http_request_duration_seconds_bucket{{{SEL_HTTP_UNARY}}}{RATE})))",
             "s",
-            "99th percentile of REST request latency.",
+            "99th percentile of REST request latency (streams excluded).",
             [("green", None), ("orange", 0.25), ("red", 0.5)],
-        ),
-        w=6,
-        h=5,
+        )
     )
-    lay.add(
-        stat(
+    d.with_panel(
+        single(
             "Ready replicas",
             f"sum(userservice_ready{{{SEL}}})",
             "none",
             "Pods reporting ready (/readyz) among those scraped.",
             [("red", None), ("orange", 1), ("green", 2)],
-        ),
-        w=6,
-        h=5,
+        )
     )
 
-    lay.row("Traffic")
-    lay.add(
-        timeseries(
+    d.with_row(db.Row("Service level objectives (spec.slo)"))
+    for sli, what in (
+        ("availability", "server errors"),
+        ("latency", "unary requests slower than the threshold"),
+    ):
+        d.with_panel(
+            series(
+                f"{sli.capitalize()}: bad request ratio by window",
+                [
+                    query(
+                        f"max by (namespace, service) ({record_name(sli, w)}{{{slo_sel}}})",
+                        f"{{{{service}}}} {w}",
+                    )
+                    for w in ("5m", "1h", "6h", "3d")
+                ],
+                "percentunit",
+                f"The recording rules of spec.slo: share of {what}, over the windows the burn-rate alerts read "
+                f"({', '.join(WINDOWS)}). Multiply the objective's budget by 14.4 (1h) or 6 (6h) for the page line.",
+                span=12,
+            )
+        )
+
+    d.with_row(db.Row("Autoscaling"))
+    d.with_panel(
+        series(
+            "Requests / s per pod (the HPA's metric)",
+            [query(per_pod, "{{service}} {{pod}}")],
+            "reqps",
+            "userservice_requests_per_second as prometheus-adapter serves it to the HorizontalPodAutoscaler: REST "
+            "and gRPC together, probes and scrapes excluded. The HPA adds pods while the average is above "
+            "spec.autoscaling.targetRequestsPerSecond.",
+            span=12,
+        )
+    )
+    d.with_panel(
+        series(
+            "Ready pods per UserService",
+            [
+                query(
+                    f"sum by (namespace, service) (userservice_ready{{{SEL}}})",
+                    "{{namespace}}/{{service}} ready",
+                ),
+                query(
+                    f"count by (namespace, service) (up{{{SEL}}} == 1)", "{{namespace}}/{{service}} scraped"
+                ),
+            ],
+            "none",
+            "Pods reporting ready, and pods Prometheus reaches: the autoscaler's decisions as they land.",
+            span=12,
+        )
+    )
+
+    d.with_row(db.Row("Traffic"))
+    d.with_panel(
+        series(
             "REST requests / s by route",
             [
-                target(
-                    f"sum by (method, route) (rate(userservice_http_requests_total{{{SEL_HTTP}}}[$__rate_interval]))",
+                query(
+                    f"sum by (method, route) (rate(userservice_http_requests_total{{{SEL_HTTP}}}{RATE}))",
                     "{{method}} {{route}}",
                 )
             ],
             "reqps",
             "REST request rate per route template.",
+            span=12,
             stack=True,
-        ),
-        w=12,
+        )
     )
-    lay.add(
-        timeseries(
+    d.with_panel(
+        series(
             "gRPC calls / s by method",
-            [
-                target(
-                    f"sum by (method) (rate(userservice_grpc_requests_total{{{SEL}}}[$__rate_interval]))",
-                    "{{method}}",
-                )
-            ],
+            [query(f"sum by (method) (rate(userservice_grpc_requests_total{{{SEL}}}{RATE}))", "{{method}}")],
             "reqps",
             "gRPC call rate per method.",
+            span=12,
             stack=True,
-        ),
-        w=12,
+        )
     )
 
-    lay.row("Errors")
-    lay.add(
-        timeseries(
+    d.with_row(db.Row("Errors"))
+    d.with_panel(
+        series(
             "REST responses / s by status",
             [
-                target(
-                    f'sum by (code) (rate(userservice_http_requests_total{{{SEL_HTTP},code!~"2.."}}[$__rate_interval]))',
+                query(
+                    f'sum by (code) (rate(userservice_http_requests_total{{{SEL_HTTP},code!~"2.."}}{RATE}))',
                     "{{code}}",
                 )
             ],
             "reqps",
             "Non-2xx REST responses: 4xx are client mistakes, 5xx are ours.",
             stack=True,
-        ),
-        w=8,
+        )
     )
-    lay.add(
-        timeseries(
+    d.with_panel(
+        series(
             "gRPC non-OK / s by code",
             [
-                target(
-                    f'sum by (code) (rate(userservice_grpc_requests_total{{{SEL},code!="OK"}}[$__rate_interval]))',
+                query(
+                    f'sum by (code) (rate(userservice_grpc_requests_total{{{SEL},code!="OK"}}{RATE}))',
                     "{{code}}",
                 )
             ],
             "reqps",
             "gRPC calls that ended with a status other than OK.",
             stack=True,
-        ),
-        w=8,
+        )
     )
-    lay.add(
-        timeseries(
+    d.with_panel(
+        series(
             "Server error ratio",
             [
-                target(f"{http5xx} / clamp_min({http_all}, 1e-9)", "REST 5xx"),
-                target(f"{grpc_err} / clamp_min({grpc_all}, 1e-9)", "gRPC server errors"),
+                query(f"{http5xx} / clamp_min({http_all}, 1e-9)", "REST 5xx"),
+                query(f"{grpc_err} / clamp_min({grpc_all}, 1e-9)", "gRPC server errors"),
             ],
             "percentunit",
             "Share of requests failing on the server side. The alert fires above 5% for 10 minutes.",
             thresholds=[("green", None), ("red", 0.05)],
-        ),
-        w=8,
+        )
     )
 
-    lay.row("Latency")
-    lay.add(
-        timeseries(
+    d.with_row(db.Row("Latency"))
+    quantiles = ("0.5", "0.9", "0.99")
+    d.with_panel(
+        series(
             "REST latency percentiles",
-            [
-                target(
-                    "histogram_quantile(" + q + ", sum by (le) (rate("
-                    f"userservice_http_request_duration_seconds_bucket{{{SEL_HTTP_UNARY}}}[$__rate_interval])))",
-                    f"p{int(float(q) * 100)}",
-                )
-                for q in ("0.5", "0.9", "0.99")
-            ],
+            percentiles("userservice_http_request_duration_seconds_bucket", SEL_HTTP_UNARY, quantiles),
             "s",
             "REST latency p50 / p90 / p99 over all routes.",
             thresholds=[("green", None), ("red", 0.5)],
-        ),
-        w=8,
+        )
     )
-    lay.add(
-        timeseries(
+    d.with_panel(
+        series(
             "gRPC latency percentiles (unary)",
-            [
-                target(
-                    "histogram_quantile(" + q + ", sum by (le) (rate("
-                    f"userservice_grpc_request_duration_seconds_bucket{{{SEL_GRPC_UNARY}}}[$__rate_interval])))",
-                    f"p{int(float(q) * 100)}",
-                )
-                for q in ("0.5", "0.9", "0.99")
-            ],
+            percentiles("userservice_grpc_request_duration_seconds_bucket", SEL_GRPC_UNARY, quantiles),
             "s",
             "gRPC unary call latency p50 / p90 / p99 (streams excluded: they last as long as the client).",
             thresholds=[("green", None), ("red", 0.5)],
-        ),
-        w=8,
+        )
     )
-    lay.add(
-        timeseries(
+    d.with_panel(
+        series(
             "p99 latency by REST route",
             [
-                target(
+                query(
                     "histogram_quantile(0.99, sum by (le, method, route) (rate("
-                    f"userservice_http_request_duration_seconds_bucket{{{SEL_HTTP_UNARY}}}[$__rate_interval])))",
+                    f"userservice_http_request_duration_seconds_bucket{{{SEL_HTTP_UNARY}}}{RATE})))",
                     "{{method}} {{route}}",
                 )
             ],
             "s",
             "Which route is slow.",
             thresholds=[("green", None), ("red", 0.5)],
-        ),
-        w=8,
+        )
     )
 
-    lay.row("Database and events")
-    lay.add(
-        timeseries(
+    d.with_row(db.Row("Database and events"))
+    d.with_panel(
+        series(
             "DB pool connections",
             [
-                target(f'sum(userservice_db_pool_connections{{{SEL},state="in_use"}})', "in use"),
-                target(f'sum(userservice_db_pool_connections{{{SEL},state="idle"}})', "idle"),
-                target(f"sum(userservice_db_pool_max_connections{{{SEL}}})", "max"),
+                query(f'sum(userservice_db_pool_connections{{{SEL},state="in_use"}})', "in use"),
+                query(f'sum(userservice_db_pool_connections{{{SEL},state="idle"}})', "idle"),
+                query(f"sum(userservice_db_pool_max_connections{{{SEL}}})", "max"),
             ],
             "none",
-            "PostgreSQL connections of all pods' pools. In use near max means requests queue for a "
-            "connection.",
-        ),
-        w=8,
+            "PostgreSQL connections of all pods' pools. In use near max means requests queue for a connection.",
+        )
     )
-    lay.add(
-        timeseries(
+    d.with_panel(
+        series(
             "Password hashing latency",
-            [
-                target(
-                    "histogram_quantile(" + q + ", sum by (le) (rate("
-                    f"userservice_password_hash_duration_seconds_bucket{{{SEL}}}[$__rate_interval])))",
-                    f"p{int(float(q) * 100)}",
-                )
-                for q in ("0.5", "0.99")
-            ],
+            percentiles("userservice_password_hash_duration_seconds_bucket", SEL, ("0.5", "0.99")),
             "s",
             "argon2id hash/verify time: CPU-bound, grows when pods are CPU-throttled.",
-        ),
-        w=8,
+        )
     )
-    lay.add(
-        timeseries(
+    d.with_panel(
+        series(
             "User changes and events / s",
             [
-                target(
-                    f"sum by (operation) (rate(userservice_user_changes_total{{{SEL}}}[$__rate_interval]))",
+                query(
+                    f"sum by (operation) (rate(userservice_user_changes_total{{{SEL}}}{RATE}))",
                     "{{operation}}",
                 ),
-                target(
-                    f"sum(rate(userservice_events_appended_total{{{SEL}}}[$__rate_interval]))",
-                    "events appended",
-                ),
+                query(f"sum(rate(userservice_events_appended_total{{{SEL}}}{RATE}))", "events appended"),
             ],
             "ops",
             "Creates, updates and deletes, and the change events written to the outbox.",
-        ),
-        w=8,
+        )
     )
-    lay.add(
-        timeseries(
+    d.with_panel(
+        series(
             "Event watchers",
-            [target(f"sum by (transport) (userservice_event_watchers{{{SEL}}})", "{{transport}}")],
+            [query(f"sum by (transport) (userservice_event_watchers{{{SEL}}})", "{{transport}}")],
             "none",
             "Connected WatchUserEvents streams (grpc) and /v1/events clients (sse).",
             stack=True,
-        ),
-        w=8,
+        )
     )
 
-    lay.row("Replicas")
-    lay.add(
-        timeseries(
-            "Ready pods by instance",
-            [
-                target(
-                    f"sum by (namespace, service) (userservice_ready{{{SEL}}})",
-                    "{{namespace}}/{{service}} ready",
-                ),
-                target(
-                    f"count by (namespace, service) (up{{{SEL}}} == 1)", "{{namespace}}/{{service}} scraped"
-                ),
-            ],
-            "none",
-            "Pods reporting ready, and pods Prometheus reaches, per UserService.",
-        ),
-        w=12,
-    )
-    lay.add(
-        timeseries(
-            "Container restarts (1h)",
-            [
-                target(
-                    'sum by (namespace, pod) (increase(kube_pod_container_status_restarts_total{namespace=~"$namespace",'
-                    'container="userservice"}[1h]))',
-                    "{{namespace}}/{{pod}}",
-                )
-            ],
-            "none",
-            "Restarts of the service containers (kube-state-metrics). The alert fires above 3 an hour.",
-            thresholds=[("green", None), ("red", 3)],
-        ),
-        w=12,
-    )
-
-    lay.row("Operator")
-    lay.add(
-        timeseries(
+    d.with_row(db.Row("Operator"))
+    d.with_panel(
+        series(
             "Reconciles / s by result",
             [
-                target(
-                    f"sum by (result) (rate(userservice_operator_reconciles_total{{{OP}}}[$__rate_interval]))",
+                query(
+                    f"sum by (result) (rate(userservice_operator_reconciles_total{{{OP}}}{RATE}))",
                     "{{result}}",
                 )
             ],
             "ops",
             "Reconcile passes: success, retry (transient), error (the alert fires when errors persist).",
+            span=6,
             stack=True,
-        ),
-        w=6,
+        )
     )
-    lay.add(
-        timeseries(
+    d.with_panel(
+        series(
             "Reconcile duration",
-            [
-                target(
-                    "histogram_quantile(" + q + ", sum by (le) (rate("
-                    f"userservice_operator_reconcile_duration_seconds_bucket{{{OP}}}[$__rate_interval])))",
-                    f"p{int(float(q) * 100)}",
-                )
-                for q in ("0.5", "0.99")
-            ],
+            percentiles("userservice_operator_reconcile_duration_seconds_bucket", OP, ("0.5", "0.99")),
             "s",
             "Time of one reconcile pass.",
-        ),
-        w=6,
+            span=6,
+        )
     )
-    lay.add(
-        timeseries(
+    d.with_panel(
+        series(
             "Kubernetes API errors / s",
             [
-                target(
-                    f"sum by (verb, code) (rate(userservice_operator_api_errors_total{{{OP}}}[$__rate_interval]))",
+                query(
+                    f"sum by (verb, code) (rate(userservice_operator_api_errors_total{{{OP}}}{RATE}))",
                     "{{verb}} {{code}}",
                 )
             ],
             "ops",
             "Failed API requests of the operator by verb and status.",
-        ),
-        w=6,
+            span=6,
+        )
     )
-    lay.add(
-        timeseries(
+    d.with_panel(
+        series(
             "Leader and managed UserServices",
             [
-                target(f"sum(userservice_operator_leader{{{OP}}})", "leaders (should be 1)"),
-                target(f"max(userservice_operator_managed_resources{{{OP}}})", "managed UserServices"),
+                query(f"sum(userservice_operator_leader{{{OP}}})", "leaders (should be 1)"),
+                query(f"max(userservice_operator_managed_resources{{{OP}}})", "managed UserServices"),
             ],
             "none",
             "Exactly one replica leads; the leader reports how many UserServices it manages.",
-        ),
-        w=6,
+            span=6,
+        )
     )
-
-    variables = [
-        {
-            "name": "datasource",
-            "type": "datasource",
-            "query": "prometheus",
-            "label": "Data source",
-            "current": {},
-            "hide": 0,
-            "refresh": 1,
-        },
-        {
-            "name": "namespace",
-            "type": "query",
-            "label": "Namespace",
-            "datasource": DS,
-            "query": {"query": "label_values(userservice_ready, namespace)", "refId": "ns"},
-            "definition": "label_values(userservice_ready, namespace)",
-            "includeAll": True,
-            "multi": True,
-            "allValue": ".*",
-            "refresh": 2,
-            "sort": 1,
-            "current": {"text": "All", "value": "$__all"},
-        },
-        {
-            "name": "service",
-            "type": "query",
-            "label": "UserService",
-            "datasource": DS,
-            "query": {
-                "query": 'label_values(userservice_ready{namespace=~"$namespace"}, service)',
-                "refId": "svc",
-            },
-            "definition": 'label_values(userservice_ready{namespace=~"$namespace"}, service)',
-            "includeAll": True,
-            "multi": True,
-            "allValue": ".*",
-            "refresh": 2,
-            "sort": 1,
-            "current": {"text": "All", "value": "$__all"},
-        },
-        {
-            "name": "operator_job",
-            "type": "query",
-            "label": "Operator",
-            "datasource": DS,
-            "query": {"query": "label_values(userservice_operator_leader, job)", "refId": "op"},
-            "definition": "label_values(userservice_operator_leader, job)",
-            "includeAll": True,
-            "multi": True,
-            "allValue": ".*",
-            "refresh": 2,
-            "sort": 1,
-            "current": {"text": "All", "value": "$__all"},
-        },
-    ]
-    return {
-        "uid": "userservice-overview",
-        "title": "userservice",
-        "description": "User service instances (REST, gRPC, database, events) and the userservice operator.",
-        "tags": ["userservice", "operator"],
-        "editable": True,
-        "graphTooltip": 1,
-        "refresh": "30s",
-        "schemaVersion": 39,
-        "version": 1,
-        "time": {"from": "now-3h", "to": "now"},
-        "timezone": "browser",
-        "templating": {"list": variables},
-        "annotations": {"list": []},
-        "links": [],
-        "panels": lay.panels,
-    }
+    return d
 
 
 def render() -> str:
-    return json.dumps(build(), indent=2, sort_keys=False) + "\n"
+    board: dict[str, Any] = json.loads(json.dumps(build().build(), cls=JSONEncoder))
+    return json.dumps(board, indent=2) + "\n"
 
 
 if __name__ == "__main__":

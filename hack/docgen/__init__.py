@@ -5,7 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from hack.docgen import api_fields, api_permissions, configuration, operator_children, operator_spec
+from hack.docgen import (
+    adapter_rules,
+    api_fields,
+    api_permissions,
+    configuration,
+    operator_children,
+    operator_spec,
+)
 
 # (page, render): render takes the committed page and returns it with its generated part current.
 PAGES: tuple[tuple[str, Callable[[str], str]], ...] = (
@@ -14,4 +21,6 @@ PAGES: tuple[tuple[str, Callable[[str], str]], ...] = (
     (api_permissions.PAGE, api_permissions.render),
     (operator_spec.PAGE, operator_spec.render),
     (operator_children.PAGE, operator_children.render),
+    (adapter_rules.CHART_FILE, adapter_rules.render_chart_file),
+    (adapter_rules.PAGE, adapter_rules.render_page),
 )

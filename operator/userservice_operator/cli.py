@@ -83,6 +83,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=os.environ.get("OPERATOR_RUNBOOK_BASE_URL", RUNBOOKS),
         help="where docs/runbooks.md is published; each alert's runbook_url is this plus #<alert>",
     )
+    p.add_argument(
+        "--prometheus-url",
+        default=os.environ.get("OPERATOR_PROMETHEUS_URL", ""),
+        help="the Prometheus whose recording rules include spec.slo's; the status shows each objective's "
+        "error budget left from it (empty: the budgets are left out)",
+    )
     args = p.parse_args(argv)
     if not args.namespace:
         args.all_namespaces = True
@@ -230,6 +236,7 @@ async def lead(
             crd_poll_seconds=args.crd_poll_seconds,
             backoff_max=args.backoff_max,
             runbooks=args.runbook_base_url,
+            prometheus_url=args.prometheus_url,
         ),
     )
     registry = handlers.register(kopf.OperatorRegistry(), connection)

@@ -14,7 +14,7 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from userservice_operator import budget
+from userservice_operator import budget, prometheus
 from userservice_operator import status as status_mod
 from userservice_operator.apply import apply
 from userservice_operator.children import CHILDREN, OPTIONAL_CRDS, Child, Phase, migration
@@ -42,6 +42,7 @@ class Context:
     recorder: Recorder
     optional_apis: bool | None  # the CRDs of the optional kinds are Established; None: not checked yet
     runbooks: str = RUNBOOKS  # where docs/runbooks.md is published
+    prometheus_url: str = ""  # where the error budgets of spec.slo are read; empty: not read
 
 
 @dataclass(frozen=True)
@@ -207,6 +208,12 @@ class _Pass:
         return updated.get("status", new_status), updated["metadata"].get("resourceVersion")
 
 
+async def slo_budgets(ctx: Context, us: UserService) -> dict[str, float]:
+    if not ctx.prometheus_url:
+        return {}
+    return await prometheus.error_budgets(ctx.prometheus_url, us)
+
+
 async def reconcile(ctx: Context, body: Manifest) -> Outcome:
     """One pass: apply every wanted child (phase by phase, each phase's children at once), delete unwanted
     ones, write the status."""
@@ -242,6 +249,7 @@ async def _reconcile(step: _Pass) -> Outcome:
     completed = dict(old_status.get("migration") or {})
     completed.pop("job", None)
     completed.pop("image", None)
+    live_hpa: Manifest | None = None
     if secret_problem is None:
         if us.spec.migrations.enabled:
             (job_child,) = (c for c in CHILDREN if c.phase is Phase.MIGRATION)
@@ -262,7 +270,9 @@ async def _reconcile(step: _Pass) -> Outcome:
             lives = await asyncio.gather(
                 *(step.ensure(c, c.build(us, BuildContext(plan, ctx.runbooks))) for c in workload)
             )
-            live_dep = dict(zip((c.kind for c in workload), lives, strict=True)).get("Deployment", live_dep)
+            by_kind = dict(zip((c.kind for c in workload), lives, strict=True))
+            live_dep = by_kind.get("Deployment", live_dep)
+            live_hpa = by_kind.get("HorizontalPodAutoscaler", live_hpa)
         except ApiException as exc:
             if exc.status not in (409, 422):
                 raise
@@ -283,6 +293,8 @@ async def _reconcile(step: _Pass) -> Outcome:
         monitoring_requested=monitoring_requested,
         monitoring_available=optional_apis,
         completed_migration=completed,
+        hpa=live_hpa,
+        slo_budgets=await slo_budgets(ctx, us),
     )
     written, resource_version = await step.write_status(obs)
     return Outcome(

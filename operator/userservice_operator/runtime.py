@@ -40,6 +40,7 @@ class ControllerConfig:
     wait_max: float = 10.0  # backoff cap while waiting for something outside the operator (the Secret)
     component: str = "userservice-operator"
     runbooks: str = RUNBOOKS  # where docs/runbooks.md is published: the alerts' runbook_url
+    prometheus_url: str = ""  # where the error budgets of spec.slo are read (status.slo); empty: not read
 
 
 def backoff(failures: int, base: float, limit: float) -> float:
@@ -66,7 +67,9 @@ class Controller:
         self._crd_task: asyncio.Task[None] | None = None
 
     def context(self) -> Context:
-        return Context(self.kube, self.recorder, self.optional_apis, self.config.runbooks)
+        return Context(
+            self.kube, self.recorder, self.optional_apis, self.config.runbooks, self.config.prometheus_url
+        )
 
     # --- inputs from the watch handlers -------------------------------------------------------------
     def observe(self, body: Manifest) -> None:

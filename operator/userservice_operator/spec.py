@@ -97,6 +97,23 @@ class MonitoringSpec:
 
 
 @dataclass(frozen=True)
+class AvailabilityObjective:
+    objective: float  # percent of requests answered without a server error over the SLO period
+
+
+@dataclass(frozen=True)
+class LatencyObjective:
+    objective: float  # percent of unary requests answered within threshold_seconds over the SLO period
+    threshold_seconds: float  # one of the service's histogram bucket bounds (the CRD checks it)
+
+
+@dataclass(frozen=True)
+class SLOSpec:
+    availability: AvailabilityObjective | None = None
+    latency: LatencyObjective | None = None
+
+
+@dataclass(frozen=True)
 class PodDisruptionBudgetSpec:
     enabled: bool = True
     min_available: int | str | None = None
@@ -145,6 +162,7 @@ class UserServiceSpec:
     grpc: GrpcSpec = field(default_factory=GrpcSpec)
     monitoring: MonitoringSpec = field(default_factory=MonitoringSpec)
     pod_disruption_budget: PodDisruptionBudgetSpec = field(default_factory=PodDisruptionBudgetSpec)
+    slo: SLOSpec = field(default_factory=SLOSpec)
     pod: PodSpec = field(default_factory=PodSpec)
     env: tuple[Mapping[str, Any], ...] = ()
     log_level: str = "info"
@@ -204,7 +222,7 @@ def convert(tp: Any, value: Any) -> Any:
         return convert(options[0], value) if len(options) == 1 else value
     if origin is tuple:
         return tuple(convert(typing.get_args(tp)[0], v) for v in value)
-    if tp in (int, str, bool):
+    if tp in (int, float, str, bool):
         return tp(value)
     return value
 

@@ -1,7 +1,8 @@
 """Status of a UserService per the Kubernetes API conventions (pure functions, no I/O).
 
-Conditions: Ready, Progressing, Degraded, MigrationsComplete and Monitoring, each with status, reason,
-message, lastTransitionTime (kept while the status does not change) and observedGeneration.
+Conditions: Ready, Progressing, Degraded, MigrationsComplete, Monitoring and AutoscalingMetricAvailable, each
+with status, reason, message, lastTransitionTime (kept while the status does not change) and
+observedGeneration.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ PROGRESSING = "Progressing"
 DEGRADED = "Degraded"
 MIGRATIONS_COMPLETE = "MigrationsComplete"
 MONITORING = "Monitoring"
-CONDITION_TYPES = (READY, PROGRESSING, DEGRADED, MIGRATIONS_COMPLETE, MONITORING)
+AUTOSCALING_METRIC = "AutoscalingMetricAvailable"
+CONDITION_TYPES = (READY, PROGRESSING, DEGRADED, MIGRATIONS_COMPLETE, MONITORING, AUTOSCALING_METRIC)
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,10 @@ class Observation:
     monitoring_requested: bool = False
     monitoring_available: bool = True
     completed_migration: dict[str, str] = field(default_factory=dict)
+    hpa: Manifest | None = None
+    slo_budgets: dict[str, float] = field(
+        default_factory=dict
+    )  # SLI -> error budget remaining, from Prometheus
 
 
 def now() -> str:
@@ -79,6 +85,44 @@ def deployment_progress(deployment: Manifest | None, image: str) -> tuple[bool, 
     is_available = done and wanted > 0 and at_image
     rolling = not done or not at_image
     return is_available, rolling, summary, None
+
+
+def autoscaling_metric(us: UserService, hpa: Manifest | None) -> dict[str, Any]:
+    """Whether the HPA can read its metrics, from its own conditions. With a metric it cannot get (e.g. the
+    request rate, without a metrics adapter) the HPA still scales up on the others but never down: say so."""
+    if not us.spec.autoscaled():
+        return _cond(AUTOSCALING_METRIC, True, "NotAutoscaled", "spec.autoscaling is off")
+    conditions = {c.get("type"): c for c in ((hpa or {}).get("status") or {}).get("conditions") or []}
+    for ctype in ("AbleToScale", "ScalingActive"):
+        cond = conditions.get(ctype)
+        if cond is not None and cond.get("status") == "False":
+            message = f"HorizontalPodAutoscaler {ctype}=False: {cond.get('message', '')}"
+            return _cond(AUTOSCALING_METRIC, False, str(cond.get("reason") or ctype), message)
+    active = conditions.get("ScalingActive")
+    if active is None:
+        cond = _cond(
+            AUTOSCALING_METRIC, False, "Pending", "the HorizontalPodAutoscaler has not read its metrics yet"
+        )
+        return {**cond, "status": "Unknown"}
+    return _cond(
+        AUTOSCALING_METRIC,
+        True,
+        str(active.get("reason") or "ValidMetricFound"),
+        str(active.get("message", "")),
+    )
+
+
+def slo_status(us: UserService, budgets: dict[str, float]) -> dict[str, Any]:
+    """Each objective of spec.slo, with its error budget remaining where Prometheus gave one."""
+    objectives = {"availability": us.spec.slo.availability, "latency": us.spec.slo.latency}
+    result: dict[str, Any] = {}
+    for sli, objective in objectives.items():
+        if objective is None:
+            continue
+        result[sli] = {"objective": objective.objective}
+        if sli in budgets:
+            result[sli]["errorBudgetRemaining"] = round(budgets[sli], 4)
+    return result
 
 
 def compute(us: UserService, obs: Observation) -> dict[str, Any]:
@@ -155,13 +199,16 @@ def compute(us: UserService, obs: Observation) -> dict[str, Any]:
         "observedGeneration": obs.generation,
         "conditions": [
             {**c, "observedGeneration": obs.generation}
-            for c in (ready, progressing, degraded, migrations, monitoring)
+            for c in (ready, progressing, degraded, migrations, monitoring, autoscaling_metric(us, obs.hpa))
         ],
         "replicas": int(dep_status.get("replicas", 0)),
         "readyReplicas": int(dep_status.get("readyReplicas", 0)),
         "selector": ",".join(f"{k}={v}" for k, v in selector_labels(us).items()),
         "endpoints": endpoints(us),
     }
+    slo = slo_status(us, obs.slo_budgets)
+    if slo:
+        status["slo"] = slo
     if obs.deployment is not None and containers[0].get("image"):
         status["image"] = containers[0]["image"]
     migration: dict[str, str] = dict(obs.completed_migration)

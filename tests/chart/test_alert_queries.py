@@ -6,6 +6,8 @@ import json
 import re
 from typing import Any
 
+import yaml
+
 from tests.chart.support import CHART, ROOT, docs, helm_template
 from tests.unit.operator.conftest import make_userservice
 from userservice_operator.children import prometheusrule
@@ -29,10 +31,14 @@ def _chart_rules(*extra: str) -> list[dict[str, Any]]:
     return [r for g in rule["spec"]["groups"] for r in g["rules"]]
 
 
+SLO = {"availability": {"objective": 99.9}, "latency": {"objective": 99, "thresholdSeconds": 0.25}}
+
+
 def _operator_rules() -> list[dict[str, Any]]:
-    rule = prometheusrule.build(make_userservice())
+    """The alerts of a UserService with every kind of rule (spec.slo's burn-rate alerts too)."""
+    rule = prometheusrule.build(make_userservice(slo=SLO))
     assert rule is not None
-    return [r for g in rule["spec"]["groups"] for r in g["rules"]]
+    return [r for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r]
 
 
 def _dashboard_exprs() -> list[str]:
@@ -102,7 +108,7 @@ def test_dashboard_finds_the_operator_whatever_the_release_is_called() -> None:
     variable listing the jobs that export the operator's own metric."""
     board = json.loads((CHART / "files" / "dashboard.json").read_text())
     variables = {v["name"]: v for v in board["templating"]["list"]}
-    assert variables["operator_job"]["definition"] == "label_values(userservice_operator_leader, job)"
+    assert variables["operator_job"]["query"] == "label_values(userservice_operator_leader, job)"
     operator_exprs = [e for e in _dashboard_exprs() if "userservice_operator_" in e]
     assert operator_exprs
     assert all('job=~"$operator_job"' in e for e in operator_exprs), operator_exprs
@@ -117,8 +123,28 @@ def test_request_figures_leave_probes_and_scrapes_out() -> None:
     assert all(route in HTTP_UNARY for route in ("/healthz", "/readyz", "/metrics", "/v1/events"))
 
 
-def test_hpa_metric_counts_rest_and_grpc_as_documented() -> None:
-    """The adapter rule in docs/operator.md is ADAPTER_METRICS_QUERY, over both request counters."""
-    assert "userservice_(http|grpc)_requests_total" in ADAPTER_METRICS_QUERY
-    assert f"metricsQuery: '{ADAPTER_METRICS_QUERY}'" in (ROOT / "docs" / "operator.md").read_text()
-    assert f"name: {{as: {REQUESTS_METRIC}}}" in (ROOT / "docs" / "operator.md").read_text()
+def test_hpa_metric_counts_rest_and_grpc_as_shipped() -> None:
+    """The adapter rule the chart ships (and the one-node cluster runs) serves the metric the HPA asks for, over
+    both request counters, probes and scrapes excluded. tests/unit keeps the file equal to its source."""
+    shipped = yaml.safe_load((CHART / "files" / "prometheus-adapter-rules.yaml").read_text())
+    (rule,) = shipped["rules"]
+    assert rule["name"] == {"as": REQUESTS_METRIC}
+    assert rule["metricsQuery"] == ADAPTER_METRICS_QUERY
+    assert (
+        "userservice_(http|grpc)_requests_total" in ADAPTER_METRICS_QUERY
+        and HTTP_TRAFFIC in ADAPTER_METRICS_QUERY
+    )
+    assert rule["resources"]["overrides"]["pod"] == {"resource": "pod"}
+
+
+def test_slo_rules_leave_probes_and_streams_out() -> None:
+    """The availability SLI counts no probe or scrape; the latency SLI no stream (REST or gRPC)."""
+    rule = prometheusrule.build(make_userservice(slo=SLO))
+    assert rule is not None
+    records = [r for g in rule["spec"]["groups"] for r in g["rules"] if "record" in r]
+    assert len(records) == 14
+    for r in records:
+        if "availability" in r["record"]:
+            assert r["expr"].count(HTTP_TRAFFIC) == 3, r
+        else:
+            assert r["expr"].count(HTTP_UNARY) == 2 and r["expr"].count(GRPC_UNARY) == 2, r

@@ -89,7 +89,17 @@ def test_defaults_render_the_operator_deployment() -> None:
     assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
     board = json.loads(dashboard["data"]["userservice.json"])
     titles = " ".join(p["title"] for p in board["panels"])
-    for word in ("requests", "error", "latency", "pool", "events", "Ready pods", "Reconciles"):
+    for word in (
+        "requests",
+        "error",
+        "latency",
+        "pool",
+        "events",
+        "Ready pods",
+        "Reconciles",
+        "objectives",
+        "HPA",
+    ):
         assert word.lower() in titles.lower(), word
     (test_pod,) = by_kind(objs, "Pod")
     assert test_pod["metadata"]["annotations"]["helm.sh/hook"] == "test"

@@ -237,6 +237,7 @@ def operator_release(cluster: Path) -> Iterator[str]:
             "--namespace", OPERATOR_NAMESPACE, "--create-namespace", *env_kube,
             "--set", f"image.repository={repository}", "--set", f"image.tag={tag}",
             "--set", "image.pullPolicy=Never", "--set", "replicaCount=1",
+            "--set", "operator.prometheusUrl=http://prometheus.monitoring.svc:9090",
             "--wait", "--timeout", "5m",
         )  # fmt: skip
     try:

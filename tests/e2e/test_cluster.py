@@ -398,10 +398,13 @@ def test_5_image_change_migrates_first_then_rolls_without_a_failed_request(deplo
         seen_job_done_before_roll = []
 
         def rolled() -> bool:
+            # The Deployment first, then the Jobs: a Job that succeeded before the Deployment was read is still
+            # succeeded when the Jobs are read, while the other order sees a roll that followed the Job in the
+            # gap between the two reads as one that preceded it.
+            dep = deployed.deployment()
             jobs = get_json("-n", deployed.namespace, "get", "jobs")["items"]
             new_jobs = [j for j in jobs if j["metadata"]["name"] not in before]
             done = any(j.get("status", {}).get("succeeded") for j in new_jobs)
-            dep = deployed.deployment()
             image = dep["spec"]["template"]["spec"]["containers"][0]["image"]
             if image == new_image:
                 seen_job_done_before_roll.append(done)

@@ -22,7 +22,7 @@ def _rules(tmp_path: Path, **spec: Any) -> tuple[Path, dict[str, dict[str, Any]]
     assert rule is not None
     path = tmp_path / "rules.yaml"
     path.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
-    return path, {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
+    return path, {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r}
 
 
 def _promtool(*args: str) -> str:
@@ -126,6 +126,151 @@ def test_event_feed_alert_fires_on_a_long_stall_only(tmp_path: Path) -> None:
                         ],
                     }
                 ],
+            },
+        ],
+    )
+
+
+# --- spec.slo: burn-rate alerts ----------------------------------------------------------------------------------
+SLO = {"availability": {"objective": 99.9}, "latency": {"objective": 99, "thresholdSeconds": 0.25}}
+POD = 'namespace="team-a",service="alpha",pod="alpha-1"'
+
+
+def _requests(per_minute: int, code: str, grpc_method: str = "") -> dict[str, str]:
+    """A request counter growing by `per_minute`: REST GET /v1/users, or gRPC `grpc_method`."""
+    if grpc_method:
+        series = f'userservice_grpc_requests_total{{{POD},method="{grpc_method}",code="{code}"}}'
+    else:
+        series = f'userservice_http_requests_total{{{POD},method="GET",route="/v1/users",code="{code}"}}'
+    return {"series": series, "values": f"0+{per_minute}x300"}
+
+
+def _fires(alerts: dict[str, dict[str, Any]], name: str, at: str) -> dict[str, Any]:
+    return {
+        "eval_time": at,
+        "alertname": name,
+        "exp_alerts": [
+            {
+                "exp_labels": {**alerts[name]["labels"], "namespace": "team-a", "service": "alpha"},
+                "exp_annotations": alerts[name]["annotations"],
+            }
+        ],
+    }
+
+
+def _quiet(name: str, at: str) -> dict[str, Any]:
+    return {"eval_time": at, "alertname": name, "exp_alerts": []}
+
+
+def test_promtool_accepts_the_slo_rules(tmp_path: Path) -> None:
+    rules, alerts = _rules(tmp_path, slo=SLO)
+    out = _promtool("check", "rules", str(rules))
+    # the four burn-rate alerts, seven recording rules per objective, and the other alerts
+    assert f"SUCCESS: {len(alerts) + 14} rules found" in out, out
+    assert {
+        "UserServiceAvailabilityFastBurn",
+        "UserServiceAvailabilitySlowBurn",
+        "UserServiceLatencyFastBurn",
+        "UserServiceLatencySlowBurn",
+    } <= set(alerts)
+
+
+def test_availability_burn_pages_tickets_or_stays_quiet_by_rate(tmp_path: Path) -> None:
+    """Objective 99.9 %: 2 % server errors (20x the budget) pages; 0.5 % (5x) opens a ticket only; 0.05 % and
+    client errors, however many, do neither; a page stops soon after the errors do."""
+    rules, alerts = _rules(tmp_path, slo=SLO)
+    page, ticket = "UserServiceAvailabilityFastBurn", "UserServiceAvailabilitySlowBurn"
+    _test(
+        rules,
+        tmp_path,
+        [
+            {  # 2 % of REST requests fail with 500
+                "interval": "1m",
+                "input_series": [_requests(980, "200"), _requests(20, "500")],
+                "alert_rule_test": [_fires(alerts, page, "70m"), _fires(alerts, ticket, "150m")],
+            },
+            {  # 2 % of gRPC calls fail with INTERNAL: gRPC counts the same
+                "interval": "1m",
+                "input_series": [
+                    _requests(980, "OK", "/userservice.v1.UserService/GetUser"),
+                    _requests(20, "INTERNAL", "/userservice.v1.UserService/GetUser"),
+                ],
+                "alert_rule_test": [_fires(alerts, page, "70m")],
+            },
+            {  # 0.5 % fail with UNAVAILABLE: a ticket after a while, never a page
+                "interval": "1m",
+                "input_series": [
+                    _requests(995, "OK", "/userservice.v1.UserService/ListUsers"),
+                    _requests(5, "UNAVAILABLE", "/userservice.v1.UserService/ListUsers"),
+                ],
+                "alert_rule_test": [_quiet(page, "4h"), _fires(alerts, ticket, "4h")],
+            },
+            {  # 0.05 % server errors; half of all requests are the callers' mistakes (404, NOT_FOUND)
+                "interval": "1m",
+                "input_series": [
+                    _requests(9995, "200"),
+                    _requests(5, "503"),
+                    _requests(10000, "404"),
+                    _requests(10000, "NOT_FOUND", "/userservice.v1.UserService/GetUser"),
+                ],
+                "alert_rule_test": [_quiet(page, "4h"), _quiet(ticket, "4h")],
+            },
+            {  # 2 % errors for 90 minutes, then none: the page ends once the 5m and 30m windows are clean
+                "interval": "1m",
+                "input_series": [
+                    _requests(980, "200"),
+                    {
+                        "series": f'userservice_http_requests_total{{{POD},method="GET",route="/v1/users",code="500"}}',
+                        "values": "0+20x90 1800x200",
+                    },
+                ],
+                "alert_rule_test": [_fires(alerts, page, "80m"), _quiet(page, "125m")],
+            },
+        ],
+    )
+
+
+def _durations(method: str, route: str, slow_per_minute: int, fast_per_minute: int) -> list[dict[str, str]]:
+    """Bucket series: `fast_per_minute` requests under 0.1 s and `slow_per_minute` between 0.5 s and 1 s."""
+    if route:
+        name, labels = (
+            "userservice_http_request_duration_seconds_bucket",
+            f'{POD},method="{method}",route="{route}"',
+        )
+    else:
+        name, labels = "userservice_grpc_request_duration_seconds_bucket", f'{POD},method="{method}"'
+    out = []
+    for le in BUCKETS:
+        count = (fast_per_minute if float(le) >= 0.1 else 0) + (slow_per_minute if float(le) >= 1.0 else 0)
+        out.append({"series": f'{name}{{{labels},le="{le}"}}', "values": f"0+{count}x300"})
+    return out
+
+
+def test_latency_burn_counts_unary_requests_only(tmp_path: Path) -> None:
+    """Objective 99 % under 0.25 s: 20 % slow unary requests page; hour-long streams (SSE, WatchUserEvents)
+    beside fast unary requests do not."""
+    rules, alerts = _rules(tmp_path, slo=SLO)
+    page, ticket = "UserServiceLatencyFastBurn", "UserServiceLatencySlowBurn"
+    _test(
+        rules,
+        tmp_path,
+        [
+            {
+                "interval": "1m",
+                "input_series": [
+                    *_durations("GET", "/v1/users/{id}", 20, 80),
+                    *_durations("/userservice.v1.UserService/GetUser", "", 0, 100),
+                ],
+                "alert_rule_test": [_fires(alerts, page, "70m")],
+            },
+            {
+                "interval": "1m",
+                "input_series": [
+                    *_durations("GET", "/v1/users/{id}", 0, 100),
+                    *_durations("GET", "/v1/events", 50, 0),
+                    *_durations("/userservice.v1.UserService/WatchUserEvents", "", 50, 0),
+                ],
+                "alert_rule_test": [_quiet(page, "4h"), _quiet(ticket, "4h")],
             },
         ],
     )

@@ -1,4 +1,5 @@
-"""PrometheusRule (monitoring.coreos.com/v1): availability, error-rate, latency and event-feed alerts.
+"""PrometheusRule (monitoring.coreos.com/v1): availability, error-rate, latency and event-feed alerts, and the
+recording rules and burn-rate alerts of spec.slo (children/slo.py) in a group of their own.
 
 Alerts exist only where their inputs do: every series they read comes from the ServiceMonitor's scrape, so
 there is no rule without one; and a service scaled to zero replicas has no availability alert (it is down on
@@ -9,21 +10,32 @@ from __future__ import annotations
 
 from typing import Any
 
+from userservice_operator.children import slo
 from userservice_operator.children.common import BuildContext, metadata, with_hash
 from userservice_operator.children.promql import HTTP_TRAFFIC, HTTP_UNARY, runbook_url, with_selector
 from userservice_operator.spec import Manifest, UserService
 
 
 def _alert(
-    runbooks: str, name: str, expr: str, for_: str, severity: str, instance: str, summary: str
+    runbooks: str,
+    name: str,
+    expr: str,
+    for_: str,
+    severity: str,
+    instance: str,
+    summary: str,
+    labels: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    return {
+    rule = {
         "alert": name,
         "expr": expr,
         "for": for_,
-        "labels": {"severity": severity},
+        "labels": {"severity": severity, **(labels or {})},
         "annotations": {"instance": instance, "summary": summary, "runbook_url": runbook_url(name, runbooks)},
     }
+    if not for_:  # burn-rate alerts: their short window is what keeps them from flapping
+        del rule["for"]
+    return rule
 
 
 def build(us: UserService, ctx: BuildContext | None = None) -> Manifest | None:
@@ -82,11 +94,20 @@ def build(us: UserService, ctx: BuildContext | None = None) -> Manifest | None:
             f"A transaction open for over 30 s in the database of {namespace}/{name} delays every change event.",
         ),
     ]
+    groups = [{"name": f"userservice.{namespace}.{name}", "rules": rules}]
+    slo_rules = slo.rules(
+        us,
+        lambda alert, expr, severity, summary, labels: _alert(
+            runbooks, alert, expr, "", severity, instance, summary, labels
+        ),
+    )
+    if slo_rules:
+        groups.append({"name": f"userservice-slo.{namespace}.{name}", "rules": slo_rules})
     return with_hash(
         {
             "apiVersion": "monitoring.coreos.com/v1",
             "kind": "PrometheusRule",
             "metadata": meta,
-            "spec": {"groups": [{"name": f"userservice.{namespace}.{name}", "rules": rules}]},
+            "spec": {"groups": groups},
         }
     )

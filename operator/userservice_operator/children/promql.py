@@ -4,6 +4,8 @@ the chart's rules and the dashboard use them."""
 
 from __future__ import annotations
 
+from typing import Any
+
 # Probes and the Prometheus scrape: requests of the platform, not traffic. Left out of every rate, error and
 # latency figure.
 OPS_ROUTES = ("/healthz", "/readyz", "/metrics")
@@ -20,6 +22,17 @@ def _route_not(routes: tuple[str, ...]) -> str:
 HTTP_TRAFFIC = _route_not(OPS_ROUTES)
 HTTP_UNARY = _route_not(OPS_ROUTES + STREAM_ROUTES)
 
+# REST and gRPC in one selector (the SLOs): a gRPC series has no `route` label, so the route matchers keep it;
+# a REST series' `method` is an HTTP verb, so GRPC_UNARY keeps it.
+REQUESTS = '__name__=~"userservice_(http|grpc)_requests_total"'
+DURATION_BUCKETS = '__name__=~"userservice_(http|grpc)_request_duration_seconds_bucket"'
+UNARY = f"{HTTP_UNARY},{GRPC_UNARY}"
+# Server errors: REST 5xx; the gRPC codes that map to a 5xx (google.rpc.Code) and say the server failed.
+# UNIMPLEMENTED (a method this server does not have) and RESOURCE_EXHAUSTED (a caller over its quota) are the
+# caller's; CANCELLED is the client going away.
+GRPC_SERVER_ERRORS = ("UNKNOWN", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "DEADLINE_EXCEEDED")
+SERVER_ERRORS = f'code=~"5..|{"|".join(GRPC_SERVER_ERRORS)}"'
+
 # The Pods metric the HorizontalPodAutoscaler scales on (spec.autoscaling.targetRequestsPerSecond): requests
 # per second per pod over REST and gRPC together, as a metrics adapter serves it. ADAPTER_METRICS_QUERY is
 # prometheus-adapter's metricsQuery for it (docs/operator.md shows the whole rule; a test keeps it equal).
@@ -29,6 +42,24 @@ ADAPTER_METRICS_QUERY = (
     + HTTP_TRAFFIC
     + ",<<.LabelMatchers>>}[1m]))"
 )
+
+
+def adapter_config() -> dict[str, Any]:
+    """prometheus-adapter's configuration serving REQUESTS_METRIC: what the one-node cluster runs and what the
+    chart ships for real clusters (files/prometheus-adapter-rules.yaml, written by `make docs`)."""
+    return {
+        "rules": [
+            {
+                "seriesQuery": 'userservice_http_requests_total{namespace!="",pod!=""}',
+                "resources": {
+                    "overrides": {"namespace": {"resource": "namespace"}, "pod": {"resource": "pod"}}
+                },
+                "name": {"as": REQUESTS_METRIC},
+                "metricsQuery": ADAPTER_METRICS_QUERY,
+            }
+        ]
+    }
+
 
 # docs/runbooks.md has one section per alert; the chart's prometheusRule.runbookBaseUrl defaults to the same.
 RUNBOOKS = "docs/runbooks.md"

@@ -186,6 +186,65 @@ def test_hpa_owns_replicas_when_autoscaling(operator_cluster: KubeCluster, it_na
     wait_for(lambda: get(operator_cluster, ns, "hpa", "scaled") is None, 20, what="hpa removed")
 
 
+def _hpa_status(namespace: str, name: str, active: str, reason: str, message: str) -> list[str]:
+    """kubectl args writing the HPA controller's status: AbleToScale True and ScalingActive as given."""
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    conditions = [
+        {"type": "AbleToScale", "status": "True", "reason": "SucceededGetScale", "message": "got the scale",
+         "lastTransitionTime": now},
+        {"type": "ScalingActive", "status": active, "reason": reason, "message": message, "lastTransitionTime": now},
+    ]  # fmt: skip
+    status = {"currentReplicas": 1, "desiredReplicas": 1, "conditions": conditions}
+    return ["-n", namespace, "patch", "hpa", name, "--subresource=status", "--type=merge", "-p",
+            json.dumps({"status": status})]  # fmt: skip
+
+
+def test_unavailable_autoscaling_metric_is_a_condition(
+    operator_cluster: KubeCluster, it_namespace: str
+) -> None:
+    """Without a metrics adapter the HPA reads no request rate and never scales down; the UserService says so with
+    the HPA's reason and message, and clears it once the HPA reads its metrics. (The cluster's own HPA controller
+    may write the HPA status too; each write is followed by the operator within a second.)"""
+    ns = it_namespace
+    apply(
+        operator_cluster,
+        ns,
+        secret(),
+        userservice("rps", autoscaling={"minReplicas": 1, "maxReplicas": 3, "targetRequestsPerSecond": 10}),
+    )
+    wait_for(lambda: get(operator_cluster, ns, "hpa", "rps"), 30, what="hpa")
+    message = (
+        "the HPA was unable to compute the replica count: unable to get metric userservice_requests_per_second: "
+        "unable to fetch metrics from custom metrics API: no custom metrics API (custom.metrics.k8s.io) registered"
+    )
+    operator_cluster.kubectl(*_hpa_status(ns, "rps", "False", "FailedGetPodsMetric", message))
+    cond = wait_for(
+        lambda: (
+            (c := condition(get(operator_cluster, ns, PLURAL, "rps"), "AutoscalingMetricAvailable"))["reason"]
+            == "FailedGetPodsMetric"
+            and c
+        ),
+        10,
+        0.1,
+        what="AutoscalingMetricAvailable=False",
+    )
+    assert cond["status"] == "False" and message in cond["message"], cond
+    operator_cluster.kubectl(
+        *_hpa_status(ns, "rps", "True", "ValidMetricFound", "the HPA computed the count")
+    )
+    cond = wait_for(
+        lambda: (
+            (c := condition(get(operator_cluster, ns, PLURAL, "rps"), "AutoscalingMetricAvailable"))["reason"]
+            == "ValidMetricFound"
+            and c
+        ),
+        10,
+        0.1,
+        what="AutoscalingMetricAvailable=True",
+    )
+    assert cond["status"] == "True", cond
+
+
 def test_scale_subresource(operator_cluster: KubeCluster, it_namespace: str) -> None:
     ns = it_namespace
     apply(operator_cluster, ns, secret(), userservice("sc", replicas=1))

@@ -107,6 +107,12 @@ def test_kubectl_explain_and_short_name(operator_cluster: KubeCluster) -> None:
             "must be below the replicas",
         ),
         ({"image": ""}, "spec.image"),
+        (
+            {"slo": {"latency": {"objective": 99, "thresholdSeconds": 0.3}}},
+            "thresholdSeconds must be a bucket bound of the request duration histogram",
+        ),
+        ({"slo": {"availability": {"objective": 100}}}, "spec.slo.availability.objective"),
+        ({"slo": {"latency": {"objective": 99}}}, "spec.slo.latency.thresholdSeconds: Required value"),
     ],
 )
 def test_api_refuses_bad_specs(operator_cluster: KubeCluster, spec: dict[str, object], message: str) -> None:
@@ -173,6 +179,22 @@ def test_api_accepts_full_scheduling_and_budgets(operator_cluster: KubeCluster) 
     stored = yaml.safe_load(out)["spec"]
     assert stored["pod"] == pod
     assert stored["autoscaling"]["behavior"] == spec["autoscaling"]["behavior"]
+
+
+def test_api_accepts_slo_on_a_bucket_bound(operator_cluster: KubeCluster) -> None:
+    """Whole-number bounds are accepted as written (1 and 1.0 alike)."""
+    for threshold in (0.25, 1, 5.0):
+        body = userservice(
+            "slo",
+            slo={
+                "availability": {"objective": 99.9},
+                "latency": {"objective": 99, "thresholdSeconds": threshold},
+            },
+        )
+        result = operator_cluster.kubectl(
+            "-n", "default", "apply", "--dry-run=server", "-f", "-", input=yaml.safe_dump(body), check=False
+        )
+        assert result.returncode == 0, result.stderr
 
 
 def test_scale_is_refused_while_autoscaling(operator_cluster: KubeCluster) -> None:

@@ -13,6 +13,7 @@ from userservice_operator.children import (
     prometheusrule,
     service,
     servicemonitor,
+    slo,
 )
 from userservice_operator.children.common import (
     HASH_ANNOTATION,
@@ -289,3 +290,11 @@ def test_alerts_link_the_runbooks_where_the_operator_is_told_they_are() -> None:
     assert rule is not None
     urls = [r["annotations"]["runbook_url"] for r in rule["spec"]["groups"][0]["rules"]]
     assert urls and all(u == f"https://docs.example/runbooks#{u.rpartition('#')[2]}" for u in urls)
+
+
+def test_error_budget_arithmetic() -> None:
+    """99.9 % over 30 days: 0.05 % errors leave half the budget, 0.2 % overspend it twice over."""
+    assert slo.budget(99.9) == "0.001" and slo.budget(99) == "0.01" and slo.budget(99.95) == "0.0005"
+    assert abs(slo.budget_remaining(0.0005, 99.9) - 0.5) < 1e-9
+    assert abs(slo.budget_remaining(0.002, 99.9) + 1) < 1e-9
+    assert slo.le_label(1) == "1.0" and slo.le_label(0.0025) == "0.0025"

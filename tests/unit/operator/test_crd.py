@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from tests.unit.operator.conftest import apply_defaults, make_userservice, schema
+from userservice.metrics import LATENCY_BUCKETS
 from userservice_operator.children import deployment, migration
 from userservice_operator.children.common import OPERATOR_ENV, reserved_env_rule
 from userservice_operator.crd import CRD_NAME, load_crd, load_rbac
@@ -208,3 +209,16 @@ def test_env_reserves_every_name_the_operator_sets() -> None:
     assert {e["name"] for e in container["env"]} == set(OPERATOR_ENV)
     (job_container,) = migration.build(us)["spec"]["template"]["spec"]["containers"]
     assert {e["name"] for e in job_container["env"]} <= set(OPERATOR_ENV)
+
+
+def test_slo_latency_thresholds_are_the_service_histogram_bounds() -> None:
+    """The CRD's CEL list of latency thresholds is the service's bucket list (the operator cannot import the
+    service, so the list is written in the CRD and kept equal here)."""
+    props = schema()["properties"]["spec"]["properties"]["slo"]["properties"]["latency"]["properties"]
+    (rule,) = props["thresholdSeconds"]["x-kubernetes-validations"]
+    listed = rule["rule"].removeprefix("self in [").removesuffix("]")
+    assert [float(x) for x in listed.split(",")] == list(LATENCY_BUCKETS)
+    assert all("." in x for x in listed.split(",")), "CEL compares doubles: write 1.0, not 1"
+    assert ", ".join(f"{b:g}" for b in LATENCY_BUCKETS) in " ".join(
+        props["thresholdSeconds"]["description"].split()
+    )

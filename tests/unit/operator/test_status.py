@@ -182,3 +182,51 @@ def test_condition_events() -> None:
     assert condition_events({"Degraded": degraded_true}, [degraded_false]) == [
         ("Normal", "Recovered", "Degraded=False: ok")
     ]
+
+
+def _hpa(*conditions: tuple[str, str, str]) -> dict[str, Any]:
+    return {
+        "status": {
+            "conditions": [
+                {"type": t, "status": s, "reason": r, "message": f"{r} says"} for t, s, r in conditions
+            ]
+        }
+    }
+
+
+def test_autoscaling_metric_condition_follows_the_hpa() -> None:
+    """A metric the HPA cannot read stops every scale-down: the UserService says so with the HPA's reason."""
+    scaled = make_userservice(autoscaling={"maxReplicas": 5, "targetRequestsPerSecond": 10})
+    cond = status.autoscaling_metric(
+        scaled,
+        _hpa(("AbleToScale", "True", "SucceededGetScale"), ("ScalingActive", "False", "FailedGetPodsMetric")),
+    )
+    assert (cond["status"], cond["reason"]) == ("False", "FailedGetPodsMetric")
+    assert "ScalingActive=False: FailedGetPodsMetric says" in cond["message"]
+    cond = status.autoscaling_metric(scaled, _hpa(("AbleToScale", "False", "FailedGetScale")))
+    assert (cond["status"], cond["reason"]) == ("False", "FailedGetScale")
+    ok = status.autoscaling_metric(
+        scaled,
+        _hpa(("AbleToScale", "True", "ReadyForNewScale"), ("ScalingActive", "True", "ValidMetricFound")),
+    )
+    assert (ok["status"], ok["reason"]) == ("True", "ValidMetricFound")
+    assert status.autoscaling_metric(scaled, None)["status"] == "Unknown"
+    off = status.autoscaling_metric(make_userservice(), None)
+    assert (off["status"], off["reason"]) == ("True", "NotAutoscaled")
+
+
+def test_slo_status_shows_budgets_only_when_read() -> None:
+    us = make_userservice(
+        slo={"availability": {"objective": 99.9}, "latency": {"objective": 99, "thresholdSeconds": 0.5}}
+    )
+    obs = Observation(generation=1, image=IMAGE)
+    assert status.compute(us, obs)["slo"] == {
+        "availability": {"objective": 99.9},
+        "latency": {"objective": 99},
+    }
+    read = Observation(generation=1, image=IMAGE, slo_budgets={"availability": 0.25})
+    assert status.compute(us, read)["slo"]["availability"] == {
+        "objective": 99.9,
+        "errorBudgetRemaining": 0.25,
+    }
+    assert "slo" not in status.compute(make_userservice(), obs)
