@@ -15,7 +15,12 @@ from kubernetes.client.exceptions import ApiException
 from userservice_operator import status as status_mod
 from userservice_operator.apply import apply
 from userservice_operator.children import CHILDREN, OPTIONAL_CRDS, Child, Phase, migration
-from userservice_operator.children.common import MANAGED_BY, MIGRATION_HASH_LABEL, BuildContext
+from userservice_operator.children.common import (
+    MANAGED_BY,
+    MIGRATION_HASH_LABEL,
+    OWNER_NAMESPACE_LABEL,
+    BuildContext,
+)
 from userservice_operator.children.migration import JobPhase, MigrationState
 from userservice_operator.children.promql import RUNBOOKS
 from userservice_operator.crd import KIND
@@ -59,9 +64,12 @@ async def optional_apis_present(kube: Kube) -> bool:
 
 
 def _owned(us: UserService, obj: Manifest | None) -> bool:
-    return obj is not None and any(
-        ref.get("uid") == us.uid for ref in obj["metadata"].get("ownerReferences") or []
-    )
+    if obj is None:
+        return False
+    refs = obj["metadata"].get("ownerReferences") or []
+    if refs:
+        return any(ref.get("uid") == us.uid for ref in refs)
+    return child_owner(obj) == (us.namespace, us.name)  # cluster-scoped: named by its labels
 
 
 @dataclass(frozen=True)
@@ -74,7 +82,8 @@ class _Pass:
 
     async def ensure(self, child: Child, desired: Manifest | None) -> Manifest | None:
         """Apply `desired`, or delete our object of that kind when `desired` is None."""
-        kube, recorder, us, kind, name = self.ctx.kube, self.ctx.recorder, self.us, child.kind, self.us.name
+        kube, recorder, us, kind = self.ctx.kube, self.ctx.recorder, self.us, child.kind
+        name = desired["metadata"]["name"] if desired is not None else us.name
         if desired is None:
             live = await kube.get(kind, us.namespace, name)
             if _owned(us, live) and await kube.delete(kind, us.namespace, name):
@@ -251,8 +260,13 @@ async def reconcile(ctx: Context, body: Manifest) -> Outcome:
 
 
 def child_owner(body: Manifest) -> tuple[str, str] | None:
-    """(namespace, name) of the UserService owning a child, from its ownerReferences."""
-    for ref in body.get("metadata", {}).get("ownerReferences") or []:
+    """(namespace, name) of the UserService owning a child: from its ownerReferences or, for a cluster-scoped
+    child, from its labels."""
+    meta = body.get("metadata") or {}
+    for ref in meta.get("ownerReferences") or []:
         if ref.get("kind") == KIND and str(ref.get("apiVersion", "")).startswith("userservice.io/"):
-            return str(body["metadata"].get("namespace")), str(ref.get("name"))
+            return str(meta.get("namespace")), str(ref.get("name"))
+    found = meta.get("labels") or {}
+    if found.get("app.kubernetes.io/managed-by") == MANAGED_BY and OWNER_NAMESPACE_LABEL in found:
+        return str(found[OWNER_NAMESPACE_LABEL]), str(found.get("app.kubernetes.io/instance", ""))
     return None
