@@ -142,7 +142,10 @@ def test_networkpolicy_fences_api_ports_to_access_from_and_management_to_monitor
         "ports": [{"protocol": "TCP", "port": 9090}],
     }
     peers = [
-        {"namespaceSelector": {"matchLabels": {"team": "billing"}}, "podSelector": {"matchLabels": {"a": "b"}}}
+        {
+            "namespaceSelector": {"matchLabels": {"team": "billing"}},
+            "podSelector": {"matchLabels": {"a": "b"}},
+        }
     ]
     np = networkpolicy.build(
         make_userservice(
