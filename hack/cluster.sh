@@ -3,6 +3,7 @@
 #
 #   etcd, kube-apiserver, kube-controller-manager, kube-scheduler   built by hack/tools.sh (pinned K8S_VERSION)
 #   kubelet, kube-proxy (iptables mode)                             same
+#   kube-router, firewall only (NetworkPolicy enforcement)          built by hack/tools.sh (pinned), on the host
 #   containerd, runc, CNI bridge/host-local/loopback                Debian packages (installed here if missing)
 #   pause image                                                     deploy/cluster/pause/pause.go, built static
 #   metrics-server, prometheus-operator                             go install at pinned versions, run on the host
@@ -105,6 +106,7 @@ install_packages() {
 	command -v conntrack >/dev/null || missing+=(conntrack)
 	command -v socat >/dev/null || missing+=(socat)
 	command -v iptables >/dev/null || missing+=(iptables)
+	command -v ipset >/dev/null || missing+=(ipset) # kube-router's firewall keeps the policies' pod sets in ipsets
 	command -v openssl >/dev/null || missing+=(openssl)
 	command -v dnsmasq >/dev/null || missing+=(dnsmasq-base)
 	((${#missing[@]} == 0)) && return 0
@@ -317,6 +319,18 @@ start_node() {
 		--root-dir "$STATE/kubelet" --cert-dir "$STATE/kubelet/pki" \
 		--hostname-override "$NODE_NAME" --node-ip "$NODE_IP" --v 1
 	wait_for 120 "node $NODE_NAME" kc wait --for condition=Ready "node/$NODE_NAME" --timeout 1s
+	start_network_policy
+}
+
+# NetworkPolicy enforcement: the bridge CNI ignores NetworkPolicy, so kube-router runs on the host with only its
+# firewall (iptables rules and ipsets in the FORWARD/INPUT/OUTPUT chains; no routing, no service proxy, no CNI
+# config). It admits traffic from the node itself to pods, so kubelet probes pass whatever the policies say.
+# Its chains jump first in FORWARD, ahead of this script's pod-network ACCEPT rules.
+start_network_policy() {
+	start kube-router "$TOOLS_BIN/kube-router" --kubeconfig "$KUBECONFIG_FILE" --hostname-override "$NODE_NAME" \
+		--run-firewall=true --run-router=false --run-service-proxy=false --enable-cni=false \
+		--service-cluster-ip-range "$SERVICE_CIDR" --health-port 20244 --metrics-port 0
+	wait_for 60 "kube-router firewall" curl -fsS http://127.0.0.1:20244/healthz
 }
 
 apply_addons() {
@@ -417,6 +431,8 @@ remove_network() {
 		rm -f "$ns"
 	done
 	ip link del usvc0 2>/dev/null || true
+	# kube-router's chains and ipsets.
+	[[ -x $TOOLS_BIN/kube-router ]] && "$TOOLS_BIN/kube-router" --cleanup-config >"$LOGS/kube-router-cleanup.log" 2>&1 || true
 	# kube-proxy's own chains.
 	[[ -x $K8S_BIN/kube-proxy ]] && "$K8S_BIN/kube-proxy" --cleanup >"$LOGS/kube-proxy-cleanup.log" 2>&1 || true
 	for dir in -s -d; do
@@ -450,7 +466,7 @@ down() {
 	need_root
 	mkdir -p "$PIDS" "$LOGS"
 	local name
-	for name in prometheus-operator metrics-server dns-sync dns kubelet kube-proxy kube-scheduler kube-controller-manager; do
+	for name in prometheus-operator metrics-server kube-router dns-sync dns kubelet kube-proxy kube-scheduler kube-controller-manager; do
 		stop_pid "$name"
 	done
 	kill_pods
@@ -475,8 +491,8 @@ down() {
 
 status() { # exit 0 when every process runs and the node is Ready
 	local name rc=0
-	for name in containerd etcd kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubelet dns \
-		dns-sync metrics-server prometheus-operator; do
+	for name in containerd etcd kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubelet kube-router \
+		dns dns-sync metrics-server prometheus-operator; do
 		if running "$name"; then printf '  %-24s running (pid %s)\n' "$name" "$(<"$PIDS/$name.pid")"; else
 			printf '  %-24s stopped\n' "$name"
 			rc=1
