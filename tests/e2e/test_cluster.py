@@ -223,6 +223,120 @@ def test_2_rest_and_grpc_through_the_service(deployed: Deployed) -> None:
         assert err.value.code() == grpc.StatusCode.NOT_FOUND
 
 
+# A pod that opens a TCP connection: "open" as soon as one attempt succeeds within `seconds` (kube-router adds a
+# new pod to the policies' ipsets a moment after it starts), else "closed".
+CONNECT = """
+import socket, sys, time
+host, port, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+deadline = time.monotonic() + seconds
+while True:
+    try:
+        socket.create_connection((host, port), timeout=2).close()
+        print("open")
+        break
+    except OSError:
+        if time.monotonic() > deadline:
+            print("closed")
+            break
+        time.sleep(1)
+"""
+
+
+def connects(
+    namespace: str, host: str, port: int, labels: dict[str, str] | None = None, seconds: int = 20
+) -> bool:
+    """Whether a pod (the image under test, running python) in `namespace` with `labels` reaches host:port."""
+    name = f"probe-{uuid.uuid4().hex[:6]}"
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace, "labels": {"e2e": "probe", **(labels or {})}},
+        "spec": {
+            "restartPolicy": "Never",
+            "automountServiceAccountToken": False,
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": 10001,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "containers": [
+                {
+                    "name": "probe",
+                    "image": IMAGE,
+                    "imagePullPolicy": "Never",
+                    "command": ["python", "-c", CONNECT, host, str(port), str(seconds)],
+                    "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+                }
+            ],
+        },
+    }
+    kubectl("apply", "-f", "-", input=json.dumps(pod))
+    try:
+        wait_until(
+            f"probe pod {name} finished",
+            lambda: (
+                get_json("-n", namespace, "get", "pod", name)["status"].get("phase")
+                in ("Succeeded", "Failed")
+            ),
+            timeout=seconds + 90,
+        )
+        out = kubectl("-n", namespace, "logs", name).strip()
+        assert out in ("open", "closed"), out
+        return out == "open"
+    finally:
+        kubectl("-n", namespace, "delete", "pod", name, "--wait=false", check=False)
+
+
+def test_2_network_policy_admits_only_access_from_to_the_api_ports(deployed: Deployed) -> None:
+    """kube-router enforces the operator's NetworkPolicy: by default only pods of the UserService's namespace
+    reach the API ports; spec.access.from changes who may; the management port admits only the monitoring
+    namespace. (The test process itself calls from the node, which NetworkPolicy implementations admit, like
+    kubelet's probes.)"""
+    assert deployed.http, "step 1 did not pass"
+    ns = deployed.namespace
+    svc = get_json("-n", ns, "get", "service", NAME)
+    ip, ports = svc["spec"]["clusterIP"], {p["name"]: p["port"] for p in svc["spec"]["ports"]}
+    outside = f"{ns}-outside"
+    kubectl("create", "namespace", outside)
+    try:
+        assert connects(ns, ip, ports["http"]), "a pod of the UserService's namespace is refused"
+        assert connects(ns, ip, ports["grpc"])
+        assert not connects(outside, ip, ports["http"], seconds=8), "a pod of another namespace got in"
+        assert not connects(outside, ip, ports["grpc"], seconds=8)
+        assert not connects(outside, ip, ports["management"], seconds=8)
+
+        callers = [
+            {
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": outside}},
+                "podSelector": {"matchLabels": {"role": "caller"}},
+            }
+        ]
+        kubectl(
+            "-n",
+            ns,
+            "patch",
+            "userservice",
+            NAME,
+            "--type=merge",
+            "-p",
+            json.dumps({"spec": {"access": {"from": callers}}}),
+        )
+        wait_until(
+            "NetworkPolicy follows spec.access.from",
+            lambda: get_json("-n", ns, "get", "networkpolicy", NAME)["spec"]["ingress"][0]["from"] == callers,
+            timeout=60,
+        )
+        assert connects(outside, ip, ports["http"], {"role": "caller"}), (
+            "a peer of spec.access.from is refused"
+        )
+        assert not connects(outside, ip, ports["http"], {"role": "other"}, seconds=8)
+        assert not connects(ns, ip, ports["http"], seconds=8), "the old peers still get in"
+    finally:
+        kubectl("-n", ns, "patch", "userservice", NAME, "--type=json", "-p",
+                '[{"op": "remove", "path": "/spec/access/from"}]', check=False)  # fmt: skip
+        kubectl("delete", "namespace", outside, "--wait=false", check=False)
+
+
 def test_2_watch_events_on_one_pod_while_writing_through_another(deployed: Deployed) -> None:
     pods = wait_until("two ready pods", lambda: (p := deployed.ready_pods()) and len(p) >= 2 and p, 120)
     watch_ip, write_ip = pods[0]["status"]["podIP"], pods[1]["status"]["podIP"]
@@ -445,7 +559,9 @@ def test_6_pod_deleted_under_load_loses_no_acknowledged_write(deployed: Deployed
 
 # 7 ------------------------------------------------------------------------------------------------------------
 def test_7_deleting_the_usvc_garbage_collects_its_children(deployed: Deployed) -> None:
-    kinds = "deployment,service,hpa,pdb,job,servicemonitor,replicaset,pod"
+    kinds = "deployment,service,hpa,pdb,job,servicemonitor,replicaset,pod,serviceaccount,networkpolicy"
+    binding = f"clusterrolebinding/userservice-access-reviewer:{deployed.namespace}:{NAME}"
+    assert kubectl("get", binding, "-o", "name").strip() == binding
     selector = f"app.kubernetes.io/instance={NAME}"
     assert kubectl("-n", deployed.namespace, "get", kinds, "-l", selector, "-o", "name").strip()
     kubectl("-n", deployed.namespace, "delete", "userservice", NAME, "--wait=true", timeout=180)
@@ -455,3 +571,5 @@ def test_7_deleting_the_usvc_garbage_collects_its_children(deployed: Deployed) -
         timeout=180,
         every=3,
     )
+    # cluster-scoped, so not garbage-collected: the operator deletes it
+    wait_until("access binding deleted", lambda: kubectl("get", binding, check=False).strip() == "", 60)
