@@ -84,7 +84,11 @@ def test_children_have_the_right_spec(operator_cluster: KubeCluster, it_namespac
         [m for m in dep["metadata"]["managedFields"] if m["manager"] == "userservice-operator"]
     )
     assert '"f:replicas"' not in owned
-    assert {p["name"]: p["port"] for p in svc["spec"]["ports"]} == {"http": 8080, "grpc": 50051, "management": 9090}
+    assert {p["name"]: p["port"] for p in svc["spec"]["ports"]} == {
+        "http": 8080,
+        "grpc": 50051,
+        "management": 9090,
+    }
     assert hpa["spec"]["minReplicas"] == 2 and hpa["spec"]["maxReplicas"] == 5
     assert [m["type"] for m in hpa["spec"]["metrics"]] == ["Resource", "Pods"]
     assert pdb["spec"]["maxUnavailable"] == 1
