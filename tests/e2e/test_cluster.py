@@ -9,6 +9,7 @@ order; each later step needs the earlier ones.
 
 from __future__ import annotations
 
+import collections
 import json
 import threading
 import time
@@ -67,15 +68,55 @@ def wait_until(what: str, check: Callable[[], Any], timeout: float = 180, every:
         time.sleep(every)
 
 
-def http(method: str, url: str, body: Any = None, timeout: float = 10) -> tuple[int, bytes]:
+# The test process calls as the ServiceAccount `e2e-admin` of the test namespace, bound to userservice-admin: its
+# token (audience of the UserService) is minted in step 1.
+TOKEN: list[str] = []
+
+
+def auth_headers() -> dict[str, str]:
+    return {"Authorization": f"Bearer {TOKEN[0]}"} if TOKEN else {}
+
+
+def http(
+    method: str, url: str, body: Any = None, timeout: float = 10, *, token: bool = True
+) -> tuple[int, bytes]:
     data = json.dumps(body).encode() if body is not None else None
     ctype = "application/merge-patch+json" if method == "PATCH" else "application/json"
-    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": ctype})
+    headers = {"Content-Type": ctype, **(auth_headers() if token else {})}
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
             return r.status, r.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
+
+
+class _Details(
+    collections.namedtuple(
+        "_Details", ("method", "timeout", "metadata", "credentials", "wait_for_ready", "compression")
+    ),
+    grpc.ClientCallDetails,  # type: ignore[misc]
+):
+    pass
+
+
+class _Bearer(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):  # type: ignore[misc]
+    """Adds the caller's token to every gRPC call (`authorization` metadata)."""
+
+    def _with_token(self, d: Any) -> _Details:
+        metadata = [*(d.metadata or []), *((k.lower(), v) for k, v in auth_headers().items())]
+        return _Details(d.method, d.timeout, metadata, d.credentials, d.wait_for_ready, d.compression)
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._with_token(details), request)
+
+    def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._with_token(details), request)
+
+
+def grpc_channel(target: str) -> grpc.Channel:
+    """An insecure channel whose calls carry the caller's token."""
+    return grpc.intercept_channel(grpc.insecure_channel(target), _Bearer())
 
 
 def get_json(*args: str) -> Any:
@@ -87,6 +128,7 @@ class Deployed:
     namespace: str
     http: str  # http://<ClusterIP>:<port>
     grpc: str  # <ClusterIP>:<port>
+    management: str  # http://<ClusterIP>:<port>: /healthz, /readyz, /metrics
     postgres: HostPostgres
     database: str
 
@@ -159,7 +201,7 @@ def deployed(cluster: Path, operator_release: str, host_postgres: HostPostgres) 
     NAMESPACE[:] = [namespace]
     kubectl("-n", namespace, "create", "secret", "generic", "users-db", f"--from-literal=url={url}")
     try:
-        yield Deployed(namespace, "", "", host_postgres, database)
+        yield Deployed(namespace, "", "", "", host_postgres, database)
     finally:
         kubectl("delete", "namespace", namespace, "--wait=false", check=False)
 
@@ -183,12 +225,29 @@ def test_1_operator_from_helm_and_usvc_ready(deployed: Deployed) -> None:
     ports = {p["name"]: p["port"] for p in svc["spec"]["ports"]}
     deployed.http = f"http://{ip}:{ports['http']}"
     deployed.grpc = f"{ip}:{ports['grpc']}"
+    deployed.management = f"http://{ip}:{ports['management']}"
+    # The test process's identity: a ServiceAccount granted userservice-admin, the way docs/operator.md says.
+    ns = deployed.namespace
+    kubectl("-n", ns, "create", "serviceaccount", "e2e-admin")
+    kubectl("-n", ns, "create", "rolebinding", "e2e-admin", "--clusterrole=userservice-admin",
+            f"--serviceaccount={ns}:e2e-admin")  # fmt: skip
+    audience = f"userservice.io/{ns}/{NAME}"
+    TOKEN[:] = [
+        kubectl("-n", ns, "create", "token", "e2e-admin", f"--audience={audience}", "--duration=3h").strip()
+    ]
 
 
 # 2 ------------------------------------------------------------------------------------------------------------
 def test_2_rest_and_grpc_through_the_service(deployed: Deployed) -> None:
     assert deployed.http, "step 1 did not pass"
-    wait_until("REST through the ClusterIP", lambda: http("GET", deployed.http + "/readyz")[0] == 200, 60, 1)
+    wait_until(
+        "readiness through the ClusterIP",
+        lambda: http("GET", deployed.management + "/readyz")[0] == 200,
+        60,
+        1,
+    )
+    status, body = http("GET", deployed.http + "/v1/users", token=False)
+    assert status == 401, body
     user = new_user()
     status, body = http("POST", deployed.http + "/v1/users", user)
     assert status == 201, body
@@ -201,7 +260,7 @@ def test_2_rest_and_grpc_through_the_service(deployed: Deployed) -> None:
     assert status in (200, 204), body
     assert http("GET", deployed.http + f"/v1/users/{created['id']}")[0] == 404
 
-    with grpc.insecure_channel(deployed.grpc) as channel:
+    with grpc_channel(deployed.grpc) as channel:
         stub = user_service_pb2_grpc.UserServiceStub(channel)
         u = new_user()
         made = stub.CreateUser(
@@ -242,12 +301,19 @@ while True:
 """
 
 
-def connects(
-    namespace: str, host: str, port: int, labels: dict[str, str] | None = None, seconds: int = 20
-) -> bool:
-    """Whether a pod (the image under test, running python) in `namespace` with `labels` reaches host:port."""
+def run_python(
+    namespace: str,
+    script: str,
+    *args: str,
+    labels: dict[str, str] | None = None,
+    service_account: str | None = None,
+    audience: str | None = None,
+    timeout: float = 90,
+) -> str:
+    """What `python -c script args` prints in a pod of `namespace` (the image under test). With `audience`, the
+    pod mounts a projected token of its ServiceAccount for that audience at /var/run/secrets/userservice/token."""
     name = f"probe-{uuid.uuid4().hex[:6]}"
-    pod = {
+    pod: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": name, "namespace": namespace, "labels": {"e2e": "probe", **(labels or {})}},
@@ -264,12 +330,20 @@ def connects(
                     "name": "probe",
                     "image": IMAGE,
                     "imagePullPolicy": "Never",
-                    "command": ["python", "-c", CONNECT, host, str(port), str(seconds)],
+                    "command": ["python", "-c", script, *args],
                     "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
                 }
             ],
         },
     }
+    if service_account:
+        pod["spec"]["serviceAccountName"] = service_account
+    if audience:
+        token = {"serviceAccountToken": {"audience": audience, "expirationSeconds": 3600, "path": "token"}}
+        pod["spec"]["volumes"] = [{"name": "userservice-token", "projected": {"sources": [token]}}]
+        pod["spec"]["containers"][0]["volumeMounts"] = [
+            {"name": "userservice-token", "mountPath": "/var/run/secrets/userservice", "readOnly": True}
+        ]
     kubectl("apply", "-f", "-", input=json.dumps(pod))
     try:
         wait_until(
@@ -278,13 +352,62 @@ def connects(
                 get_json("-n", namespace, "get", "pod", name)["status"].get("phase")
                 in ("Succeeded", "Failed")
             ),
-            timeout=seconds + 90,
+            timeout=timeout,
         )
-        out = kubectl("-n", namespace, "logs", name).strip()
-        assert out in ("open", "closed"), out
-        return out == "open"
+        return kubectl("-n", namespace, "logs", name).strip()
     finally:
         kubectl("-n", namespace, "delete", "pod", name, "--wait=false", check=False)
+
+
+def connects(
+    namespace: str, host: str, port: int, labels: dict[str, str] | None = None, seconds: int = 20
+) -> bool:
+    """Whether a pod in `namespace` with `labels` reaches host:port."""
+    out = run_python(namespace, CONNECT, host, str(port), str(seconds), labels=labels, timeout=seconds + 90)
+    assert out in ("open", "closed"), out
+    return out == "open"
+
+
+# Calls the REST API with the pod's projected token: prints the HTTP status of each "METHOD PATH" argument.
+CALL = """
+import sys, urllib.error, urllib.request
+base = sys.argv[1]
+token = open("/var/run/secrets/userservice/token").read().strip()
+body = b'{"email": "probe@example.com", "first_name": "P", "last_name": "Q", "password": "pw-Probe-123456"}'
+for call in sys.argv[2:]:
+    method, path = call.split(" ", 1)
+    headers = {"Authorization": "Bearer " + token, "Content-Type": "application/json"}
+    req = urllib.request.Request(base + path, method=method, data=body if method == "POST" else None, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            print(r.status)
+    except urllib.error.HTTPError as exc:
+        print(exc.code)
+"""
+
+
+def test_2_client_pods_with_projected_tokens_get_what_their_role_binding_grants(deployed: Deployed) -> None:
+    """A pod whose ServiceAccount is bound to userservice-viewer reads users and is refused a write; a pod whose
+    ServiceAccount has no binding is refused a read; a token for another audience is not accepted. The pods
+    present a projected token as docs/operator.md shows."""
+    assert deployed.http, "step 1 did not pass"
+    ns = deployed.namespace
+    audience = f"userservice.io/{ns}/{NAME}"
+    base = f"http://{NAME}.{ns}.svc:{deployed.http.rsplit(':', 1)[1]}"
+    for sa in ("reader", "stranger"):
+        kubectl("-n", ns, "create", "serviceaccount", sa)
+    kubectl("-n", ns, "create", "rolebinding", "reader-users", "--clusterrole=userservice-viewer",
+            f"--serviceaccount={ns}:reader")  # fmt: skip
+    can_i = kubectl("auth", "can-i", "list", "users.userservice.io", f"--as=system:serviceaccount:{ns}:reader",
+                    "-n", ns, check=False)  # fmt: skip
+    assert can_i.strip() == "yes"
+    calls = ("GET /v1/users?page_size=1", "POST /v1/users")
+    out = run_python(ns, CALL, base, *calls, service_account="reader", audience=audience).split()
+    assert out == ["200", "403"], out
+    out = run_python(ns, CALL, base, *calls, service_account="stranger", audience=audience).split()
+    assert out == ["403", "403"], out
+    out = run_python(ns, CALL, base, calls[0], service_account="reader", audience="someone-else").split()
+    assert out == ["401"], out
 
 
 def test_2_network_policy_admits_only_access_from_to_the_api_ports(deployed: Deployed) -> None:
@@ -341,7 +464,7 @@ def test_2_watch_events_on_one_pod_while_writing_through_another(deployed: Deplo
     pods = wait_until("two ready pods", lambda: (p := deployed.ready_pods()) and len(p) >= 2 and p, 120)
     watch_ip, write_ip = pods[0]["status"]["podIP"], pods[1]["status"]["podIP"]
     events: list[user_service_pb2.UserEvent] = []
-    channel = grpc.insecure_channel(f"{watch_ip}:50051")
+    channel = grpc_channel(f"{watch_ip}:50051")
     stream = user_service_pb2_grpc.UserServiceStub(channel).WatchUserEvents(
         user_service_pb2.WatchUserEventsRequest(), timeout=120
     )
