@@ -1,5 +1,6 @@
-"""NetworkPolicy fencing the serving pods: the API ports (http, grpc) admit only spec.access.from, the management
-port only the namespaces of spec.monitoring.namespaceSelector (Prometheus). Kubelet probes come from the node,
+"""NetworkPolicy fencing the instance's pods: the API ports (http, grpc) admit only spec.access.from, the management
+port only the namespaces of spec.monitoring.namespaceSelector (Prometheus). It selects the migration Job's pods
+too (by the instance, not the serving component): they listen on nothing, so they admit nothing. Kubelet probes come from the node,
 which NetworkPolicy implementations admit (kube-router: an ACCEPT for traffic whose source is a local address).
 Egress is left open (the database, the API server)."""
 
@@ -7,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from userservice_operator.children.common import BuildContext, metadata, selector_labels, with_hash
+from userservice_operator.children.common import APP_NAME, BuildContext, metadata, with_hash
 from userservice_operator.spec import Manifest, UserService, to_json
 
 
@@ -36,7 +37,9 @@ def build(us: UserService, ctx: BuildContext | None = None) -> Manifest | None:
             "kind": "NetworkPolicy",
             "metadata": metadata(us, us.name, "server"),
             "spec": {
-                "podSelector": {"matchLabels": selector_labels(us)},
+                "podSelector": {
+                    "matchLabels": {"app.kubernetes.io/name": APP_NAME, "app.kubernetes.io/instance": us.name}
+                },
                 "policyTypes": ["Ingress"],
                 "ingress": ingress,
             },

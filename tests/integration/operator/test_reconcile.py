@@ -145,7 +145,7 @@ def test_drift_is_restored_and_others_fields_left_alone(
     wait_for(
         lambda: (
             {p["port"] for p in must_get(operator_cluster, ns, "service", "drift")["spec"]["ports"]}
-            == {8080, 50051}
+            == {8080, 50051, 9090}
         ),
         20,
         what="service ports restored",

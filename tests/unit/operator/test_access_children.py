@@ -130,7 +130,16 @@ def test_networkpolicy_fences_api_ports_to_access_from_and_management_to_monitor
     assert np is not None
     assert np["metadata"]["ownerReferences"][0]["uid"] == "1234-uid"
     spec = np["spec"]
-    assert spec["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "server"
+    # the serving pods and the migration Job's (which admit nothing then)
+    assert spec["podSelector"]["matchLabels"] == {
+        "app.kubernetes.io/name": "userservice",
+        "app.kubernetes.io/instance": "alpha",
+    }
+    for pods in (
+        deployment.build(make_userservice())["spec"]["template"],
+        migration.build(make_userservice())["spec"]["template"],
+    ):
+        assert spec["podSelector"]["matchLabels"].items() <= pods["metadata"]["labels"].items()
     assert spec["policyTypes"] == ["Ingress"]
     api, mgmt = spec["ingress"]
     assert api == {
