@@ -207,14 +207,14 @@ def test_spec_change_propagates_and_idle_makes_no_writes(
     svc_before = must_get(operator_cluster, ns, "service", "chg")
     pdb_before = must_get(operator_cluster, ns, "pdb", "chg")
     custom_objects(operator_cluster).patch_namespaced_custom_object(
-        GROUP, VERSION, ns, PLURAL, "chg", {"spec": {"http": {"port": 9090}, "logLevel": "debug"}}
+        GROUP, VERSION, ns, PLURAL, "chg", {"spec": {"http": {"port": 9000}, "logLevel": "debug"}}
     )
     wait_for(
         lambda: (
             {p["name"]: p["port"] for p in must_get(operator_cluster, ns, "service", "chg")["spec"]["ports"]}[
                 "http"
             ]
-            == 9090
+            == 9000
         ),
         20,
         what="service port",
@@ -227,7 +227,7 @@ def test_spec_change_propagates_and_idle_makes_no_writes(
         ),
         20,
     )
-    assert container(dep)["ports"][0]["containerPort"] == 9090
+    assert container(dep)["ports"][0]["containerPort"] == 9000
     # only what changed was written: the PDB (not affected by this change) kept its resourceVersion
     assert (
         must_get(operator_cluster, ns, "pdb", "chg")["metadata"]["resourceVersion"]
@@ -390,7 +390,7 @@ def test_monitoring_appears_when_crds_installed(operator_cluster: KubeCluster, i
             what="servicemonitor",
         )
         assert sm["metadata"]["labels"]["release"] == "prom"
-        assert sm["spec"]["endpoints"][0]["port"] == "http"
+        assert sm["spec"]["endpoints"][0]["port"] == "management"
         wait_for(lambda: get(operator_cluster, ns, "prometheusrules.monitoring.coreos.com", "mon"), 20)
         wait_for(
             lambda: condition(get(operator_cluster, ns, PLURAL, "mon"), "Monitoring")["status"] == "True", 20
@@ -511,7 +511,7 @@ def test_access_children_and_the_cluster_binding_going_with_the_userservice(
     assert crb["subjects"] == [{"kind": "ServiceAccount", "name": "guarded", "namespace": ns}]
     sa = must_get(operator_cluster, ns, "serviceaccount", "guarded")
     assert sa["metadata"]["ownerReferences"][0]["name"] == "guarded"
-    policy = must_get(operator_cluster, ns, "networkpolicy", "guarded")
+    policy = wait_for(lambda: get(operator_cluster, ns, "networkpolicy", "guarded"), 30, what="policy")
     assert [r["ports"][0]["port"] for r in policy["spec"]["ingress"]] == [8080, 9090]
     dep = wait_for(lambda: get(operator_cluster, ns, "deployment", "guarded"), 30, what="deployment")
     assert dep["spec"]["template"]["spec"]["serviceAccountName"] == "guarded"
