@@ -55,10 +55,11 @@ ENV PATH=/opt/venv/bin:${PATH} \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     HTTP_PORT=8080 \
-    GRPC_PORT=50051
+    GRPC_PORT=50051 \
+    MANAGEMENT_PORT=9090
 USER 10001:10001
 WORKDIR /
-EXPOSE 8080 50051
+EXPOSE 8080 50051 9090
 CMD ["userservice", "serve"]
 # Metadata last: the build date and revision change every build and must not invalidate the layers above.
 ARG BASE_IMAGE

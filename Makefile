@@ -45,7 +45,8 @@ cluster-tools: ## also build what the one-node cluster needs: kubelet, scheduler
 	bash hack/tools.sh cluster
 
 .PHONY: run
-run: venv ## serve REST on :8080 and gRPC on :50051 (throwaway embedded PostgreSQL unless DATABASE_URL is set)
+run: venv ## serve REST on :8080, gRPC on :50051, health and metrics on :9090, on loopback without authentication (throwaway embedded PostgreSQL unless DATABASE_URL is set)
+	AUTH_MODE=none HTTP_HOST=127.0.0.1 GRPC_HOST=127.0.0.1 MANAGEMENT_HOST=127.0.0.1 \
 	$(BIN)/userservice serve $(if $(DATABASE_URL),,--embedded-postgres $(CURDIR)/.data/postgres)
 
 .PHONY: migrate

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from hack.docgen import api_fields, configuration, operator_children, operator_spec
+from hack.docgen import api_fields, api_permissions, configuration, operator_children, operator_spec
 
 # (page, render): render takes the committed page and returns it with its generated part current.
 PAGES: tuple[tuple[str, Callable[[str], str]], ...] = (
     (configuration.PAGE, configuration.render),
     (api_fields.PAGE, api_fields.render),
+    (api_permissions.PAGE, api_permissions.render),
     (operator_spec.PAGE, operator_spec.render),
     (operator_children.PAGE, operator_children.render),
 )

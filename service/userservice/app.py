@@ -19,6 +19,7 @@ from aiohttp import web
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from userservice.access.gate import access_for
 from userservice.api import grpc as grpc_api
 from userservice.api import http as http_api
 from userservice.api.connections import ConnectionLimits, GuardedRunner
@@ -34,6 +35,7 @@ from userservice.metrics import Metrics
 from userservice.passwords import Passwords
 from userservice.store.db import FairPool, create_pool
 from userservice.store.migrator import migrate
+from userservice.tls import RotatingCertificate
 from userservice.users import UserCore
 from userservice.v1 import user_service_pb2_grpc as pb_grpc
 
@@ -48,6 +50,7 @@ class Bound:
 
     http_port: int
     grpc_port: int
+    management_port: int
 
 
 async def _track_grpc_health(service: Health, servicer: health.aio.HealthServicer) -> None:
@@ -73,6 +76,17 @@ async def serve(
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
 
+    config = config.for_serving()
+    access = access_for(config)  # a configuration error surfaces before anything starts
+    if config.auth_mode == "none":
+        log.warning(
+            "AUTH_MODE=none: NO AUTHENTICATION OR AUTHORIZATION; every caller may do everything. "
+            "Allowed only because every listener is on a loopback address. Never use this in a cluster."
+        )
+    certificate = (
+        RotatingCertificate(config.tls_cert_file, config.tls_key_file) if config.tls_cert_file else None
+    )
+    server_tls = None if certificate is None else certificate.context
     metrics = Metrics()
     pool = await create_pool(config.database_url, config.db_pool_max, config.db_command_timeout)
     metrics.watch_pool(lambda: (pool.get_size(), pool.get_idle_size(), pool.get_max_size()))
@@ -119,11 +133,11 @@ async def serve(
 
     batch = BatchCore(db, passwords, metrics, config.idempotency_ttl, breach)
     app = http_api.build_app(
+        access,
         core,
         credentials,
         batch,
         feed,
-        service_health,
         metrics,
         config.event_source,
         config.max_body_bytes,
@@ -134,10 +148,20 @@ async def serve(
     )
     runner = GuardedRunner(app, limits, metrics, shutdown_timeout=config.shutdown_grace, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, config.http_host, config.http_port)
+    site = web.TCPSite(runner, config.http_host, config.http_port, ssl_context=server_tls)
     await site.start()
+    management = web.AppRunner(
+        http_api.build_management_app(service_health, metrics),
+        shutdown_timeout=config.shutdown_grace,
+        access_log=None,
+    )
+    await management.setup()
+    await web.TCPSite(
+        management, config.management_host, config.management_port, ssl_context=server_tls
+    ).start()
 
-    server = grpc.aio.server(interceptors=[grpc_api.RequestGuard()])
+    # The access check first: an unauthenticated caller learns nothing, not even whether its request decodes.
+    server = grpc.aio.server(interceptors=[grpc_api.AccessGuard(access, metrics), grpc_api.RequestGuard()])
     pb_grpc.add_UserServiceServicer_to_server(  # type: ignore[no-untyped-call] # generated code is untyped
         grpc_api.UserServiceServicer(core, credentials, batch, feed, metrics, config.event_source),
         server,
@@ -152,7 +176,11 @@ async def serve(
         ),
         server,
     )
-    grpc_port = server.add_insecure_port(f"{config.grpc_host}:{config.grpc_port}")
+    grpc_address = f"{config.grpc_host}:{config.grpc_port}"
+    if certificate is None:
+        grpc_port = server.add_insecure_port(grpc_address)
+    else:
+        grpc_port = server.add_secure_port(grpc_address, certificate.grpc_credentials())
     await server.start()
 
     background = [
@@ -162,8 +190,17 @@ async def serve(
             name="maintenance",
         ),
     ]
-    bound = Bound(runner.addresses[0][1], grpc_port)
-    log.info("serving", extra={"http_port": bound.http_port, "grpc_port": bound.grpc_port})
+    bound = Bound(runner.addresses[0][1], grpc_port, management.addresses[0][1])
+    log.info(
+        "serving",
+        extra={
+            "http_port": bound.http_port,
+            "grpc_port": bound.grpc_port,
+            "management_port": bound.management_port,
+            "tls": certificate is not None,
+            "auth_mode": config.auth_mode,
+        },
+    )
     if on_ready is not None:
         result = on_ready(bound)
         if result is not None:
@@ -179,6 +216,7 @@ async def serve(
     await health_servicer.enter_graceful_shutdown()
     await asyncio.sleep(config.shutdown_delay)
     await asyncio.gather(runner.cleanup(), server.stop(config.shutdown_grace))
+    await management.cleanup()
     for task in background:
         task.cancel()
     await asyncio.gather(*background, return_exceptions=True)
@@ -186,4 +224,5 @@ async def serve(
     await asyncio.wait_for(pool.close(), timeout=config.shutdown_grace)
     passwords.close()
     await breach.close()
+    await access.close()
     log.info("stopped")

@@ -67,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         }
     try:
         config = Config.from_env(env, **overrides)
+        if args.command == "serve":
+            config = config.for_serving()
     except ConfigError as exc:
         print(f"userservice: configuration error: {exc}", file=sys.stderr)
         return 2

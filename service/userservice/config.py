@@ -3,9 +3,11 @@ is generated from SETTINGS by a test, so the two cannot drift)."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -27,9 +29,49 @@ SETTINGS: dict[str, Setting] = {
         "DATABASE_URL", "", "PostgreSQL DSN, e.g. postgresql://user:pass@host:5432/db. Required."
     ),
     "http_host": Setting("HTTP_HOST", "0.0.0.0", "Address the REST server binds."),  # noqa: S104
-    "http_port": Setting("HTTP_PORT", "8080", "REST port (also /healthz, /readyz, /metrics)."),
+    "http_port": Setting("HTTP_PORT", "8080", "REST port."),
     "grpc_host": Setting("GRPC_HOST", "0.0.0.0", "Address the gRPC server binds."),  # noqa: S104
     "grpc_port": Setting("GRPC_PORT", "50051", "gRPC port."),
+    "management_host": Setting(
+        "MANAGEMENT_HOST",
+        "0.0.0.0",  # noqa: S104
+        "Address the management server (/healthz, /readyz, /metrics) binds.",
+    ),
+    "management_port": Setting(
+        "MANAGEMENT_PORT", "9090", "Management port: /healthz, /readyz and /metrics, never authenticated."
+    ),
+    "tls_cert_file": Setting(
+        "TLS_CERT_FILE",
+        "",
+        "PEM certificate chain; with TLS_KEY_FILE, REST, gRPC and the management port serve TLS. Re-read when the file changes (rotation without a restart).",
+    ),
+    "tls_key_file": Setting("TLS_KEY_FILE", "", "PEM private key of TLS_CERT_FILE."),
+    "auth_mode": Setting(
+        "AUTH_MODE",
+        "kubernetes",
+        "kubernetes: every API call needs a ServiceAccount token (TokenReview) allowed by RBAC (SubjectAccessReview). none: no checks, only with every listener on a loopback address (development).",
+    ),
+    "auth_audience": Setting(
+        "AUTH_AUDIENCE",
+        "",
+        "Audience a token must carry, e.g. userservice.io/<namespace>/<name>. Required in kubernetes mode.",
+    ),
+    "auth_namespace": Setting(
+        "AUTH_NAMESPACE",
+        "",
+        "Namespace the SubjectAccessReviews ask about. Required in kubernetes mode; in a pod it defaults to the pod's namespace.",
+    ),
+    "auth_cache_seconds": Setting(
+        "AUTH_CACHE_SECONDS",
+        "10",
+        "How long an authentication or authorization verdict is reused (a token's verdict never outlives the token).",
+    ),
+    "auth_cache_size": Setting("AUTH_CACHE_SIZE", "10000", "Most cached verdicts (each cache)."),
+    "kubeconfig": Setting(
+        "KUBECONFIG",
+        "",
+        "Kubeconfig of the Kubernetes API used outside a pod (tests, laptops); in a pod the in-cluster ServiceAccount is used.",
+    ),
     "db_pool_max": Setting("DB_POOL_MAX", "10", "Most connections the pool opens."),
     "db_command_timeout": Setting(
         "DB_COMMAND_TIMEOUT_SECONDS", "10", "Longest a single SQL statement may take."
@@ -123,7 +165,7 @@ SETTINGS: dict[str, Setting] = {
     "caller_lockout_threshold": Setting(
         "LOGIN_CALLER_LOCKOUT_THRESHOLD",
         "100",
-        "Consecutive failed password checks from one caller (peer address), over any accounts, that lock the caller (0: never).",
+        "Consecutive failed password checks from one caller (the authenticated principal; the peer address under AUTH_MODE=none), over any accounts, that lock the caller (0: never).",
     ),
     "lockout_base": Setting(
         "LOGIN_LOCKOUT_BASE_SECONDS", "30", "First lock's length; each further failure doubles it."
@@ -168,6 +210,16 @@ class Config:
     http_port: int
     grpc_host: str
     grpc_port: int
+    management_host: str
+    management_port: int
+    tls_cert_file: str
+    tls_key_file: str
+    auth_mode: str
+    auth_audience: str
+    auth_namespace: str
+    auth_cache_seconds: float
+    auth_cache_size: int
+    kubeconfig: str
     db_pool_max: int
     db_command_timeout: float
     migrate_on_start: bool
@@ -222,6 +274,63 @@ class Config:
             errors.append(problem)
         if values["log_format"] not in {"json", "text"}:
             errors.append("LOG_FORMAT must be json or text")
+        if bool(values["tls_cert_file"]) != bool(values["tls_key_file"]):
+            errors.append("TLS_CERT_FILE and TLS_KEY_FILE are set together or not at all")
         if errors:
             raise ConfigError("; ".join(errors))
         return cls(**values)
+
+    def for_serving(self) -> Config:
+        """This configuration, checked for serving (migrate needs none of it), with AUTH_NAMESPACE defaulting
+        to the pod's own namespace."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        errors = _access_errors(values)
+        if errors:
+            raise ConfigError("; ".join(errors))
+        return Config(**values)
+
+
+IN_CLUSTER_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _access_errors(values: dict[str, Any]) -> list[str]:
+    """Why the access settings cannot serve; fills AUTH_NAMESPACE from the pod's own namespace when unset."""
+    mode = values["auth_mode"]
+    if mode == "none":
+        # No checks is only for a laptop: every listener must be unreachable from another machine.
+        exposed = [
+            f"{env}={values[name]}"
+            for name, env in (
+                ("http_host", "HTTP_HOST"),
+                ("grpc_host", "GRPC_HOST"),
+                ("management_host", "MANAGEMENT_HOST"),
+            )
+            if not is_loopback(values[name])
+        ]
+        if exposed:
+            return [
+                "AUTH_MODE=none serves without authentication, so every listener must be a loopback address "
+                f"(127.0.0.1, ::1, localhost); not: {', '.join(exposed)}"
+            ]
+        return []
+    if mode != "kubernetes":
+        return ["AUTH_MODE must be kubernetes or none"]
+    errors = []
+    if not values["auth_audience"]:
+        errors.append("AUTH_AUDIENCE is required when AUTH_MODE=kubernetes")
+    if not values["auth_namespace"] and IN_CLUSTER_NAMESPACE.is_file():
+        values["auth_namespace"] = IN_CLUSTER_NAMESPACE.read_text().strip()
+    if not values["auth_namespace"]:
+        errors.append("AUTH_NAMESPACE is required when AUTH_MODE=kubernetes outside a pod")
+    if values["auth_cache_seconds"] < 0 or values["auth_cache_size"] < 1:
+        errors.append("AUTH_CACHE_SECONDS must be at least 0 and AUTH_CACHE_SIZE at least 1")
+    return errors

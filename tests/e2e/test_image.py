@@ -105,21 +105,25 @@ def served(image: dict[str, Any], image_database: tuple[str, list[str]]) -> Iter
     dsn, mounts = image_database
     env = {"DATABASE_URL": dsn, "LOG_FORMAT": "json"}
     migrate = docker(*run_locked_down("userservice", "migrate", env=env, extra=mounts), timeout=120)
-    http_port, grpc_port = free_port(), free_port()
+    http_port, grpc_port, management_port = free_port(), free_port(), free_port()
     name = f"userservice-e2e-{uuid.uuid4().hex[:8]}"
     serve_env = env | {
         "HTTP_HOST": "127.0.0.1",
         "HTTP_PORT": str(http_port),
         "GRPC_HOST": "127.0.0.1",
         "GRPC_PORT": str(grpc_port),
+        "MANAGEMENT_HOST": "127.0.0.1",
+        "MANAGEMENT_PORT": str(management_port),
+        "AUTH_MODE": "none",  # allowed: every listener is on loopback
     }
     docker(*run_locked_down(name=name, detach=True, env=serve_env, extra=mounts))
     base = f"http://127.0.0.1:{http_port}"
+    management = f"http://127.0.0.1:{management_port}"
     try:
         deadline = time.monotonic() + 60
         while True:
             try:
-                with urllib.request.urlopen(f"{base}/readyz", timeout=2) as r:
+                with urllib.request.urlopen(f"{management}/readyz", timeout=2) as r:
                     if r.status == 200:
                         break
             except (urllib.error.URLError, OSError):
@@ -132,7 +136,13 @@ def served(image: dict[str, Any], image_database: tuple[str, list[str]]) -> Iter
                 f"not ready in 60s:\n{docker('logs', name, check=False).stderr}"
             )
             time.sleep(0.5)
-        yield {"http": base, "grpc": f"127.0.0.1:{grpc_port}", "name": name, "migrate": migrate}
+        yield {
+            "http": base,
+            "grpc": f"127.0.0.1:{grpc_port}",
+            "management": management,
+            "name": name,
+            "migrate": migrate,
+        }
     finally:
         docker("stop", "--time", "20", name, check=False, timeout=60)
 
@@ -154,7 +164,7 @@ def test_image_runs_as_non_root_with_both_entrypoints_and_oci_labels(image: dict
     labels = config["Labels"]
     for key in ("title", "version", "revision", "created", "licenses", "base.name"):
         assert labels.get(f"org.opencontainers.image.{key}"), key
-    assert {"8080/tcp", "50051/tcp"} <= set(config.get("ExposedPorts", {}))
+    assert {"8080/tcp", "50051/tcp", "9090/tcp"} <= set(config.get("ExposedPorts", {}))
     out = docker(*run_locked_down("sh", "-c", "id -u; command -v gcc cc pip || true", env={})).stdout.split()
     assert out == ["10001"], f"uid or a compiler/pip in the runtime image: {out}"
 
@@ -171,9 +181,9 @@ def test_service_entrypoint_help(image: dict[str, Any]) -> None:
 
 def test_health_readiness_and_metrics(served: dict[str, Any]) -> None:
     for path in ("/healthz", "/readyz"):
-        status, _, _ = http("GET", served["http"] + path)
+        status, _, _ = http("GET", served["management"] + path)
         assert status == 200, path
-    status, _, body = http("GET", served["http"] + "/metrics")
+    status, _, body = http("GET", served["management"] + "/metrics")
     assert status == 200 and b"userservice_ready 1.0" in body
 
 

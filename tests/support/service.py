@@ -20,6 +20,16 @@ from userservice.config import Config
 
 # Real argon2id, but cheap: tests create many users. Production defaults are checked in the unit tests.
 FAST_HASHING = {"ARGON2_TIME_COST": "1", "ARGON2_MEMORY_KIB": "1024"}
+# Every listener on loopback, and no access checks unless a test asks for AUTH_MODE=kubernetes.
+LOOPBACK = {
+    "HTTP_HOST": "127.0.0.1",
+    "HTTP_PORT": "0",
+    "GRPC_HOST": "127.0.0.1",
+    "GRPC_PORT": "0",
+    "MANAGEMENT_HOST": "127.0.0.1",
+    "MANAGEMENT_PORT": "0",
+    "AUTH_MODE": "none",
+}
 
 
 @dataclass
@@ -27,20 +37,23 @@ class RunningService:
     http: str
     grpc: str
     stop: asyncio.Event
+    management: str = ""
 
 
 @contextlib.asynccontextmanager
-async def in_process(dsn: str, **overrides: object) -> AsyncIterator[RunningService]:
-    env = {
+async def in_process(
+    dsn: str, env: dict[str, str] | None = None, **overrides: object
+) -> AsyncIterator[RunningService]:
+    """`env` adds or replaces environment settings (checked as at start-up); `overrides` set Config fields."""
+    environment = {
         "DATABASE_URL": dsn,
-        "HTTP_HOST": "127.0.0.1",
-        "HTTP_PORT": "0",
-        "GRPC_HOST": "127.0.0.1",
-        "GRPC_PORT": "0",
+        **LOOPBACK,
         "EVENT_POLL_SECONDS": "0.5",
         **FAST_HASHING,
+        **(env or {}),
     }
-    config = Config.from_env(env, **overrides)
+    config = Config.from_env(environment, **overrides)
+    scheme = "https" if config.tls_cert_file else "http"
     stop = asyncio.Event()
     bound: asyncio.Future[Bound] = asyncio.get_running_loop().create_future()
     task = asyncio.create_task(serve(config, stop, on_ready=bound.set_result))
@@ -49,7 +62,12 @@ async def in_process(dsn: str, **overrides: object) -> AsyncIterator[RunningServ
         task.result()  # start-up failed: raise its error
     ports = bound.result()
     try:
-        yield RunningService(f"http://127.0.0.1:{ports.http_port}", f"127.0.0.1:{ports.grpc_port}", stop)
+        yield RunningService(
+            f"{scheme}://127.0.0.1:{ports.http_port}",
+            f"127.0.0.1:{ports.grpc_port}",
+            stop,
+            f"{scheme}://127.0.0.1:{ports.management_port}",
+        )
     finally:
         stop.set()
         await task
@@ -64,15 +82,13 @@ class ServiceProcess:
     logs: list[dict[str, object]] = field(default_factory=list)
     http: str = ""
     grpc: str = ""
+    management: str = ""
 
     def start(self, timeout: float = 30) -> ServiceProcess:
         env = {
             **os.environ,
             "DATABASE_URL": self.dsn,
-            "HTTP_HOST": "127.0.0.1",
-            "HTTP_PORT": "0",
-            "GRPC_HOST": "127.0.0.1",
-            "GRPC_PORT": "0",
+            **LOOPBACK,
             "LOG_FORMAT": "json",
             "EVENT_POLL_SECONDS": "0.5",
             **FAST_HASHING,
@@ -98,6 +114,7 @@ class ServiceProcess:
                 if record.get("message") == "serving":
                     self.http = f"http://127.0.0.1:{record['http_port']}"
                     self.grpc = f"127.0.0.1:{record['grpc_port']}"
+                    self.management = f"http://127.0.0.1:{record['management_port']}"
                     ready.set()
 
         threading.Thread(target=read, daemon=True).start()

@@ -18,6 +18,10 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from userservice import logs
+from userservice.access import principal as principals
+from userservice.access.errors import AccessUnavailable, PermissionDenied, TokenRefused
+from userservice.access.gate import Access
+from userservice.access.permissions import PERMISSIONS
 from userservice.batch import BatchCore
 from userservice.credentials.core import Credentials
 from userservice.domain.errors import (
@@ -73,6 +77,9 @@ STATUS_CODES: dict[type[DomainError], tuple[grpc.StatusCode, str]] = {
     CursorExpired: (grpc.StatusCode.OUT_OF_RANGE, "CURSOR_EXPIRED"),
     TooManyWatchers: (grpc.StatusCode.RESOURCE_EXHAUSTED, "TOO_MANY_WATCHERS"),
     WatcherTooSlow: (grpc.StatusCode.RESOURCE_EXHAUSTED, "WATCHER_TOO_SLOW"),
+    TokenRefused: (grpc.StatusCode.UNAUTHENTICATED, "INVALID_TOKEN"),
+    PermissionDenied: (grpc.StatusCode.PERMISSION_DENIED, "PERMISSION_DENIED"),
+    AccessUnavailable: (grpc.StatusCode.UNAVAILABLE, "ACCESS_REVIEW_UNAVAILABLE"),
 }
 
 
@@ -90,6 +97,8 @@ def _status(exc: DomainError) -> status_pb2.Status:
         metadata = {"field": exc.field} if isinstance(exc, AlreadyExists) else {}
         if isinstance(exc, StreamRefused):
             metadata = exc.positions
+        elif isinstance(exc, PermissionDenied):
+            metadata = exc.details
         status.details.add().Pack(
             error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN, metadata=metadata)
         )
@@ -134,9 +143,45 @@ class RequestGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc] # grpc is 
 
         if handler.response_streaming:
             return handler._replace(
-                request_deserializer=deserialize, unary_stream=_refusing(handler.unary_stream)
+                request_deserializer=deserialize, unary_stream=_guarded(handler.unary_stream, _refuse)
             )
-        return handler._replace(request_deserializer=deserialize, unary_unary=_refusing(handler.unary_unary))
+        return handler._replace(
+            request_deserializer=deserialize, unary_unary=_guarded(handler.unary_unary, _refuse)
+        )
+
+
+class AccessGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc] # grpc is untyped
+    """The caller's token and RBAC permission for every UserService method (PERMISSIONS, the same check as the
+    REST middleware's); health and reflection are open."""
+
+    def __init__(self, access: Access, metrics: Metrics) -> None:
+        self._access, self._metrics = access, metrics
+
+    async def intercept_service(
+        self, continuation: Callable[[Any], Awaitable[Any]], details: grpc.HandlerCallDetails
+    ) -> Any:
+        handler = await continuation(details)
+        service, _, method = details.method.lstrip("/").partition("/")
+        permission = PERMISSIONS.get(method) if service == SERVICE_NAME else None
+        if handler is None or permission is None:
+            return handler
+        access, metrics = self._access, self._metrics
+
+        async def check(request: object, context: grpc.aio.ServicerContext) -> None:
+            authorization = None
+            for key, value in context.invocation_metadata() or ():
+                if key == "authorization":
+                    authorization = value
+                    break
+            try:
+                principals.current.set(await access.check(authorization, permission))
+            except DomainError as exc:
+                metrics.grpc_requests.labels(method, STATUS_CODES[type(exc)][0].name).inc()
+                await context.abort_with_status(rpc_status.to_status(_status(exc)))
+
+        if handler.response_streaming:
+            return handler._replace(unary_stream=_guarded(handler.unary_stream, check))
+        return handler._replace(unary_unary=_guarded(handler.unary_unary, check))
 
 
 async def _refuse(request: object, context: grpc.aio.ServicerContext) -> None:
@@ -147,11 +192,14 @@ async def _refuse(request: object, context: grpc.aio.ServicerContext) -> None:
         )
 
 
-def _refusing(behaviour: Callable[..., Any]) -> Callable[..., Any]:
+def _guarded(
+    behaviour: Callable[..., Any], before: Callable[[object, grpc.aio.ServicerContext], Awaitable[None]]
+) -> Callable[..., Any]:
+    """The method, after `before` (which aborts the call to refuse it)."""
     if inspect.isasyncgenfunction(behaviour):  # a stream that yields its responses
 
         async def stream(request: object, context: grpc.aio.ServicerContext) -> AsyncIterator[object]:
-            await _refuse(request, context)
+            await before(request, context)
             responses = behaviour(request, context)
             try:
                 async for response in responses:
@@ -162,7 +210,7 @@ def _refusing(behaviour: Callable[..., Any]) -> Callable[..., Any]:
         return stream
 
     async def call(request: object, context: grpc.aio.ServicerContext) -> object:  # unary, or context.write
-        await _refuse(request, context)
+        await before(request, context)
         try:
             return await behaviour(request, context)
         except NotImplementedError:  # what a generated servicer base raises for a method not overridden
@@ -215,6 +263,8 @@ def _event_to_proto(event: StoredEvent, source: str) -> pb.UserEvent:
         changed_fields=event.data.get("changed_fields", []),
         cursor=str(event.cursor),
         erased=event.data.get("erased", False),
+        authtype=event.authtype or "",
+        authid=event.authid or "",
     )
 
 
@@ -273,6 +323,12 @@ class _Call:
             logs.request_id.reset(self._token)
             self._metrics.grpc_requests.labels(self._method, code.name).inc()
             self._metrics.grpc_latency.labels(self._method).observe(time.perf_counter() - self._started)
+
+
+def _caller(context: grpc.aio.ServicerContext) -> str:
+    """Whom the credential throttle counts failures against."""
+    principal = principals.current.get() or principals.ANONYMOUS
+    return principal.throttle_key(peer_address(context.peer()))
 
 
 def peer_address(peer: str) -> str:
@@ -377,7 +433,7 @@ class UserServiceServicer(pb_grpc.UserServiceServicer):
     ) -> pb.User:
         async with self._call("VerifyPassword", context):
             body = {"login": request.login, "password": request.password}
-            user = await self._credentials.verify(body, caller=peer_address(context.peer()))
+            user = await self._credentials.verify(body, caller=_caller(context))
             return to_proto(user)
 
     async def ChangePassword(
@@ -385,9 +441,7 @@ class UserServiceServicer(pb_grpc.UserServiceServicer):
     ) -> pb.User:
         async with self._call("ChangePassword", context):
             body = {"current_password": request.current_password, "new_password": request.new_password}
-            user = await self._credentials.change_password(
-                request.id, body, caller=peer_address(context.peer())
-            )
+            user = await self._credentials.change_password(request.id, body, caller=_caller(context))
             return to_proto(user)
 
     async def UnlockUser(self, request: pb.UnlockUserRequest, context: grpc.aio.ServicerContext) -> pb.User:

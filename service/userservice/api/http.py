@@ -13,6 +13,9 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from userservice import jsoncodec, logs
+from userservice.access import principal as principals
+from userservice.access.gate import Access
+from userservice.access.permissions import PERMISSIONS, Permission
 from userservice.api import openapi, problem
 from userservice.batch import BatchCore
 from userservice.credentials.core import Credentials
@@ -37,6 +40,8 @@ FEED = web.AppKey("feed", EventFeed)
 HEALTH = web.AppKey("health", Health)
 METRICS = web.AppKey("metrics", Metrics)
 EVENT_SOURCE = web.AppKey("event_source", str)
+ACCESS = web.AppKey("access", Access)
+PRINCIPAL = web.RequestKey("principal", principals.Principal)
 
 LIST_PARAMS = frozenset(
     {
@@ -107,10 +112,12 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     metrics.http_requests.labels(method_label(request.method), route, str(response.status)).inc()
     metrics.http_latency.labels(method_label(request.method), route).observe(elapsed)
     if route not in {"/healthz", "/readyz", "/metrics"}:
+        caller = request.get(PRINCIPAL)
         log.info(
             "request",
             extra={
                 "request_id": rid,
+                "principal": None if caller is None else caller.username,
                 "method": request.method,
                 "path": request.path,
                 "status": response.status,
@@ -118,6 +125,24 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
             },
         )
     return response
+
+
+@web.middleware
+async def authorize(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The caller's token and RBAC permission for the route's operation (PERMISSIONS); routes without one
+    (/openapi.json, unknown paths) are open."""
+    permission = OPERATIONS.get(request.match_info.handler)
+    if permission is not None:
+        caller = await request.app[ACCESS].check(request.headers.get("Authorization"), permission)
+        request[PRINCIPAL] = caller
+        principals.current.set(caller)
+    return await handler(request)
+
+
+def _caller(request: web.Request) -> str:
+    """Whom the credential throttle counts failures against."""
+    principal: principals.Principal = request[PRINCIPAL]
+    return principal.throttle_key(request.remote or "unknown")
 
 
 async def _read_at_most(request: web.Request, max_bytes: int) -> bytes:
@@ -200,7 +225,7 @@ async def delete_user(request: web.Request) -> web.Response:
 
 async def verify_password(request: web.Request) -> web.Response:
     body = await _json_body(request, JSON_TYPES)
-    user = await request.app[CREDENTIALS].verify(body, caller=request.remote or "unknown")
+    user = await request.app[CREDENTIALS].verify(body, caller=_caller(request))
     return _user_response(user.public())
 
 
@@ -217,7 +242,7 @@ async def batch_create_users(request: web.Request) -> web.Response:
 async def change_password(request: web.Request) -> web.Response:
     body = await _json_body(request, JSON_TYPES)
     user = await request.app[CREDENTIALS].change_password(
-        request.match_info["id"], body, caller=request.remote or "unknown"
+        request.match_info["id"], body, caller=_caller(request)
     )
     return _user_response(user.public())
 
@@ -354,36 +379,64 @@ async def export_user(request: web.Request) -> web.Response:
     )
 
 
+# Every API route: method, path, handler and the operation it is (named as the gRPC method that does the same,
+# so its permission is PERMISSIONS[operation]); None: open to everyone. AIP-136 custom methods: `:verb` follows
+# the collection or the id, never a path segment of its own.
+ROUTES: tuple[tuple[str, str, Handler, str | None], ...] = (
+    ("POST", "/v1/users", create_user, "CreateUser"),
+    ("GET", "/v1/users", list_users, "ListUsers"),
+    ("GET", USER_PATH, get_user, "GetUser"),
+    ("PATCH", USER_PATH, patch_user, "UpdateUser"),
+    ("DELETE", USER_PATH, delete_user, "DeleteUser"),
+    ("POST", "/v1/users:verifyPassword", verify_password, "VerifyPassword"),
+    ("POST", "/v1/users:batchCreate", batch_create_users, "BatchCreateUsers"),
+    ("POST", USER_PATH + ":changePassword", change_password, "ChangePassword"),
+    ("POST", USER_PATH + ":unlock", unlock_user, "UnlockUser"),
+    ("POST", USER_PATH + ":undelete", undelete_user, "UndeleteUser"),
+    ("POST", USER_PATH + ":erase", erase_user, "EraseUser"),
+    ("GET", USER_PATH + ":export", export_user, "ExportUser"),
+    ("GET", "/v1/events", stream_events, "WatchUserEvents"),
+    ("GET", "/openapi.json", openapi_document, None),
+)
+OPERATIONS: dict[Handler, Permission] = {
+    handler: PERMISSIONS[operation] for _, _, handler, operation in ROUTES if operation is not None
+}
+
+
+def rest_operations() -> dict[str, list[str]]:
+    """Each operation's REST routes, as the docs spell them (`GET /v1/users/{id}`)."""
+    found: dict[str, list[str]] = {}
+    for method, path, _, operation in ROUTES:
+        if operation is not None:
+            found.setdefault(operation, []).append(f"{method} {path.replace(USER_PATH, '/v1/users/{id}')}")
+    return found
+
+
+def build_management_app(health: Health, metrics_: Metrics) -> web.Application:
+    """/healthz, /readyz and /metrics on their own port: the API port can be fenced without blinding the kubelet
+    or Prometheus. Never authenticated."""
+    app = web.Application(middlewares=[observe])
+    app[HEALTH], app[METRICS] = health, metrics_
+    app.router.add_get("/healthz", healthz, allow_head=False)
+    app.router.add_get("/readyz", readyz, allow_head=False)
+    app.router.add_get("/metrics", metrics, allow_head=False)
+    return app
+
+
 def build_app(
+    access: Access,
     core: UserCore,
     credentials: Credentials,
     batch: BatchCore,
     feed: EventFeed,
-    health: Health,
     metrics_: Metrics,
     event_source: str,
     max_body: int,
     batch_max_body: int,
 ) -> web.Application:
-    app = web.Application(middlewares=[observe], client_max_size=max_body)
+    app = web.Application(middlewares=[observe, authorize], client_max_size=max_body)
     app[CORE], app[CREDENTIALS], app[BATCH], app[BATCH_MAX_BODY] = core, credentials, batch, batch_max_body
-    app[FEED], app[HEALTH], app[METRICS], app[EVENT_SOURCE] = feed, health, metrics_, event_source
-    app.router.add_post("/v1/users", create_user)
-    app.router.add_get("/v1/users", list_users, allow_head=False)
-    app.router.add_get(USER_PATH, get_user, allow_head=False)
-    app.router.add_patch(USER_PATH, patch_user)
-    app.router.add_delete(USER_PATH, delete_user)
-    # AIP-136 custom methods: `:verb` follows the collection or the id, never a path segment of its own.
-    app.router.add_post("/v1/users:verifyPassword", verify_password)
-    app.router.add_post("/v1/users:batchCreate", batch_create_users)
-    app.router.add_post(USER_PATH + ":changePassword", change_password)
-    app.router.add_post(USER_PATH + ":unlock", unlock_user)
-    app.router.add_post(USER_PATH + ":undelete", undelete_user)
-    app.router.add_post(USER_PATH + ":erase", erase_user)
-    app.router.add_get(USER_PATH + ":export", export_user, allow_head=False)
-    app.router.add_get("/v1/events", stream_events, allow_head=False)
-    app.router.add_get("/healthz", healthz, allow_head=False)
-    app.router.add_get("/readyz", readyz, allow_head=False)
-    app.router.add_get("/metrics", metrics, allow_head=False)
-    app.router.add_get("/openapi.json", openapi_document, allow_head=False)
+    app[FEED], app[METRICS], app[EVENT_SOURCE], app[ACCESS] = feed, metrics_, event_source, access
+    for method, path, handler, _ in ROUTES:
+        app.router.add_route(method, path, handler)
     return app

@@ -215,6 +215,16 @@ def _schemas() -> dict[str, Any]:
                 "subject": {"type": "string", "format": "uuid"},
                 "time": timestamp,
                 "datacontenttype": {"const": "application/json"},
+                "authtype": {
+                    "enum": ["service_account", "user", "unauthenticated"],
+                    "description": "CloudEvents authcontext: the kind of caller that made the change (absent for "
+                    "the service's own purges and for events written before callers were recorded).",
+                },
+                "authid": {
+                    "type": "string",
+                    "description": "CloudEvents authcontext: the caller's Kubernetes username, e.g. "
+                    "system:serviceaccount:team-a:billing (absent when unauthenticated).",
+                },
                 "data": {
                     "type": "object",
                     "properties": {
@@ -488,32 +498,6 @@ def _paths() -> dict[str, Any]:
                 },
             }
         },
-        "/healthz": {"get": {"operationId": "healthz", "summary": "Liveness", "responses": text_ok}},
-        "/readyz": {
-            "get": {
-                "operationId": "readyz",
-                "summary": "Readiness: database reachable, schema current, not shutting down",
-                "responses": {
-                    **text_ok,
-                    "503": {
-                        "description": "Not ready; `reason` says why.",
-                        "content": {"application/json": {"schema": {"type": "object"}}},
-                    },
-                },
-            }
-        },
-        "/metrics": {
-            "get": {
-                "operationId": "metrics",
-                "summary": "Prometheus metrics",
-                "responses": {
-                    "200": {
-                        "description": "Text exposition format.",
-                        "content": {"text/plain": {"schema": {"type": "string"}}},
-                    }
-                },
-            }
-        },
         "/openapi.json": {
             "get": {"operationId": "openapi", "summary": "This document", "responses": text_ok}
         },
@@ -573,6 +557,36 @@ def document() -> dict[str, Any]:
             "description": "Users over REST. Errors are RFC 9457 problem+json. The gRPC API "
             "(userservice.v1.UserService) offers the same operations.",
         },
-        "paths": _paths(),
-        "components": {"schemas": _schemas()},
+        "paths": _secured(_paths()),
+        "components": {
+            "schemas": _schemas(),
+            "securitySchemes": {
+                "serviceAccountToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "JWT",
+                    "description": "A Kubernetes ServiceAccount token for the service's audience (AUTH_AUDIENCE), "
+                    "e.g. from a projected volume. Kubernetes RBAC grants each operation (docs/api.md).",
+                }
+            },
+        },
+        "security": [{"serviceAccountToken": []}],
     }
+
+
+def _secured(paths: dict[str, Any]) -> dict[str, Any]:
+    """Every operation but this document's needs a token (401) and an RBAC grant (403)."""
+    for path, item in paths.items():
+        for method, operation in item.items():
+            if method == "parameters":
+                continue
+            if path == "/openapi.json":
+                operation["security"] = []
+                continue
+            operation["responses"].setdefault(
+                "401", _problem("No bearer token, or one not valid for this service (see WWW-Authenticate).")
+            )
+            operation["responses"]["403"] = _problem(
+                "Kubernetes RBAC does not grant the caller this operation's verb; the problem names it."
+            )
+    return paths

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from aiohttp import web
 
 from userservice import jsoncodec
+from userservice.access.errors import AccessUnavailable, PermissionDenied, TokenRefused
 from userservice.domain.errors import (
     AlreadyExists,
     CreatedUserDeleted,
@@ -38,7 +39,11 @@ PROBLEMS: dict[type[DomainError], tuple[int, str, str]] = {
     Unauthenticated: (401, "unauthenticated", "Unauthenticated"),
     Locked: (429, "locked", "Too many failed attempts"),
     DependencyUnavailable: (503, "dependency-unavailable", "Dependency unavailable"),
+    TokenRefused: (401, "unauthenticated", "Unauthenticated"),
+    PermissionDenied: (403, "permission-denied", "Permission denied"),
+    AccessUnavailable: (503, "access-review-unavailable", "Access review unavailable"),
 }
+WWW_AUTHENTICATE = 'Bearer realm="userservice"'
 
 
 def problem(
@@ -87,7 +92,12 @@ def from_domain(exc: DomainError) -> web.Response:
         detail = exc.message
     extensions = exc.positions if isinstance(exc, StreamRefused) else None
     headers = None
-    if isinstance(exc, TooManyWatchers):
+    if isinstance(exc, PermissionDenied):
+        extensions = exc.details
+    elif isinstance(exc, TokenRefused):
+        challenge = WWW_AUTHENTICATE + (', error="invalid_token"' if exc.sent else "")
+        headers = {"WWW-Authenticate": challenge}
+    elif isinstance(exc, TooManyWatchers | AccessUnavailable):
         headers = {"Retry-After": "1"}
     elif isinstance(exc, Locked):
         headers = {"Retry-After": str(exc.retry_after_seconds)}

@@ -94,9 +94,12 @@ class StoredEvent:
     subject: UUID
     time: datetime
     data: dict[str, Any]
+    # CloudEvents authcontext extension: who made the change (absent for the service's own work).
+    authtype: str | None = None
+    authid: str | None = None
 
     def cloud_event(self, source: str) -> dict[str, Any]:
-        return {
+        event = {
             "specversion": "1.0",
             "id": str(self.id),
             "source": source,
@@ -106,6 +109,11 @@ class StoredEvent:
             "datacontenttype": "application/json",
             "data": self.data,
         }
+        if self.authtype is not None:
+            event["authtype"] = self.authtype
+        if self.authid:
+            event["authid"] = self.authid
+        return event
 
 
 def event_data(user: dict[str, Any], changed_fields: tuple[str, ...] = ()) -> dict[str, Any]:

@@ -8,20 +8,30 @@ from uuid import UUID
 
 import asyncpg
 
+from userservice.access import principal
 from userservice.domain.events import Cursor, StoredEvent
 
 CHANNEL = "userservice_events"
 
 
+def _authcontext() -> tuple[str | None, str | None]:
+    """The caller of the request being served (authtype, authid), or none for the service's own work."""
+    caller = principal.current.get()
+    return (None, None) if caller is None else (caller.authtype, caller.username)
+
+
 async def append(conn: asyncpg.Connection, event_type: str, subject: UUID, data: dict[str, Any]) -> None:
     """Appends an event; the NOTIFY is delivered at commit, and not at all on rollback."""
     await conn.execute(
-        """WITH appended AS (INSERT INTO user_events (type, subject, data) VALUES ($1, $2, $3) RETURNING 1)
+        """WITH appended AS (
+               INSERT INTO user_events (type, subject, data, authtype, authid) VALUES ($1, $2, $3, $5, $6)
+               RETURNING 1)
            SELECT pg_notify($4, '') FROM appended""",
         event_type,
         subject,
         data,
         CHANNEL,
+        *_authcontext(),
     )
 
 
@@ -31,8 +41,9 @@ async def append_many(
     """Appends one event per (subject, data) in one statement, in the order given (their cursors follow it)."""
     await conn.execute(
         """WITH appended AS (
-               INSERT INTO user_events (type, subject, data)
-               SELECT $1, subject, data FROM unnest($2::uuid[], $3::jsonb[]) WITH ORDINALITY AS e(subject, data, n)
+               INSERT INTO user_events (type, subject, data, authtype, authid)
+               SELECT $1, subject, data, $5, $6
+               FROM unnest($2::uuid[], $3::jsonb[]) WITH ORDINALITY AS e(subject, data, n)
                ORDER BY n
                RETURNING 1)
            SELECT pg_notify($4, '') FROM appended LIMIT 1""",
@@ -40,6 +51,7 @@ async def append_many(
         [subject for subject, _ in events],
         [data for _, data in events],
         CHANNEL,
+        *_authcontext(),
     )
 
 
@@ -99,7 +111,7 @@ async def read_after(
     horizon computed by an earlier statement (its snapshot must not predate the horizon's). ORDER BY names
     the column, not the text alias `tx`: as text, '1000' sorts before '999'."""
     rows = await conn.fetch(
-        """SELECT tx::text AS tx, seq, id, type, subject, time, data FROM user_events
+        """SELECT tx::text AS tx, seq, id, type, subject, time, data, authtype, authid FROM user_events
            WHERE (tx, seq) > ($1::text::xid8, $2::bigint) AND tx < $3::text::xid8
            ORDER BY user_events.tx, seq LIMIT $4""",
         str(cursor.tx),
@@ -111,7 +123,16 @@ async def read_after(
 
 
 def _event(r: asyncpg.Record) -> StoredEvent:
-    return StoredEvent(Cursor(int(r["tx"]), r["seq"]), r["id"], r["type"], r["subject"], r["time"], r["data"])
+    return StoredEvent(
+        Cursor(int(r["tx"]), r["seq"]),
+        r["id"],
+        r["type"],
+        r["subject"],
+        r["time"],
+        r["data"],
+        r["authtype"],
+        r["authid"],
+    )
 
 
 async def read_between(
@@ -120,7 +141,7 @@ async def read_between(
     """Events after `cursor` up to and including `last`, a position the feed already read past (so every
     event up to it has committed or is gone for good), in commit order."""
     rows = await conn.fetch(
-        """SELECT tx::text AS tx, seq, id, type, subject, time, data FROM user_events
+        """SELECT tx::text AS tx, seq, id, type, subject, time, data, authtype, authid FROM user_events
            WHERE (tx, seq) > ($1::text::xid8, $2::bigint) AND (tx, seq) <= ($3::text::xid8, $4::bigint)
            ORDER BY user_events.tx, seq LIMIT $5""",
         str(cursor.tx),
@@ -167,7 +188,7 @@ async def read_subject(conn: asyncpg.Connection | asyncpg.Pool, subject: UUID) -
     """Every retained event about one user, in commit order (committed ones: a running transaction's are
     invisible here)."""
     rows = await conn.fetch(
-        """SELECT tx::text AS tx, seq, id, type, subject, time, data FROM user_events
+        """SELECT tx::text AS tx, seq, id, type, subject, time, data, authtype, authid FROM user_events
            WHERE subject = $1 ORDER BY user_events.tx, seq""",
         subject,
     )

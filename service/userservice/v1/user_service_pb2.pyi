@@ -168,7 +168,7 @@ class ExportUserResponse(_message.Message):
     def __init__(self, user: _Optional[_Union[User, _Mapping]] = ..., events: _Optional[_Iterable[_Union[UserEvent, _Mapping]]] = ...) -> None: ...
 
 class UserEvent(_message.Message):
-    __slots__ = ("id", "source", "type", "subject", "time", "user", "changed_fields", "cursor", "erased")
+    __slots__ = ("id", "source", "type", "subject", "time", "user", "changed_fields", "cursor", "erased", "authtype", "authid")
     ID_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
@@ -178,6 +178,8 @@ class UserEvent(_message.Message):
     CHANGED_FIELDS_FIELD_NUMBER: _ClassVar[int]
     CURSOR_FIELD_NUMBER: _ClassVar[int]
     ERASED_FIELD_NUMBER: _ClassVar[int]
+    AUTHTYPE_FIELD_NUMBER: _ClassVar[int]
+    AUTHID_FIELD_NUMBER: _ClassVar[int]
     id: str
     source: str
     type: str
@@ -187,4 +189,6 @@ class UserEvent(_message.Message):
     changed_fields: _containers.RepeatedScalarFieldContainer[str]
     cursor: str
     erased: bool
-    def __init__(self, id: _Optional[str] = ..., source: _Optional[str] = ..., type: _Optional[str] = ..., subject: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., user: _Optional[_Union[User, _Mapping]] = ..., changed_fields: _Optional[_Iterable[str]] = ..., cursor: _Optional[str] = ..., erased: _Optional[bool] = ...) -> None: ...
+    authtype: str
+    authid: str
+    def __init__(self, id: _Optional[str] = ..., source: _Optional[str] = ..., type: _Optional[str] = ..., subject: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., user: _Optional[_Union[User, _Mapping]] = ..., changed_fields: _Optional[_Iterable[str]] = ..., cursor: _Optional[str] = ..., erased: _Optional[bool] = ..., authtype: _Optional[str] = ..., authid: _Optional[str] = ...) -> None: ...

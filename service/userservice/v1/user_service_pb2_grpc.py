@@ -47,7 +47,13 @@ class UserServiceStub:
     - RESOURCE_EXHAUSTED with google.rpc.ErrorInfo reason LOCKED and google.rpc.RetryInfo: too many failed
     password checks for the account or from the caller; nothing is checked until retry_delay has passed;
     - UNAVAILABLE with google.rpc.ErrorInfo reason BREACH_CHECK_UNAVAILABLE: the password breach check did not
-    answer and is configured to fail closed; retry later.
+    answer and is configured to fail closed; retry later;
+    - UNAUTHENTICATED with google.rpc.ErrorInfo reason INVALID_TOKEN: the authorization metadata
+    (`Bearer <token>`) is missing, or its Kubernetes ServiceAccount token is not valid for this service's audience;
+    - PERMISSION_DENIED with google.rpc.ErrorInfo reason PERMISSION_DENIED and metadata verb, resource, group and
+    namespace: Kubernetes RBAC does not grant the caller the method's verb (docs/api.md, "Who may call");
+    - UNAVAILABLE with google.rpc.ErrorInfo reason ACCESS_REVIEW_UNAVAILABLE: the Kubernetes API could not be asked
+    who the caller is or what it may do; retry later.
     """
 
     def __init__(self, channel):
@@ -144,7 +150,13 @@ class UserServiceServicer:
     - RESOURCE_EXHAUSTED with google.rpc.ErrorInfo reason LOCKED and google.rpc.RetryInfo: too many failed
     password checks for the account or from the caller; nothing is checked until retry_delay has passed;
     - UNAVAILABLE with google.rpc.ErrorInfo reason BREACH_CHECK_UNAVAILABLE: the password breach check did not
-    answer and is configured to fail closed; retry later.
+    answer and is configured to fail closed; retry later;
+    - UNAUTHENTICATED with google.rpc.ErrorInfo reason INVALID_TOKEN: the authorization metadata
+    (`Bearer <token>`) is missing, or its Kubernetes ServiceAccount token is not valid for this service's audience;
+    - PERMISSION_DENIED with google.rpc.ErrorInfo reason PERMISSION_DENIED and metadata verb, resource, group and
+    namespace: Kubernetes RBAC does not grant the caller the method's verb (docs/api.md, "Who may call");
+    - UNAVAILABLE with google.rpc.ErrorInfo reason ACCESS_REVIEW_UNAVAILABLE: the Kubernetes API could not be asked
+    who the caller is or what it may do; retry later.
     """
 
     def CreateUser(self, request, context):
@@ -350,7 +362,13 @@ class UserService:
     - RESOURCE_EXHAUSTED with google.rpc.ErrorInfo reason LOCKED and google.rpc.RetryInfo: too many failed
     password checks for the account or from the caller; nothing is checked until retry_delay has passed;
     - UNAVAILABLE with google.rpc.ErrorInfo reason BREACH_CHECK_UNAVAILABLE: the password breach check did not
-    answer and is configured to fail closed; retry later.
+    answer and is configured to fail closed; retry later;
+    - UNAUTHENTICATED with google.rpc.ErrorInfo reason INVALID_TOKEN: the authorization metadata
+    (`Bearer <token>`) is missing, or its Kubernetes ServiceAccount token is not valid for this service's audience;
+    - PERMISSION_DENIED with google.rpc.ErrorInfo reason PERMISSION_DENIED and metadata verb, resource, group and
+    namespace: Kubernetes RBAC does not grant the caller the method's verb (docs/api.md, "Who may call");
+    - UNAVAILABLE with google.rpc.ErrorInfo reason ACCESS_REVIEW_UNAVAILABLE: the Kubernetes API could not be asked
+    who the caller is or what it may do; retry later.
     """
 
     @staticmethod

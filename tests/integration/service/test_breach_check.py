@@ -95,7 +95,7 @@ async def test_breached_passwords_are_refused_and_only_a_prefix_leaves(
                 pb.UpdateUserRequest(user=pb.User(id=user["id"], password=BREACHED))
             )
         assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-        async with http.get("/metrics") as resp:
+        async with http.get(f"{running.management}/metrics") as resp:
             metrics = await resp.text()
     assert 'userservice_breach_checks_total{outcome="breached"} 4.0' in metrics
     assert range_server.asked and all(len(prefix) == 5 for prefix in range_server.asked)

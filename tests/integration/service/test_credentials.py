@@ -84,12 +84,13 @@ async def test_verify_by_email_or_nickname_in_any_canonical_spelling(http: aioht
 
 
 async def test_wrong_password_and_unknown_login_get_one_answer_for_one_hash_each(
+    service: RunningService,
     http: aiohttp.ClientSession,
 ) -> None:
     user = await create(http)
 
     async def hashes_spent() -> float:
-        async with http.get("/metrics") as resp:
+        async with http.get(f"{service.management}/metrics") as resp:
             text = await resp.text()
         assert user["email"] not in text and user["nickname"] not in text and WRONG not in text
         line = next(
@@ -106,7 +107,7 @@ async def test_wrong_password_and_unknown_login_get_one_answer_for_one_hash_each
         answers.append(body)
     assert all(a == answers[0] for a in answers), answers
     assert answers[0]["type"].endswith("/unauthenticated")
-    async with http.get("/metrics") as resp:
+    async with http.get(f"{service.management}/metrics") as resp:
         text = await resp.text()
     for outcome in ("success", "wrong_password", "unknown_login"):
         assert f'userservice_password_verifications_total{{outcome="{outcome}"}}' in text
@@ -391,7 +392,11 @@ async def stored_hash(database: str, user_id: str, replace_with: str | None = No
 
 @pytest.mark.parametrize("scheme", LEGACY)
 async def test_an_older_hash_verifies_and_is_upgraded_to_current_argon2id(
-    http: aiohttp.ClientSession, stub: pb_grpc.UserServiceStub, database: str, scheme: str
+    service: RunningService,
+    http: aiohttp.ClientSession,
+    stub: pb_grpc.UserServiceStub,
+    database: str,
+    scheme: str,
 ) -> None:
     user = await create(http)
     legacy = await stored_hash(database, user["id"], replace_with=LEGACY[scheme])
@@ -403,7 +408,7 @@ async def test_an_older_hash_verifies_and_is_upgraded_to_current_argon2id(
     assert upgraded.startswith("$argon2id$v=19$m=1024,t=1,p=1$")  # the service's (test) costs
     assert (await verify(http, user["nickname"], PASSWORD))[0] == 200
     assert await stored_hash(database, user["id"]) == upgraded  # current: left alone
-    async with http.get("/metrics") as resp:
+    async with http.get(f"{service.management}/metrics") as resp:
         assert "userservice_password_rehashes_total{scheme=" in await resp.text()
 
 

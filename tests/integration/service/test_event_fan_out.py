@@ -36,8 +36,8 @@ async def open_sse(
     return resp
 
 
-async def metric(http: aiohttp.ClientSession, name: str) -> float:
-    async with http.get("/metrics") as resp:
+async def metric(service: RunningService, name: str) -> float:
+    async with aiohttp.ClientSession() as http, http.get(f"{service.management}/metrics") as resp:
         text = await resp.text()
     match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
     return float(match.group(1)) if match else 0.0
@@ -61,10 +61,10 @@ async def append_many(dsn: str, count: int, marker: object, extra: dict[str, obj
         await pool.close()
 
 
-async def slow_drops(http: aiohttp.ClientSession) -> None:
+async def slow_drops(service: RunningService) -> None:
     """Returns once the feed has cut a watcher off for slowness."""
     for _ in range(300):
-        if await metric(http, 'userservice_event_watchers_dropped_total{reason="slow"}') >= 1:
+        if await metric(service, 'userservice_event_watchers_dropped_total{reason="slow"}') >= 1:
             return
         await asyncio.sleep(0.1)
     raise AssertionError("no watcher was cut off")
@@ -178,7 +178,7 @@ async def test_watchers_beyond_the_cap_are_refused_until_one_leaves(database: st
 
 
 async def test_a_slow_consumer_is_cut_off_with_its_cursor_and_resumes_without_loss(database: str) -> None:
-    async with service_with(database, event_watcher_queue=100) as (_running, http):
+    async with service_with(database, event_watcher_queue=100) as (running, http):
         connected = asyncio.Event()
         fast = asyncio.create_task(collect_until(http, "end", connected=connected))
         await asyncio.wait_for(connected.wait(), 20)
@@ -186,7 +186,7 @@ async def test_a_slow_consumer_is_cut_off_with_its_cursor_and_resumes_without_lo
         # ~12 MB: more than the socket buffers between server and client and the watcher's buffer hold.
         await append_many(database, 3000, "end", {"pad": "x" * 4000})
         everything = await asyncio.wait_for(fast, 60)  # a consumer keeping up is never cut off
-        await slow_drops(http)
+        await slow_drops(running)
         got: list[SseEvent] = []
         async for event in read_events(slow):  # to the end of the stream: the server closes it
             got.append(event)
@@ -208,7 +208,7 @@ async def test_a_slow_grpc_watcher_ends_with_resource_exhausted_naming_its_curso
             slow = pb_grpc.UserServiceStub(channel).WatchUserEvents(pb.WatchUserEventsRequest())
             await slow.initial_metadata()  # then reads nothing until the burst is over
             await append_many(database, 3000, "end", {"user": user, "changed_fields": ["x" * 4000]})
-            await slow_drops(http)
+            await slow_drops(running)
             got: list[pb.UserEvent] = []
 
             async def read_all() -> None:
@@ -227,7 +227,7 @@ async def test_a_slow_grpc_watcher_ends_with_resource_exhausted_naming_its_curso
 
 
 async def test_the_stall_metric_shows_a_transaction_holding_the_feed_back(database: str) -> None:
-    async with service_with(database) as (_running, http):
+    async with service_with(database) as (running, http):
         stream = await open_sse(http)  # the reader looks at the horizon only while someone watches
         holder = await asyncpg.connect(database)
         try:
@@ -237,7 +237,7 @@ async def test_the_stall_metric_shows_a_transaction_holding_the_feed_back(databa
                     assert resp.status == 201
                 stalled = 0.0
                 for _ in range(100):
-                    stalled = await metric(http, "userservice_event_feed_stall_seconds")
+                    stalled = await metric(running, "userservice_event_feed_stall_seconds")
                     if stalled > 0:
                         break
                     await asyncio.sleep(0.1)
@@ -245,8 +245,8 @@ async def test_the_stall_metric_shows_a_transaction_holding_the_feed_back(databa
         finally:
             await holder.close()
         for _ in range(100):
-            if await metric(http, "userservice_event_feed_stall_seconds") == 0:
+            if await metric(running, "userservice_event_feed_stall_seconds") == 0:
                 break
             await asyncio.sleep(0.1)
-        assert await metric(http, "userservice_event_feed_stall_seconds") == 0
+        assert await metric(running, "userservice_event_feed_stall_seconds") == 0
         stream.close()

@@ -79,6 +79,8 @@ async def test_sse_delivers_cloudevents_and_resumes(http: aiohttp.ClientSession)
     assert all("password" not in e.data["data"]["user"] for e in events)
     assert "brand new" not in str(events)
     assert len({e.data["id"] for e in events}) == 4
+    # AUTH_MODE=none: the authcontext says so, and names nobody.
+    assert all(e.data["authtype"] == "unauthenticated" and "authid" not in e.data for e in events)
     # Resume after the first event: the next three come again, from the table.
     resumed = await asyncio.wait_for(collect_sse(http, 3, headers={"Last-Event-ID": events[0].id}), 20)
     assert [e.data["id"] for e in resumed] == [e.data["id"] for e in events[1:]]

@@ -56,7 +56,10 @@ async def test_sigterm_drains_requests_and_ends_streams_cleanly(database: str) -
             await asyncio.sleep(0.3)
             replica.terminate()
             await asyncio.sleep(0.3)
-            async with aiohttp.ClientSession(base_url=replica.http) as probe, probe.get("/readyz") as resp:
+            async with (
+                aiohttp.ClientSession(base_url=replica.management) as probe,
+                probe.get("/readyz") as resp,
+            ):
                 assert resp.status == 503
                 assert (await resp.json())["reason"] == "shutting down"
             created = set(await asyncio.gather(*in_flight))  # every in-flight request completes
@@ -116,7 +119,7 @@ async def test_three_concurrent_migrations_apply_each_version_once(postgres_dsn:
 
 async def test_readyz_fails_until_schema_is_current(postgres_dsn: str) -> None:
     dsn = await create_database(postgres_dsn, migrated=False)
-    async with in_process(dsn) as running, aiohttp.ClientSession(base_url=running.http) as http:
+    async with in_process(dsn) as running, aiohttp.ClientSession(base_url=running.management) as http:
         async with http.get("/readyz") as resp:
             assert resp.status == 503
             assert "userservice migrate" in (await resp.json())["reason"]
@@ -137,7 +140,7 @@ async def test_metrics_cover_http_grpc_pool_events_and_users(
         assert resp.status == 201
     async with grpc.aio.insecure_channel(service.grpc) as channel:
         await pb_grpc.UserServiceStub(channel).ListUsers(pb.ListUsersRequest())
-    async with http.get("/metrics") as resp:
+    async with http.get(f"{service.management}/metrics") as resp:
         text = await resp.text()
     for expected in [
         'userservice_http_requests_total{code="201",method="POST",route="/v1/users"}',
@@ -154,12 +157,12 @@ async def test_metrics_cover_http_grpc_pool_events_and_users(
         assert expected in text, expected
 
 
-async def test_http_method_label_is_bounded(http: aiohttp.ClientSession) -> None:
+async def test_http_method_label_is_bounded(service: RunningService, http: aiohttp.ClientSession) -> None:
     """A client-chosen method must not become a label value (one new series per verb the HTTP parser knows)."""
     for verb in ("PROPFIND", "MKCOL", "PURGE"):
         async with http.request(verb, "/v1/users") as resp:
             assert resp.status == 405
-    async with http.get("/metrics") as resp:
+    async with http.get(f"{service.management}/metrics") as resp:
         text = await resp.text()
     assert not [verb for verb in ("PROPFIND", "MKCOL", "PURGE") if verb in text]
     assert 'userservice_http_requests_total{code="405",method="other",route="unmatched"}' in text
@@ -248,9 +251,9 @@ async def test_unreachable_database_is_503_and_unavailable_not_500() -> None:
     # Nothing listens on port 1: every connection attempt is refused. The service still starts and says why.
     async with in_process("postgresql://nobody@127.0.0.1:1/none") as running:
         async with aiohttp.ClientSession(base_url=running.http) as http:
-            async with http.get("/healthz") as resp:
+            async with http.get(f"{running.management}/healthz") as resp:
                 assert resp.status == 200
-            async with http.get("/readyz") as resp:
+            async with http.get(f"{running.management}/readyz") as resp:
                 assert resp.status == 503
                 assert "database unreachable" in (await resp.json())["reason"]
             async with http.get(f"/v1/users/{uuid.uuid4()}") as resp:

@@ -1,0 +1,2 @@
+"""Who may call: Kubernetes ServiceAccount tokens (TokenReview) and Kubernetes RBAC (SubjectAccessReview), shared
+by the REST middleware and the gRPC interceptor."""
