@@ -1,5 +1,6 @@
-"""The chart's access ClusterRoles: the personas grant exactly the operations the access contract gives them,
-and the role each UserService's ServiceAccount is bound to holds only the two review rules."""
+"""The chart's access ClusterRoles: the personas grant exactly the operations the access contract gives them
+(read from the service's PERMISSIONS table), and the role each UserService's ServiceAccount is bound to holds
+only the two review rules."""
 
 from __future__ import annotations
 
@@ -8,24 +9,10 @@ from typing import Any
 import pytest
 
 from tests.chart.support import docs, helm_template
+from userservice.access.permissions import GROUP, PERMISSIONS
 
-GROUP = "userservice.io"
-# Every API operation and the (resource, verb) its SubjectAccessReview asks about (the service's table).
-OPERATIONS: dict[str, tuple[str, str]] = {
-    "GetUser": ("users", "get"),
-    "ListUsers": ("users", "list"),
-    "WatchUserEvents": ("users", "watch"),
-    "CreateUser": ("users", "create"),
-    "BatchCreateUsers": ("users", "create"),
-    "UpdateUser": ("users", "update"),
-    "UndeleteUser": ("users", "update"),
-    "DeleteUser": ("users", "delete"),
-    "ChangePassword": ("users/password", "update"),
-    "UnlockUser": ("users/password", "update"),
-    "VerifyPassword": ("users", "verify"),
-    "EraseUser": ("users", "erase"),
-    "ExportUser": ("users", "export"),
-}
+# Every API operation and the (resource, verb) its SubjectAccessReview asks about: the service's one table.
+OPERATIONS: dict[str, tuple[str, str]] = {op: (p.resource_name, p.verb) for op, p in PERMISSIONS.items()}
 READ = {"GetUser", "ListUsers", "WatchUserEvents"}
 WRITE = {
     "CreateUser",
@@ -70,6 +57,10 @@ def test_persona_grants_exactly_its_operations(persona: str) -> None:
     assert allowed == PERSONAS[persona]
     # nothing granted that no operation asks for
     assert _grants(role) <= set(OPERATIONS.values())
+
+
+def test_every_operation_is_given_to_some_persona() -> None:
+    assert set().union(*PERSONAS.values()) == set(OPERATIONS)
 
 
 def test_admin_may_do_every_operation() -> None:
