@@ -100,7 +100,12 @@ class Controller:
         deletion and on every event of such a child without a live worker, so a child left behind while the
         operator was down goes at its next start (the watch lists every existing object first).
         """
-        live = await self.kube.get(KIND, namespace, name)
+        try:
+            live = await self.kube.get(KIND, namespace, name)
+        except ApiException as exc:
+            if exc.status == 403:  # a namespace this operator may not read (--namespace): not ours to judge
+                return
+            raise
         if live is not None and not live["metadata"].get("deletionTimestamp"):
             return
         for child in CLUSTER_CHILDREN:
