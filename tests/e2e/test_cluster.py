@@ -398,9 +398,14 @@ def test_2_client_pods_with_projected_tokens_get_what_their_role_binding_grants(
         kubectl("-n", ns, "create", "serviceaccount", sa)
     kubectl("-n", ns, "create", "rolebinding", "reader-users", "--clusterrole=userservice-viewer",
             f"--serviceaccount={ns}:reader")  # fmt: skip
-    can_i = kubectl("auth", "can-i", "list", "users.userservice.io", f"--as=system:serviceaccount:{ns}:reader",
-                    "-n", ns, check=False)  # fmt: skip
-    assert can_i.strip() == "yes"
+
+    def listed() -> set[str]:  # the rules on users.userservice.io, as `kubectl auth can-i --list` shows them
+        out = kubectl("auth", "can-i", "--list", f"--as=system:serviceaccount:{ns}:reader", "-n", ns)
+        rows = [line.split() for line in out.splitlines() if line.startswith("users.userservice.io ")]
+        return {verb.strip("[]") for row in rows for verb in row[3:]}
+
+    # what the service's SubjectAccessReview will be told, once the binding reached the authorizer
+    assert wait_until("the reader's rules listed", lambda: listed() == {"get", "list", "watch"}, 30, 1)
     calls = ("GET /v1/users?page_size=1", "POST /v1/users")
     out = run_python(ns, CALL, base, *calls, service_account="reader", audience=audience).split()
     assert out == ["200", "403"], out
@@ -683,8 +688,9 @@ def test_6_pod_deleted_under_load_loses_no_acknowledged_write(deployed: Deployed
 # 7 ------------------------------------------------------------------------------------------------------------
 def test_7_deleting_the_usvc_garbage_collects_its_children(deployed: Deployed) -> None:
     kinds = "deployment,service,hpa,pdb,job,servicemonitor,replicaset,pod,serviceaccount,networkpolicy"
-    binding = f"clusterrolebinding/userservice-access-reviewer:{deployed.namespace}:{NAME}"
-    assert kubectl("get", binding, "-o", "name").strip() == binding
+    binding = f"userservice-access-reviewer:{deployed.namespace}:{NAME}"
+    name_of = ("get", "clusterrolebinding", binding, "-o", "jsonpath={.metadata.name}")
+    assert kubectl(*name_of) == binding
     selector = f"app.kubernetes.io/instance={NAME}"
     assert kubectl("-n", deployed.namespace, "get", kinds, "-l", selector, "-o", "name").strip()
     kubectl("-n", deployed.namespace, "delete", "userservice", NAME, "--wait=true", timeout=180)
@@ -695,4 +701,4 @@ def test_7_deleting_the_usvc_garbage_collects_its_children(deployed: Deployed) -
         every=3,
     )
     # cluster-scoped, so not garbage-collected: the operator deletes it
-    wait_until("access binding deleted", lambda: kubectl("get", binding, check=False).strip() == "", 60)
+    wait_until("access binding deleted", lambda: kubectl(*name_of, check=False).strip() == "", 60)
