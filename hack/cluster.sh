@@ -431,8 +431,24 @@ remove_network() {
 		rm -f "$ns"
 	done
 	ip link del usvc0 2>/dev/null || true
-	# kube-router's chains and ipsets.
-	[[ -x $TOOLS_BIN/kube-router ]] && "$TOOLS_BIN/kube-router" --cleanup-config >"$LOGS/kube-router-cleanup.log" 2>&1 || true
+	# kube-router's chains and ipsets (its own --cleanup-config removes nothing in 2.1.0 and then panics): the jumps
+	# it put in INPUT/FORWARD/OUTPUT, its KUBE-ROUTER-*, KUBE-POD-FW-* and KUBE-NWPLCY-* chains, and the policies'
+	# ipsets. Left behind, they would keep rejecting traffic to the pod addresses the next cluster hands out.
+	local ipt c ch chains s
+	for ipt in iptables ip6tables; do
+		command -v "$ipt" >/dev/null || continue
+		for c in INPUT FORWARD OUTPUT; do
+			"$ipt" -S "$c" 2>/dev/null | { grep -F 'kube-router netpol' || true; } | while read -r rule; do
+				eval "$ipt ${rule/-A/-D}" 2>/dev/null || true
+			done
+		done
+		chains=$("$ipt" -S 2>/dev/null | sed -n 's/^-N \(KUBE-ROUTER-[A-Z0-9]*\|KUBE-POD-FW-[A-Z0-9]*\|KUBE-NWPLCY-[A-Z0-9]*\)$/\1/p')
+		for ch in $chains; do "$ipt" -F "$ch" 2>/dev/null || true; done
+		for ch in $chains; do "$ipt" -X "$ch" 2>/dev/null || true; done
+	done
+	if command -v ipset >/dev/null; then
+		for s in $(ipset list -n 2>/dev/null | grep -E '^(inet6:)?KUBE-(SRC|DST)-' || true); do ipset destroy "$s" 2>/dev/null || true; done
+	fi
 	# kube-proxy's own chains.
 	[[ -x $K8S_BIN/kube-proxy ]] && "$K8S_BIN/kube-proxy" --cleanup >"$LOGS/kube-proxy-cleanup.log" 2>&1 || true
 	for dir in -s -d; do
