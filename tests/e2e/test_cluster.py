@@ -369,26 +369,35 @@ def connects(
     return out == "open"
 
 
-# Calls the REST API with the pod's projected token: prints the HTTP status of each "METHOD PATH" argument.
+# Calls the REST API with the pod's projected token: prints the HTTP status of each "METHOD PATH" argument. A new
+# pod is admitted by the NetworkPolicy a moment after it starts (kube-router adds it to the policy's ipset):
+# connection errors are retried for a while.
 CALL = """
-import sys, urllib.error, urllib.request
+import sys, time, urllib.error, urllib.request
 base = sys.argv[1]
 try:
     token = open("/var/run/secrets/userservice/token").read().strip()
 except OSError as exc:
     sys.exit("token:" + type(exc).__name__)
 body = b'{"email": "probe@example.com", "first_name": "P", "last_name": "Q", "password": "pw-Probe-123456"}'
+deadline = time.monotonic() + 30
 for call in sys.argv[2:]:
     method, path = call.split(" ", 1)
     headers = {"Authorization": "Bearer " + token, "Content-Type": "application/json"}
-    req = urllib.request.Request(base + path, method=method, data=body if method == "POST" else None, headers=headers)
-    try:
-        with urllib.request.urlopen(req, timeout=10) as r:
-            print(r.status)
-    except urllib.error.HTTPError as exc:
-        print(exc.code)
-    except Exception as exc:  # one word for the test's assertion message
-        print(type(exc).__name__ + ":" + str(exc).replace(" ", "_"))
+    while True:
+        req = urllib.request.Request(base + path, method=method, data=body if method == "POST" else None,
+                                     headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                print(r.status)
+        except urllib.error.HTTPError as exc:
+            print(exc.code)
+        except OSError as exc:
+            if time.monotonic() < deadline:
+                time.sleep(1)
+                continue
+            print(type(exc).__name__ + ":" + str(exc).replace(" ", "_"))  # one word for the assertion message
+        break
 """
 
 
