@@ -105,8 +105,9 @@ cluster-down: ## stop the one-node cluster and remove everything it set up
 	bash hack/cluster.sh down
 
 .PHONY: bench
-bench: venv tools ## benchmarks: ratios against baselines measured in the same run (bench/results/)
+bench: venv tools ## benchmarks: ratios against baselines measured in the same run (bench/results/), then the README's table
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench.report --readme
 
 .PHONY: kube-up
 kube-up: venv tools ## throwaway kube-apiserver + etcd + controller-manager with the CRD; writes .data/kube/kubeconfig

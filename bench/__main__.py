@@ -1,4 +1,5 @@
-"""`python -m bench [--smoke] [--out DIR] [--no-service] [--no-operator] [--only-watchers|--only-search|--only-credentials]`
+"""`python -m bench [--smoke] [--out DIR] [--no-service] [--no-operator] [--only-watchers|--only-search|--only-credentials|
+--only-replicas]`
 
 Runs every measurement with its baseline in the same run, writes <out>/<UTC timestamp>.json and .png, prints
 the table. A full run also refreshes bench/results/latest.json and latest.png (the README's figures).
@@ -18,12 +19,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from bench import operator_bench, results, service_bench, tools
+from bench import operator_bench, replicas_bench, results, rounds, service_bench, tools
 
 FULL = {
     "service": service_bench.Plan(
-        seconds=5,
-        levels=(4, 16, 64),
+        seconds=3,
+        level=16,
+        rounds=3,
         seed_users=20000,
         events=200,
         warmup=True,
@@ -33,13 +35,14 @@ FULL = {
         import_batch_size=1000,
     ),
     "operator": operator_bench.Plan(
-        latency_count=100, scale_count=500, idle_seconds=60, resync_seconds=60, deadline_seconds=240
+        latency_count=40, rounds=3, scale_count=500, idle_seconds=30, resync_seconds=30, deadline_seconds=240
     ),
 }
 SMOKE = {
     "service": service_bench.Plan(
         seconds=1,
-        levels=(8,),
+        level=8,
+        rounds=2,
         seed_users=2000,
         events=10,
         warmup=False,
@@ -49,7 +52,7 @@ SMOKE = {
         import_batch_size=100,
     ),
     "operator": operator_bench.Plan(
-        latency_count=5, scale_count=10, idle_seconds=4, resync_seconds=2, deadline_seconds=60
+        latency_count=3, rounds=2, scale_count=10, idle_seconds=4, resync_seconds=2, deadline_seconds=60
     ),
 }
 
@@ -110,6 +113,14 @@ def main(argv: list[str] | None = None) -> int:
         help="only the service's import, password verification and GET-beside-verification figures"
         " (implies --no-operator)",
     )
+    only.add_argument(
+        "--only-replicas",
+        action="store_const",
+        const="replicas",
+        dest="only",
+        help="only the read-from-a-replica figures: throughput against primary-only, a consistency token's"
+        " latency (implies --no-operator)",
+    )
     args = p.parse_args(argv)
     args.no_operator = args.no_operator or bool(args.only)
     plans = SMOKE if args.smoke else FULL
@@ -127,13 +138,15 @@ def main(argv: list[str] | None = None) -> int:
         ),
         "machine": machine(),
         "settings": {
-            "concurrency_levels": list(plans["service"].levels),
+            "concurrency": plans["service"].level,
+            "rounds": plans["service"].rounds,
             "seconds_per_run": plans["service"].seconds,
             "service": {
                 "DB_POOL_MAX": service_bench.POOL_SIZE,
                 "argon2": "production defaults (time_cost 2, 19 MiB)",
                 "logging": "JSON, one access line per request (as deployed)",
-                "event_loop": "asyncio (the standard loop), as `userservice serve` and every baseline",
+                "event_loop": "asyncio (the standard loop), as `userservice serve` and the composed ceilings; the peer"
+                " runs uvloop and httptools, as its documentation recommends",
             },
         },
         "tools": {},
@@ -155,9 +168,14 @@ def main(argv: list[str] | None = None) -> int:
                     "grpc": f"ghz {tools.GHZ_VERSION} (go install)",
                     "database_baseline": "python -m bench.pgload: asyncpg in a separate process",
                 }
-                service = service_bench.measure(plans["service"], workdir, args.only)
-                doc["service"] = {k: v for k, v in service.items() if k != "figures"}
-                doc["figures"].extend(service["figures"])
+                if args.only != "replicas":
+                    service = service_bench.measure(plans["service"], workdir, args.only)
+                    doc["service"] = {k: v for k, v in service.items() if k != "figures"}
+                    doc["figures"].extend(service["figures"])
+                if args.only in (None, "replicas"):
+                    replicas = replicas_bench.measure(plans["service"], workdir)
+                    doc["replicas"] = {k: v for k, v in replicas.items() if k != "figures"}
+                    doc["figures"].extend(replicas["figures"])
             if not args.no_operator:
                 op = (
                     operator_run.result()
@@ -165,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
                     else operator_bench.measure(plans["operator"], workdir)
                 )
                 doc["operator"] = {k: v for k, v in op.items() if k != "figures"}
-                doc["figures"].extend(op["figures"])
+                doc["figures"].extend(rounds.judge(op["figures"]))
     doc["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     doc["duration_seconds"] = round(time.monotonic() - started, 1)
     path = results.write(doc, args.out)

@@ -1,12 +1,13 @@
-"""The framework limits: a bare aiohttp handler and a bare grpc.aio unary call, each returning a constant
-user of the same shape as a real GET answer. `python -m bench.bare http|grpc` prints its port as JSON."""
+"""The composed ceilings: the least one process can do per get by id. A bare aiohttp handler and a bare
+grpc.aio unary call, each running the service's own get-by-id SQL (the store's `get`, not a copy) on a pool of
+the service's size and returning the row as JSON (REST) or the User message (gRPC); no middleware, validation,
+logging or metrics. `python -m bench.bare http|grpc DSN POOL_SIZE` prints its port as JSON."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import sys
-from datetime import UTC, datetime
 from uuid import UUID
 
 import grpc
@@ -14,19 +15,20 @@ from aiohttp import web
 
 from userservice import jsoncodec
 from userservice.api.grpc import to_proto
-from userservice.domain.model import User
+from userservice.store import users as store
+from userservice.store.db import create_pool
 from userservice.v1 import user_service_pb2 as pb
 from userservice.v1 import user_service_pb2_grpc as pb_grpc
 
-NOW = datetime(2026, 1, 1, tzinfo=UTC)
-USER = User(UUID(int=6), "Ada", "Lovelace", "ada", "ada@example.com", "GB", NOW, NOW, 1)
 
+async def http(dsn: str, pool_size: int) -> None:
+    pool = await create_pool(dsn, pool_size, 10)
 
-async def http() -> None:
-    body = jsoncodec.dumps(USER.public())
-
-    async def get(_: web.Request) -> web.Response:
-        return web.Response(body=body, content_type="application/json")
+    async def get(request: web.Request) -> web.Response:
+        user = await store.get(pool, UUID(request.match_info["id"]))
+        if user is None:
+            raise web.HTTPNotFound()
+        return web.Response(body=jsoncodec.dumps(user.public()), content_type="application/json")
 
     app = web.Application()
     app.router.add_get("/v1/users/{id}", get)
@@ -38,17 +40,21 @@ async def http() -> None:
     await asyncio.Event().wait()
 
 
-class Constant(pb_grpc.UserServiceServicer):
-    def __init__(self) -> None:
-        self.user = to_proto(USER)
+class Ceiling(pb_grpc.UserServiceServicer):
+    def __init__(self, pool: object) -> None:
+        self.pool = pool
 
     async def GetUser(self, request: pb.GetUserRequest, context: grpc.aio.ServicerContext) -> pb.User:
-        return self.user
+        user = await store.get(self.pool, UUID(request.id))
+        if user is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, "no such user")
+        return to_proto(user)
 
 
-async def grpc_server() -> None:
+async def grpc_server(dsn: str, pool_size: int) -> None:
+    pool = await create_pool(dsn, pool_size, 10)
     server = grpc.aio.server()
-    pb_grpc.add_UserServiceServicer_to_server(Constant(), server)
+    pb_grpc.add_UserServiceServicer_to_server(Ceiling(pool), server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     print(json.dumps({"message": "serving", "port": port}), flush=True)
@@ -56,4 +62,5 @@ async def grpc_server() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(http() if sys.argv[1] == "http" else grpc_server())
+    kind, dsn, size = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    asyncio.run(http(dsn, size) if kind == "http" else grpc_server(dsn, size))

@@ -47,7 +47,7 @@ async def import_rates(base_url: str, dsn: str, batches: int, hashes: list[str])
     """Users/s of `batches` batchCreate calls of len(hashes) users each, one at a time, and of COPY of the same
     rows into a table of the users table's shape (its indexes and constraints too), a COPY after each call.
     Bodies and rows are built before their timing starts."""
-    service_seconds = copy_seconds = 0.0
+    service_seconds, copy_seconds = [], []
     conn = await asyncpg.connect(dsn)
     try:
         await conn.execute("CREATE TABLE import_baseline (LIKE users INCLUDING ALL)")
@@ -60,7 +60,7 @@ async def import_rates(base_url: str, dsn: str, batches: int, hashes: list[str])
                     "/v1/users:batchCreate", data=body, headers={"Content-Type": "application/json"}
                 ) as resp:
                     answer = await resp.read()
-                service_seconds += time.perf_counter() - started
+                service_seconds.append(time.perf_counter() - started)
                 if resp.status != 200:
                     raise RuntimeError(f"batchCreate answered {resp.status}: {answer[:500]!r}")
                 now = datetime.now(UTC)
@@ -68,15 +68,15 @@ async def import_rates(base_url: str, dsn: str, batches: int, hashes: list[str])
                 rows = [(uuid.uuid4(), *(user[f] for f in fields), now, now, 1) for user in users]
                 started = time.perf_counter()
                 await conn.copy_records_to_table("import_baseline", records=rows, columns=stack.USER_COLUMNS)
-                copy_seconds += time.perf_counter() - started
+                copy_seconds.append(time.perf_counter() - started)
         await conn.execute("DROP TABLE import_baseline")
     finally:
         await conn.close()
-    users_count = batches * len(hashes)
+    size = len(hashes)
     return {
-        "users": users_count,
-        "users_per_s": users_count / service_seconds,
-        "baseline_users_per_s": users_count / copy_seconds,
+        "users": batches * size,
+        "users_per_s": [size / s for s in service_seconds],  # one rate per batch (a round)
+        "baseline_users_per_s": [size / s for s in copy_seconds],
     }
 
 

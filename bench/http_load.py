@@ -13,8 +13,17 @@ SCRIPT = Path(__file__).parent / "lua" / "users.lua"
 
 
 def run(
-    base_url: str, op: str, concurrency: int, seconds: float, ids_file: Path, tag: str, target: str
+    base_url: str,
+    op: str,
+    concurrency: int,
+    seconds: float,
+    ids_file: Path,
+    tag: str,
+    target: str,
+    token_file: Path | None = None,
+    get_path: str = "/v1/users/",
 ) -> Run:
+    """One wrk run; `token_file` holds a bearer token sent with every request."""
     cmd = [
         tools.wrk(),
         "-t1",  # every load generator gets at most one core's worth of threads (see grpc_load)
@@ -28,6 +37,8 @@ def run(
         op,
         str(ids_file),
         tag,
+        str(token_file) if token_file else "-",
+        get_path,
     ]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60, check=True).stdout
     line = next((ln for ln in out.splitlines() if ln.startswith("BENCH")), None)

@@ -5,12 +5,14 @@ verifications). Everything runs against one seeded PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import subprocess
 import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,18 +20,30 @@ from uuid import UUID
 
 import asyncpg
 
-from bench import credentials_bench, events_bench, grpc_load, http_load, stack, watchers_bench
-from bench.stats import Run, percentile, ratio
+from bench import (
+    auth_bench,
+    credentials_bench,
+    events_bench,
+    grpc_load,
+    http_load,
+    rounds,
+    stack,
+    watchers_bench,
+)
+from bench.stats import Run, percentile
 
-OPS = ("get", "list", "create", "patch", "search")
-SEARCH_GOAL = "get_p99_ratio <= 3"  # a prefix-search page of 50 against a GET of one user
+OPS = ("get", "list", "search", "create", "patch")
+SEARCH_GOAL = "p99_ratio <= 3"  # a prefix-search page of 50 against a GET of one user
+LIST_GOAL = "p99_ratio <= 2.5"  # a list page of 50 against a GET of one user
+LABEL = {"rest": "REST", "grpc": "gRPC"}
 POOL_SIZE = 10  # the service's DB_POOL_MAX default
 
 
 @dataclass(frozen=True)
 class Plan:
     seconds: float
-    levels: tuple[int, ...]
+    level: int  # concurrent clients of every load run
+    rounds: int  # interleaved rounds of every figure and its baselines
     seed_users: int
     events: int
     warmup: bool
@@ -82,7 +96,7 @@ def _quiesce(dsn: str, timeout: float = 60) -> None:
 
 def _log(run: Run) -> Run:
     print(
-        f"  {run.target:13} {run.op:7} c={run.concurrency:<3} {run.rps:9.1f} req/s  "
+        f"  {run.target:15} {run.op:7} c={run.concurrency:<3} {run.rps:9.1f} req/s  "
         f"p50 {run.p50_ms:7.2f} ms  p99 {run.p99_ms:7.2f} ms  errors {run.errors}",
         flush=True,
     )
@@ -119,194 +133,280 @@ def _measure_part(part: str, plan: Plan, workdir: Path, dsn: str, pg_desc: str) 
     try:
         http = f"http://127.0.0.1:{svc.info['http_port']}"
         if plan.warmup:
-            http_load.run(http, "get", plan.levels[-1], 2, ids_file, _tag(), "warmup")
+            http_load.run(http, "get", plan.level, 2, ids_file, _tag(), "warmup")
         if part == "watchers":
             figures = _watcher_figures(_get_with_watchers(http, plan, ids_file, dsn), plan)
         else:
             figures = _credential_figures(_credentials(http, plan, workdir, dsn, ids_file))
     finally:
         svc.stop()
-    return {"postgres": pg_desc, "seed_users": plan.seed_users, "figures": figures}
+    return {"postgres": pg_desc, "seed_users": plan.seed_users, "figures": rounds.judge(figures)}
 
 
 def _measure_search(plan: Plan, workdir: Path, dsn: str, pg_desc: str) -> dict[str, Any]:
-    """Only the prefix-search figures and what they are compared with (`python -m bench --only-search`)."""
+    """Only the prefix-search figures and the get they are compared with (`python -m bench --only-search`)."""
     ids, ids_file = _seed(plan, workdir, dsn)
-    ops = ("get", "search")
-    runs: list[Run] = []
     svc = stack.start_service(dsn, workdir)
     try:
-        http = f"http://127.0.0.1:{svc.info['http_port']}"
-        grpc_addr = f"127.0.0.1:{svc.info['grpc_port']}"
-        if plan.warmup:
-            for op in ops:
-                http_load.run(http, op, plan.levels[-1], 2, ids_file, _tag(), "warmup")
-                grpc_load.run(grpc_addr, op, plan.levels[-1], 2, ids, _tag(), "warmup")
-        print("service search and get: REST (wrk), gRPC (ghz), raw asyncpg, interleaved", flush=True)
-        for op in ops:
-            for c in plan.levels:
-                runs.append(_log(http_load.run(http, op, c, plan.seconds, ids_file, _tag(), "service-rest")))
-                runs.append(_log(grpc_load.run(grpc_addr, op, c, plan.seconds, ids, _tag(), "service-grpc")))
-                runs.append(_log(_pgload(dsn, op, c, plan.seconds, ids_file)))
+        loads = Loads(plan, svc, ids, ids_file, dsn)
+        loads.warm(("get", "search"))
+        print("service search and get: REST (wrk), gRPC (ghz), interleaved rounds", flush=True)
+        runs = rounds.interleave(plan.rounds, [*loads.service("get"), *loads.service("search")], _log)
     finally:
         svc.stop()
+    figures = [_against_get(runs, proto, "search", plan.level) for proto in ("rest", "grpc")]
     return {
         "postgres": pg_desc,
         "seed_users": plan.seed_users,
-        "runs": [r.to_json() for r in runs],
-        "figures": _op_figures(runs, plan, ops),
+        "runs": _runs_json(runs),
+        "figures": rounds.judge(figures),
     }
+
+
+class Loads:
+    """The load runs against the service and its baselines, as named steps for rounds.interleave."""
+
+    def __init__(self, plan: Plan, svc: stack.Process, ids: list[str], ids_file: Path, dsn: str) -> None:
+        self.plan, self.ids, self.ids_file, self.dsn = plan, ids, ids_file, dsn
+        self.http = f"http://127.0.0.1:{svc.info['http_port']}"
+        self.grpc = f"127.0.0.1:{svc.info['grpc_port']}"
+
+    def rest(
+        self,
+        url: str,
+        op: str,
+        target: str,
+        ids_file: Path | None = None,
+        token: Path | None = None,
+        get_path: str = "/v1/users/",
+    ) -> Callable[[], Run]:
+        plan, ids = self.plan, ids_file or self.ids_file
+        return lambda: http_load.run(url, op, plan.level, plan.seconds, ids, _tag(), target, token, get_path)
+
+    def grpc_call(self, address: str, op: str, target: str) -> Callable[[], Run]:
+        plan = self.plan
+        return lambda: grpc_load.run(address, op, plan.level, plan.seconds, self.ids, _tag(), target)
+
+    def database(self, op: str) -> Callable[[], Run]:
+        return lambda: _pgload(self.dsn, op, self.plan.level, self.plan.seconds, self.ids_file)
+
+    def settled(self, step: Callable[[], Run]) -> Callable[[], Run]:
+        """`step`, then wait until what it queued has committed (creates wait for their hash)."""
+
+        def run() -> Run:
+            result = step()
+            _quiesce(self.dsn)
+            return result
+
+        return run
+
+    def service(self, op: str) -> list[tuple[str, Callable[[], Run]]]:
+        rest, grpc = self.rest(self.http, op, "service-rest"), self.grpc_call(self.grpc, op, "service-grpc")
+        if op == "create":
+            rest, grpc = self.settled(rest), self.settled(grpc)
+        return [(f"rest.{op}", rest), (f"grpc.{op}", grpc)]
+
+    def warm(self, ops: tuple[str, ...]) -> None:
+        """The service's first seconds (imports, statement caches, pool) are not measured."""
+        if self.plan.warmup:
+            for op in ops:
+                http_load.run(self.http, op, self.plan.level, 2, self.ids_file, _tag(), "warmup")
+                grpc_load.run(self.grpc, op, self.plan.level, 2, self.ids, _tag(), "warmup")
+
+
+def _runs_json(runs: dict[str, list[Run]]) -> dict[str, list[dict[str, Any]]]:
+    return {name: [r.to_json() for r in series] for name, series in runs.items()}
 
 
 def _measure(plan: Plan, workdir: Path, dsn: str, pg_desc: str) -> dict[str, Any]:
     ids, ids_file = _seed(plan, workdir, dsn)
     event_user = UUID(ids.pop())  # written only by the event-latency measurement
-    runs: list[Run] = []
     # Every part runs for the whole measurement (idle ones cost nothing), so each figure and its baselines
-    # are measured one right after another: the machine's background load is then the same for all of them.
-    svc = stack.start_service(dsn, workdir)
-    processes = [svc]
-    try:
-        bare_http = stack.start_bare("http", workdir)
-        processes.append(bare_http)
-        bare_grpc = stack.start_bare("grpc", workdir)
-        processes.append(bare_grpc)
-        http = f"http://127.0.0.1:{svc.info['http_port']}"
-        grpc_addr = f"127.0.0.1:{svc.info['grpc_port']}"
-        bare_url = f"http://127.0.0.1:{bare_http.info['port']}"
-        bare_addr = f"127.0.0.1:{bare_grpc.info['port']}"
-        if plan.warmup:  # the service's first seconds (imports, statement caches, pool) are not measured
-            for op in ("get", "list"):
-                http_load.run(http, op, plan.levels[-1], 2, ids_file, _tag(), "warmup")
-                grpc_load.run(grpc_addr, op, plan.levels[-1], 2, ids, _tag(), "warmup")
+    # are measured in turn, round after round: the machine's background load is then the same for all of them.
+    with contextlib.ExitStack() as running:
+
+        def start(proc: stack.Process) -> stack.Process:
+            running.callback(proc.stop)
+            return proc
+
+        svc = start(stack.start_service(dsn, workdir))
+        identity = running.enter_context(auth_bench.service_account(workdir))
+        (workdir / "authenticated").mkdir()
+        svc_auth = start(stack.start_service(dsn, workdir / "authenticated", **identity.service_env))
+        ceiling_http = start(stack.start_ceiling("http", dsn, POOL_SIZE, workdir))
+        ceiling_grpc = start(stack.start_ceiling("grpc", dsn, POOL_SIZE, workdir))
+        peer = start(stack.start_peer(dsn, POOL_SIZE, workdir))
+        loads = Loads(plan, svc, ids, ids_file, dsn)
+        loads.warm(("get", "list"))
+        auth_url = f"http://127.0.0.1:{svc_auth.info['http_port']}"
+        peer_url = f"http://127.0.0.1:{peer.info['port']}"
+        peer_token = auth_bench.peer_token(peer_url, workdir)
+        for url, token, path in ((peer_url, None, "/v1/users/"), (peer_url, peer_token, "/users/")):
+            http_load.run(url, "get", plan.level, 1, ids_file, _tag(), "warmup", token, path)
+        http_load.run(auth_url, "get", plan.level, 2, ids_file, _tag(), "warmup", identity.token_file)
+        steps = [
+            *loads.service("get"),
+            (
+                "rest.get_authenticated",
+                loads.rest(auth_url, "get", "service-rest-auth", token=identity.token_file),
+            ),
+            (
+                "ceiling.rest.get",
+                loads.rest(f"http://127.0.0.1:{ceiling_http.info['port']}", "get", "ceiling-aiohttp"),
+            ),
+            (
+                "ceiling.grpc.get",
+                loads.grpc_call(f"127.0.0.1:{ceiling_grpc.info['port']}", "get", "ceiling-grpc"),
+            ),
+            ("peer.get", loads.rest(peer_url, "get", "peer-fastapi")),
+            (
+                "peer.admin_get",
+                loads.rest(peer_url, "get", "peer-fastapi-admin", token=peer_token, get_path="/users/"),
+            ),
+            ("asyncpg.get", loads.database("get")),
+        ]
+        for op in OPS[1:]:
+            steps += loads.service(op)
+            if op != "search":  # search is compared with get
+                steps.append(
+                    (
+                        f"asyncpg.{op}",
+                        loads.settled(loads.database(op)) if op == "create" else loads.database(op),
+                    )
+                )
         print(
-            "service REST (wrk), gRPC (ghz), raw asyncpg, bare aiohttp and grpc.aio, interleaved", flush=True
+            f"{plan.rounds} interleaved rounds: service REST (wrk; unauthenticated and authenticated) and gRPC"
+            " (ghz), composed ceilings, the peer (unauthenticated and its admin read), raw asyncpg",
+            flush=True,
         )
-        for op in OPS:
-            for c in plan.levels:
-                runs.append(_log(http_load.run(http, op, c, plan.seconds, ids_file, _tag(), "service-rest")))
-                _quiesce(dsn)
-                runs.append(_log(grpc_load.run(grpc_addr, op, c, plan.seconds, ids, _tag(), "service-grpc")))
-                _quiesce(dsn)
-                runs.append(_log(_pgload(dsn, op, c, plan.seconds, ids_file)))
-                if op == "get":
-                    runs.append(
-                        _log(
-                            http_load.run(bare_url, "get", c, plan.seconds, ids_file, _tag(), "bare-aiohttp")
-                        )
-                    )
-                    runs.append(
-                        _log(grpc_load.run(bare_addr, "get", c, plan.seconds, ids, _tag(), "bare-grpc"))
-                    )
-        under = _get_beside(http, plan, ids_file, "create", ids_file)
+        runs = rounds.interleave(plan.rounds, steps, _log)
+        under = _get_beside(loads, "create", ids_file)
         _quiesce(dsn)
-        watched = _get_with_watchers(http, plan, ids_file, dsn)
-        credentials = _credentials(http, plan, workdir, dsn, ids_file)
+        watched = _get_with_watchers(loads.http, plan, ids_file, dsn)
+        credentials = _credentials(loads, workdir)
         print("event latency", flush=True)
-        watch = asyncio.run(events_bench.grpc_latencies(dsn, grpc_addr, event_user, plan.events))
-        notify = asyncio.run(events_bench.notify_latencies(dsn, event_user, plan.events))
-    finally:
-        for proc in processes:
-            proc.stop()
+        watch, notify = [], []
+        for _ in range(plan.rounds):
+            watch.append(asyncio.run(events_bench.grpc_latencies(dsn, loads.grpc, event_user, plan.events)))
+            notify.append(asyncio.run(events_bench.notify_latencies(dsn, event_user, plan.events)))
+    figures = (
+        _figures(runs, under, watch, notify, plan)
+        + _watcher_figures(watched, plan)
+        + _credential_figures(credentials)
+    )
     return {
         "postgres": pg_desc,
         "seed_users": plan.seed_users,
-        "runs": [r.to_json() for r in runs],
-        "figures": _figures(runs, under, watch, notify, plan)
-        + _watcher_figures(watched, plan)
-        + _credential_figures(credentials),
+        "runs": _runs_json(runs),
+        "figures": rounds.judge(figures),
     }
 
 
-def _get_beside(http: str, plan: Plan, ids_file: Path, op: str, op_file: Path) -> dict[str, Any]:
-    """GET load alone, then the same GET load while an `op` load (create or verify: argon2 off the loop) runs
-    beside it."""
-    c = plan.levels[len(plan.levels) // 2]
-    print(f"GET p99 while running {op} (c={c} each)", flush=True)
-    alone = _log(http_load.run(http, "get", c, plan.seconds, ids_file, _tag(), "service-rest"))
-    results: dict[str, Run] = {}
+def _get_beside(loads: Loads, op: str, op_file: Path) -> dict[str, list[Run]]:
+    """Rounds of: GET load alone, then the same GET load while an `op` load (create or verify: argon2 off the
+    loop) runs beside it."""
+    plan = loads.plan
+    print(f"GET p99 while running {op} (c={plan.level} each), {plan.rounds} rounds", flush=True)
+    out: dict[str, list[Run]] = {"alone": [], "loaded": [], "load": []}
+    for _ in range(plan.rounds):
+        out["alone"].append(_log(loads.rest(loads.http, "get", "service-rest")()))
+        thread = threading.Thread(
+            target=lambda: out["load"].append(
+                http_load.run(loads.http, op, plan.level, plan.seconds + 1, op_file, _tag(), "service-rest")
+            )
+        )
+        thread.start()
+        time.sleep(0.5)
+        out["loaded"].append(_log(loads.rest(loads.http, "get", "service-rest")()))
+        thread.join()
+        _log(out["load"][-1])
+        if op == "create":
+            _quiesce(loads.dsn)
+    return out
 
-    def load() -> None:
-        results["load"] = http_load.run(http, op, c, plan.seconds + 1, op_file, _tag(), "service-rest")
 
-    thread = threading.Thread(target=load)
-    thread.start()
-    time.sleep(0.5)
-    loaded = _log(http_load.run(http, "get", c, plan.seconds, ids_file, _tag(), "service-rest"))
-    thread.join()
-    return {"alone": alone, "loaded": loaded, "load": _log(results["load"])}
-
-
-def _credentials(http: str, plan: Plan, workdir: Path, dsn: str, ids_file: Path) -> dict[str, Any]:
+def _credentials(loads: Loads, workdir: Path) -> dict[str, Any]:
     """Import through batchCreate and a raw COPY, batch by batch in turn; verifyPassword of the seeded users
-    (right passwords: no failure is counted, so no lockout) and in-process argon2id; GET beside verifications."""
+    (right passwords: no failure is counted, so no lockout) and in-process argon2id, in rounds; GET beside
+    verifications."""
+    plan, dsn = loads.plan, loads.dsn
     print(
         f"import: {plan.import_batches} x batchCreate of {plan.import_batch_size} bcrypt-hashed users,"
         " each followed by a raw COPY of the same rows",
         flush=True,
     )
     hashes = credentials_bench.bcrypt_hashes(plan.import_batch_size)
-    imported = asyncio.run(credentials_bench.import_rates(http, dsn, plan.import_batches, hashes))
+    imported = asyncio.run(credentials_bench.import_rates(loads.http, dsn, plan.import_batches, hashes))
     print(
-        f"  batchCreate {imported['users_per_s']:9.1f} users/s  COPY {imported['baseline_users_per_s']:9.1f} users/s",
+        f"  batchCreate {rounds.median(imported['users_per_s']):9.1f} users/s"
+        f"  COPY {rounds.median(imported['baseline_users_per_s']):9.1f} users/s",
         flush=True,
     )
     _quiesce(dsn)
     logins_file = workdir / "logins.txt"
     logins_file.write_text("".join(f"seed{i}\n" for i in range(plan.seed_users)))
-    c = plan.levels[len(plan.levels) // 2]
     workers = stack.service_setting("hash_workers")
     print(
-        f"verifyPassword (c={c}), between two halves of argon2id in-process on {workers} threads", flush=True
+        f"verifyPassword (c={plan.level}) and argon2id in-process on {workers} threads, {plan.rounds} rounds",
+        flush=True,
     )
-    # The baseline brackets the load in time: on a shared machine the other tenants' load drifts within seconds.
-    raw_rates = [credentials_bench.raw_verify_rate(plan.seconds / 2, workers)]
-    verify = _log(http_load.run(http, "verify", c, plan.seconds, logins_file, _tag(), "service-rest"))
-    time.sleep(1)  # verifications still queued in the service when wrk stops finish before the second half
-    raw_rates.append(credentials_bench.raw_verify_rate(plan.seconds / 2, workers))
-    print(f"  in-process argon2id {raw_rates[0]:.1f} / {raw_rates[1]:.1f} verifications/s", flush=True)
-    beside = _get_beside(http, plan, ids_file, "verify", logins_file)
-    failed = verify.errors + beside["load"].errors
+    raw_rates, verifies = [], []
+    for _ in range(plan.rounds):
+        raw_rates.append(credentials_bench.raw_verify_rate(plan.seconds, workers))
+        verifies.append(_log(loads.rest(loads.http, "verify", "service-rest", logins_file)()))
+        time.sleep(1)  # verifications still queued in the service when wrk stops finish first
+    print(
+        "  in-process argon2id " + " / ".join(f"{r:.1f}" for r in raw_rates) + " verifications/s", flush=True
+    )
+    beside = _get_beside(loads, "verify", logins_file)
+    failed = sum(r.errors for r in verifies + beside["load"])
     if failed:  # a wrong password would be counted and could lock accounts: the figures would be of refusals
         raise RuntimeError(f"{failed} verifications of the right password failed")
     return {
         "import": imported,
         "batches": plan.import_batches,
         "batch_size": plan.import_batch_size,
-        "verify": verify,
+        "verify": verifies,
         "raw_verify_rates": raw_rates,
         "workers": workers,
         "beside": beside,
     }
 
 
-def _get_with_watchers(http: str, plan: Plan, ids_file: Path, dsn: str) -> dict[str, Any]:
-    """GET load alone, then beside idle event watchers, then beside the same watchers while users are created
-    at a steady rate (each create's event goes to every watcher)."""
-    c = plan.levels[len(plan.levels) // 2]
-    print(f"GET p99 with {plan.watchers} event watchers (c={c})", flush=True)
-    alone = _log(http_load.run(http, "get", c, plan.seconds, ids_file, _tag(), "service-rest"))
-    with watchers_bench.Watchers(http, plan.watchers):
-        time.sleep(1)
-        idle = _log(http_load.run(http, "get", c, plan.seconds, ids_file, _tag(), "service-rest"))
-    with watchers_bench.Watchers(http, plan.watchers, plan.watcher_creates_per_second) as writing:
-        time.sleep(1)
-        loaded = _log(http_load.run(http, "get", c, plan.seconds, ids_file, _tag(), "service-rest"))
-        delivered, created = writing.events, writing.created
-    _quiesce(dsn)
-    # The same creates without watchers: how much of the difference the creates (argon2id) cost by themselves.
-    with watchers_bench.Watchers(http, 0, plan.watcher_creates_per_second):
-        time.sleep(1)
-        creates_only = _log(http_load.run(http, "get", c, plan.seconds, ids_file, _tag(), "service-rest"))
-    _quiesce(dsn)
-    return {
-        "alone": alone,
-        "idle": idle,
-        "writes": loaded,
-        "creates_only": creates_only,
-        "created": created,
-        "delivered": delivered,
+def _get_with_watchers(http: str, plan: Plan, ids_file: Path, dsn: str) -> dict[str, list[Run] | int]:
+    """Rounds of: GET load alone, then beside idle event watchers, then beside the same watchers while users
+    are created at a steady rate (each create's event goes to every watcher), then beside the creates alone."""
+    c = plan.level
+    print(f"GET p99 with {plan.watchers} event watchers (c={c}), {plan.rounds} rounds", flush=True)
+    out: dict[str, Any] = {
+        "alone": [],
+        "idle": [],
+        "writes": [],
+        "creates_only": [],
+        "created": 0,
+        "delivered": 0,
     }
+
+    def get() -> Run:
+        return _log(http_load.run(http, "get", c, plan.seconds, ids_file, _tag(), "service-rest"))
+
+    for _ in range(plan.rounds):
+        out["alone"].append(get())
+        with watchers_bench.Watchers(http, plan.watchers):
+            time.sleep(1)
+            out["idle"].append(get())
+        with watchers_bench.Watchers(http, plan.watchers, plan.watcher_creates_per_second) as writing:
+            time.sleep(1)
+            out["writes"].append(get())
+            out["delivered"] += writing.events
+            out["created"] += writing.created
+        _quiesce(dsn)
+        # The same creates without watchers: how much of the difference the creates (argon2id) cost by themselves.
+        with watchers_bench.Watchers(http, 0, plan.watcher_creates_per_second):
+            time.sleep(1)
+            out["creates_only"].append(get())
+        _quiesce(dsn)
+    return out
 
 
 def _watcher_figures(watched: dict[str, Any], plan: Plan) -> list[dict[str, Any]]:
@@ -321,179 +421,212 @@ def _watcher_figures(watched: dict[str, Any], plan: Plan) -> list[dict[str, Any]
             f" {plan.watcher_creates_per_second:g} users/s are created",
         ),
     ):
-        run = watched[key]
         fig: dict[str, Any] = {
-            "id": f"rest.{name}.c{run.concurrency}",
+            "id": f"rest.{name}.c{plan.level}",
             "group": "service",
             "what": what,
-            "tool": "wrk",
-            "rps": round(run.rps, 1),
-            "p50_ms": _round(run.p50_ms),
-            "p99_ms": _round(run.p99_ms),
-            "errors": run.errors,
             "baseline": "the same GET load with no event watchers",
-            "baseline_rps": round(alone.rps, 1),
-            "baseline_p50_ms": _round(alone.p50_ms),
-            "baseline_p99_ms": _round(alone.p99_ms),
-            "rps_ratio": ratio(run.rps, alone.rps),
-            "p50_ratio": ratio(run.p50_ms, alone.p50_ms),
-            "p99_ratio": ratio(run.p99_ms, alone.p99_ms),
             "goal": "p99_ratio <= 1.5",
         }
+        rounds.compare(fig, watched[key], alone)
         if key == "writes":
-            creates_only = watched["creates_only"]
+            only = rounds.compare({}, watched["creates_only"], alone, ("p99_ms",))
             fig.update(
                 users_created=watched["created"],
                 events_delivered=watched["delivered"],
-                creates_only_p99_ms=_round(creates_only.p99_ms),
-                creates_only_p99_ratio=ratio(creates_only.p99_ms, alone.p99_ms),
+                creates_only_p99_ms=only["p99_ms"],
+                creates_only_p99_ratio=only["p99_ratio"],
             )
         figures.append(fig)
     return figures
 
 
-def _round(v: float) -> float:
-    return round(v, 3)
-
-
-def _beside_figure(beside: dict[str, Any], op: str, doing: str) -> dict[str, Any]:
+def _beside_figure(
+    beside: dict[str, list[Run]], op: str, doing: str, goal: str | None = None
+) -> dict[str, Any]:
     """GET while an argon2 load runs (see _get_beside), against the same GET load alone."""
-    alone, loaded, load = beside["alone"], beside["loaded"], beside["load"]
-    return {
-        "id": f"rest.get_during_{op}.c{alone.concurrency}",
+    load = beside["load"]
+    fig: dict[str, Any] = {
+        "id": f"rest.get_during_{op}.c{load[0].concurrency}",
         "group": "service",
-        "what": f"REST get while {load.concurrency} clients {doing} (argon2id, production cost)",
-        "tool": "wrk",
-        "rps": round(loaded.rps, 1),
-        "p50_ms": _round(loaded.p50_ms),
-        "p99_ms": _round(loaded.p99_ms),
-        "errors": loaded.errors,
-        f"{op}_rps": round(load.rps, 1),
+        "what": f"REST get while {load[0].concurrency} clients {doing} (argon2id, production cost)",
         "baseline": f"the same GET load with no {op} load",
-        "baseline_rps": round(alone.rps, 1),
-        "baseline_p50_ms": _round(alone.p50_ms),
-        "baseline_p99_ms": _round(alone.p99_ms),
-        "rps_ratio": ratio(loaded.rps, alone.rps),
-        "p50_ratio": ratio(loaded.p50_ms, alone.p50_ms),
-        "p99_ratio": ratio(loaded.p99_ms, alone.p99_ms),
+        f"{op}_rps": round(rounds.median([r.rps for r in load]), 1),
     }
+    if goal:
+        fig["goal"] = goal
+    return rounds.compare(fig, beside["loaded"], beside["alone"])
 
 
 def _credential_figures(measured: dict[str, Any]) -> list[dict[str, Any]]:
-    imported, verify, workers = measured["import"], measured["verify"], measured["workers"]
-    raw_rates = measured["raw_verify_rates"]
-    raw_rps = sum(raw_rates) / len(raw_rates)
+    imported, verifies, workers = measured["import"], measured["verify"], measured["workers"]
+    batch = {
+        "id": "rest.batch_create",
+        "group": "service",
+        "what": (
+            f"REST batchCreate, {measured['batches']} calls of {measured['batch_size']} users with bcrypt"
+            f" hashes (cost {credentials_bench.BCRYPT_COST}), one call at a time (a round per call)"
+        ),
+        "tool": "aiohttp client",
+        "users": imported["users"],
+        "baseline": "raw asyncpg COPY (copy_records_to_table) of the same rows into a table LIKE users",
+        "goal": "users_per_s_ratio >= 0.5",
+    }
+    rounds.summarize(
+        batch,
+        {"users_per_s": imported["users_per_s"]},
+        {"users_per_s": imported["baseline_users_per_s"]},
+        ratio_keys={"users_per_s": "users_per_s_ratio"},
+    )
+    verify: dict[str, Any] = {
+        "id": f"rest.verify_password.c{verifies[0].concurrency}",
+        "group": "service",
+        "what": f"REST verifyPassword, {verifies[0].concurrency} concurrent, distinct seeded users, right password",
+        "tool": "wrk",
+        "errors": sum(r.errors for r in verifies),
+        "baseline": (
+            f"argon2-cffi PasswordHasher.verify at the service's costs in a ThreadPoolExecutor of {workers}"
+            " threads (PASSWORD_HASH_WORKERS), in the bench process, right before each round's load"
+        ),
+        "goal": "rps_ratio >= 0.9",
+    }
+    rounds.summarize(verify, {"rps": [r.rps for r in verifies]}, {"rps": measured["raw_verify_rates"]})
+    rounds.summarize(verify, {m: [getattr(r, m) for r in verifies] for m in ("p50_ms", "p99_ms")})
+    return [batch, verify, _beside_figure(measured["beside"], "verify", "verify passwords")]
+
+
+def _against_get(runs: dict[str, list[Run]], protocol: str, op: str, c: int) -> dict[str, Any]:
+    """A page of 50 (list or prefix search) against a get by id of the same protocol in the same rounds."""
+    what = "email-prefix search" if op == "search" else "list, country filter"
+    fig: dict[str, Any] = {
+        "id": f"{protocol}.{op}.c{c}",
+        "group": "service",
+        "what": f"{LABEL[protocol]} {what}, page of 50, {c} concurrent",
+        "baseline": f"{LABEL[protocol]} get by id, same rounds",
+        "goal": SEARCH_GOAL if op == "search" else LIST_GOAL,
+    }
+    return rounds.compare(fig, runs[f"{protocol}.{op}"], runs[f"{protocol}.get"])
+
+
+def _authenticated_figures(runs: dict[str, list[Run]], c: int) -> list[dict[str, Any]]:
+    """REST get with a ServiceAccount token (TokenReview and SubjectAccessReview verdicts cached: every request
+    of a run but the first is a cache hit) against the composed ceiling, the same get unauthenticated, and the
+    peer's own authenticated read."""
+    authenticated = runs["rest.get_authenticated"]
+    what = f"REST get by id with a ServiceAccount token (cache hit), {c} concurrent"
     return [
-        {
-            "id": "rest.batch_create",
-            "group": "service",
-            "what": (
-                f"REST batchCreate, {measured['batches']} calls of {measured['batch_size']} users with bcrypt"
-                f" hashes (cost {credentials_bench.BCRYPT_COST}), one call at a time"
-            ),
-            "tool": "aiohttp client",
-            "users": imported["users"],
-            "users_per_s": round(imported["users_per_s"], 1),
-            "baseline": "raw asyncpg COPY (copy_records_to_table) of the same rows into a table LIKE users",
-            "baseline_users_per_s": round(imported["baseline_users_per_s"], 1),
-            "users_per_s_ratio": ratio(imported["users_per_s"], imported["baseline_users_per_s"]),
-            "goal": "users_per_s_ratio >= 0.5",
-        },
-        {
-            "id": f"rest.verify_password.c{verify.concurrency}",
-            "group": "service",
-            "what": f"REST verifyPassword, {verify.concurrency} concurrent, distinct seeded users, right password",
-            "tool": "wrk",
-            "rps": round(verify.rps, 1),
-            "p50_ms": _round(verify.p50_ms),
-            "p99_ms": _round(verify.p99_ms),
-            "errors": verify.errors,
-            "baseline": (
-                f"argon2-cffi PasswordHasher.verify at the service's costs in a ThreadPoolExecutor of {workers}"
-                " threads (PASSWORD_HASH_WORKERS), in the bench process, half right before the load and half"
-                " right after"
-            ),
-            "baseline_rps": round(raw_rps, 1),
-            "baseline_rps_before_after": [round(rate, 1) for rate in raw_rates],
-            "rps_ratio": ratio(verify.rps, raw_rps),
-            "goal": "rps_ratio >= 0.9",
-        },
-        _beside_figure(measured["beside"], "verify", "verify passwords"),
+        rounds.compare(
+            {
+                "id": f"rest.get_authenticated.c{c}",
+                "group": "service",
+                "what": what,
+                "baseline": f"composed ceiling: a bare aiohttp handler running the store's get on a pool of {POOL_SIZE}",
+                "goal": "rps_ratio >= 0.8",
+            },
+            authenticated,
+            runs["ceiling.rest.get"],
+        ),
+        rounds.compare(
+            {
+                "id": f"rest.get_authenticated_vs_unauthenticated.c{c}",
+                "group": "service",
+                "what": what + ", against the same get unauthenticated",
+                "baseline": "the same service with AUTH_MODE=none, same rounds",
+                "goal": "rps_ratio >= 0.9",
+            },
+            authenticated,
+            runs["rest.get"],
+        ),
+        rounds.compare(
+            {
+                "id": f"rest.get_authenticated_vs_peer.c{c}",
+                "group": "service",
+                "what": what + ", against the peer's authenticated admin read",
+                "baseline": "the peer's GET /users/{id} (fastapi-users' users router) as a superuser with its JWT"
+                " strategy",
+                "goal": "rps_ratio >= 4",
+            },
+            authenticated,
+            runs["peer.admin_get"],
+        ),
     ]
 
 
-def _op_figures(runs: list[Run], plan: Plan, ops: tuple[str, ...]) -> list[dict[str, Any]]:
-    """One figure per protocol, operation and concurrency, against raw asyncpg running the same SQL (and, for
-    get, a bare framework handler when it was measured)."""
-    by = {(r.target, r.op, r.concurrency): r for r in runs}
-    figures: list[dict[str, Any]] = []
-    for protocol, target, framework in (
-        ("rest", "service-rest", "bare-aiohttp"),
-        ("grpc", "service-grpc", "bare-grpc"),
-    ):
-        for op in ops:
-            for c in plan.levels:
-                run, base = by[(target, op, c)], by[("asyncpg", op, c)]
-                fig: dict[str, Any] = {
-                    "id": f"{protocol}.{op}.c{c}",
-                    "group": "service",
-                    "what": f"{protocol.upper()} {op}, {c} concurrent",
-                    "tool": run.tool,
-                    "rps": round(run.rps, 1),
-                    "p50_ms": _round(run.p50_ms),
-                    "p99_ms": _round(run.p99_ms),
-                    "errors": run.errors,
-                    "baseline": f"the same SQL through raw asyncpg, pool {POOL_SIZE}, {c} workers",
-                    "baseline_rps": round(base.rps, 1),
-                    "baseline_p50_ms": _round(base.p50_ms),
-                    "baseline_p99_ms": _round(base.p99_ms),
-                    "rps_ratio": ratio(run.rps, base.rps),
-                    "p50_ratio": ratio(run.p50_ms, base.p50_ms),
-                    "p99_ratio": ratio(run.p99_ms, base.p99_ms),
-                }
-                bare = by.get((framework, "get", c))
-                if op == "get" and bare is not None:
-                    fig.update(
-                        framework_baseline=(
-                            "bare aiohttp handler returning a constant"
-                            if protocol == "rest"
-                            else "bare grpc.aio unary call returning a constant"
-                        ),
-                        framework_rps=round(bare.rps, 1),
-                        framework_p99_ms=_round(bare.p99_ms),
-                        framework_rps_ratio=ratio(run.rps, bare.rps),
-                    )
-                if op in ("list", "search"):
-                    get = by[(target, "get", c)]
-                    fig.update(get_p99_ms=_round(get.p99_ms), get_p99_ratio=ratio(run.p99_ms, get.p99_ms))
-                if op == "search":
-                    fig.update(what=f"{protocol.upper()} email-prefix search, page of 50, {c} concurrent")
-                    fig.update(goal=SEARCH_GOAL)
-                figures.append(fig)
-    return figures
+def _database(fig: dict[str, Any], runs: list[Run], base: list[Run]) -> dict[str, Any]:
+    """Add the raw-asyncpg comparison (the database limit) of the same rounds to `fig`."""
+    db = rounds.compare({}, runs, base, ("rps",))
+    fig.update(database_rps=db["baseline_rps"], database_rps_ratio=db["rps_ratio"])
+    fig["spread"]["database_rps_ratio"] = db["spread"]["rps_ratio"]
+    return fig
 
 
 def _figures(
-    runs: list[Run], under: dict[str, Any], watch: list[float], notify: list[float], plan: Plan
+    runs: dict[str, list[Run]],
+    under: dict[str, list[Run]],
+    watch: list[list[float]],
+    notify: list[list[float]],
+    plan: Plan,
 ) -> list[dict[str, Any]]:
-    figures = _op_figures(runs, plan, OPS)
-    figures.append(_beside_figure(under, "create", "create users"))
-    w50, w99 = percentile(watch, 50) * 1000, percentile(watch, 99) * 1000
-    n50, n99 = percentile(notify, 50) * 1000, percentile(notify, 99) * 1000
-    figures.append(
-        {
-            "id": "events.commit_to_watch",
+    c = plan.level
+    figures: list[dict[str, Any]] = []
+    for protocol, framework in (("rest", "aiohttp"), ("grpc", "grpc.aio")):
+        fig: dict[str, Any] = {
+            "id": f"{protocol}.get.c{c}",
             "group": "service",
-            "what": f"event latency, commit -> WatchUserEvents consumer (n={len(watch)})",
-            "tool": "grpc.aio client",
-            "n": len(watch),
-            "p50_ms": _round(w50),
-            "p99_ms": _round(w99),
-            "baseline": "commit -> raw asyncpg LISTEN on the outbox channel (PostgreSQL NOTIFY alone)",
-            "baseline_p50_ms": _round(n50),
-            "baseline_p99_ms": _round(n99),
-            "p50_ratio": ratio(w50, n50),
-            "p99_ratio": ratio(w99, n99),
+            "what": f"{LABEL[protocol]} get by id, {c} concurrent",
+            "baseline": f"composed ceiling: a bare {framework} handler running the store's get on a pool of"
+            f" {POOL_SIZE}",
         }
+        if protocol == "grpc":
+            fig["goal"] = "rps_ratio >= 0.8"
+        rounds.compare(fig, runs[f"{protocol}.get"], runs[f"ceiling.{protocol}.get"])
+        figures.append(_database(fig, runs[f"{protocol}.get"], runs["asyncpg.get"]))
+    figures.append(
+        rounds.compare(
+            {
+                "id": f"rest.get_vs_peer.c{c}",
+                "group": "service",
+                "what": f"REST get by id against the peer's, unauthenticated, {c} concurrent",
+                "baseline": "the peer: FastAPI + fastapi-users (SQLAlchemy, asyncpg) under uvicorn (uvloop,"
+                " httptools), one worker, same rows",
+                "goal": "rps_ratio >= 4",
+            },
+            runs["rest.get"],
+            runs["peer.get"],
+        )
+    )
+    figures += _authenticated_figures(runs, c)
+    for protocol in ("rest", "grpc"):
+        figures.append(_against_get(runs, protocol, "list", c))
+        figures[-1] = _database(figures[-1], runs[f"{protocol}.list"], runs["asyncpg.list"])
+        figures.append(_against_get(runs, protocol, "search", c))
+        for op in ("create", "patch"):
+            figures.append(
+                rounds.compare(
+                    {
+                        "id": f"{protocol}.{op}.c{c}",
+                        "group": "service",
+                        "what": f"{LABEL[protocol]} {op}, {c} concurrent",
+                        "baseline": f"the same SQL through raw asyncpg, pool {POOL_SIZE}, {c} workers",
+                    },
+                    runs[f"{protocol}.{op}"],
+                    runs[f"asyncpg.{op}"],
+                )
+            )
+    figures.append(_beside_figure(under, "create", "create users", "p99_ratio <= 2"))
+    ev: dict[str, Any] = {
+        "id": "events.commit_to_watch",
+        "group": "service",
+        "what": f"event latency, commit -> WatchUserEvents consumer ({plan.rounds} rounds of {plan.events})",
+        "tool": "grpc.aio client",
+        "n": sum(len(w) for w in watch),
+        "baseline": "commit -> raw asyncpg LISTEN on the outbox channel (PostgreSQL NOTIFY alone)",
+    }
+    figures.append(
+        rounds.summarize(
+            ev,
+            {f"p{p}_ms": [percentile(w, p) * 1000 for w in watch] for p in (50, 99)},
+            {f"p{p}_ms": [percentile(n, p) * 1000 for n in notify] for p in (50, 99)},
+        )
     )
     return figures

@@ -19,6 +19,7 @@ from pathlib import Path
 import asyncpg
 from argon2 import PasswordHasher, Type
 
+from bench import tools
 from tests.support.postgres import create_database, drop_database
 from userservice.config import SETTINGS
 
@@ -155,9 +156,9 @@ class Process:
                 self.proc.wait(10)
 
 
-def start_service(dsn: str, workdir: Path, **env: str) -> Process:
+def start_service(dsn: str, workdir: Path, launch: list[str] | None = None, **env: str) -> Process:
     """`userservice serve` as deployed: JSON logs (one access line per request), production argon2 costs,
-    the default pool (DB_POOL_MAX=10)."""
+    the default pool (DB_POOL_MAX=10). `launch`: other interpreter arguments that start it."""
     full_env = {
         **os.environ,
         "DATABASE_URL": dsn,
@@ -173,15 +174,43 @@ def start_service(dsn: str, workdir: Path, **env: str) -> Process:
         **env,
     }
     proc = Process(
-        [sys.executable, "-m", "userservice.cli", "serve"], full_env, workdir / "service.log", "serving"
+        [sys.executable, *(launch or ["-m", "userservice.cli", "serve"])],
+        full_env,
+        workdir / "service.log",
+        "serving",
     )
     proc.wait_ready()
     return proc
 
 
-def start_bare(kind: str, workdir: Path) -> Process:
+def start_ceiling(kind: str, dsn: str, pool_size: int, workdir: Path) -> Process:
+    """The composed ceiling of bench/bare.py: "http" (aiohttp) or "grpc" (grpc.aio)."""
     proc = Process(
-        [sys.executable, "-m", "bench.bare", kind], dict(os.environ), workdir / f"bare-{kind}.log", "serving"
+        [sys.executable, "-m", "bench.bare", kind, dsn, str(pool_size)],
+        dict(os.environ),
+        workdir / f"ceiling-{kind}.log",
+        "serving",
     )
     proc.wait_ready()
+    return proc
+
+
+PEER_ADMIN = ("admin@peer.example", "peer admin password 6")  # the peer's superuser (its own table only)
+
+
+def start_peer(dsn: str, pool_size: int, workdir: Path) -> Process:
+    """The peer (bench/peer/server.py) in its own virtualenv, its table seeded from the users table."""
+    proc = Process(
+        [
+            tools.peer_python(),
+            str(tools.ROOT / "bench" / "peer" / "server.py"),
+            dsn,
+            str(pool_size),
+            *PEER_ADMIN,
+        ],
+        {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")},
+        workdir / "peer.log",
+        "serving",
+    )
+    proc.wait_ready(180)
     return proc

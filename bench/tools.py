@@ -1,7 +1,8 @@
-"""The load tools: `wrk` (Debian package) for HTTP and `ghz` (`go install`, pinned) for gRPC.
+"""The load tools: `wrk` (Debian package) for HTTP and `ghz` (`go install`, pinned) for gRPC; and the peer's
+virtualenv (bench/peer/requirements.txt).
 
 Installed on first use so a fresh CI machine needs nothing by hand: `apt-get install wrk` when it is missing
-(as root), `go install` of ghz into .cache/tools/bin.
+(as root), `go install` of ghz into .cache/tools/bin, the peer's pins into .cache/bench-peer.
 """
 
 from __future__ import annotations
@@ -9,12 +10,15 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 TOOLS_BIN = ROOT / ".cache" / "tools" / "bin"
 GHZ_MODULE = "github.com/bojand/ghz/cmd/ghz"
 GHZ_VERSION = "v0.120.0"
+PEER_REQUIREMENTS = ROOT / "bench" / "peer" / "requirements.txt"
+PEER_VENV = ROOT / ".cache" / "bench-peer"
 
 
 def _versions() -> dict[str, str]:
@@ -76,3 +80,17 @@ def version(cmd: list[str]) -> str:
         return "?"
     text = (result.stdout or result.stderr).strip().splitlines()
     return text[0] if text else "?"
+
+
+def peer_python() -> str:
+    """The Python of the peer's own virtualenv, made (or remade, when the pins changed) on first use."""
+    python, stamp = PEER_VENV / "bin" / "python", PEER_VENV / "requirements.txt"
+    wanted = PEER_REQUIREMENTS.read_text()
+    if os.access(python, os.X_OK) and stamp.exists() and stamp.read_text() == wanted:
+        return str(python)
+    print("installing the peer's pins into .cache/bench-peer (pip)", flush=True)
+    subprocess.run([sys.executable, "-m", "venv", "--clear", str(PEER_VENV)], check=True, capture_output=True)
+    pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps"]
+    subprocess.run([*pip, "-r", str(PEER_REQUIREMENTS)], check=True, capture_output=True)
+    stamp.write_text(wanted)
+    return str(python)

@@ -1,4 +1,6 @@
--- wrk script for the userservice REST API: `wrk ... -s users.lua URL -- OP IDS_FILE RUN_TAG`
+-- wrk script for the userservice REST API: `wrk ... -s users.lua URL -- OP IDS_FILE RUN_TAG [TOKEN_FILE [GET_PATH]]`
+-- TOKEN_FILE: a bearer token sent with every request ("-": none); GET_PATH: where get finds a user by id
+-- (default /v1/users/; the peer's admin read is /users/).
 -- OP: get (by random seeded id), list (country filter, page of 50), create (unique users), patch (random id),
 -- search (email prefix, page of 50: the prefix is bench/stack.py's SEARCH_EMAIL_PREFIX),
 -- verify (verifyPassword of a random seeded user with the right password; IDS_FILE then holds logins).
@@ -14,6 +16,8 @@ function setup(thread)
 end
 
 local op, ids, tag, n = "get", {}, "t", 0
+local get_path = "/v1/users/"
+local auth = {}
 
 function init(args)
   op = args[1]
@@ -21,7 +25,20 @@ function init(args)
   for line in io.lines(args[2]) do
     ids[#ids + 1] = line
   end
+  if args[4] and args[4] ~= "-" then
+    local f = assert(io.open(args[4]))
+    auth = { Authorization = "Bearer " .. f:read("*l") }
+    f:close()
+  end
+  get_path = args[5] or get_path
   math.randomseed(os.time() * 1000 + tid)
+end
+
+local function with_auth(headers)
+  local out = {}
+  for k, v in pairs(auth) do out[k] = v end
+  for k, v in pairs(headers or {}) do out[k] = v end
+  return out
 end
 
 local json_headers = { ["Content-Type"] = "application/json" }
@@ -30,21 +47,21 @@ local patch_headers = { ["Content-Type"] = "application/merge-patch+json" }
 function request()
   n = n + 1
   if op == "get" then
-    return wrk.format("GET", "/v1/users/" .. ids[math.random(#ids)])
+    return wrk.format("GET", get_path .. ids[math.random(#ids)], auth)
   elseif op == "list" then
-    return wrk.format("GET", "/v1/users?country=GB&page_size=50")
+    return wrk.format("GET", "/v1/users?country=GB&page_size=50", auth)
   elseif op == "create" then
     local nick = "w" .. tag .. "t" .. tid .. "n" .. n
     local body = '{"first_name":"Ada","last_name":"Lovelace","nickname":"' .. nick ..
       '","email":"' .. nick .. '@example.com","country":"GB","password":"correct horse battery staple"}'
-    return wrk.format("POST", "/v1/users", json_headers, body)
+    return wrk.format("POST", "/v1/users", with_auth(json_headers), body)
   elseif op == "search" then
-    return wrk.format("GET", "/v1/users?email_prefix=seed12&page_size=50")
+    return wrk.format("GET", "/v1/users?email_prefix=seed12&page_size=50", auth)
   elseif op == "patch" then
-    return wrk.format("PATCH", "/v1/users/" .. ids[math.random(#ids)], patch_headers,
+    return wrk.format("PATCH", "/v1/users/" .. ids[math.random(#ids)], with_auth(patch_headers),
       '{"first_name":"P' .. tid .. "x" .. n .. '"}')
   elseif op == "verify" then
-    return wrk.format("POST", "/v1/users:verifyPassword", json_headers,
+    return wrk.format("POST", "/v1/users:verifyPassword", with_auth(json_headers),
       '{"login":"' .. ids[math.random(#ids)] .. '","password":"correct horse battery staple"}')
   end
 end

@@ -57,13 +57,15 @@ class ApplyResult:
 async def apply(
     kube: Kube, desired: Manifest, live: Manifest | None = None, *, fetched: bool = False
 ) -> ApplyResult:
-    """Make the live object match `desired` with one SSA request, or none when already up to date."""
+    """Make the live object match `desired` with one SSA request, or none when already up to date. `fetched`:
+    `live` is already known (None: absent, or not looked up because the apply is wanted anyway)."""
     meta = desired["metadata"]
     if not fetched:
         live = await kube.get(desired["kind"], meta.get("namespace"), meta["name"])
     if live is not None and up_to_date(desired, live):
         return ApplyResult(live, "unchanged")
-    result = await kube.server_side_apply(desired)
+    result, created = await kube.server_side_apply(desired)
+    action = "created" if created else "configured"
     if kube.metrics is not None:
-        kube.metrics.child_writes.labels(desired["kind"], "created" if live is None else "configured").inc()
-    return ApplyResult(result, "created" if live is None else "configured")
+        kube.metrics.child_writes.labels(desired["kind"], action).inc()
+    return ApplyResult(result, action)

@@ -112,9 +112,15 @@ def setup_logging(level: str) -> None:
     logging.getLogger("kopf.objects").setLevel(max(logging.WARNING, root.level))
 
 
-def load_client(kubeconfig: str | None) -> tuple[k8s_client.ApiClient, kopf.ConnectionInfo | None]:
-    """An ApiClient, and the same credentials for kopf (None: in-cluster service account)."""
+def load_client(
+    kubeconfig: str | None, connections: int
+) -> tuple[k8s_client.ApiClient, kopf.ConnectionInfo | None]:
+    """An ApiClient keeping up to `connections` connections open, and the same credentials for kopf (None:
+    in-cluster service account)."""
     cfg = k8s_client.Configuration()
+    # One per API thread: urllib3's default (5 per core) made the threads past it open a new TLS connection
+    # for each request and throw it away after.
+    cfg.connection_pool_maxsize = connections
     if kubeconfig:
         k8s_config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)  # type: ignore[no-untyped-call]
         keys = cfg.api_key or {}
@@ -159,7 +165,7 @@ async def serve_http(
 
 async def run(args: argparse.Namespace) -> int:
     metrics = OperatorMetrics()
-    api_client, connection = load_client(args.kubeconfig)
+    api_client, connection = load_client(args.kubeconfig, args.api_threads)
     kube = Kube(api_client, metrics)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -71,13 +71,17 @@ def register(
             child.group, child.version, child.plural, registry=registry, id=f"child-{child.plural}"
         )
         async def child_event(event: Any, memo: Any, _child: Child = child, **_: Any) -> None:
-            owner = child_owner(event.get("object") or {})
+            obj = event.get("object") or {}
+            owner = child_owner(obj)
             if owner is None:
                 return
             ctl = _controller(memo)
             if not _child.namespaced and owner not in ctl.workers:
                 await ctl.collect(*owner)  # no UserService seen for it (yet): gone, or not listed yet
-            ctl.kick(*owner)
+            meta = obj.get("metadata") or {}
+            version = None if event.get("type") == "DELETED" else meta.get("resourceVersion")
+            seen = (str(obj.get("kind")), str(meta.get("name")), str(version)) if version else None
+            ctl.kick(*owner, seen)
 
     logging.getLogger(__name__).debug("handlers registered")
     return registry

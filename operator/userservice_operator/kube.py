@@ -65,7 +65,10 @@ class Kube:
         self.api = api_client
         self.metrics = metrics
 
-    def _call(
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self._send(method, path, **kwargs)[1]
+
+    def _send(
         self,
         method: str,
         path: str,
@@ -73,7 +76,8 @@ class Kube:
         body: Any = None,
         query: list[tuple[str, str]] | None = None,
         content_type: str = "application/json",
-    ) -> Any:
+    ) -> tuple[int, Any]:
+        """(HTTP status, decoded body) of one request."""
         try:
             method, url, headers, body, post = self.api.param_serialize(
                 method,
@@ -88,7 +92,7 @@ class Kube:
             text = data.decode("utf-8") if data else ""
             if not 200 <= response.status <= 299:
                 raise ApiException.from_response(http_resp=response, body=text, data=None)
-            return json.loads(text) if text else {}
+            return response.status, json.loads(text) if text else {}
         except ApiException as exc:
             if self.metrics is not None and exc.status != 404:
                 self.metrics.api_errors.labels(method, str(exc.status)).inc()
@@ -135,17 +139,19 @@ class Kube:
     async def replace(self, kind: str, namespace: str | None, name: str, body: Manifest) -> Manifest:
         return dict(await self.request("PUT", KINDS[kind].path(namespace, name), body=body))
 
-    async def server_side_apply(self, manifest: Manifest) -> Manifest:
+    async def server_side_apply(self, manifest: Manifest) -> tuple[Manifest, bool]:
+        """The object as applied, and whether the apply created it (201)."""
         kind = KINDS[manifest["kind"]]
         meta = manifest["metadata"]
-        result = await self.request(
+        status, result = await asyncio.to_thread(
+            self._send,
             "PATCH",
             kind.path(meta.get("namespace"), meta["name"]),
             body=json.dumps(manifest),
             query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
             content_type="application/apply-patch+yaml",
         )
-        return dict(result)
+        return dict(result), status == 201
 
     async def patch_status(self, kind: str, namespace: str, name: str, status: dict[str, Any]) -> Manifest:
         result = await self.request(

@@ -1,4 +1,5 @@
-"""One reconcile pass of one UserService: apply(children(spec)) in the table's order, then the status.
+"""One reconcile pass of one UserService: apply(children(spec)) phase by phase in the table's order (the children
+of one phase at once), then the status.
 
 The pass receives its context as a value and returns what it observed (`Outcome`); it never writes into the
 runtime (runtime.py), which decides what to keep and when to run the next pass.
@@ -6,12 +7,14 @@ runtime (runtime.py), which decides what to keep and when to run the next pass.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
+from userservice_operator import budget
 from userservice_operator import status as status_mod
 from userservice_operator.apply import apply
 from userservice_operator.children import CHILDREN, OPTIONAL_CRDS, Child, Phase, migration
@@ -20,6 +23,7 @@ from userservice_operator.children.common import (
     MIGRATION_HASH_LABEL,
     OWNER_NAMESPACE_LABEL,
     BuildContext,
+    database_secret,
 )
 from userservice_operator.children.migration import JobPhase, MigrationState
 from userservice_operator.children.promql import RUNBOOKS
@@ -49,6 +53,9 @@ class Outcome:
     status: dict[str, Any] | None = None  # the status as written (None: unchanged)
     resource_version: str | None = None
     retry: str = ""  # non-empty: waiting for something outside the operator (the Secret); retry with backoff
+    # (kind, name) -> resourceVersion of each object the pass wrote or read (children, and the UserService
+    # when the pass wrote its status): their watch events then need no pass
+    versions: dict[tuple[str, str], str] = field(default_factory=dict)
 
 
 async def optional_apis_present(kube: Kube) -> bool:
@@ -79,20 +86,37 @@ class _Pass:
     ctx: Context
     body: Manifest
     us: UserService
+    news: list[tuple[str, str, str]] = field(default_factory=list)  # Events to post when the pass ends
+    live: dict[tuple[str, str], str] = field(default_factory=dict)  # (kind, name) -> resourceVersion seen
+
+    def event(self, event_type: str, reason: str, message: str) -> None:
+        """Note an Event; the pass posts its Events together at its end, off the path to the children."""
+        self.news.append((event_type, reason, message))
+
+    async def post_events(self) -> None:
+        recorder = self.ctx.recorder
+        await asyncio.gather(*(recorder.event(self.body, *news) for news in self.news))
+        self.news.clear()
+
+    def saw(self, obj: Manifest | None) -> Manifest | None:
+        """Remember the resourceVersion of a child as this pass left it (its watch event then needs no pass)."""
+        if obj is not None and obj.get("metadata", {}).get("resourceVersion"):
+            self.live[(obj["kind"], obj["metadata"]["name"])] = obj["metadata"]["resourceVersion"]
+        return obj
 
     async def ensure(self, child: Child, desired: Manifest | None) -> Manifest | None:
         """Apply `desired`, or delete our object of that kind when `desired` is None."""
-        kube, recorder, us, kind = self.ctx.kube, self.ctx.recorder, self.us, child.kind
+        kube, us, kind = self.ctx.kube, self.us, child.kind
         name = desired["metadata"]["name"] if desired is not None else us.name
         if desired is None:
             live = await kube.get(kind, us.namespace, name)
             if _owned(us, live) and await kube.delete(kind, us.namespace, name):
-                await recorder.event(
-                    self.body, "Normal", "Deleted", f"deleted {kind} {name} (no longer wanted by spec)"
-                )
+                self.event("Normal", "Deleted", f"deleted {kind} {name} (no longer wanted by spec)")
             return None
         try:
-            result = await apply(kube, desired)
+            # A UserService without a status has never been through a pass: its children cannot be up to date,
+            # so no GET first (one round trip less on the way to its children; the apply tells created apart).
+            result = await apply(kube, desired, fetched=not self.body.get("status"))
         except ApiException as exc:
             # 422: the live object cannot be brought back by apply (an immutable field changed, or list
             # entries someone else took over collide with ours). Ours to manage: replace it.
@@ -103,17 +127,23 @@ class _Pass:
                 "%s %s/%s cannot be patched (%s); re-creating it", kind, us.namespace, name, exc.reason
             )
             await kube.delete(kind, us.namespace, name)
-            await recorder.event(
-                self.body, "Warning", "Recreated", f"re-created {kind} {name}: {str(exc.body)[:300]}"
-            )
+            self.event("Warning", "Recreated", f"re-created {kind} {name}: {str(exc.body)[:300]}")
             result = await apply(kube, desired, None, fetched=True)
         if result.action == "created":
-            await recorder.event(self.body, "Normal", "Created", f"created {kind} {name}")
+            self.event("Normal", "Created", f"created {kind} {name}")
         elif result.action == "configured":
-            await recorder.event(
-                self.body, "Normal", "Applied", f"applied {kind} {name} (spec change or drift)"
-            )
-        return result.live
+            self.event("Normal", "Applied", f"applied {kind} {name} (spec change or drift)")
+        return self.saw(result.live)
+
+    async def ensure_support(self, child: Child) -> ApiException | None:
+        """Apply a support child; the 404 of an optional kind whose CRD went away is returned, not raised."""
+        try:
+            await self.ensure(child, child.build(self.us, BuildContext(None, self.ctx.runbooks)))
+        except ApiException as exc:
+            if exc.status != 404 or not child.optional_api:
+                raise
+            return exc
+        return None
 
     async def migrate(self, child: Child) -> MigrationState:
         """Make sure the migration Job for the current image exists; report its phase."""
@@ -126,9 +156,8 @@ class _Pass:
         if live is None and done == migration.migration_hash(us):
             return MigrationState(JobPhase.SUCCEEDED, name, f"Job {name} completed")
         if live is None:
-            live = (await apply(kube, job, None, fetched=True)).live
-            await self.ctx.recorder.event(
-                self.body,
+            live = self.saw((await apply(kube, job, None, fetched=True)).live)
+            self.event(
                 "Normal",
                 "MigrationStarted",
                 f"started Job {name} to migrate the schema for {us.spec.image}",
@@ -151,15 +180,18 @@ class _Pass:
                 await self.ctx.kube.delete(child.kind, us.namespace, jname)
 
     async def check_secret(self) -> Problem | None:
-        ref = self.us.spec.database.secret_ref
-        secret = await self.ctx.kube.get("Secret", self.us.namespace, ref.name)
+        """What keeps the pods from starting: the database Secret or its key missing, or a connection budget
+        too small for the pods (see budget.py)."""
+        if too_small := budget.problem(self.us.spec):
+            return Problem("ConnectionBudgetTooSmall", too_small)
+        name, key = database_secret(self.us)
+        cnpg = self.us.spec.database.cloud_native_pg
+        field = "spec.database.cloudNativePG" if cnpg is not None else "spec.database.secretRef"
+        secret = await self.ctx.kube.get("Secret", self.us.namespace, name)
         if secret is None:
-            return Problem("SecretNotFound", f"Secret {ref.name!r} (spec.database.secretRef) does not exist")
-        if ref.key not in (secret.get("data") or {}) and ref.key not in (secret.get("stringData") or {}):
-            return Problem(
-                "SecretKeyNotFound",
-                f"Secret {ref.name!r} has no key {ref.key!r} (spec.database.secretRef.key)",
-            )
+            return Problem("SecretNotFound", f"Secret {name!r} ({field}) does not exist")
+        if key not in (secret.get("data") or {}) and key not in (secret.get("stringData") or {}):
+            return Problem("SecretKeyNotFound", f"Secret {name!r} has no key {key!r} ({field})")
         return None
 
     async def write_status(self, obs: Observation) -> tuple[dict[str, Any] | None, str | None]:
@@ -170,7 +202,7 @@ class _Pass:
             return None, None
         before = {c["type"]: c for c in old_status.get("conditions") or []}
         for event_type, reason, message in condition_events(before, new_status["conditions"]):
-            await self.ctx.recorder.event(self.body, event_type, reason, message)
+            self.event(event_type, reason, message)
         try:
             updated = await self.ctx.kube.patch_status(KIND, self.us.namespace, self.us.name, new_status)
         except ApiException as exc:
@@ -181,29 +213,35 @@ class _Pass:
 
 
 async def reconcile(ctx: Context, body: Manifest) -> Outcome:
-    """One pass: apply every wanted child (in the table's order), delete unwanted ones, write the status."""
-    us = UserService.from_manifest(body)
-    step = _Pass(ctx, body, us)
+    """One pass: apply every wanted child (phase by phase, each phase's children at once), delete unwanted
+    ones, write the status."""
+    step = _Pass(ctx, body, UserService.from_manifest(body))
+    try:
+        return await _reconcile(step)
+    finally:
+        await step.post_events()
+
+
+async def _reconcile(step: _Pass) -> Outcome:
+    ctx, body, us = step.ctx, step.body, step.us
     old_status = body.get("status") or {}
     optional_apis = ctx.optional_apis
     if optional_apis is None:
         optional_apis = await optional_apis_present(ctx.kube)
 
-    for child in CHILDREN:
-        if child.phase is not Phase.SUPPORT or (child.optional_api and not optional_apis):
-            continue
-        try:
-            await step.ensure(child, child.build(us, BuildContext(None, ctx.runbooks)))
-        except ApiException as exc:
-            if exc.status != 404 or not child.optional_api:
-                raise
-            optional_apis = await optional_apis_present(ctx.kube)  # the CRDs went away
-            if optional_apis:
-                raise
+    # The support children are independent of one another: applied at once, beside the two reads the later
+    # phases need (one round trip of latency instead of one per child).
+    support = [c for c in CHILDREN if c.phase is Phase.SUPPORT and (optional_apis or not c.optional_api)]
+    (secret_problem, live_dep), gone = await asyncio.gather(
+        asyncio.gather(step.check_secret(), ctx.kube.get("Deployment", us.namespace, us.name)),
+        asyncio.gather(*(step.ensure_support(child) for child in support)),
+    )
+    if any(gone):
+        optional_apis = await optional_apis_present(ctx.kube)  # the CRDs went away
+        if optional_apis:
+            raise next(exc for exc in gone if exc is not None)
 
-    secret_problem = await step.check_secret()
     apply_problem: Problem | None = None
-    live_dep = await ctx.kube.get("Deployment", us.namespace, us.name)
     mig = MigrationState(JobPhase.DISABLED)
     held = False
     completed = dict(old_status.get("migration") or {})
@@ -216,19 +254,20 @@ async def reconcile(ctx: Context, body: Manifest) -> Outcome:
             if mig.phase is JobPhase.SUCCEEDED:
                 completed = {"completedHash": migration.migration_hash(us), "completedImage": us.spec.image}
             elif mig.phase is JobPhase.FAILED and old_status.get("migration", {}).get("job") != mig.job:
-                await ctx.recorder.event(body, "Warning", "MigrationFailed", f"{mig.message}; rollout held")
+                step.event("Warning", "MigrationFailed", f"{mig.message}; rollout held")
         live_image, live_replicas = None, None
         if live_dep is not None:
             live_image = live_dep["spec"]["template"]["spec"]["containers"][0].get("image")
             live_replicas = live_dep["spec"].get("replicas")
         plan = migration.plan_rollout(us, mig, live_image, live_replicas)
         held = plan.held
+        workload = [c for c in CHILDREN if c.phase is Phase.WORKLOAD]
         try:
-            for child in CHILDREN:
-                if child.phase is Phase.WORKLOAD:
-                    live = await step.ensure(child, child.build(us, BuildContext(plan, ctx.runbooks)))
-                    if child.kind == "Deployment":
-                        live_dep = live
+            # The workload children (the Deployment and its HPA) only refer to each other by name: at once.
+            lives = await asyncio.gather(
+                *(step.ensure(c, c.build(us, BuildContext(plan, ctx.runbooks))) for c in workload)
+            )
+            live_dep = dict(zip((c.kind for c in workload), lives, strict=True)).get("Deployment", live_dep)
         except ApiException as exc:
             if exc.status not in (409, 422):
                 raise
@@ -256,6 +295,7 @@ async def reconcile(ctx: Context, body: Manifest) -> Outcome:
         status=written,
         resource_version=resource_version,
         retry=secret_problem.message if secret_problem else "",
+        versions={**step.live, **({(KIND, us.name): resource_version} if resource_version else {})},
     )
 
 

@@ -83,7 +83,7 @@ class Controller:
             worker.start()
         else:
             worker.body = body
-            worker.kick()
+            worker.kick((KIND, key[1], str(body["metadata"].get("resourceVersion"))))
         if self._crd_task is None:
             self._crd_task = asyncio.create_task(self._watch_crds(), name="optional-crds")
 
@@ -119,10 +119,12 @@ class Controller:
                         name,
                     )
 
-    def kick(self, namespace: str, name: str) -> None:
+    def kick(self, namespace: str, name: str, seen: tuple[str, str, str] | None = None) -> None:
+        """Wake the worker of a UserService; `seen` is the (kind, name, resourceVersion) of the owned child
+        whose watch event woke it."""
         worker = self.workers.get((namespace, name))
         if worker is not None:
-            worker.kick()
+            worker.kick(seen)
 
     def kick_all(self) -> None:
         for worker in list(self.workers.values()):
@@ -170,13 +172,24 @@ class Worker:
         self.wake = asyncio.Event()
         self.failures = 0
         self.last_error = ""
+        # The objects' versions as the last pass wrote or read them, and the versions that woke the worker
+        # during the pass that runs now (None: a wake-up that is not a watch event).
+        self.versions: dict[tuple[str, str], str] = {}
+        self.woken_by: list[tuple[str, str, str] | None] = []
 
     def start(self) -> None:
         namespace, name = _key(self.body)
         self.task = asyncio.create_task(self._run(), name=f"reconcile/{namespace}/{name}")
 
-    def kick(self) -> None:
+    def kick(self, seen: tuple[str, str, str] | None = None) -> None:
+        """Run a pass soon; not for the watch event of a version the last pass wrote itself (its echo)."""
+        if seen is not None and self._echo(seen):
+            return
+        self.woken_by.append(seen)
         self.wake.set()
+
+    def _echo(self, seen: tuple[str, str, str] | None) -> bool:
+        return seen is not None and self.versions.get(seen[:2]) == seen[2]
 
     def stop(self) -> None:
         if self.task is not None:
@@ -242,10 +255,14 @@ class Worker:
         metrics = self.controller.metrics
         while True:
             self.wake.clear()
+            self.woken_by.clear()
             started = time.monotonic()
             try:
                 outcome = await reconcile(self.controller.context(), self.body)
                 self.controller.note_optional_apis(outcome.optional_apis)
+                self.versions = outcome.versions
+                if self.woken_by and all(self._echo(seen) for seen in self.woken_by):
+                    self.wake.clear()  # every wake-up during the pass was the echo of its own writes
                 if outcome.status is not None:
                     # Keep our copy current so the next pass (before the watch event arrives) compares with
                     # what we wrote.

@@ -28,8 +28,19 @@ class SecretRef:
 
 
 @dataclass(frozen=True)
+class CloudNativePGRef:
+    """A CloudNativePG Cluster in the same namespace: its `<cluster>-app` Secret and `<cluster>-ro` Service."""
+
+    cluster_name: str
+
+
+@dataclass(frozen=True)
 class DatabaseSpec:
-    secret_ref: SecretRef
+    """Exactly one of secret_ref and cloud_native_pg (the CRD's CEL rule)."""
+
+    secret_ref: SecretRef | None = None
+    cloud_native_pg: CloudNativePGRef | None = field(default=None, metadata={"json": "cloudNativePG"})
+    max_connections: int | None = None
 
 
 @dataclass(frozen=True)

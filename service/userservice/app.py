@@ -20,11 +20,12 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from userservice.access.gate import access_for
+from userservice.api import consistency
 from userservice.api import grpc as grpc_api
 from userservice.api import http as http_api
 from userservice.api.connections import ConnectionLimits, GuardedRunner
 from userservice.batch import BatchCore
-from userservice.config import Config
+from userservice.config import Config, read_urls
 from userservice.credentials.breach import BreachCheck
 from userservice.credentials.core import Credentials, Throttling
 from userservice.domain.throttle import LockoutPolicy
@@ -35,6 +36,7 @@ from userservice.metrics import Metrics
 from userservice.passwords import Passwords
 from userservice.store.db import FairPool, create_pool
 from userservice.store.migrator import migrate
+from userservice.store.replicas import CONNECT_TIMEOUT_SECONDS, ReadRouter, Replica
 from userservice.tls import RotatingCertificate
 from userservice.users import UserCore
 from userservice.v1 import user_service_pb2_grpc as pb_grpc
@@ -107,7 +109,25 @@ async def serve(
     # One first-come, first-served gate for every use case: separate gates in front of one pool would each be
     # fair only among their own callers.
     db = FairPool(pool)
-    core = UserCore(db, passwords, metrics, config.idempotency_ttl, config.delete_retention, breach=breach)
+    replicas = [
+        Replica(
+            index,
+            await create_pool(
+                url, config.db_read_pool_max, config.db_command_timeout, CONNECT_TIMEOUT_SECONDS
+            ),
+        )
+        for index, url in enumerate(read_urls(config.database_read_url))
+    ]
+    reads = ReadRouter(
+        db,
+        replicas,
+        metrics,
+        token_wait=config.read_token_wait,
+        untokened_to_replica=config.reads_without_token == "replica",  # noqa: S105 # a mode, not a secret
+    )
+    core = UserCore(
+        db, passwords, metrics, config.idempotency_ttl, config.delete_retention, breach=breach, reads=reads
+    )
     credentials = Credentials(
         db,
         passwords,
@@ -161,7 +181,13 @@ async def serve(
     ).start()
 
     # The access check first: an unauthenticated caller learns nothing, not even whether its request decodes.
-    server = grpc.aio.server(interceptors=[grpc_api.AccessGuard(access, metrics), grpc_api.RequestGuard()])
+    server = grpc.aio.server(
+        interceptors=[
+            grpc_api.AccessGuard(access, metrics),
+            grpc_api.RequestGuard(),
+            consistency.GrpcTokens(grpc_api.SERVICE_NAME),
+        ]
+    )
     pb_grpc.add_UserServiceServicer_to_server(  # type: ignore[no-untyped-call] # generated code is untyped
         grpc_api.UserServiceServicer(core, credentials, batch, feed, metrics, config.event_source),
         server,
@@ -190,6 +216,12 @@ async def serve(
             name="maintenance",
         ),
     ]
+    if replicas:
+        background.append(
+            asyncio.create_task(
+                reads.watch(pool, config.replica_probe_interval, config.replica_max_lag), name="replicas"
+            )
+        )
     bound = Bound(runner.addresses[0][1], grpc_port, management.addresses[0][1])
     log.info(
         "serving",
@@ -221,7 +253,9 @@ async def serve(
         task.cancel()
     await asyncio.gather(*background, return_exceptions=True)
     await feed.close()
-    await asyncio.wait_for(pool.close(), timeout=config.shutdown_grace)
+    await asyncio.gather(
+        asyncio.wait_for(pool.close(), timeout=config.shutdown_grace), reads.close(config.shutdown_grace)
+    )
     passwords.close()
     await breach.close()
     await access.close()

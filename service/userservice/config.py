@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -176,7 +177,42 @@ SETTINGS: dict[str, Setting] = {
         "86400",
         "A failure count whose last failure is older than this starts again from zero.",
     ),
+    "database_read_url": Setting(
+        "DATABASE_READ_URL",
+        "",
+        "PostgreSQL DSNs of streaming replicas (hot standbys), separated by commas; get, list and search may read"
+        " from them (see READS_WITHOUT_TOKEN). Empty: every read goes to DATABASE_URL.",
+    ),
+    "db_read_pool_max": Setting("DB_READ_POOL_MAX", "10", "Most connections the pool of each replica opens."),
+    "reads_without_token": Setting(
+        "READS_WITHOUT_TOKEN",
+        "primary",
+        "Where a read without a consistency token goes: primary (read-your-writes for every client, as without"
+        " replicas) or replica (any replica in rotation, up to REPLICA_MAX_LAG_SECONDS behind).",
+    ),
+    "read_token_wait": Setting(
+        "READ_TOKEN_WAIT_SECONDS",
+        "0.2",
+        "Longest a read with a consistency token waits for a replica to replay past it before the primary serves"
+        " it instead.",
+    ),
+    "replica_max_lag": Setting(
+        "REPLICA_MAX_LAG_SECONDS",
+        "5",
+        "A replica further behind the primary than this (or unreachable) leaves the rotation until it catches up.",
+    ),
+    "replica_probe_interval": Setting(
+        "REPLICA_PROBE_SECONDS", "1", "How often each replica's replay position and lag are measured."
+    ),
 }
+
+# A comma before a scheme starts the next DSN (a comma inside a DSN separates the hosts of a multi-host one).
+_READ_URL_SEPARATOR = re.compile(r"\s*,\s*(?=postgres(?:ql)?://)")
+
+
+def read_urls(text: str) -> list[str]:
+    """The replica DSNs of DATABASE_READ_URL."""
+    return [url for url in _READ_URL_SEPARATOR.split(text.strip()) if url]
 
 
 def _flag(text: str) -> bool:
@@ -188,18 +224,18 @@ def _flag(text: str) -> bool:
     raise ValueError("expected true or false")
 
 
-def check_database_url(url: str) -> str | None:
+def check_database_url(url: str, name: str = "DATABASE_URL") -> str | None:
     """Why asyncpg could not use this DSN, or None. Checked at start-up: asyncpg itself reads the DSN only on
     the first connection, so a typo would otherwise surface as a 500 on every request. Never echoes the URL,
     which may hold a password."""
     parts = urlsplit(url)
     if parts.scheme not in {"postgres", "postgresql"}:
-        return "DATABASE_URL must be a postgresql:// URL"
+        return f"{name} must be a postgresql:// URL"
     for host in parts.netloc.rpartition("@")[2].split(","):  # asyncpg takes host:port,host:port,...
         port = host.rpartition("]")[2] if host.startswith("[") else host
         _, colon, digits = port.rpartition(":")
         if colon and digits and not (digits.isascii() and digits.isdigit() and 0 < int(digits) < 65536):
-            return f"DATABASE_URL has port {digits[:20]!r}: a port is a number from 1 to 65535"
+            return f"{name} has port {digits[:20]!r}: a port is a number from 1 to 65535"
     return None
 
 
@@ -252,6 +288,12 @@ class Config:
     lockout_base: float
     lockout_max: float
     failure_window: float
+    database_read_url: str
+    db_read_pool_max: int
+    reads_without_token: str
+    read_token_wait: float
+    replica_max_lag: float
+    replica_probe_interval: float
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Config:
@@ -272,6 +314,13 @@ class Config:
             errors.append("DATABASE_URL is not set (or run `make run` for a throwaway embedded PostgreSQL)")
         elif problem := check_database_url(values["database_url"]):
             errors.append(problem)
+        errors.extend(
+            problem
+            for url in read_urls(values["database_read_url"])
+            if (problem := check_database_url(url, "DATABASE_READ_URL"))
+        )
+        if values["reads_without_token"] not in {"primary", "replica"}:
+            errors.append("READS_WITHOUT_TOKEN must be primary or replica")
         if values["log_format"] not in {"json", "text"}:
             errors.append("LOG_FORMAT must be json or text")
         if bool(values["tls_cert_file"]) != bool(values["tls_key_file"]):

@@ -132,6 +132,58 @@ class Metrics:
             registry=r,
         )
         self.ready = Gauge("userservice_ready", "1 while the instance reports ready.", registry=r)
+        self.db_reads = Counter(
+            "userservice_db_reads",
+            "Reads (get, list, search) by the pool that served them (primary, or a replica's index in"
+            " DATABASE_READ_URL) and why: replica; on the primary no_token (READS_WITHOUT_TOKEN=primary),"
+            " no_replica (none in rotation), token_wait_expired, replica_unavailable.",
+            ["pool", "reason"],
+            registry=r,
+        )
+        self.replica_in_rotation = Gauge(
+            "userservice_replica_in_rotation",
+            "1 while the replica (index in DATABASE_READ_URL) serves reads.",
+            ["replica"],
+            registry=r,
+        )
+        self.replica_lag_seconds = Gauge(
+            "userservice_replica_lag_seconds",
+            "How long ago the primary first wrote past the replica's replay position (0 when caught up).",
+            ["replica"],
+            registry=r,
+        )
+        self.replica_lag_bytes = Gauge(
+            "userservice_replica_lag_bytes",
+            "WAL the replica has yet to replay, from the primary's last sampled position.",
+            ["replica"],
+            registry=r,
+        )
+        # Label children bound once per label set: .labels() validates and locks on every call.
+        self._http_bound: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+        self._grpc_bound: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
+
+    def http_request_done(self, method: str, route: str, code: int, seconds: float) -> None:
+        """Count and time one HTTP request (`route` is a route template, so the label sets stay bounded)."""
+        method = method_label(method)
+        bound = self._http_bound.get((method, route, code))
+        if bound is None:
+            bound = self._http_bound[(method, route, code)] = (
+                self.http_requests.labels(method, route, str(code)),
+                self.http_latency.labels(method, route),
+            )
+        bound[0].inc()
+        bound[1].observe(seconds)
+
+    def grpc_call_done(self, method: str, code: str, seconds: float) -> None:
+        """Count and time one gRPC call."""
+        bound = self._grpc_bound.get((method, code))
+        if bound is None:
+            bound = self._grpc_bound[(method, code)] = (
+                self.grpc_requests.labels(method, code),
+                self.grpc_latency.labels(method),
+            )
+        bound[0].inc()
+        bound[1].observe(seconds)
 
     def watch_pool(self, read: Callable[[], tuple[int, int, int]]) -> None:
         """Registers pool gauges read at scrape time: (size, idle, max)."""

@@ -37,6 +37,7 @@ from userservice.passwords import Passwords
 from userservice.store import idempotency, lifecycle
 from userservice.store import users as store
 from userservice.store.db import FairPool, load_secret
+from userservice.store.replicas import ReadRouter
 
 log = logging.getLogger(__name__)
 
@@ -121,9 +122,13 @@ class UserCore:
         idempotency_ttl: float,
         delete_retention: float,
         breach: BreachCheck,
+        reads: ReadRouter | None = None,
     ) -> None:
         self._breach = breach
         self._db = db
+        # Get, list and search read through the router (replicas, when configured); writes and the reads a
+        # write depends on use the primary.
+        self._reads = reads or ReadRouter(db)
         self._passwords = passwords
         self._tokens: PageTokens | None = None
         self._metrics = metrics
@@ -172,7 +177,7 @@ class UserCore:
 
     async def get(self, user_id: str) -> User:
         uid = parse_user_id(user_id)
-        async with self._db.acquire() as conn:
+        async with self._reads.acquire() as conn:
             user = await store.get(conn, uid)
         if user is None:
             raise NotFound(f"user {user_id} does not exist")
@@ -245,7 +250,7 @@ class UserCore:
         size = resolve_page_size(page_size)
         tokens = await self._page_tokens()
         after = tokens.decode(page_token, list_filter) if page_token else None
-        async with self._db.acquire() as conn:
+        async with self._reads.acquire() as conn:
             rows = await store.page(conn, list_filter, after, size + 1)
         users, more = rows[:size], len(rows) > size
         token = ""

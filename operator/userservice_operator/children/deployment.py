@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from userservice_operator.budget import pool_size
 from userservice_operator.children import serviceaccount
 from userservice_operator.children.common import (
     TLS_DIR,
     BuildContext,
     base_env,
+    database_env,
     labels,
     metadata,
     pod_security_context,
@@ -48,6 +50,7 @@ def build(us: UserService, ctx: BuildContext | None = None) -> Manifest:
         {"name": "MANAGEMENT_PORT", "value": str(spec.management.port)},
         {"name": "SHUTDOWN_GRACE_SECONDS", "value": str(spec.shutdown_grace_period_seconds)},
         *access_env(us),
+        *database_env(us, pool_size(spec)),
         *(dict(e) for e in spec.env),
     ]
     volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}]

@@ -321,8 +321,7 @@ class _Call:
                 await self._context.abort(code, "the server failed; the request id names it in the logs")
         finally:
             logs.request_id.reset(self._token)
-            self._metrics.grpc_requests.labels(self._method, code.name).inc()
-            self._metrics.grpc_latency.labels(self._method).observe(time.perf_counter() - self._started)
+            self._metrics.grpc_call_done(self._method, code.name, time.perf_counter() - self._started)
 
 
 def _caller(context: grpc.aio.ServicerContext) -> str:

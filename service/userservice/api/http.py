@@ -16,7 +16,7 @@ from userservice import jsoncodec, logs
 from userservice.access import principal as principals
 from userservice.access.gate import Access
 from userservice.access.permissions import PERMISSIONS, Permission
-from userservice.api import openapi, problem
+from userservice.api import consistency, openapi, problem
 from userservice.batch import BatchCore
 from userservice.credentials.core import Credentials
 from userservice.domain.errors import DomainError, invalid
@@ -25,7 +25,7 @@ from userservice.domain.listing import filter_from_query
 from userservice.domain.model import etag_matches
 from userservice.events.feed import EventFeed
 from userservice.health import Health
-from userservice.metrics import Metrics, method_label
+from userservice.metrics import Metrics
 from userservice.store.db import UNAVAILABLE_ERRORS
 from userservice.users import UserCore, check_idempotency_key
 
@@ -108,9 +108,8 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     if not response.prepared:
         response.headers["X-Request-ID"] = rid
     elapsed = time.perf_counter() - started
-    route, metrics = _route_of(request), request.app[METRICS]
-    metrics.http_requests.labels(method_label(request.method), route, str(response.status)).inc()
-    metrics.http_latency.labels(method_label(request.method), route).observe(elapsed)
+    route = _route_of(request)
+    request.app[METRICS].http_request_done(request.method, route, response.status, elapsed)
     if route not in {"/healthz", "/readyz", "/metrics"}:
         caller = request.get(PRINCIPAL)
         log.info(
@@ -434,7 +433,7 @@ def build_app(
     max_body: int,
     batch_max_body: int,
 ) -> web.Application:
-    app = web.Application(middlewares=[observe, authorize], client_max_size=max_body)
+    app = web.Application(middlewares=[observe, authorize, consistency.rest_tokens], client_max_size=max_body)
     app[CORE], app[CREDENTIALS], app[BATCH], app[BATCH_MAX_BODY] = core, credentials, batch, batch_max_body
     app[FEED], app[METRICS], app[EVENT_SOURCE], app[ACCESS] = feed, metrics_, event_source, access
     for method, path, handler, _ in ROUTES:

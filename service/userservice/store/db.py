@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-from collections.abc import AsyncIterator
 
 import asyncpg
 
 from userservice import jsoncodec
+from userservice.domain import consistency
 
 # Failures that mean "the database cannot serve right now", not "the request is wrong": adapters answer them with
 # 503 / UNAVAILABLE so clients retry, instead of a 500.
@@ -41,11 +40,20 @@ async def _release_as_is(conn: asyncpg.Connection) -> None:
     """
 
 
-async def create_pool(dsn: str, max_size: int, command_timeout: float) -> asyncpg.Pool:
+# The primary's WAL position, taken after a write's COMMIT returned: the insert position is at or past the end of
+# the commit record however the commit was flushed (synchronous_commit off included), so a replica that replayed
+# up to it holds the write.
+COMMIT_POSITION_SQL = "SELECT pg_current_wal_insert_lsn() - '0/0'::pg_lsn"
+
+
+async def create_pool(
+    dsn: str, max_size: int, command_timeout: float, connect_timeout: float = 60.0
+) -> asyncpg.Pool:
     """Connections open on demand (min_size=0), so the service starts, and reports not-ready, while the
     database is still unreachable."""
     pool: asyncpg.Pool = await asyncpg.create_pool(
         dsn,
+        timeout=connect_timeout,
         min_size=0,
         max_size=max_size,
         command_timeout=command_timeout,
@@ -64,16 +72,50 @@ class FairPool:
     far longer than others (REST list at 64 connections on a pool of 10: p99 217 ms at a p50 of 63 ms). A semaphore of
     the pool's size in front serves waiters in arrival order: asyncio.Semaphore hands a released permit to
     the first waiter.
+
+    In a request that writes (see domain/consistency.py), each use of a primary connection that ended without an
+    error notes the primary's WAL position on that connection before it goes back: the reply's consistency token.
     """
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, notes_writes: bool = True) -> None:
         self._pool = pool
         self._gate = asyncio.Semaphore(pool.get_max_size())
+        self._notes_writes = notes_writes  # False for a replica's pool, where nothing is written
 
-    @contextlib.asynccontextmanager
-    async def acquire(self) -> AsyncIterator[asyncpg.Connection]:
-        async with self._gate, self._pool.acquire() as conn:
-            yield conn
+    def acquire(self) -> _FairLease:
+        return _FairLease(self._pool, self._gate, self._notes_writes)
+
+
+class _FairLease:
+    """`async with fair_pool.acquire() as conn`: a permit of the gate, then a pooled connection. A plain class,
+    not an @asynccontextmanager generator: this runs on every request."""
+
+    __slots__ = ("_conn", "_gate", "_lease", "_notes_writes", "_pool")
+
+    def __init__(self, pool: asyncpg.Pool, gate: asyncio.Semaphore, notes_writes: bool) -> None:
+        self._pool, self._gate, self._notes_writes = pool, gate, notes_writes
+
+    async def __aenter__(self) -> asyncpg.Connection:
+        await self._gate.acquire()
+        try:
+            self._lease = self._pool.acquire()
+            self._conn: asyncpg.Connection = await self._lease.__aenter__()
+            return self._conn
+        except BaseException:
+            self._gate.release()
+            raise
+
+    async def __aexit__(self, *exc: object) -> None:
+        try:
+            if exc[0] is None and self._notes_writes:
+                request = consistency.current()
+                if request is not None and request.records_writes:
+                    request.note_write(int(await self._conn.fetchval(COMMIT_POSITION_SQL)))
+        finally:
+            try:
+                await self._lease.__aexit__(*exc)
+            finally:
+                self._gate.release()
 
 
 async def load_secret(conn: asyncpg.Connection | asyncpg.Pool, name: str) -> bytes:

