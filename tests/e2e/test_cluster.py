@@ -73,6 +73,19 @@ def wait_until(what: str, check: Callable[[], Any], timeout: float = 180, every:
 TOKEN: list[str] = []
 
 
+def call_as_admin(namespace: str, name: str) -> None:
+    """From now on the test process calls as a ServiceAccount of `namespace` granted userservice-admin (the way
+    docs/operator.md says), with a token for the UserService `name`."""
+    kubectl("-n", namespace, "create", "serviceaccount", "e2e-admin")
+    kubectl("-n", namespace, "create", "rolebinding", "e2e-admin", "--clusterrole=userservice-admin",
+            f"--serviceaccount={namespace}:e2e-admin")  # fmt: skip
+    audience = f"userservice.io/{namespace}/{name}"
+    token = kubectl(
+        "-n", namespace, "create", "token", "e2e-admin", f"--audience={audience}", "--duration=3h"
+    )
+    TOKEN[:] = [token.strip()]
+
+
 def auth_headers() -> dict[str, str]:
     return {"Authorization": f"Bearer {TOKEN[0]}"} if TOKEN else {}
 
@@ -226,15 +239,7 @@ def test_1_operator_from_helm_and_usvc_ready(deployed: Deployed) -> None:
     deployed.http = f"http://{ip}:{ports['http']}"
     deployed.grpc = f"{ip}:{ports['grpc']}"
     deployed.management = f"http://{ip}:{ports['management']}"
-    # The test process's identity: a ServiceAccount granted userservice-admin, the way docs/operator.md says.
-    ns = deployed.namespace
-    kubectl("-n", ns, "create", "serviceaccount", "e2e-admin")
-    kubectl("-n", ns, "create", "rolebinding", "e2e-admin", "--clusterrole=userservice-admin",
-            f"--serviceaccount={ns}:e2e-admin")  # fmt: skip
-    audience = f"userservice.io/{ns}/{NAME}"
-    TOKEN[:] = [
-        kubectl("-n", ns, "create", "token", "e2e-admin", f"--audience={audience}", "--duration=3h").strip()
-    ]
+    call_as_admin(deployed.namespace, NAME)
 
 
 # 2 ------------------------------------------------------------------------------------------------------------
