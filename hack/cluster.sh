@@ -3,6 +3,7 @@
 #
 #   etcd, kube-apiserver, kube-controller-manager, kube-scheduler   built by hack/tools.sh (pinned K8S_VERSION)
 #   kubelet, kube-proxy (iptables mode)                             same
+#   kube-router, firewall only (NetworkPolicy enforcement)          built by hack/tools.sh (pinned), on the host
 #   containerd, runc, CNI bridge/host-local/loopback                Debian packages (installed here if missing)
 #   pause image                                                     deploy/cluster/pause/pause.go, built static
 #   metrics-server, prometheus-operator                             go install at pinned versions, run on the host
@@ -108,6 +109,7 @@ install_packages() {
 	command -v conntrack >/dev/null || missing+=(conntrack)
 	command -v socat >/dev/null || missing+=(socat)
 	command -v iptables >/dev/null || missing+=(iptables)
+	command -v ipset >/dev/null || missing+=(ipset) # kube-router's firewall keeps the policies' pod sets in ipsets
 	command -v openssl >/dev/null || missing+=(openssl)
 	command -v dnsmasq >/dev/null || missing+=(dnsmasq-base)
 	((${#missing[@]} == 0)) && return 0
@@ -321,6 +323,18 @@ start_node() {
 		--root-dir "$STATE/kubelet" --cert-dir "$STATE/kubelet/pki" \
 		--hostname-override "$NODE_NAME" --node-ip "$NODE_IP" --v 1
 	wait_for 120 "node $NODE_NAME" kc wait --for condition=Ready "node/$NODE_NAME" --timeout 1s
+	start_network_policy
+}
+
+# NetworkPolicy enforcement: the bridge CNI ignores NetworkPolicy, so kube-router runs on the host with only its
+# firewall (iptables rules and ipsets in the FORWARD/INPUT/OUTPUT chains; no routing, no service proxy, no CNI
+# config). It admits traffic from the node itself to pods, so kubelet probes pass whatever the policies say.
+# Its chains jump first in FORWARD, ahead of this script's pod-network ACCEPT rules.
+start_network_policy() {
+	start kube-router "$TOOLS_BIN/kube-router" --kubeconfig "$KUBECONFIG_FILE" --hostname-override "$NODE_NAME" \
+		--run-firewall=true --run-router=false --run-service-proxy=false --enable-cni=false \
+		--service-cluster-ip-range "$SERVICE_CIDR" --health-port 20244 --metrics-port 0
+	wait_for 60 "kube-router firewall" curl -fsS http://127.0.0.1:20244/healthz
 }
 
 apply_addons() {
@@ -439,6 +453,24 @@ remove_network() {
 		rm -f "$ns"
 	done
 	ip link del usvc0 2>/dev/null || true
+	# kube-router's chains and ipsets (its own --cleanup-config removes nothing in 2.1.0 and then panics): the jumps
+	# it put in INPUT/FORWARD/OUTPUT, its KUBE-ROUTER-*, KUBE-POD-FW-* and KUBE-NWPLCY-* chains, and the policies'
+	# ipsets. Left behind, they would keep rejecting traffic to the pod addresses the next cluster hands out.
+	local ipt c ch chains s
+	for ipt in iptables ip6tables; do
+		command -v "$ipt" >/dev/null || continue
+		for c in INPUT FORWARD OUTPUT; do
+			"$ipt" -S "$c" 2>/dev/null | { grep -F 'kube-router netpol' || true; } | while read -r rule; do
+				eval "$ipt ${rule/-A/-D}" 2>/dev/null || true
+			done
+		done
+		chains=$("$ipt" -S 2>/dev/null | sed -n 's/^-N \(KUBE-ROUTER-[A-Z0-9]*\|KUBE-POD-FW-[A-Z0-9]*\|KUBE-NWPLCY-[A-Z0-9]*\)$/\1/p')
+		for ch in $chains; do "$ipt" -F "$ch" 2>/dev/null || true; done
+		for ch in $chains; do "$ipt" -X "$ch" 2>/dev/null || true; done
+	done
+	if command -v ipset >/dev/null; then
+		for s in $(ipset list -n 2>/dev/null | grep -E '^(inet6:)?KUBE-(SRC|DST)-' || true); do ipset destroy "$s" 2>/dev/null || true; done
+	fi
 	# kube-proxy's own chains.
 	[[ -x $K8S_BIN/kube-proxy ]] && "$K8S_BIN/kube-proxy" --cleanup >"$LOGS/kube-proxy-cleanup.log" 2>&1 || true
 	for dir in -s -d; do
@@ -472,7 +504,7 @@ down() {
 	need_root
 	mkdir -p "$PIDS" "$LOGS"
 	local name
-	for name in prometheus-adapter prometheus-operator metrics-server dns-sync dns kubelet kube-proxy kube-scheduler kube-controller-manager; do
+	for name in prometheus-adapter prometheus-operator metrics-server kube-router dns-sync dns kubelet kube-proxy kube-scheduler kube-controller-manager; do
 		stop_pid "$name"
 	done
 	kill_pods
@@ -497,8 +529,8 @@ down() {
 
 status() { # exit 0 when every process runs and the node is Ready
 	local name rc=0
-	for name in containerd etcd kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubelet dns \
-		dns-sync metrics-server prometheus-operator prometheus-adapter; do
+	for name in containerd etcd kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubelet kube-router \
+		dns dns-sync metrics-server prometheus-operator prometheus-adapter; do
 		if running "$name"; then printf '  %-24s running (pid %s)\n' "$name" "$(<"$PIDS/$name.pid")"; else
 			printf '  %-24s stopped\n' "$name"
 			rc=1

@@ -9,6 +9,7 @@
 #
 #   kubelet, kube-scheduler, kube-proxy                go build from k8s.io/kubernetes  (module: tools/k8s)
 #   metrics-server                                     go install <pkg>@<version>
+#   kube-router (its NetworkPolicy firewall only)      go install <pkg>@<version>
 #   operator, prometheus-config-reloader               go build from prometheus-operator (module: tools/prometheus-operator)
 #   prometheus, promtool                               go build from prometheus/prometheus (module: tools/prometheus)
 #   prometheus-adapter                                 go build from sigs.k8s.io/prometheus-adapter (module: tools/prometheus-adapter)
@@ -257,6 +258,8 @@ helm_ldflags() {
 
 kubeconform_ldflags() { echo "-X main.version=v$KUBECONFORM_VERSION"; }
 
+kube_router_ldflags() { echo "-X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=v$KUBE_ROUTER_VERSION"; }
+
 echo "tools (pins: hack/versions.env; cache: ${TOOLS_DIR#"$ROOT"/})"
 k8s_cmd kube-apiserver
 k8s_cmd kube-controller-manager
@@ -274,6 +277,7 @@ cluster)
 	k8s_cmd kube-scheduler
 	k8s_cmd kube-proxy
 	go_install metrics-server sigs.k8s.io/metrics-server/cmd/metrics-server "$METRICS_SERVER_VERSION"
+	go_install kube-router github.com/cloudnativelabs/kube-router/v2/cmd/kube-router "$KUBE_ROUTER_VERSION" kube_router_ldflags
 	prometheus_operator_cmd operator
 	prometheus_operator_cmd prometheus-config-reloader
 	prometheus_cmd prometheus

@@ -13,7 +13,7 @@ from typing import Any
 
 import kopf
 
-from userservice_operator.children import CHILDREN
+from userservice_operator.children import CHILDREN, Child
 from userservice_operator.crd import GROUP, PLURAL, VERSION
 from userservice_operator.reconcile import CHILD_SELECTOR, child_owner
 from userservice_operator.runtime import Controller
@@ -61,6 +61,7 @@ def register(
         meta = obj.get("metadata") or {}
         if event.get("type") == "DELETED" or meta.get("deletionTimestamp"):
             _controller(memo).forget(meta.get("namespace", ""), meta.get("name", ""))
+            await _controller(memo).collect(meta.get("namespace", ""), meta.get("name", ""))
             return
         _controller(memo).observe(copy.deepcopy(obj))
 
@@ -69,15 +70,18 @@ def register(
         @kopf.on.event(
             child.group, child.version, child.plural, registry=registry, id=f"child-{child.plural}"
         )
-        async def child_event(event: Any, memo: Any, **_: Any) -> None:
+        async def child_event(event: Any, memo: Any, _child: Child = child, **_: Any) -> None:
             obj = event.get("object") or {}
             owner = child_owner(obj)
             if owner is None:
                 return
+            ctl = _controller(memo)
+            if not _child.namespaced and owner not in ctl.workers:
+                await ctl.collect(*owner)  # no UserService seen for it (yet): gone, or not listed yet
             meta = obj.get("metadata") or {}
             version = None if event.get("type") == "DELETED" else meta.get("resourceVersion")
             seen = (str(obj.get("kind")), str(meta.get("name")), str(version)) if version else None
-            _controller(memo).kick(*owner, seen)
+            ctl.kick(*owner, seen)
 
     logging.getLogger(__name__).debug("handlers registered")
     return registry

@@ -46,7 +46,7 @@ class Resource:
 # The children's kinds come from their table; the rest are what the operator reads or writes beside them.
 KINDS: Mapping[str, Resource] = MappingProxyType(
     {
-        **{c.kind: Resource(c.api_version, c.plural) for c in CHILDREN},
+        **{c.kind: Resource(c.api_version, c.plural, c.namespaced) for c in CHILDREN},
         "Secret": Resource("v1", "secrets"),
         "Event": Resource("v1", "events"),
         "Lease": Resource("coordination.k8s.io/v1", "leases"),

@@ -21,6 +21,7 @@ from userservice_operator.children import CHILDREN, OPTIONAL_CRDS, Child, Phase,
 from userservice_operator.children.common import (
     MANAGED_BY,
     MIGRATION_HASH_LABEL,
+    OWNER_NAMESPACE_LABEL,
     BuildContext,
     database_secret,
 )
@@ -71,9 +72,12 @@ async def optional_apis_present(kube: Kube) -> bool:
 
 
 def _owned(us: UserService, obj: Manifest | None) -> bool:
-    return obj is not None and any(
-        ref.get("uid") == us.uid for ref in obj["metadata"].get("ownerReferences") or []
-    )
+    if obj is None:
+        return False
+    refs = obj["metadata"].get("ownerReferences") or []
+    if refs:
+        return any(ref.get("uid") == us.uid for ref in refs)
+    return child_owner(obj) == (us.namespace, us.name)  # cluster-scoped: named by its labels
 
 
 @dataclass(frozen=True)
@@ -103,7 +107,8 @@ class _Pass:
 
     async def ensure(self, child: Child, desired: Manifest | None) -> Manifest | None:
         """Apply `desired`, or delete our object of that kind when `desired` is None."""
-        kube, us, kind, name = self.ctx.kube, self.us, child.kind, self.us.name
+        kube, us, kind = self.ctx.kube, self.us, child.kind
+        name = desired["metadata"]["name"] if desired is not None else us.name
         if desired is None:
             live = await kube.get(kind, us.namespace, name)
             if _owned(us, live) and await kube.delete(kind, us.namespace, name):
@@ -307,8 +312,13 @@ async def _reconcile(step: _Pass) -> Outcome:
 
 
 def child_owner(body: Manifest) -> tuple[str, str] | None:
-    """(namespace, name) of the UserService owning a child, from its ownerReferences."""
-    for ref in body.get("metadata", {}).get("ownerReferences") or []:
+    """(namespace, name) of the UserService owning a child: from its ownerReferences or, for a cluster-scoped
+    child, from its labels."""
+    meta = body.get("metadata") or {}
+    for ref in meta.get("ownerReferences") or []:
         if ref.get("kind") == KIND and str(ref.get("apiVersion", "")).startswith("userservice.io/"):
-            return str(body["metadata"].get("namespace")), str(ref.get("name"))
+            return str(meta.get("namespace")), str(ref.get("name"))
+    found = meta.get("labels") or {}
+    if found.get("app.kubernetes.io/managed-by") == MANAGED_BY and OWNER_NAMESPACE_LABEL in found:
+        return str(found[OWNER_NAMESPACE_LABEL]), str(found.get("app.kubernetes.io/instance", ""))
     return None

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from kubernetes.client.exceptions import ApiException
 
 from userservice_operator import status as status_mod
+from userservice_operator.children import CLUSTER_CHILDREN
+from userservice_operator.children.common import owner_selector
 from userservice_operator.children.promql import RUNBOOKS
 from userservice_operator.crd import KIND
 from userservice_operator.events import Recorder
@@ -93,6 +95,32 @@ class Controller:
         if worker is not None:
             worker.stop()
         self.metrics.managed.set(len(self.workers))
+
+    async def collect(self, namespace: str, name: str) -> None:
+        """Delete the cluster-scoped children of a UserService that no longer exists (or is being deleted).
+
+        They cannot carry an ownerReference, so the garbage collector does not. Called on the UserService's
+        deletion and on every event of such a child without a live worker, so a child left behind while the
+        operator was down goes at its next start (the watch lists every existing object first).
+        """
+        try:
+            live = await self.kube.get(KIND, namespace, name)
+        except ApiException as exc:
+            if exc.status == 403:  # a namespace this operator may not read (--namespace): not ours to judge
+                return
+            raise
+        if live is not None and not live["metadata"].get("deletionTimestamp"):
+            return
+        for child in CLUSTER_CHILDREN:
+            for obj in await self.kube.list(child.kind, None, owner_selector(namespace, name)):
+                if await self.kube.delete(child.kind, None, obj["metadata"]["name"]):
+                    log.info(
+                        "deleted %s %s of deleted UserService %s/%s",
+                        child.kind,
+                        obj["metadata"]["name"],
+                        namespace,
+                        name,
+                    )
 
     def kick(self, namespace: str, name: str, seen: tuple[str, str, str] | None = None) -> None:
         """Wake the worker of a UserService; `seen` is the (kind, name, resourceVersion) of the owned child

@@ -73,6 +73,37 @@ class GrpcSpec:
 
 
 @dataclass(frozen=True)
+class ManagementSpec:
+    port: int = 9090
+
+
+@dataclass(frozen=True)
+class TlsSpec:
+    secret_name: str
+
+
+@dataclass(frozen=True)
+class NetworkPolicySpec:
+    enabled: bool = True
+
+
+# Every pod in the UserService's own namespace (a peer with only a podSelector stays in the policy's namespace).
+SAME_NAMESPACE: tuple[Mapping[str, Any], ...] = (MappingProxyType({"podSelector": MappingProxyType({})}),)
+
+
+@dataclass(frozen=True)
+class AccessSpec:
+    peers: tuple[Mapping[str, Any], ...] = field(default=SAME_NAMESPACE, metadata={"json": "from"})
+    network_policy: NetworkPolicySpec = field(default_factory=NetworkPolicySpec)
+
+
+@dataclass(frozen=True)
+class AuthSpec:
+    audience: str | None = None  # None: userservice.io/<namespace>/<name>
+    cache_seconds: int = 10
+
+
+@dataclass(frozen=True)
 class ServiceMonitorSpec:
     enabled: bool = True
     interval: str = "30s"
@@ -85,8 +116,15 @@ class PrometheusRuleSpec:
     labels: Mapping[str, str] | None = None  # None: the ServiceMonitor's
 
 
+# The namespace the one-node cluster's (and kube-prometheus-stack's usual) Prometheus runs in.
+MONITORING_NAMESPACES: Mapping[str, Any] = MappingProxyType(
+    {"matchLabels": MappingProxyType({"kubernetes.io/metadata.name": "monitoring"})}
+)
+
+
 @dataclass(frozen=True)
 class MonitoringSpec:
+    namespace_selector: Mapping[str, Any] = field(default_factory=lambda: MONITORING_NAMESPACES)
     service_monitor: ServiceMonitorSpec = field(default_factory=ServiceMonitorSpec)
     prometheus_rule: PrometheusRuleSpec = field(default_factory=PrometheusRuleSpec)
 
@@ -160,6 +198,10 @@ class UserServiceSpec:
     migrations: MigrationsSpec = field(default_factory=MigrationsSpec)
     http: HttpSpec = field(default_factory=HttpSpec)
     grpc: GrpcSpec = field(default_factory=GrpcSpec)
+    management: ManagementSpec = field(default_factory=ManagementSpec)
+    tls: TlsSpec | None = None
+    access: AccessSpec = field(default_factory=AccessSpec)
+    auth: AuthSpec = field(default_factory=AuthSpec)
     monitoring: MonitoringSpec = field(default_factory=MonitoringSpec)
     pod_disruption_budget: PodDisruptionBudgetSpec = field(default_factory=PodDisruptionBudgetSpec)
     slo: SLOSpec = field(default_factory=SLOSpec)
@@ -168,6 +210,9 @@ class UserServiceSpec:
     log_level: str = "info"
     shutdown_grace_period_seconds: int = 20
     pre_stop_sleep_seconds: int = 5
+
+    def tls_enabled(self) -> bool:
+        return self.tls is not None
 
     def autoscaled(self) -> bool:
         return self.autoscaling is not None and self.autoscaling.enabled
@@ -197,6 +242,10 @@ class UserService:
             generation=int(meta.get("generation", 0)),
             spec=parse(UserServiceSpec, body.get("spec") or {}),
         )
+
+    def audience(self) -> str:
+        """The audience a caller's projected token must carry."""
+        return self.spec.auth.audience or f"userservice.io/{self.namespace}/{self.name}"
 
 
 # --- the one generic parser: JSON (the manifest) to the dataclasses above ----------------------------

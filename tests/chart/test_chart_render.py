@@ -20,6 +20,11 @@ AGGREGATED_ROLES = sum(
     if d
     and any(k.startswith("rbac.authorization.k8s.io/aggregate-to-") for k in d["metadata"].get("labels", {}))
 )
+ACCESS_ROLES = sum(
+    1
+    for d in yaml.safe_load_all((OPERATOR_PKG / "rbac.yaml").read_text())
+    if d and d["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "access"
+)
 RESTRICTED_CONTAINER = {
     "allowPrivilegeEscalation": False,
     "readOnlyRootFilesystem": True,
@@ -54,7 +59,7 @@ def test_defaults_render_the_operator_deployment() -> None:
     assert kinds == sorted(
         [
             "ServiceAccount",
-            *["ClusterRole"] * (2 + AGGREGATED_ROLES),
+            *["ClusterRole"] * (2 + AGGREGATED_ROLES + ACCESS_ROLES),
             "ClusterRoleBinding",
             "ClusterRoleBinding",
             "Role",

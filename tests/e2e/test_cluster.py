@@ -9,6 +9,7 @@ order; each later step needs the earlier ones.
 
 from __future__ import annotations
 
+import collections
 import json
 import threading
 import time
@@ -67,15 +68,68 @@ def wait_until(what: str, check: Callable[[], Any], timeout: float = 180, every:
         time.sleep(every)
 
 
-def http(method: str, url: str, body: Any = None, timeout: float = 10) -> tuple[int, bytes]:
+# The test process calls as the ServiceAccount `e2e-admin` of the test namespace, bound to userservice-admin: its
+# token (audience of the UserService) is minted in step 1.
+TOKEN: list[str] = []
+
+
+def call_as_admin(namespace: str, name: str) -> None:
+    """From now on the test process calls as a ServiceAccount of `namespace` granted userservice-admin (the way
+    docs/operator.md says), with a token for the UserService `name`."""
+    kubectl("-n", namespace, "create", "serviceaccount", "e2e-admin")
+    kubectl("-n", namespace, "create", "rolebinding", "e2e-admin", "--clusterrole=userservice-admin",
+            f"--serviceaccount={namespace}:e2e-admin")  # fmt: skip
+    audience = f"userservice.io/{namespace}/{name}"
+    token = kubectl(
+        "-n", namespace, "create", "token", "e2e-admin", f"--audience={audience}", "--duration=3h"
+    )
+    TOKEN[:] = [token.strip()]
+
+
+def auth_headers() -> dict[str, str]:
+    return {"Authorization": f"Bearer {TOKEN[0]}"} if TOKEN else {}
+
+
+def http(
+    method: str, url: str, body: Any = None, timeout: float = 10, *, token: bool = True
+) -> tuple[int, bytes]:
     data = json.dumps(body).encode() if body is not None else None
     ctype = "application/merge-patch+json" if method == "PATCH" else "application/json"
-    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": ctype})
+    headers = {"Content-Type": ctype, **(auth_headers() if token else {})}
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
             return r.status, r.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
+
+
+class _Details(
+    collections.namedtuple(
+        "_Details", ("method", "timeout", "metadata", "credentials", "wait_for_ready", "compression")
+    ),
+    grpc.ClientCallDetails,  # type: ignore[misc]
+):
+    pass
+
+
+class _Bearer(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):  # type: ignore[misc]
+    """Adds the caller's token to every gRPC call (`authorization` metadata)."""
+
+    def _with_token(self, d: Any) -> _Details:
+        metadata = [*(d.metadata or []), *((k.lower(), v) for k, v in auth_headers().items())]
+        return _Details(d.method, d.timeout, metadata, d.credentials, d.wait_for_ready, d.compression)
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._with_token(details), request)
+
+    def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._with_token(details), request)
+
+
+def grpc_channel(target: str) -> grpc.Channel:
+    """An insecure channel whose calls carry the caller's token."""
+    return grpc.intercept_channel(grpc.insecure_channel(target), _Bearer())
 
 
 def get_json(*args: str) -> Any:
@@ -87,6 +141,7 @@ class Deployed:
     namespace: str
     http: str  # http://<ClusterIP>:<port>
     grpc: str  # <ClusterIP>:<port>
+    management: str  # http://<ClusterIP>:<port>: /healthz, /readyz, /metrics
     postgres: HostPostgres
     database: str
 
@@ -159,7 +214,7 @@ def deployed(cluster: Path, operator_release: str, host_postgres: HostPostgres) 
     NAMESPACE[:] = [namespace]
     kubectl("-n", namespace, "create", "secret", "generic", "users-db", f"--from-literal=url={url}")
     try:
-        yield Deployed(namespace, "", "", host_postgres, database)
+        yield Deployed(namespace, "", "", "", host_postgres, database)
     finally:
         kubectl("delete", "namespace", namespace, "--wait=false", check=False)
 
@@ -183,12 +238,21 @@ def test_1_operator_from_helm_and_usvc_ready(deployed: Deployed) -> None:
     ports = {p["name"]: p["port"] for p in svc["spec"]["ports"]}
     deployed.http = f"http://{ip}:{ports['http']}"
     deployed.grpc = f"{ip}:{ports['grpc']}"
+    deployed.management = f"http://{ip}:{ports['management']}"
+    call_as_admin(deployed.namespace, NAME)
 
 
 # 2 ------------------------------------------------------------------------------------------------------------
 def test_2_rest_and_grpc_through_the_service(deployed: Deployed) -> None:
     assert deployed.http, "step 1 did not pass"
-    wait_until("REST through the ClusterIP", lambda: http("GET", deployed.http + "/readyz")[0] == 200, 60, 1)
+    wait_until(
+        "readiness through the ClusterIP",
+        lambda: http("GET", deployed.management + "/readyz")[0] == 200,
+        60,
+        1,
+    )
+    status, body = http("GET", deployed.http + "/v1/users", token=False)
+    assert status == 401, body
     user = new_user()
     status, body = http("POST", deployed.http + "/v1/users", user)
     assert status == 201, body
@@ -201,7 +265,7 @@ def test_2_rest_and_grpc_through_the_service(deployed: Deployed) -> None:
     assert status in (200, 204), body
     assert http("GET", deployed.http + f"/v1/users/{created['id']}")[0] == 404
 
-    with grpc.insecure_channel(deployed.grpc) as channel:
+    with grpc_channel(deployed.grpc) as channel:
         stub = user_service_pb2_grpc.UserServiceStub(channel)
         u = new_user()
         made = stub.CreateUser(
@@ -223,11 +287,209 @@ def test_2_rest_and_grpc_through_the_service(deployed: Deployed) -> None:
         assert err.value.code() == grpc.StatusCode.NOT_FOUND
 
 
+# A pod that opens a TCP connection: "open" as soon as one attempt succeeds within `seconds` (kube-router adds a
+# new pod to the policies' ipsets a moment after it starts), else "closed".
+CONNECT = """
+import socket, sys, time
+host, port, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+deadline = time.monotonic() + seconds
+while True:
+    try:
+        socket.create_connection((host, port), timeout=2).close()
+        print("open")
+        break
+    except OSError:
+        if time.monotonic() > deadline:
+            print("closed")
+            break
+        time.sleep(1)
+"""
+
+
+def run_python(
+    namespace: str,
+    script: str,
+    *args: str,
+    labels: dict[str, str] | None = None,
+    service_account: str | None = None,
+    audience: str | None = None,
+    timeout: float = 90,
+) -> str:
+    """What `python -c script args` prints in a pod of `namespace` (the image under test). With `audience`, the
+    pod mounts a projected token of its ServiceAccount for that audience at /var/run/secrets/userservice/token."""
+    name = f"probe-{uuid.uuid4().hex[:6]}"
+    pod: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace, "labels": {"e2e": "probe", **(labels or {})}},
+        "spec": {
+            "restartPolicy": "Never",
+            "automountServiceAccountToken": False,
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": 10001,
+                "fsGroup": 10001,  # the projected token readable by the container's user
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "containers": [
+                {
+                    "name": "probe",
+                    "image": IMAGE,
+                    "imagePullPolicy": "Never",
+                    "command": ["python", "-c", script, *args],
+                    "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+                }
+            ],
+        },
+    }
+    if service_account:
+        pod["spec"]["serviceAccountName"] = service_account
+    if audience:
+        token = {"serviceAccountToken": {"audience": audience, "expirationSeconds": 3600, "path": "token"}}
+        pod["spec"]["volumes"] = [{"name": "userservice-token", "projected": {"sources": [token]}}]
+        pod["spec"]["containers"][0]["volumeMounts"] = [
+            {"name": "userservice-token", "mountPath": "/var/run/secrets/userservice", "readOnly": True}
+        ]
+    kubectl("apply", "-f", "-", input=json.dumps(pod))
+    try:
+        wait_until(
+            f"probe pod {name} finished",
+            lambda: (
+                get_json("-n", namespace, "get", "pod", name)["status"].get("phase")
+                in ("Succeeded", "Failed")
+            ),
+            timeout=timeout,
+        )
+        return kubectl("-n", namespace, "logs", name).strip()
+    finally:
+        kubectl("-n", namespace, "delete", "pod", name, "--wait=false", check=False)
+
+
+def connects(
+    namespace: str, host: str, port: int, labels: dict[str, str] | None = None, seconds: int = 20
+) -> bool:
+    """Whether a pod in `namespace` with `labels` reaches host:port."""
+    out = run_python(namespace, CONNECT, host, str(port), str(seconds), labels=labels, timeout=seconds + 90)
+    assert out in ("open", "closed"), out
+    return out == "open"
+
+
+# Calls the REST API with the pod's projected token: prints the HTTP status of each "METHOD PATH" argument. A new
+# pod is admitted by the NetworkPolicy a moment after it starts (kube-router adds it to the policy's ipset):
+# connection errors are retried for a while.
+CALL = """
+import sys, time, urllib.error, urllib.request
+base = sys.argv[1]
+try:
+    token = open("/var/run/secrets/userservice/token").read().strip()
+except OSError as exc:
+    sys.exit("token:" + type(exc).__name__)
+body = b'{"email": "probe@example.com", "first_name": "P", "last_name": "Q", "password": "pw-Probe-123456"}'
+deadline = time.monotonic() + 30
+for call in sys.argv[2:]:
+    method, path = call.split(" ", 1)
+    headers = {"Authorization": "Bearer " + token, "Content-Type": "application/json"}
+    while True:
+        req = urllib.request.Request(base + path, method=method, data=body if method == "POST" else None,
+                                     headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                print(r.status)
+        except urllib.error.HTTPError as exc:
+            print(exc.code)
+        except OSError as exc:
+            if time.monotonic() < deadline:
+                time.sleep(1)
+                continue
+            print(type(exc).__name__ + ":" + str(exc).replace(" ", "_"))  # one word for the assertion message
+        break
+"""
+
+
+def test_2_client_pods_with_projected_tokens_get_what_their_role_binding_grants(deployed: Deployed) -> None:
+    """A pod whose ServiceAccount is bound to userservice-viewer reads users and is refused a write; a pod whose
+    ServiceAccount has no binding is refused a read; a token for another audience is not accepted. The pods
+    present a projected token as docs/operator.md shows."""
+    assert deployed.http, "step 1 did not pass"
+    ns = deployed.namespace
+    audience = f"userservice.io/{ns}/{NAME}"
+    base = deployed.http  # the ClusterIP: what is under test is the token, not cluster DNS
+    for sa in ("reader", "stranger"):
+        kubectl("-n", ns, "create", "serviceaccount", sa)
+    kubectl("-n", ns, "create", "rolebinding", "reader-users", "--clusterrole=userservice-viewer",
+            f"--serviceaccount={ns}:reader")  # fmt: skip
+
+    def listed() -> set[str]:  # the rules on users.userservice.io, as `kubectl auth can-i --list` shows them
+        out = kubectl("auth", "can-i", "--list", f"--as=system:serviceaccount:{ns}:reader", "-n", ns)
+        rows = [line.split() for line in out.splitlines() if line.startswith("users.userservice.io ")]
+        return {verb.strip("[]") for row in rows for verb in row[3:]}
+
+    # what the service's SubjectAccessReview will be told, once the binding reached the authorizer
+    assert wait_until("the reader's rules listed", lambda: listed() == {"get", "list", "watch"}, 30, 1)
+    calls = ("GET /v1/users?page_size=1", "POST /v1/users")
+    out = run_python(ns, CALL, base, *calls, service_account="reader", audience=audience).split()
+    assert out == ["200", "403"], out
+    out = run_python(ns, CALL, base, *calls, service_account="stranger", audience=audience).split()
+    assert out == ["403", "403"], out
+    out = run_python(ns, CALL, base, calls[0], service_account="reader", audience="someone-else").split()
+    assert out == ["401"], out
+
+
+def test_2_network_policy_admits_only_access_from_to_the_api_ports(deployed: Deployed) -> None:
+    """kube-router enforces the operator's NetworkPolicy: by default only pods of the UserService's namespace
+    reach the API ports; spec.access.from changes who may; the management port admits only the monitoring
+    namespace. (The test process itself calls from the node, which NetworkPolicy implementations admit, like
+    kubelet's probes.)"""
+    assert deployed.http, "step 1 did not pass"
+    ns = deployed.namespace
+    svc = get_json("-n", ns, "get", "service", NAME)
+    ip, ports = svc["spec"]["clusterIP"], {p["name"]: p["port"] for p in svc["spec"]["ports"]}
+    outside = f"{ns}-outside"
+    kubectl("create", "namespace", outside)
+    try:
+        assert connects(ns, ip, ports["http"]), "a pod of the UserService's namespace is refused"
+        assert connects(ns, ip, ports["grpc"])
+        assert not connects(outside, ip, ports["http"], seconds=8), "a pod of another namespace got in"
+        assert not connects(outside, ip, ports["grpc"], seconds=8)
+        assert not connects(outside, ip, ports["management"], seconds=8)
+
+        callers = [
+            {
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": outside}},
+                "podSelector": {"matchLabels": {"role": "caller"}},
+            }
+        ]
+        kubectl(
+            "-n",
+            ns,
+            "patch",
+            "userservice",
+            NAME,
+            "--type=merge",
+            "-p",
+            json.dumps({"spec": {"access": {"from": callers}}}),
+        )
+        wait_until(
+            "NetworkPolicy follows spec.access.from",
+            lambda: get_json("-n", ns, "get", "networkpolicy", NAME)["spec"]["ingress"][0]["from"] == callers,
+            timeout=60,
+        )
+        assert connects(outside, ip, ports["http"], {"role": "caller"}), (
+            "a peer of spec.access.from is refused"
+        )
+        assert not connects(outside, ip, ports["http"], {"role": "other"}, seconds=8)
+        assert not connects(ns, ip, ports["http"], seconds=8), "the old peers still get in"
+    finally:
+        kubectl("-n", ns, "patch", "userservice", NAME, "--type=json", "-p",
+                '[{"op": "remove", "path": "/spec/access/from"}]', check=False)  # fmt: skip
+        kubectl("delete", "namespace", outside, "--wait=false", check=False)
+
+
 def test_2_watch_events_on_one_pod_while_writing_through_another(deployed: Deployed) -> None:
     pods = wait_until("two ready pods", lambda: (p := deployed.ready_pods()) and len(p) >= 2 and p, 120)
     watch_ip, write_ip = pods[0]["status"]["podIP"], pods[1]["status"]["podIP"]
     events: list[user_service_pb2.UserEvent] = []
-    channel = grpc.insecure_channel(f"{watch_ip}:50051")
+    channel = grpc_channel(f"{watch_ip}:50051")
     stream = user_service_pb2_grpc.UserServiceStub(channel).WatchUserEvents(
         user_service_pb2.WatchUserEventsRequest(), timeout=120
     )
@@ -448,7 +710,10 @@ def test_6_pod_deleted_under_load_loses_no_acknowledged_write(deployed: Deployed
 
 # 7 ------------------------------------------------------------------------------------------------------------
 def test_7_deleting_the_usvc_garbage_collects_its_children(deployed: Deployed) -> None:
-    kinds = "deployment,service,hpa,pdb,job,servicemonitor,replicaset,pod"
+    kinds = "deployment,service,hpa,pdb,job,servicemonitor,replicaset,pod,serviceaccount,networkpolicy"
+    binding = f"userservice-access-reviewer:{deployed.namespace}:{NAME}"
+    name_of = ("get", "clusterrolebinding", binding, "-o", "jsonpath={.metadata.name}")
+    assert kubectl(*name_of) == binding
     selector = f"app.kubernetes.io/instance={NAME}"
     assert kubectl("-n", deployed.namespace, "get", kinds, "-l", selector, "-o", "name").strip()
     kubectl("-n", deployed.namespace, "delete", "userservice", NAME, "--wait=true", timeout=180)
@@ -458,3 +723,5 @@ def test_7_deleting_the_usvc_garbage_collects_its_children(deployed: Deployed) -
         timeout=180,
         every=3,
     )
+    # cluster-scoped, so not garbage-collected: the operator deletes it
+    wait_until("access binding deleted", lambda: kubectl(*name_of, check=False).strip() == "", 60)

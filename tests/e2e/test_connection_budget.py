@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import IMAGE, HostPostgres, kubectl
-from tests.e2e.test_cluster import NAMESPACE, Writer, get_json, http, wait_until
+from tests.e2e.test_cluster import NAMESPACE, Writer, call_as_admin, get_json, http, wait_until
 
 pytestmark = [pytest.mark.needs_docker, pytest.mark.timeout(1800)]
 
@@ -176,8 +176,13 @@ def test_scaled_to_the_maximum_and_rolled_under_load_within_the_budget(
     env = {e["name"]: e.get("value") for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["DB_POOL_MAX"] == "4", env
     svc = get_json("-n", namespace, "get", "service", NAME)
-    base = f"http://{svc['spec']['clusterIP']}:{next(p['port'] for p in svc['spec']['ports'] if p['name'] == 'http')}"
-    wait_until("REST through the ClusterIP", lambda: http("GET", base + "/readyz")[0] == 200, 60, 1)
+    ports = {p["name"]: p["port"] for p in svc["spec"]["ports"]}
+    base = f"http://{svc['spec']['clusterIP']}:{ports['http']}"
+    management = f"http://{svc['spec']['clusterIP']}:{ports['management']}"
+    wait_until(
+        "readiness through the ClusterIP", lambda: http("GET", management + "/readyz")[0] == 200, 60, 1
+    )
+    call_as_admin(namespace, NAME)
 
     with (
         Sampler(host_postgres, database) as sampler,

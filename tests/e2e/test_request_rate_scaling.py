@@ -25,7 +25,7 @@ import grpc
 import pytest
 
 from tests.e2e.conftest import CLUSTER_DIR, IMAGE, HostPostgres, kubectl
-from tests.e2e.test_cluster import get_json, prometheus, wait_until
+from tests.e2e.test_cluster import auth_headers, call_as_admin, get_json, prometheus, wait_until
 from userservice.v1 import user_service_pb2, user_service_pb2_grpc
 from userservice_operator.children.promql import REQUESTS_METRIC
 from userservice_operator.children.slo import record_name
@@ -41,8 +41,9 @@ CPU_TARGET = 1000  # percent of the 100m request: a whole core per pod, which th
 
 
 def api_headers() -> dict[str, str]:
-    """Headers of every API request (REST; gRPC sends them as metadata)."""
-    return {}
+    """Headers of every API request (REST; gRPC sends them as metadata): the ServiceAccount token of
+    call_as_admin."""
+    return auth_headers()
 
 
 def manifest(namespace: str) -> dict[str, Any]:
@@ -200,6 +201,7 @@ def test_request_rate_scales_up_and_back_down(deployed: Deployed) -> None:
         return conds.get("Ready") == "True" and status.get("readyReplicas", 0) >= MIN
 
     wait_until("UserService Ready", ready, timeout=240, every=3)
+    call_as_admin(deployed.namespace, NAME)
     svc = get_json("-n", deployed.namespace, "get", "service", NAME)
     ports = {p["name"]: p["port"] for p in svc["spec"]["ports"]}
     deployed.http = f"http://{svc['spec']['clusterIP']}:{ports[API_PORT]}"

@@ -2,7 +2,8 @@
 child kinds. The table feeds the watches (handlers.py), the apply step and its API paths (kube.py), the
 reconcile order (reconcile.py), the RBAC check (a chart test) and the docs.
 
-Adding a kind: one row here, one builder module, and its rule in rbac.yaml.
+Adding a kind: one row here, one builder module, and its rule in rbac.yaml (a cluster-scoped kind's in the
+`userservice-operator-cluster` ClusterRole, which is always bound cluster-wide).
 """
 
 from __future__ import annotations
@@ -11,12 +12,15 @@ import enum
 from dataclasses import dataclass
 
 from userservice_operator.children import (
+    accessbinding,
     deployment,
     hpa,
     migration,
+    networkpolicy,
     pdb,
     prometheusrule,
     service,
+    serviceaccount,
     servicemonitor,
 )
 from userservice_operator.children.common import Builder
@@ -36,6 +40,9 @@ class Child:
     build: Builder
     phase: Phase = Phase.SUPPORT
     optional_api: bool = False  # a CRD that may be absent (then the kind is skipped, not an error)
+    # Cluster-scoped kinds carry no ownerReference (a namespaced owner is not allowed): their labels name the
+    # owner and the operator deletes them itself when the UserService goes (runtime.Controller.collect).
+    namespaced: bool = True
 
     @property
     def group(self) -> str:
@@ -53,7 +60,16 @@ class Child:
 
 # In apply order.
 CHILDREN: tuple[Child, ...] = (
+    Child("ServiceAccount", "v1", "serviceaccounts", serviceaccount.build),
+    Child(
+        "ClusterRoleBinding",
+        "rbac.authorization.k8s.io/v1",
+        "clusterrolebindings",
+        accessbinding.build,
+        namespaced=False,
+    ),
     Child("Service", "v1", "services", service.build),
+    Child("NetworkPolicy", "networking.k8s.io/v1", "networkpolicies", networkpolicy.build),
     Child("PodDisruptionBudget", "policy/v1", "poddisruptionbudgets", pdb.build),
     Child(
         "ServiceMonitor",
@@ -74,17 +90,22 @@ CHILDREN: tuple[Child, ...] = (
     Child("HorizontalPodAutoscaler", "autoscaling/v2", "horizontalpodautoscalers", hpa.build, Phase.WORKLOAD),
 )
 OPTIONAL_CRDS: tuple[str, ...] = tuple(c.crd for c in CHILDREN if c.optional_api)
+CLUSTER_CHILDREN: tuple[Child, ...] = tuple(c for c in CHILDREN if not c.namespaced)
 
 __all__ = [
     "CHILDREN",
+    "CLUSTER_CHILDREN",
     "OPTIONAL_CRDS",
     "Child",
     "Phase",
+    "accessbinding",
     "deployment",
     "hpa",
     "migration",
+    "networkpolicy",
     "pdb",
     "prometheusrule",
     "service",
+    "serviceaccount",
     "servicemonitor",
 ]

@@ -17,6 +17,8 @@ MANAGED_BY = "userservice-operator"
 APP_NAME = "userservice"
 HASH_ANNOTATION = "userservice.io/applied-hash"
 MIGRATION_HASH_LABEL = "userservice.io/migration-hash"
+# On cluster-scoped children (no ownerReference possible): the owner's namespace; its name is the instance label.
+OWNER_NAMESPACE_LABEL = "userservice.io/namespace"
 
 
 def _label_value(text: str) -> str:
@@ -71,6 +73,11 @@ def owner_reference(us: UserService) -> dict[str, Any]:
     }
 
 
+def scheme(us: UserService) -> str:
+    """HTTP scheme of the REST and management ports."""
+    return "https" if us.spec.tls_enabled() else "http"
+
+
 def metadata(us: UserService, name: str, component: str, image: str | None = None) -> dict[str, Any]:
     return {
         "name": name,
@@ -78,6 +85,11 @@ def metadata(us: UserService, name: str, component: str, image: str | None = Non
         "labels": labels(us, component, image),
         "ownerReferences": [owner_reference(us)],
     }
+
+
+def owner_selector(namespace: str, name: str) -> str:
+    """Label selector of the cluster-scoped children of one UserService."""
+    return f"app.kubernetes.io/instance={name},{OWNER_NAMESPACE_LABEL}={namespace},app.kubernetes.io/managed-by={MANAGED_BY}"
 
 
 def canonical_hash(obj: Any, length: int = 16) -> str:
@@ -100,7 +112,25 @@ def with_hash(manifest: Manifest) -> Manifest:
 # Every environment variable the operator sets itself. crd.yaml reserves exactly these (its CEL rule on
 # spec.env is `reserved_env_rule()`; a unit test keeps the two equal): a duplicate name would make the API
 # server refuse the Deployment and the Job.
-OPERATOR_ENV = ("DATABASE_URL", "LOG_LEVEL", "HTTP_PORT", "GRPC_PORT", "SHUTDOWN_GRACE_SECONDS")
+OPERATOR_ENV = (
+    "DATABASE_URL",
+    "LOG_LEVEL",
+    "HTTP_PORT",
+    "GRPC_PORT",
+    "SHUTDOWN_GRACE_SECONDS",
+    "MANAGEMENT_PORT",
+    "AUTH_MODE",
+    "AUTH_AUDIENCE",
+    "AUTH_NAMESPACE",
+    "AUTH_CACHE_SECONDS",
+    "TLS_CERT_FILE",
+    "TLS_KEY_FILE",
+)
+# Where the spec.tls Secret is mounted (the service reads the pair from TLS_CERT_FILE / TLS_KEY_FILE).
+TLS_DIR = "/etc/userservice/tls"
+# The chart-shipped ClusterRole that may only create TokenReviews and SubjectAccessReviews; each UserService's
+# ServiceAccount is bound to it (children/accessbinding.py), and the operator may bind exactly this role.
+ACCESS_REVIEWER_ROLE = "userservice-access-reviewer"
 
 
 def reserved_env_rule() -> str:

@@ -1,17 +1,21 @@
-"""Deployment of the user service: probes, restricted security, drain-aware termination."""
+"""Deployment of the user service: probes on the management port, its own ServiceAccount (Kubernetes
+authentication), the TLS Secret when asked, restricted security, drain-aware termination."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from userservice_operator.budget import pool_size
+from userservice_operator.children import serviceaccount
 from userservice_operator.children.common import (
+    TLS_DIR,
     BuildContext,
     base_env,
     database_env,
     labels,
     metadata,
     pod_security_context,
+    scheme,
     security_context,
     selector_labels,
     with_hash,
@@ -20,6 +24,7 @@ from userservice_operator.spec import Manifest, UserService
 
 COMPONENT = "server"
 CONTAINER = "userservice"
+TLS_VOLUME = "tls"
 # The oldest Kubernetes the children are valid on: the preStop `sleep` action is on by default from 1.30.
 # A zero-second sleep is valid only from 1.33, so preStopSleepSeconds 0 leaves the hook out instead.
 # The chart's kubeVersion states the same (a chart test checks it).
@@ -42,11 +47,22 @@ def build(us: UserService, ctx: BuildContext | None = None) -> Manifest:
         *base_env(us),
         {"name": "HTTP_PORT", "value": str(spec.http.port)},
         {"name": "GRPC_PORT", "value": str(spec.grpc.port)},
+        {"name": "MANAGEMENT_PORT", "value": str(spec.management.port)},
         {"name": "SHUTDOWN_GRACE_SECONDS", "value": str(spec.shutdown_grace_period_seconds)},
+        *access_env(us),
         *database_env(us, pool_size(spec)),
         *(dict(e) for e in spec.env),
     ]
+    volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}]
+    mounts: list[dict[str, Any]] = [{"name": "tmp", "mountPath": "/tmp"}]  # noqa: S108 - an emptyDir, read-only root
+    if spec.tls is not None:
+        # The whole Secret, not subPath items: kubelet then updates the files in place on renewal.
+        volumes.append(
+            {"name": TLS_VOLUME, "secret": {"secretName": spec.tls.secret_name, "defaultMode": 0o440}}
+        )
+        mounts.append({"name": TLS_VOLUME, "mountPath": TLS_DIR, "readOnly": True})
     probe_common = {"timeoutSeconds": 2, "failureThreshold": 3}
+    probe_get = {"port": "management", "scheme": scheme(us).upper()}
     container: dict[str, Any] = {
         "name": CONTAINER,
         "image": image,
@@ -56,21 +72,22 @@ def build(us: UserService, ctx: BuildContext | None = None) -> Manifest:
         "ports": [
             {"name": "http", "containerPort": spec.http.port, "protocol": "TCP"},
             {"name": "grpc", "containerPort": spec.grpc.port, "protocol": "TCP"},
+            {"name": "management", "containerPort": spec.management.port, "protocol": "TCP"},
         ],
         "env": env,
         "resources": dict(spec.resources),
         "livenessProbe": {
-            "httpGet": {"path": "/healthz", "port": "http"},
+            "httpGet": {"path": "/healthz", **probe_get},
             "periodSeconds": 10,
             **probe_common,
         },
         "readinessProbe": {
-            "httpGet": {"path": "/readyz", "port": "http"},
+            "httpGet": {"path": "/readyz", **probe_get},
             "periodSeconds": 5,
             **probe_common,
         },
         "securityContext": security_context(),
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108 - an emptyDir, read-only root
+        "volumeMounts": mounts,
     }
     if spec.pre_stop_sleep_seconds:
         container["lifecycle"] = {"preStop": {"sleep": {"seconds": spec.pre_stop_sleep_seconds}}}
@@ -84,12 +101,14 @@ def build(us: UserService, ctx: BuildContext | None = None) -> Manifest:
         "template": {
             "metadata": template_meta,
             "spec": {
-                "automountServiceAccountToken": False,
+                "serviceAccountName": serviceaccount.name(us),
+                # The service authenticates to the API server with this token (TokenReview, SubjectAccessReview).
+                "automountServiceAccountToken": True,
                 "enableServiceLinks": False,
                 "terminationGracePeriodSeconds": spec.termination_grace_seconds(),
                 "securityContext": pod_security_context(),
                 "containers": [container],
-                "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
+                "volumes": volumes,
                 **spec.pod.scheduling(),
             },
         },
@@ -106,3 +125,19 @@ def build(us: UserService, ctx: BuildContext | None = None) -> Manifest:
             "spec": deployment_spec,
         }
     )
+
+
+def access_env(us: UserService) -> list[dict[str, Any]]:
+    """Authentication always on (AUTH_MODE cannot be overridden: spec.env refuses it), and TLS when asked."""
+    env = [
+        {"name": "AUTH_MODE", "value": "kubernetes"},
+        {"name": "AUTH_AUDIENCE", "value": us.audience()},
+        {"name": "AUTH_NAMESPACE", "value": us.namespace},
+        {"name": "AUTH_CACHE_SECONDS", "value": str(us.spec.auth.cache_seconds)},
+    ]
+    if us.spec.tls is not None:
+        env += [
+            {"name": "TLS_CERT_FILE", "value": f"{TLS_DIR}/tls.crt"},
+            {"name": "TLS_KEY_FILE", "value": f"{TLS_DIR}/tls.key"},
+        ]
+    return env

@@ -1,10 +1,11 @@
-"""ClusterIP Service with the named ports `http` and `grpc`."""
+"""ClusterIP Service with the named ports `http`, `grpc` and `management`."""
 
 from __future__ import annotations
 
 from userservice_operator.children.common import (
     BuildContext,
     metadata,
+    scheme,
     selector_labels,
     with_hash,
 )
@@ -29,6 +30,12 @@ def build(us: UserService, ctx: BuildContext | None = None) -> Manifest:
                         "protocol": "TCP",
                         "appProtocol": "grpc",
                     },
+                    {
+                        "name": "management",
+                        "port": us.spec.management.port,
+                        "targetPort": "management",
+                        "protocol": "TCP",
+                    },
                 ],
             },
         }
@@ -38,4 +45,4 @@ def build(us: UserService, ctx: BuildContext | None = None) -> Manifest:
 def endpoints(us: UserService) -> dict[str, str]:
     """In-cluster addresses of the service (REST URL and gRPC target)."""
     host = f"{us.name}.{us.namespace}.svc"
-    return {"http": f"http://{host}:{us.spec.http.port}", "grpc": f"{host}:{us.spec.grpc.port}"}
+    return {"http": f"{scheme(us)}://{host}:{us.spec.http.port}", "grpc": f"{host}:{us.spec.grpc.port}"}

@@ -127,7 +127,10 @@ def complete_job(cluster: KubeCluster, namespace: str, name: str, *, failed: boo
 
 
 def resource_versions(cluster: KubeCluster, namespace: str) -> dict[str, str]:
-    kinds = "userservices,deployments,services,poddisruptionbudgets,horizontalpodautoscalers,jobs"
+    kinds = (
+        "userservices,deployments,services,poddisruptionbudgets,horizontalpodautoscalers,jobs,"
+        "serviceaccounts,networkpolicies"
+    )
     out = cluster.kubectl("-n", namespace, "get", kinds, "-o", "json").stdout
     return {
         f"{i['kind']}/{i['metadata']['name']}": i["metadata"]["resourceVersion"]

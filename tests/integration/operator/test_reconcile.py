@@ -84,7 +84,11 @@ def test_children_have_the_right_spec(operator_cluster: KubeCluster, it_namespac
         [m for m in dep["metadata"]["managedFields"] if m["manager"] == "userservice-operator"]
     )
     assert '"f:replicas"' not in owned
-    assert {p["name"]: p["port"] for p in svc["spec"]["ports"]} == {"http": 8080, "grpc": 50051}
+    assert {p["name"]: p["port"] for p in svc["spec"]["ports"]} == {
+        "http": 8080,
+        "grpc": 50051,
+        "management": 9090,
+    }
     assert hpa["spec"]["minReplicas"] == 2 and hpa["spec"]["maxReplicas"] == 5
     assert [m["type"] for m in hpa["spec"]["metrics"]] == ["Resource", "Pods"]
     assert pdb["spec"]["maxUnavailable"] == 1
@@ -141,7 +145,7 @@ def test_drift_is_restored_and_others_fields_left_alone(
     wait_for(
         lambda: (
             {p["port"] for p in must_get(operator_cluster, ns, "service", "drift")["spec"]["ports"]}
-            == {8080, 50051}
+            == {8080, 50051, 9090}
         ),
         20,
         what="service ports restored",
@@ -262,14 +266,14 @@ def test_spec_change_propagates_and_idle_makes_no_writes(
     svc_before = must_get(operator_cluster, ns, "service", "chg")
     pdb_before = must_get(operator_cluster, ns, "pdb", "chg")
     custom_objects(operator_cluster).patch_namespaced_custom_object(
-        GROUP, VERSION, ns, PLURAL, "chg", {"spec": {"http": {"port": 9090}, "logLevel": "debug"}}
+        GROUP, VERSION, ns, PLURAL, "chg", {"spec": {"http": {"port": 9000}, "logLevel": "debug"}}
     )
     wait_for(
         lambda: (
             {p["name"]: p["port"] for p in must_get(operator_cluster, ns, "service", "chg")["spec"]["ports"]}[
                 "http"
             ]
-            == 9090
+            == 9000
         ),
         20,
         what="service port",
@@ -282,7 +286,7 @@ def test_spec_change_propagates_and_idle_makes_no_writes(
         ),
         20,
     )
-    assert container(dep)["ports"][0]["containerPort"] == 9090
+    assert container(dep)["ports"][0]["containerPort"] == 9000
     # only what changed was written: the PDB (not affected by this change) kept its resourceVersion
     assert (
         must_get(operator_cluster, ns, "pdb", "chg")["metadata"]["resourceVersion"]
@@ -445,7 +449,7 @@ def test_monitoring_appears_when_crds_installed(operator_cluster: KubeCluster, i
             what="servicemonitor",
         )
         assert sm["metadata"]["labels"]["release"] == "prom"
-        assert sm["spec"]["endpoints"][0]["port"] == "http"
+        assert sm["spec"]["endpoints"][0]["port"] == "management"
         wait_for(lambda: get(operator_cluster, ns, "prometheusrules.monitoring.coreos.com", "mon"), 20)
         wait_for(
             lambda: condition(get(operator_cluster, ns, PLURAL, "mon"), "Monitoring")["status"] == "True", 20
@@ -551,3 +555,83 @@ def test_api_errors_become_a_condition_and_clear(operator_cluster: KubeCluster, 
         install_operator_api(operator_cluster)  # restores the ClusterRole from rbac.yaml
     wait_for(lambda: get(operator_cluster, ns, "pdb", "err"), 30, what="pdb after RBAC restored")
     wait_for(lambda: condition(get(operator_cluster, ns, PLURAL, "err"), "Degraded")["status"] == "False", 30)
+
+
+def test_access_children_and_the_cluster_binding_going_with_the_userservice(
+    operator_cluster: KubeCluster, it_namespace: str
+) -> None:
+    """A ServiceAccount that may review tokens and access (and nothing more), a NetworkPolicy, and a
+    ClusterRoleBinding that cannot be owner-referenced: the operator deletes it with the UserService, and
+    deletes one left behind for a UserService that no longer exists."""
+    ns = it_namespace
+    apply(operator_cluster, ns, secret(), userservice("guarded", tls={"secretName": "guarded-tls"}))
+    binding = f"userservice-access-reviewer:{ns}:guarded"
+    crb = wait_for(lambda: get(operator_cluster, "", "clusterrolebinding", binding), 30, what="binding")
+    assert crb["subjects"] == [{"kind": "ServiceAccount", "name": "guarded", "namespace": ns}]
+    sa = must_get(operator_cluster, ns, "serviceaccount", "guarded")
+    assert sa["metadata"]["ownerReferences"][0]["name"] == "guarded"
+    policy = wait_for(lambda: get(operator_cluster, ns, "networkpolicy", "guarded"), 30, what="policy")
+    assert [r["ports"][0]["port"] for r in policy["spec"]["ingress"]] == [8080, 9090]
+    dep = wait_for(lambda: get(operator_cluster, ns, "deployment", "guarded"), 30, what="deployment")
+    assert dep["spec"]["template"]["spec"]["serviceAccountName"] == "guarded"
+    env = {e["name"]: e.get("value") for e in container(dep)["env"]}
+    assert env["AUTH_AUDIENCE"] == f"userservice.io/{ns}/guarded"
+    assert env["TLS_CERT_FILE"] == "/etc/userservice/tls/tls.crt"
+    service_account = f"--as=system:serviceaccount:{ns}:guarded"
+
+    def can(*args: str) -> str:
+        return operator_cluster.kubectl("auth", "can-i", *args, service_account, check=False).stdout.strip()
+
+    assert can("create", "tokenreviews.authentication.k8s.io") == "yes"
+    assert can("create", "subjectaccessreviews.authorization.k8s.io") == "yes"
+    assert can("get", "secrets", "-n", ns) == "no"
+    assert can("create", "selfsubjectaccessreviews.authorization.k8s.io") == "yes"  # every user may
+
+    # Turned off, the NetworkPolicy goes; the rest stays.
+    operator_cluster.kubectl(
+        "-n",
+        ns,
+        "patch",
+        "usvc",
+        "guarded",
+        "--type=merge",
+        "-p",
+        '{"spec":{"access":{"networkPolicy":{"enabled":false}}}}',
+    )
+    wait_for(lambda: get(operator_cluster, ns, "networkpolicy", "guarded") is None, 30, what="policy deleted")
+
+    operator_cluster.kubectl("-n", ns, "delete", "usvc", "guarded")
+    wait_for(
+        lambda: get(operator_cluster, "", "clusterrolebinding", binding) is None, 30, what="binding deleted"
+    )
+
+    # One left behind (say the operator was down when its UserService went): deleted when seen.
+    orphan = f"userservice-access-reviewer:{ns}:ghost"
+    operator_cluster.kubectl(
+        "apply",
+        "-f",
+        "-",
+        input=json.dumps(
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "ClusterRoleBinding",
+                "metadata": {
+                    "name": orphan,
+                    "labels": {
+                        "app.kubernetes.io/managed-by": "userservice-operator",
+                        "app.kubernetes.io/instance": "ghost",
+                        "userservice.io/namespace": ns,
+                    },
+                },
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "ClusterRole",
+                    "name": "userservice-access-reviewer",
+                },
+                "subjects": [{"kind": "ServiceAccount", "name": "ghost", "namespace": ns}],
+            }
+        ),
+    )
+    wait_for(
+        lambda: get(operator_cluster, "", "clusterrolebinding", orphan) is None, 30, what="orphan deleted"
+    )

@@ -17,6 +17,10 @@ def test_kubectl_explain_and_short_name(operator_cluster: KubeCluster) -> None:
     assert "autoscaling" in out and "Desired state" in out
     out = operator_cluster.kubectl("explain", "usvc.spec.autoscaling.targetRequestsPerSecond").stdout
     assert "userservice_requests_per_second" in out
+    out = operator_cluster.kubectl("explain", "usvc.spec.access.from.podSelector.matchExpressions").stdout
+    assert "Label requirements" in out
+    out = operator_cluster.kubectl("explain", "usvc.spec.auth.audience").stdout
+    assert "userservice.io/NAMESPACE/NAME" in out
     resources = operator_cluster.kubectl("api-resources", "--api-group=userservice.io").stdout
     assert "usvc" in resources
 
@@ -29,7 +33,10 @@ def test_kubectl_explain_and_short_name(operator_cluster: KubeCluster) -> None:
             "spec.autoscaling.minReplicas must be less than or equal to spec.autoscaling.maxReplicas",
         ),
         ({"logLevel": "loud"}, 'spec.logLevel: Unsupported value: "loud"'),
-        ({"http": {"port": 9000}, "grpc": {"port": 9000}}, "spec.http.port and spec.grpc.port must differ"),
+        (
+            {"http": {"port": 9000}, "grpc": {"port": 9000}},
+            "spec.http.port, spec.grpc.port and spec.management.port",
+        ),
         ({"env": [{"name": "DATABASE_URL", "value": "x"}]}, "spec.env must not set DATABASE_URL"),
         ({"env": [{"name": "LOG_LEVEL", "value": "debug"}]}, "spec.env must not set DATABASE_URL, LOG_LEVEL"),
         ({"env": [{"name": "SHUTDOWN_GRACE_SECONDS", "value": "1"}]}, "spec.env must not set"),
@@ -113,6 +120,49 @@ def test_kubectl_explain_and_short_name(operator_cluster: KubeCluster) -> None:
         ),
         ({"slo": {"availability": {"objective": 100}}}, "spec.slo.availability.objective"),
         ({"slo": {"latency": {"objective": 99}}}, "spec.slo.latency.thresholdSeconds: Required value"),
+        ({"env": [{"name": "AUTH_MODE", "value": "none"}]}, "spec.env must not set"),
+        ({"env": [{"name": "TLS_KEY_FILE", "value": "/k"}]}, "spec.env must not set"),
+        ({"management": {"port": 8080}}, "spec.management.port must differ"),
+        ({"tls": {}}, "spec.tls.secretName: Required value"),
+        ({"tls": {"secretName": "Not_A_Name"}}, "spec.tls.secretName"),
+        ({"access": {"from": [{}]}}, "a peer needs a namespaceSelector, a podSelector or both"),
+        (
+            {"access": {"from": [{"podSelector": {"matchExpressions": [{"key": "a", "operator": "In"}]}}]}},
+            "In and NotIn need values",
+        ),
+        (
+            {
+                "access": {
+                    "from": [
+                        {
+                            "podSelector": {
+                                "matchExpressions": [{"key": "a", "operator": "Exists", "values": ["x"]}]
+                            }
+                        }
+                    ]
+                }
+            },
+            "Exists and DoesNotExist take none",
+        ),
+        (
+            {"access": {"from": [{"podSelector": {"matchExpressions": [{"key": "a", "operator": "Near"}]}}]}},
+            'Unsupported value: "Near"',
+        ),
+        (
+            {"access": {"from": [{"namespaceSelector": {"matchLabels": {"bad key!": "x"}}}]}},
+            "every matchLabels key must be a label key",
+        ),
+        (
+            {"access": {"from": [{"namespaceSelector": {"matchLabels": {"team": "not valid!"}}}]}},
+            "spec.access.from[0].namespaceSelector.matchLabels.team",
+        ),
+        (
+            {"access": {"from": [{"ipBlock": {"cidr": "10.0.0.0/8"}}]}},
+            'unknown field "spec.access.from[0].ipBlock"',
+        ),
+        ({"monitoring": {"namespaceSelector": {"matchLabels": {"/x": "v"}}}}, "must be a label key"),
+        ({"auth": {"cacheSeconds": -1}}, "spec.auth.cacheSeconds"),
+        ({"auth": {"audience": ""}}, "spec.auth.audience"),
     ],
 )
 def test_api_refuses_bad_specs(operator_cluster: KubeCluster, spec: dict[str, object], message: str) -> None:
@@ -249,6 +299,13 @@ def test_defaults_applied_by_api_server(operator_cluster: KubeCluster) -> None:
     assert spec["migrations"]["enabled"] is True
     assert spec["monitoring"]["serviceMonitor"]["interval"] == "30s"
     assert spec["logLevel"] == "info"
+    assert spec["management"] == {"port": 9090}
+    assert spec["access"] == {"from": [{"podSelector": {}}], "networkPolicy": {"enabled": True}}
+    assert spec["auth"] == {"cacheSeconds": 10}
+    assert spec["monitoring"]["namespaceSelector"] == {
+        "matchLabels": {"kubernetes.io/metadata.name": "monitoring"}
+    }
+    assert "tls" not in spec
 
 
 @pytest.mark.parametrize(
@@ -266,6 +323,13 @@ def test_defaults_applied_by_api_server(operator_cluster: KubeCluster) -> None:
         ("delete", "userservices.userservice.io", "no"),
         ("create", "pods", "no"),
         ("create", "roles.rbac.authorization.k8s.io", "no"),
+        ("create", "serviceaccounts", "yes"),
+        ("patch", "networkpolicies.networking.k8s.io", "yes"),
+        ("create", "tokenreviews.authentication.k8s.io", "no"),
+        ("bind", "clusterroles.rbac.authorization.k8s.io/userservice-access-reviewer", "yes"),
+        ("bind", "clusterroles.rbac.authorization.k8s.io/cluster-admin", "no"),
+        ("escalate", "clusterroles.rbac.authorization.k8s.io", "no"),
+        ("create", "clusterroles.rbac.authorization.k8s.io", "no"),
     ],
 )
 def test_operator_rbac_is_least_privilege(
@@ -273,6 +337,8 @@ def test_operator_rbac_is_least_privilege(
 ) -> None:
     """The rules of rbac.yaml as the API server evaluates them for the operator's user."""
     res, _, sub = resource.partition("/")
+    if res.startswith("clusterroles."):  # a resource name, not a subresource
+        res, sub = f"{res}/{sub}" if sub else res, ""
     args = ["auth", "can-i", verb, res, "-n", "default", "--as=userservice-operator"]
     if sub:
         args.append(f"--subresource={sub}")

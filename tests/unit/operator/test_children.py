@@ -54,9 +54,13 @@ def test_deployment_shape() -> None:
     assert c["image"] == "registry.example/userservice:1.0.0"
     assert c["command"] == ["userservice"]
     assert c["args"] == ["serve"]
-    assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"http": 8080, "grpc": 50051}
-    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
-    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert {p["name"]: p["containerPort"] for p in c["ports"]} == {
+        "http": 8080,
+        "grpc": 50051,
+        "management": 9090,
+    }
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "management", "scheme": "HTTP"}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "management", "scheme": "HTTP"}
     env = {e["name"]: e for e in c["env"]}
     assert env["DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {"name": "alpha-db", "key": "url"}
     assert env["HTTP_PORT"]["value"] == "8080"
@@ -126,6 +130,7 @@ def test_service() -> None:
     assert [(p["name"], p["port"], p["targetPort"]) for p in svc["spec"]["ports"]] == [
         ("http", 9000, "http"),
         ("grpc", 50051, "grpc"),
+        ("management", 9090, "management"),
     ]
     assert service.endpoints(make_userservice()) == {
         "http": "http://alpha.team-a.svc:8080",
@@ -177,7 +182,9 @@ def test_servicemonitor_and_rule() -> None:
     assert sm is not None
     _owner_and_labels(sm)
     assert sm["metadata"]["labels"]["release"] == "prom"
-    assert sm["spec"]["endpoints"] == [{"port": "http", "path": "/metrics", "interval": "30s"}]
+    assert sm["spec"]["endpoints"] == [
+        {"port": "management", "path": "/metrics", "interval": "30s", "scheme": "http"}
+    ]
     rule = prometheusrule.build(make_userservice())
     assert rule is not None
     _owner_and_labels(rule)

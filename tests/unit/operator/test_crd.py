@@ -204,7 +204,7 @@ def test_env_reserves_every_name_the_operator_sets() -> None:
     # names are unique: a list keyed by name
     assert env["x-kubernetes-list-type"] == "map"
     assert env["x-kubernetes-list-map-keys"] == ["name"]
-    us = make_userservice()
+    us = make_userservice(tls={"secretName": "tls"})  # every variable, the TLS pair included
     (container,) = deployment.build(us)["spec"]["template"]["spec"]["containers"]
     assert {e["name"] for e in container["env"]} == set(OPERATOR_ENV)
     (job_container,) = migration.build(us)["spec"]["template"]["spec"]["containers"]
