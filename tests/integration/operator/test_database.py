@@ -158,8 +158,10 @@ def test_a_cloudnativepg_cluster_is_used_as_it_comes(
             database={"cloudNativePG": {"clusterName": CLUSTER}, "maxConnections": 50},
         ),
     )
-    # Before CloudNativePG made the cluster: a condition naming what is missing, and no pods.
-    us = wait_for(lambda: reconciled(operator_cluster, ns, "cnpg"), 30)
+    # Before CloudNativePG made the cluster: a condition naming what is missing, and no pods. The first
+    # UserService the shared operator sees may wait for its namespace watch to start (kopf follows `it-*`
+    # namespaces as they appear): once, 30 s was not enough on a loaded machine.
+    us = wait_for(lambda: reconciled(operator_cluster, ns, "cnpg"), 90)
     degraded = condition(us, "Degraded")
     assert (degraded["reason"], f"'{CLUSTER}-app'" in degraded["message"]) == ("SecretNotFound", True)
     assert "spec.database.cloudNativePG" in degraded["message"]
