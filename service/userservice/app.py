@@ -107,8 +107,11 @@ async def serve(
         config.breach_check_url, config.breach_check_timeout, config.breach_check_fail_open, metrics
     )
     # One first-come, first-served gate for every use case: separate gates in front of one pool would each be
-    # fair only among their own callers.
-    db = FairPool(pool)
+    # fair only among their own callers. Consistency tokens (a WAL position read after each write, a middleware
+    # and an interceptor per request) only matter where a replica may serve a read.
+    replica_urls = read_urls(config.database_read_url)
+    tokens = bool(replica_urls)
+    db = FairPool(pool, notes_writes=tokens)
     replicas = [
         Replica(
             index,
@@ -116,7 +119,7 @@ async def serve(
                 url, config.db_read_pool_max, config.db_command_timeout, CONNECT_TIMEOUT_SECONDS
             ),
         )
-        for index, url in enumerate(read_urls(config.database_read_url))
+        for index, url in enumerate(replica_urls)
     ]
     reads = ReadRouter(
         db,
@@ -162,6 +165,7 @@ async def serve(
         config.event_source,
         config.max_body_bytes,
         config.batch_max_body_bytes,
+        consistency_tokens=tokens,
     )
     limits = ConnectionLimits(
         config.http_header_timeout, config.http_idle_timeout, config.http_max_connections
@@ -185,7 +189,7 @@ async def serve(
         interceptors=[
             grpc_api.AccessGuard(access, metrics),
             grpc_api.RequestGuard(),
-            consistency.GrpcTokens(grpc_api.SERVICE_NAME),
+            *([consistency.GrpcTokens(grpc_api.SERVICE_NAME)] if tokens else []),
         ]
     )
     pb_grpc.add_UserServiceServicer_to_server(  # type: ignore[no-untyped-call] # generated code is untyped

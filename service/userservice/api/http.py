@@ -432,8 +432,11 @@ def build_app(
     event_source: str,
     max_body: int,
     batch_max_body: int,
+    consistency_tokens: bool = False,
 ) -> web.Application:
-    app = web.Application(middlewares=[observe, authorize, consistency.rest_tokens], client_max_size=max_body)
+    """`consistency_tokens`: issue and honour read-your-writes tokens (only worth a middleware with replicas)."""
+    middlewares = [observe, authorize, *([consistency.rest_tokens] if consistency_tokens else [])]
+    app = web.Application(middlewares=middlewares, client_max_size=max_body)
     app[CORE], app[CREDENTIALS], app[BATCH], app[BATCH_MAX_BODY] = core, credentials, batch, batch_max_body
     app[FEED], app[METRICS], app[EVENT_SOURCE], app[ACCESS] = feed, metrics_, event_source, access
     for method, path, handler, _ in ROUTES:

@@ -77,10 +77,10 @@ class FairPool:
     error notes the primary's WAL position on that connection before it goes back: the reply's consistency token.
     """
 
-    def __init__(self, pool: asyncpg.Pool, *, notes_writes: bool = True) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, notes_writes: bool = False) -> None:
         self._pool = pool
         self._gate = asyncio.Semaphore(pool.get_max_size())
-        self._notes_writes = notes_writes  # False for a replica's pool, where nothing is written
+        self._notes_writes = notes_writes  # the primary's, when replicas serve reads
 
     def acquire(self) -> _FairLease:
         return _FairLease(self._pool, self._gate, self._notes_writes)

@@ -59,7 +59,7 @@ class Replica:
     def __init__(self, index: int, pool: asyncpg.Pool) -> None:
         self.name = str(index)
         self.pool = pool
-        self.gate = FairPool(pool, notes_writes=False)
+        self.gate = FairPool(pool)
         self.state = ReplicaState()
 
 

@@ -271,3 +271,18 @@ async def test_with_reads_without_token_set_to_replica_plain_reads_go_to_the_rep
             assert time.monotonic() < deadline, lag
             await asyncio.sleep(0.1)
         assert replicated.standby.dsn(database_name) not in text  # the replica is known by its index only
+
+
+async def test_without_replicas_writes_carry_no_token_and_a_sent_one_is_ignored(
+    replicated: Replicated, database_name: str
+) -> None:
+    async with (
+        in_process(replicated.primary.dsn(database_name)) as running,
+        aiohttp.ClientSession(base_url=running.http) as http,
+    ):
+        async with http.post("/v1/users", json=new_user()) as response:
+            assert response.status == 201
+            assert HEADER not in response.headers
+            user = await response.json()
+        async with http.get(f"/v1/users/{user['id']}", headers={HEADER: "not-a-token"}) as response:
+            assert response.status == 200  # every read is the primary's: nothing to wait for
