@@ -30,9 +30,8 @@ def main(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory() as tmp, stack.postgres() as (admin, _):
         workdir = Path(tmp)
         dsn = asyncio.run(stack.fresh_database(admin))
-        ids = asyncio.run(stack.seed(dsn, 20000))
         ids_file = workdir / "ids.txt"
-        ids_file.write_text("\n".join(ids) + "\n")
+        ids = stack.seed_ids_file(dsn, 20000, ids_file)
         plain = stack.start_service(dsn, workdir)
         (workdir / "uv").mkdir()
         fast = stack.start_service(dsn, workdir / "uv", launch=["-c", LAUNCH.format(site=str(site))])

@@ -53,9 +53,8 @@ def main(argv: list[str]) -> int:
     with stack.postgres() as (admin, _), tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         dsn = asyncio.run(stack.fresh_database(admin))
-        ids = asyncio.run(stack.seed(dsn, 20000))
         ids_file = workdir / "ids.txt"
-        ids_file.write_text("\n".join(ids) + "\n")
+        ids = stack.seed_ids_file(dsn, 20000, ids_file)
         svc = stack.start_service(dsn, workdir)
         try:
             http = f"http://127.0.0.1:{svc.info['http_port']}"

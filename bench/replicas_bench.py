@@ -32,9 +32,8 @@ def measure(plan: Plan, workdir: Path) -> dict[str, Any]:
         dsn = asyncio.run(create_database(pair.primary.dsn()))
         database = dsn.rsplit("/", 1)[1]
         print(f"replicas: seeding {plan.seed_users} users", flush=True)
-        ids = asyncio.run(stack.seed(dsn, plan.seed_users))
         ids_file = workdir / "replica-ids.txt"
-        ids_file.write_text("\n".join(ids) + "\n")
+        ids = stack.seed_ids_file(dsn, plan.seed_users, ids_file)
         asyncio.run(pair.wait_replayed(database))
         (workdir / "primary-only").mkdir(exist_ok=True)
         (workdir / "with-replica").mkdir(exist_ok=True)

@@ -3,6 +3,7 @@ process of its own on loopback ports."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -21,6 +22,7 @@ from argon2 import PasswordHasher, Type
 
 from bench import tools
 from tests.support.postgres import create_database, drop_database
+from tests.support.service import LOOPBACK
 from userservice.config import SETTINGS
 
 COUNTRIES = ["GB", "US", "DE", "FR", "ES", "IT", "NL", "SE", "PL", "JP", "BR", "CA", "AU", "IN", "MX", "NO"]
@@ -81,6 +83,13 @@ async def fresh_database(admin_dsn: str) -> str:
 
 async def drop(admin_dsn: str, dsn: str) -> None:
     await drop_database(admin_dsn, dsn)
+
+
+def seed_ids_file(dsn: str, count: int, path: Path) -> list[str]:
+    """seed() `count` users and write their ids to `path`, one per line (what the load generators read)."""
+    ids = asyncio.run(seed(dsn, count))
+    path.write_text("\n".join(ids) + "\n")
+    return ids
 
 
 async def seed(dsn: str, count: int) -> list[str]:
@@ -162,13 +171,7 @@ def start_service(dsn: str, workdir: Path, launch: list[str] | None = None, **en
     full_env = {
         **os.environ,
         "DATABASE_URL": dsn,
-        "HTTP_HOST": "127.0.0.1",
-        "HTTP_PORT": "0",
-        "GRPC_HOST": "127.0.0.1",
-        "GRPC_PORT": "0",
-        "MANAGEMENT_HOST": "127.0.0.1",
-        "MANAGEMENT_PORT": "0",
-        "AUTH_MODE": "none",
+        **LOOPBACK,
         "LOG_FORMAT": "json",
         "SHUTDOWN_GRACE_SECONDS": "2",
         **env,

@@ -47,12 +47,6 @@ async def service(replicated: Replicated, database_name: str) -> AsyncIterator[R
 
 
 @pytest.fixture(scope="module")
-async def http(service: RunningService) -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(base_url=service.http) as session:
-        yield session
-
-
-@pytest.fixture(scope="module")
 async def management(service: RunningService) -> AsyncIterator[aiohttp.ClientSession]:
     """Readiness and metrics: the management port."""
     async with aiohttp.ClientSession(base_url=service.management) as session:
