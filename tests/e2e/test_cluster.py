@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import grpc
 import pytest
@@ -535,8 +535,32 @@ def test_2_watch_events_on_one_pod_while_writing_through_another(deployed: Deplo
 
 
 # load ---------------------------------------------------------------------------------------------------------
+class Threaded:
+    """Runs `_run` on `threads` daemon threads from `with` until its end, which sets `_stop` (the subclasses are
+    dataclasses with those fields)."""
+
+    threads: int
+    _stop: threading.Event
+    _workers: list[threading.Thread]
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        for _ in range(self.threads):
+            t = threading.Thread(target=self._run, daemon=True)
+            t.start()
+            self._workers.append(t)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for t in self._workers:
+            t.join(30)
+
+
 @dataclass
-class Writer:
+class Writer(Threaded):
     """Creates users through the Service from `threads` threads until stopped (or `limit` seconds)."""
 
     base: str
@@ -559,18 +583,6 @@ class Writer:
                 self.acked.append(json.loads(body)["id"])
             else:
                 self.failures.append(f"{status} {body[:200]!r}")
-
-    def __enter__(self) -> Writer:
-        for _ in range(self.threads):
-            t = threading.Thread(target=self._run, daemon=True)
-            t.start()
-            self._workers.append(t)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for t in self._workers:
-            t.join(30)
 
 
 def hpa_status(deployed: Deployed) -> dict[str, Any]:

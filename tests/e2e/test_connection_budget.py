@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import IMAGE, HostPostgres, kubectl
-from tests.e2e.test_cluster import NAMESPACE, Writer, call_as_admin, get_json, http, wait_until
+from tests.e2e.test_cluster import NAMESPACE, Threaded, Writer, call_as_admin, get_json, http, wait_until
 
 pytestmark = [pytest.mark.needs_docker, pytest.mark.timeout(1800)]
 
@@ -75,7 +75,7 @@ class Sampler:
 
 
 @dataclass
-class Lister:
+class Lister(Threaded):
     """Lists users through the Service from `threads` threads until stopped."""
 
     base: str
@@ -98,18 +98,6 @@ class Lister:
                 self.served += 1
             else:
                 self.failures.append(f"{status} {body[:200]!r}")
-
-    def __enter__(self) -> Lister:
-        for _ in range(self.threads):
-            t = threading.Thread(target=self._run, daemon=True)
-            t.start()
-            self._workers.append(t)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for t in self._workers:
-            t.join(30)
 
 
 @pytest.fixture(scope="module")
