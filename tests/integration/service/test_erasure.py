@@ -13,6 +13,7 @@ import asyncpg
 import grpc
 import pytest
 
+from tests.support.schema import occurrences
 from tests.support.sse import SseEvent, read_events
 from tests.support.users import new_user
 from userservice.store.db import create_pool
@@ -47,26 +48,6 @@ async def last_cursor(pool: asyncpg.Pool) -> str:
                            '0-0')"""
     )
     return cursor
-
-
-async def occurrences(pool: asyncpg.Pool, needles: list[str]) -> list[str]:
-    """Every (table, column) of the schema whose text form holds one of the needles, case-insensitively."""
-    columns = await pool.fetch(
-        """SELECT table_name, column_name FROM information_schema.columns
-           WHERE table_schema = current_schema()
-             AND data_type IN ('text', 'character varying', 'character', 'json', 'jsonb', 'bytea')"""
-    )
-    assert {"users", "user_events", "idempotency_keys"} <= {c["table_name"] for c in columns}
-    found = []
-    for column in columns:
-        table, name = column["table_name"], column["column_name"]
-        hits = await pool.fetchval(
-            f'SELECT count(*) FROM "{table}" WHERE lower("{name}"::text) LIKE ANY($1::text[])',
-            [f"%{needle.lower()}%" for needle in needles],
-        )
-        if hits:
-            found.append(f"{table}.{name}")
-    return found
 
 
 async def rest_history(
