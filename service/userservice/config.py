@@ -101,7 +101,7 @@ SETTINGS: dict[str, Setting] = {
     "http_header_timeout": Setting(
         "HTTP_HEADER_TIMEOUT_SECONDS",
         "10",
-        "A REST connection must send a complete request head this soon after it opens or its next request begins.",
+        "A REST connection must send a complete request head this soon after it opens or its next request begins; a request being served is never cut by it.",
     ),
     "http_idle_timeout": Setting(
         "HTTP_IDLE_TIMEOUT_SECONDS",
