@@ -449,7 +449,7 @@ class UserServiceServicer(pb_grpc.UserServiceServicer):
 
     async def WatchUserEvents(
         self, request: pb.WatchUserEventsRequest, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[pb.UserEvent]:
+    ) -> None:
         gauge = self._metrics.watchers.labels("grpc")
         async with self._call("WatchUserEvents", context):
             field = "after_cursor"
@@ -459,10 +459,12 @@ class UserServiceServicer(pb_grpc.UserServiceServicer):
                 # commit.
                 await context.send_initial_metadata(())
                 gauge.inc()
+                cursor = ""
                 try:
                     async for event in events:
-                        if event is not None:
-                            yield _event_to_proto(event, self._source)
+                        if event is not None:  # written, not yielded: a client that stops reading is cut off
+                            await self._feed.send(context.write(_event_to_proto(event, self._source)), cursor)
+                            cursor = str(event.cursor)
                 finally:
                     gauge.dec()
 
