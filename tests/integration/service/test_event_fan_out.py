@@ -239,36 +239,36 @@ async def watcher_place_freed(http: aiohttp.ClientSession) -> None:
 
 
 @pytest.mark.parametrize("transport", ["sse", "grpc"])
-async def test_a_client_that_stops_reading_is_cut_off_and_frees_its_place(database: str, transport: str) -> None:
+async def test_a_client_that_stops_reading_is_cut_off_and_frees_its_place(
+    database: str, transport: str
+) -> None:
     """Once the socket buffers are full, a client that reads nothing takes no write: after the write timeout it
     is cut off and its place under the watcher cap is free again, whatever the feed decided meanwhile."""
     settings = {"event_watchers_max": 1, "event_write_timeout": 1.0}
-    async with service_with(database, **settings) as (running, http):
-        async with contextlib.AsyncExitStack() as stack:
-            if transport == "sse":
-                stack.push_async_callback(asyncio.sleep, 0)
-                stalled = await open_sse(http)
-                stack.callback(stalled.close)
-            else:
-                channel = await stack.enter_async_context(grpc.aio.insecure_channel(running.grpc))
-                call = pb_grpc.UserServiceStub(channel).WatchUserEvents(pb.WatchUserEventsRequest())
-                await call.initial_metadata()
-                stack.callback(call.cancel)
-            async with http.get("/v1/events") as resp:
-                assert resp.status == 503  # the one place is taken
-            await append_many(database, 3000, "end", {"pad": "x" * 4000})
-            await watcher_place_freed(http)
-            dropped = [
-                await metric(running, f'userservice_event_watchers_dropped_total{{reason="{reason}"}}')
-                for reason in ("slow", "stalled")
-            ]
-            assert sum(dropped) >= 1, dropped
-            gauge = f'userservice_event_watchers{{transport="{transport}"}}'
-            for _ in range(300):  # the admitted watcher above leaves at the server's next poll
-                if await metric(running, gauge) == 0:
-                    break
-                await asyncio.sleep(0.1)
-            assert await metric(running, gauge) == 0
+    async with service_with(database, **settings) as (running, http), contextlib.AsyncExitStack() as stack:
+        if transport == "sse":
+            stalled = await open_sse(http)
+            stack.callback(stalled.close)
+        else:
+            channel = await stack.enter_async_context(grpc.aio.insecure_channel(running.grpc))
+            call = pb_grpc.UserServiceStub(channel).WatchUserEvents(pb.WatchUserEventsRequest())
+            await call.initial_metadata()
+            stack.callback(call.cancel)
+        async with http.get("/v1/events") as resp:
+            assert resp.status == 503  # the one place is taken
+        await append_many(database, 3000, "end", {"pad": "x" * 4000})
+        await watcher_place_freed(http)
+        dropped = [
+            await metric(running, f'userservice_event_watchers_dropped_total{{reason="{reason}"}}')
+            for reason in ("slow", "stalled")
+        ]
+        assert sum(dropped) >= 1, dropped
+        gauge = f'userservice_event_watchers{{transport="{transport}"}}'
+        for _ in range(300):  # the admitted watcher above leaves at the server's next poll
+            if await metric(running, gauge) == 0:
+                break
+            await asyncio.sleep(0.1)
+        assert await metric(running, gauge) == 0
 
 
 async def test_the_stall_metric_shows_a_transaction_holding_the_feed_back(database: str) -> None:
