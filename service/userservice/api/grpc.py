@@ -22,6 +22,7 @@ from userservice.access import principal as principals
 from userservice.access.errors import AccessUnavailable, PermissionDenied, TokenRefused
 from userservice.access.gate import Access
 from userservice.access.permissions import PERMISSIONS
+from userservice.api import consistency
 from userservice.batch import BatchCore
 from userservice.credentials.core import Credentials
 from userservice.domain.errors import (
@@ -296,7 +297,14 @@ class _Call:
         self._method, self._context, self._metrics = method, context, metrics
 
     async def __aenter__(self) -> None:
-        rid = logs.accepted_request_id(dict(self._context.invocation_metadata() or ()).get("x-request-id"))
+        metadata = dict(self._context.invocation_metadata() or ())
+        if consistency.METADATA_KEY in metadata:
+            try:
+                consistency.check(metadata[consistency.METADATA_KEY], consistency.METADATA_KEY)
+            except InvalidArgument as exc:
+                self._metrics.grpc_call_done(self._method, grpc.StatusCode.INVALID_ARGUMENT.name, 0.0)
+                await self._context.abort_with_status(rpc_status.to_status(_status(exc)))
+        rid = logs.accepted_request_id(metadata.get("x-request-id"))
         self._token = logs.request_id.set(rid)
         self._started = time.perf_counter()
 

@@ -96,6 +96,8 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     started = time.perf_counter()
     response: web.StreamResponse
     try:
+        if consistency.HEADER in request.headers:  # checked with or without replicas: one rule for clients
+            consistency.check(request.headers[consistency.HEADER], consistency.HEADER)
         response = await handler(request)
     except web.HTTPException as exc:
         if exc.status < 400:
@@ -279,9 +281,10 @@ def _start_cursor(request: web.Request) -> tuple[str, str] | None:
     """The client's resume position and the field it came in, if any."""
     if request.headers.get("Last-Event-ID"):
         return request.headers["Last-Event-ID"], "Last-Event-ID"
-    if "after" in request.rel_url.query:
-        return request.rel_url.query["after"], "after"
-    return None
+    after = request.rel_url.query.getall("after", [])
+    if len(after) > 1:
+        raise invalid("after", "may be given only once")
+    return (after[0], "after") if after else None
 
 
 async def stream_events(request: web.Request) -> web.StreamResponse:
