@@ -150,6 +150,7 @@ async def serve(
         config.event_poll_interval,
         config.event_watchers_max,
         config.event_watcher_queue,
+        config.event_write_timeout,
         service_health.stopping,
     )
     await feed.start()

@@ -103,7 +103,9 @@ class BatchCore:
                     await append_events(conn, self._metrics, events.CREATED, users)
                     if idempotency_key is not None:
                         response = {"users": [user.public() for user in users]}
-                        await idempotency.record_response(conn, idempotency_key, response)
+                        await idempotency.record_response(
+                            conn, idempotency_key, response, [user.id for user in users]
+                        )
                     self._metrics.user_changes.labels("created").inc(len(users))
                     log.info("users created in a batch", extra={"count": len(users)})
                     return BatchCreated(users, replayed=False)

@@ -101,7 +101,7 @@ SETTINGS: dict[str, Setting] = {
     "http_header_timeout": Setting(
         "HTTP_HEADER_TIMEOUT_SECONDS",
         "10",
-        "A REST connection must send a complete request head this soon after it opens or its next request begins.",
+        "A REST connection must send a complete request head this soon after it opens or its next request begins; a request being served is never cut by it.",
     ),
     "http_idle_timeout": Setting(
         "HTTP_IDLE_TIMEOUT_SECONDS",
@@ -131,6 +131,11 @@ SETTINGS: dict[str, Setting] = {
         "EVENT_WATCHER_QUEUE",
         "1000",
         "Events buffered per watcher; one that falls further behind the live feed is cut off with its cursor.",
+    ),
+    "event_write_timeout": Setting(
+        "EVENT_WRITE_TIMEOUT_SECONDS",
+        "10",
+        "A watcher's client must take each event or keep-alive this soon, or it is cut off and its place freed.",
     ),
     "event_source": Setting("EVENT_SOURCE", "/userservice", "CloudEvents `source` attribute of every event."),
     "maintenance_interval": Setting(
@@ -273,6 +278,7 @@ class Config:
     event_poll_interval: float
     event_watchers_max: int
     event_watcher_queue: int
+    event_write_timeout: float
     event_source: str
     maintenance_interval: float
     delete_retention: float

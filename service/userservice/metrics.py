@@ -80,7 +80,7 @@ class Metrics:
         )
         self.watchers_dropped = Counter(
             "userservice_event_watchers_dropped",
-            "Event watchers cut off by the feed: slow (fell a whole buffer behind) or error (database).",
+            "Event watchers cut off: slow (fell a whole buffer behind), stalled (their client stopped reading) or error (database).",
             ["reason"],
             registry=r,
         )

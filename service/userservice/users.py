@@ -153,7 +153,7 @@ class UserCore:
                     user = await store.insert(conn, uuid.uuid4(), new, password_hash)
                     await self._append(conn, events.CREATED, user)
                     if idempotency_key is not None:
-                        await idempotency.record_response(conn, idempotency_key, user.public())
+                        await idempotency.record_response(conn, idempotency_key, user.public(), [user.id])
                     self._metrics.user_changes.labels("created").inc()
                     log.info("user created", extra={"user_id": str(user.id)})
                     return Created(user, replayed=False)

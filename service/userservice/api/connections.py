@@ -14,7 +14,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from aiohttp import web
+from aiohttp import StreamReader, web
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
@@ -50,6 +50,7 @@ class _Protocol(RequestHandler):
         super().__init__(manager, **kwargs)
         self._guard = manager
         self._head_deadline: asyncio.TimerHandle | None = None
+        self._body: StreamReader | None = None  # the body of the newest request head
 
     def _arm(self) -> None:
         self._head_deadline = self._loop.call_later(self._guard.limits.header_timeout, self._head_timed_out)
@@ -81,8 +82,19 @@ class _Protocol(RequestHandler):
         super().data_received(data)
         if self._request_count > heads:
             self._disarm()
-        elif data and self._head_deadline is None and not self._request_in_progress:
+            self._body = self._messages[-1][1] if self._messages else None
+        elif data and self._head_deadline is None and self._awaiting_head():
             self._arm()  # the first bytes of the next request on a kept-alive connection
+
+    def _awaiting_head(self) -> bool:
+        """Whether bytes now can only be a new request head: no request queued or served, and the last body
+        read to its end (a body arriving before its handler starts is not a head)."""
+        body_done = self._body is None or self._body.is_eof()
+        return body_done and not self._messages and not self._request_in_progress
+
+    async def _handle_request(self, request: BaseRequest, *args: Any) -> tuple[web.StreamResponse, bool]:
+        self._disarm()  # a request being served has its head: however long it takes, the head deadline is over
+        return await super()._handle_request(request, *args)
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._disarm()

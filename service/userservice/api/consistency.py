@@ -24,6 +24,12 @@ _GRPC_READS = ("Get", "List", "Search", "Export", "Watch")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+def check(token: str, field: str) -> None:
+    """Refuses what is not a token this service issued (400 / INVALID_ARGUMENT naming `field`), also where no
+    replicas serve reads and the token is not needed: a client learns the rule wherever it runs."""
+    consistency.read_position(token, field)
+
+
 @web.middleware
 async def rest_tokens(request: web.Request, handler: Handler) -> web.StreamResponse:
     read_after = consistency.read_position(request.headers.get(HEADER), HEADER)

@@ -22,6 +22,7 @@ from userservice.access import principal as principals
 from userservice.access.errors import AccessUnavailable, PermissionDenied, TokenRefused
 from userservice.access.gate import Access
 from userservice.access.permissions import PERMISSIONS
+from userservice.api import consistency
 from userservice.batch import BatchCore
 from userservice.credentials.core import Credentials
 from userservice.domain.errors import (
@@ -296,7 +297,14 @@ class _Call:
         self._method, self._context, self._metrics = method, context, metrics
 
     async def __aenter__(self) -> None:
-        rid = logs.accepted_request_id(dict(self._context.invocation_metadata() or ()).get("x-request-id"))
+        metadata = dict(self._context.invocation_metadata() or ())
+        if consistency.METADATA_KEY in metadata:
+            try:
+                consistency.check(metadata[consistency.METADATA_KEY], consistency.METADATA_KEY)
+            except InvalidArgument as exc:
+                self._metrics.grpc_call_done(self._method, grpc.StatusCode.INVALID_ARGUMENT.name, 0.0)
+                await self._context.abort_with_status(rpc_status.to_status(_status(exc)))
+        rid = logs.accepted_request_id(metadata.get("x-request-id"))
         self._token = logs.request_id.set(rid)
         self._started = time.perf_counter()
 
@@ -449,7 +457,7 @@ class UserServiceServicer(pb_grpc.UserServiceServicer):
 
     async def WatchUserEvents(
         self, request: pb.WatchUserEventsRequest, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[pb.UserEvent]:
+    ) -> None:
         gauge = self._metrics.watchers.labels("grpc")
         async with self._call("WatchUserEvents", context):
             field = "after_cursor"
@@ -459,10 +467,12 @@ class UserServiceServicer(pb_grpc.UserServiceServicer):
                 # commit.
                 await context.send_initial_metadata(())
                 gauge.inc()
+                cursor = ""
                 try:
                     async for event in events:
-                        if event is not None:
-                            yield _event_to_proto(event, self._source)
+                        if event is not None:  # written, not yielded: a client that stops reading is cut off
+                            await self._feed.send(context.write(_event_to_proto(event, self._source)), cursor)
+                            cursor = str(event.cursor)
                 finally:
                     gauge.dec()
 

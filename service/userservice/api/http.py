@@ -20,7 +20,7 @@ from userservice.api import consistency, openapi, problem
 from userservice.batch import BatchCore
 from userservice.credentials.core import Credentials
 from userservice.domain.errors import DomainError, invalid
-from userservice.domain.events import StartAt, parse_start
+from userservice.domain.events import StartAt, WatcherTooSlow, parse_start
 from userservice.domain.listing import filter_from_query
 from userservice.domain.model import etag_matches
 from userservice.events.feed import EventFeed
@@ -96,6 +96,8 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     started = time.perf_counter()
     response: web.StreamResponse
     try:
+        if consistency.HEADER in request.headers:  # checked with or without replicas: one rule for clients
+            consistency.check(request.headers[consistency.HEADER], consistency.HEADER)
         response = await handler(request)
     except web.HTTPException as exc:
         if exc.status < 400:
@@ -279,9 +281,10 @@ def _start_cursor(request: web.Request) -> tuple[str, str] | None:
     """The client's resume position and the field it came in, if any."""
     if request.headers.get("Last-Event-ID"):
         return request.headers["Last-Event-ID"], "Last-Event-ID"
-    if "after" in request.rel_url.query:
-        return request.rel_url.query["after"], "after"
-    return None
+    after = request.rel_url.query.getall("after", [])
+    if len(after) > 1:
+        raise invalid("after", "may be given only once")
+    return (after[0], "after") if after else None
 
 
 async def stream_events(request: web.Request) -> web.StreamResponse:
@@ -296,7 +299,8 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
     # Fixed (and checked) before the first byte goes out: once a client reads ": connected", every later
     # commit reaches it.
     after = parse_start(*start) if start else StartAt.NOW
-    async with app[FEED].watching(after, start[1] if start else "") as events:
+    feed = app[FEED]
+    async with feed.watching(after, start[1] if start else "") as events:
         response = web.StreamResponse(
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
         )
@@ -305,29 +309,36 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
         source = app[EVENT_SOURCE]
         gauge = app[METRICS].watchers.labels("sse")
         gauge.inc()
-        last_write = time.monotonic()
+        last_write, cursor = time.monotonic(), ""
         try:
             async for event in events:
                 if event is None:
                     if request.transport is None or request.transport.is_closing():
                         break  # the client left: free its place under the watcher cap now
                     if time.monotonic() - last_write >= KEEPALIVE_SECONDS:
-                        await response.write(b": keepalive\n\n")
+                        await feed.send(response.write(b": keepalive\n\n"), cursor)
                         last_write = time.monotonic()
                     continue
                 payload = jsoncodec.dumps(event.cloud_event(source))
-                await response.write(
-                    f"id: {event.cursor}\nevent: {event.type}\ndata: ".encode() + payload + b"\n\n"
+                await feed.send(
+                    response.write(
+                        f"id: {event.cursor}\nevent: {event.type}\ndata: ".encode() + payload + b"\n\n"
+                    ),
+                    cursor,
                 )
-                last_write = time.monotonic()
+                last_write, cursor = time.monotonic(), str(event.cursor)
         except ConnectionResetError:
             pass  # the client went away
         except Exception as exc:
             error = _problem_for(exc)
             assert isinstance(error.body, bytes)
             response.force_close()
-            await response.write(b"event: error\ndata: " + error.body + b"\n\n")
-            await response.write_eof()
+            try:
+                await feed.send(response.write(b"event: error\ndata: " + error.body + b"\n\n"), cursor)
+                await response.write_eof()
+            except (WatcherTooSlow, ConnectionResetError):
+                if request.transport is not None:  # it reads nothing: close without a word
+                    request.transport.abort()
         finally:
             gauge.dec()
     return response

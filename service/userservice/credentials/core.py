@@ -66,44 +66,61 @@ class Credentials:
 
     async def _verify_hash(self, password_hash: str | None, password: str) -> str | None:
         """The form of the password that matches: NFKC, as hashed since passwords are normalised, else the
-        text as sent, as other systems (and this one before) hashed it. None when neither does; an unknown
-        login (no hash) spends the same checks."""
+        text as sent, as other systems (and this one before) hashed it. None when neither does.
+
+        A refusal never takes less than one at the current costs: an unknown login (no hash) is checked
+        against a hash of nothing, and a cheaper imported hash that did not match spends that check too, so
+        the time does not tell which logins exist."""
         normalised = normalise(password)
         for form in dict.fromkeys((normalised, password)):
             if password_hash is None:
                 matched = await self._passwords.verify_nothing(form)
             else:
                 matched = await self._passwords.verify(password_hash, form)
+                if not matched and self._passwords.needs_rehash(password_hash):
+                    await self._passwords.verify_nothing(form)
             if matched:
                 return form
         return None
+
+    async def _admit(self, subjects: tuple[throttle.Subject, throttle.Subject]) -> tuple[int, int]:
+        """Counts this attempt against the account and the caller before any hashing, as one transaction, and
+        returns both counts; raises Locked when either is locked. Counting first makes the count and the check
+        one step: of N concurrent guesses against a threshold of k, the k-th locks the subject and the rest are
+        refused without being checked."""
+        policies = (self._throttling.account, self._throttling.caller)
+        counts: list[int] = []
+        async with self._db.acquire() as conn, conn.transaction():
+            for subject, policy in zip(subjects, policies, strict=True):  # one lock order: account, caller
+                count = await throttle.admit(conn, subject, self._throttling.window_seconds)
+                if count is None:  # the transaction rolls back: a refused attempt counts against nobody
+                    wait = await throttle.locked_for(conn, subjects)
+                    self._metrics.password_verifications.labels("locked").inc()
+                    seconds = max(1, math.ceil(wait))
+                    raise Locked(f"too many failed attempts; retry in {seconds} seconds", seconds)
+                lock_for = policy.lock_seconds(count)
+                if lock_for is not None:  # held while this attempt is checked; a success lifts it
+                    await throttle.lock(conn, subject, lock_for)
+                counts.append(count)
+        return counts[0], counts[1]
 
     async def _check(
         self, account: throttle.Subject, caller: str, password_hash: str | None, password: str
     ) -> str | None:
         """The matching form of the password (see _verify_hash), or None; raises Locked, before any hashing,
-        while the account or the caller is locked. Counts a failure against both, or clears the account's
-        count on success."""
+        while the account or the caller is locked. A success clears both counts: they count consecutive
+        failures."""
         subjects = (account, ("caller", caller))
-        async with self._db.acquire() as conn:
-            wait = await throttle.locked_for(conn, subjects)
-        if wait > 0:
-            self._metrics.password_verifications.labels("locked").inc()
-            seconds = math.ceil(wait)
-            raise Locked(f"too many failed attempts; retry in {seconds} seconds", seconds)
+        counts = await self._admit(subjects)
         matched = await self._verify_hash(password_hash, password)
-        async with self._db.acquire() as conn:
-            if matched is not None:
-                await throttle.clear(conn, account)
-                return matched
-            policies = (self._throttling.account, self._throttling.caller)
-            async with conn.transaction():  # the account's row first, then the caller's: one lock order
-                for subject, policy in zip(subjects, policies, strict=True):
-                    failures = await throttle.count_failure(conn, subject, self._throttling.window_seconds)
-                    lock_for = policy.lock_seconds(failures)
-                    if lock_for is not None:
-                        await throttle.lock(conn, subject, lock_for)
-                        log.warning("locked after failed password checks", extra={"scope": subject[0]})
+        if matched is not None:
+            async with self._db.acquire() as conn:
+                await throttle.clear(conn, subjects)
+            return matched
+        policies = (self._throttling.account, self._throttling.caller)
+        for (scope, _), count, policy in zip(subjects, counts, policies, strict=True):
+            if policy.lock_seconds(count) is not None:
+                log.warning("locked after failed password checks", extra={"scope": scope})
         return None
 
     async def verify(self, body: Mapping[str, object], caller: str) -> User:
@@ -162,8 +179,11 @@ class Credentials:
         await self._breach.check(new, "new_password")
         new_hash = await self._passwords.hash(new)
         async with self._db.acquire() as conn, conn.transaction():
-            if await users_store.lock(conn, uid) is None:
+            locked = await store.find_by_id(conn, uid, for_update=True)
+            if locked is None:
                 raise NotFound(f"user {user_id} does not exist")
+            if locked[1] != found[1]:  # changed (or upgraded) since it was checked: the one checked is stale
+                raise Unauthenticated("the current password is wrong")
             user = await users_store.update(conn, uid, {"password_hash": new_hash})
             await append_event(conn, self._metrics, events.PASSWORD_CHANGED, user)
         self._metrics.user_changes.labels("updated").inc()
@@ -177,6 +197,6 @@ class Credentials:
             user = await users_store.get(conn, uid)
             if user is None:
                 raise NotFound(f"user {user_id} does not exist")
-            await throttle.clear(conn, ("account", str(uid)))
+            await throttle.clear(conn, [("account", str(uid))])
         log.info("account unlocked", extra={"user_id": str(uid)})
         return user

@@ -44,7 +44,7 @@ class Cursor:
 
     @classmethod
     def parse(cls, text: str, field: str) -> Cursor:
-        match = _CURSOR.fullmatch(text.strip())
+        match = _CURSOR.fullmatch(text)
         if match is None or int(match.group(1)) > TX_MAX or int(match.group(2)) > SEQ_MAX:
             raise invalid(field, "is not an event cursor issued by this service, nor now or earliest")
         return cls(int(match.group(1)), int(match.group(2)))
@@ -59,9 +59,8 @@ class StartAt(enum.Enum):
 
 def parse_start(text: str, field: str) -> Cursor | StartAt:
     """A watcher's start position: a cursor issued by the stream, or `now` / `earliest`."""
-    word = text.strip()
     for start in StartAt:
-        if word == start.value:
+        if text == start.value:
             return start
     return Cursor.parse(text, field)
 

@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
 
 import asyncpg
 
@@ -72,6 +72,7 @@ class EventFeed:
         poll_interval: float,
         max_watchers: int,
         queue_size: int,
+        write_timeout: float,
         stopping: asyncio.Event,
     ) -> None:
         self._dsn = dsn
@@ -81,6 +82,7 @@ class EventFeed:
         self._poll_interval = poll_interval
         self._max_watchers = max_watchers
         self._queue_size = queue_size
+        self._write_timeout = write_timeout
         # A burst must fit in a keeping-up watcher's buffer between two reads.
         self._batch = max(1, min(BATCH, queue_size // 2))
         self._watching = 0
@@ -187,6 +189,21 @@ class EventFeed:
             else:
                 self._position = max(start, Cursor(horizon.tx, 0))
                 return
+
+    async def send(self, write: Awaitable[object], resume_after: str) -> None:
+        """Hands one event (or keep-alive) to a watcher's transport. A client that takes nothing for the write
+        timeout has stopped reading: it is cut off (WatcherTooSlow, naming the cursor to resume after) instead of
+        holding its place under the watcher cap until TCP gives up on it."""
+        try:
+            async with asyncio.timeout(self._write_timeout):
+                await write
+        except TimeoutError:
+            self._metrics.watchers_dropped.labels("stalled").inc()
+            raise WatcherTooSlow(
+                f"this watcher took no data for {self._write_timeout:g} seconds; resume after cursor"
+                f" {resume_after or 'of the last event received'}",
+                cursor=resume_after,
+            ) from None
 
     @contextlib.asynccontextmanager
     async def watching(

@@ -1,4 +1,5 @@
-"""SQL for password hashes: the only place a user's hash is read."""
+"""SQL for password hashes: the only place a user's hash is read. Only live users are found: a soft-deleted user
+holds no claim on its login (another may have taken it) and never authenticates."""
 
 from __future__ import annotations
 
@@ -13,9 +14,11 @@ _COLUMNS = ", ".join(User._fields)
 
 
 async def _find(
-    conn: asyncpg.Connection | asyncpg.Pool, where: str, value: object
+    conn: asyncpg.Connection | asyncpg.Pool, where: str, value: object, lock: str = ""
 ) -> tuple[User, str] | None:
-    row = await conn.fetchrow(f"SELECT {_COLUMNS}, password_hash FROM users WHERE {where}", value)
+    row = await conn.fetchrow(
+        f"SELECT {_COLUMNS}, password_hash FROM users WHERE {where} AND delete_time IS NULL {lock}", value
+    )
     if row is None:
         return None
     return User._make(tuple(row)[: len(User._fields)]), row["password_hash"]
@@ -30,8 +33,11 @@ async def find_by_login(conn: asyncpg.Connection | asyncpg.Pool, login: Login) -
     return None
 
 
-async def find_by_id(conn: asyncpg.Connection | asyncpg.Pool, user_id: UUID) -> tuple[User, str] | None:
-    return await _find(conn, "id = $1", user_id)
+async def find_by_id(
+    conn: asyncpg.Connection | asyncpg.Pool, user_id: UUID, *, for_update: bool = False
+) -> tuple[User, str] | None:
+    """The user and its hash; with `for_update`, its row lock held until the transaction ends."""
+    return await _find(conn, "id = $1", user_id, "FOR UPDATE" if for_update else "")
 
 
 async def rehash(conn: asyncpg.Connection | asyncpg.Pool, user_id: UUID, old: str, new: str) -> bool:

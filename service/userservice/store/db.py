@@ -22,6 +22,10 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.TooManyConnectionsError,
     asyncpg.AdminShutdownError,  # our session was terminated by the server or an operator
     asyncpg.ObjectNotInPrerequisiteStateError,  # at connect: the database does not accept connections
+    # A pooled connection the server terminated while it sat idle: the FATAL message puts asyncpg's protocol into
+    # "consuming an error" until the socket closes a moment later, and a query started in between is refused before
+    # anything is sent. The connection is gone either way; the request is answered like any other lost session.
+    asyncpg.InternalClientError,
 )
 
 

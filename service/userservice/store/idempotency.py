@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
 import asyncpg
 
@@ -29,7 +30,7 @@ async def claim(
            VALUES ($1, $2, $3, now() + make_interval(secs => $4))
            ON CONFLICT (key) DO UPDATE
               SET fingerprint = excluded.fingerprint, password_hash = excluded.password_hash,
-                  response = NULL, expires_at = excluded.expires_at
+                  response = NULL, user_ids = '{}', expires_at = excluded.expires_at
               WHERE idempotency_keys.expires_at <= now()
            RETURNING true""",
         key,
@@ -40,8 +41,13 @@ async def claim(
     return bool(claimed)
 
 
-async def record_response(conn: asyncpg.Connection, key: str, response: dict[str, Any]) -> None:
-    await conn.execute("UPDATE idempotency_keys SET response = $2 WHERE key = $1", key, response)
+async def record_response(
+    conn: asyncpg.Connection, key: str, response: dict[str, Any], user_ids: list[UUID]
+) -> None:
+    """Stores the response to replay, with the users whose data it holds (erasure forgets the key by them)."""
+    await conn.execute(
+        "UPDATE idempotency_keys SET response = $2, user_ids = $3 WHERE key = $1", key, response, user_ids
+    )
 
 
 async def lookup(conn: asyncpg.Connection | asyncpg.Pool, key: str) -> StoredKey | None:

@@ -43,11 +43,10 @@ async def undelete(conn: asyncpg.Connection, user_id: UUID) -> User:
 
 
 async def forget_idempotency_keys(conn: asyncpg.Connection, user_ids: list[UUID]) -> int:
-    """Deletes the idempotency keys whose stored response is one of these users (it holds their data and
-    password hash). A retry with such a key then creates a new user."""
-    status: str = await conn.execute(
-        "DELETE FROM idempotency_keys WHERE response ->> 'id' = ANY($1::text[])", [str(u) for u in user_ids]
-    )
+    """Deletes the idempotency keys whose stored response holds one of these users (a create's, or any user of a
+    batch's: it holds their data, and its fingerprint is derived from it). A retry with such a key is then a new
+    request."""
+    status: str = await conn.execute("DELETE FROM idempotency_keys WHERE user_ids && $1::uuid[]", user_ids)
     return int(status.rsplit(" ", 1)[-1])
 
 

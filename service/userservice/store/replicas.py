@@ -39,9 +39,8 @@ log = logging.getLogger(__name__)
 REPLAY_POSITION_SQL = "SELECT pg_last_wal_replay_lsn() - '0/0'::pg_lsn"
 TOKEN_POLL_SECONDS = 0.005  # a read waiting for a replica to replay asks again this often
 CONNECT_TIMEOUT_SECONDS = 2.0  # a replica that does not answer this fast is left for the primary
-# Any failure to get a replica connection or to check it sends the read to the primary instead. A connection the
-# replica's shutdown terminated can also surface as asyncpg's InternalClientError on its next use.
-_REPLICA_FAILURES = (*UNAVAILABLE_ERRORS, asyncpg.InternalClientError, asyncpg.PostgresError)
+# Any failure to get a replica connection or to check it sends the read to the primary instead.
+_REPLICA_FAILURES = (*UNAVAILABLE_ERRORS, asyncpg.PostgresError)
 
 
 @dataclass

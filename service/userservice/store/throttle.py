@@ -22,20 +22,23 @@ async def locked_for(conn: asyncpg.Connection | asyncpg.Pool, subjects: Sequence
     return float(seconds)
 
 
-async def count_failure(conn: asyncpg.Connection, subject: Subject, window_seconds: float) -> int:
-    """Adds one failure in a single atomic upsert and returns the new count; a count whose last failure is
-    older than the window starts again. Holds the row lock until the caller's transaction ends."""
+async def admit(conn: asyncpg.Connection, subject: Subject, window_seconds: float) -> int | None:
+    """Counts one attempt against an unlocked subject, before its password is checked, in one atomic upsert, and
+    returns the new count (attempts since the last success, in flight included); None while the subject is
+    locked. A count whose last attempt is older than the window starts again. Holds the row lock until the
+    caller's transaction ends, so concurrent attempts see the counts 1, 2, 3 … one after another."""
     count = await conn.fetchval(
         """INSERT INTO credential_failures AS f (scope, subject, failures) VALUES ($1, $2, 1)
            ON CONFLICT (scope, subject) DO UPDATE SET
                failures = CASE WHEN f.last_failure < now() - make_interval(secs => $3) THEN 1
                                ELSE f.failures + 1 END,
                last_failure = now()
+           WHERE f.locked_until IS NULL OR f.locked_until <= now()
            RETURNING failures""",
         *subject,
         window_seconds,
     )
-    return int(count)
+    return None if count is None else int(count)
 
 
 async def lock(conn: asyncpg.Connection, subject: Subject, seconds: float) -> None:
@@ -47,8 +50,13 @@ async def lock(conn: asyncpg.Connection, subject: Subject, seconds: float) -> No
     )
 
 
-async def clear(conn: asyncpg.Connection | asyncpg.Pool, subject: Subject) -> None:
-    await conn.execute("DELETE FROM credential_failures WHERE scope = $1 AND subject = $2", *subject)
+async def clear(conn: asyncpg.Connection | asyncpg.Pool, subjects: Sequence[Subject]) -> None:
+    await conn.execute(
+        """DELETE FROM credential_failures
+           WHERE (scope, subject) IN (SELECT * FROM unnest($1::text[], $2::text[]))""",
+        [scope for scope, _ in subjects],
+        [subject for _, subject in subjects],
+    )
 
 
 async def prune(conn: asyncpg.Connection, window_seconds: float) -> int:

@@ -180,3 +180,34 @@ async def test_grpc_batch_create(http: aiohttp.ClientSession, stub: pb_grpc.User
         await stub.CreateUser(pb.CreateUserRequest(user=pb.User(**{**new_user(), "password_hash": BCRYPT})))  # type: ignore[arg-type]
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert violations(info.value) == ["password_hash"]
+
+
+async def test_hashes_that_would_fail_at_every_check_or_cost_too_much_are_refused_by_index_and_reason(
+    http: aiohttp.ClientSession, stub: pb_grpc.UserServiceStub, database: str
+) -> None:
+    """An import proves each hash checkable: one that its library would refuse at every check (a 500 for ever, or
+    a right password that never verifies) or whose work passes the ceiling is refused, named by index."""
+    refused = {
+        1: ("$2b$04$" + "z" * 53, "encoding"),
+        2: ("$scrypt$ln=20,r=1,p=1$c2FsdHNhbHRzYWx0$" + "A" * 43, "ln < 16 r"),
+        3: ("$argon2id$v=19$m=0,t=2,p=1$c2FsdHNhbHQ$" + "A" * 43, "memory per lane"),
+        4: ("$argon2id$v=19$m=65536,t=2,p=1$cw$" + "A" * 43, "salt"),
+        5: ("$pbkdf2-sha256$1000000$c2FsdHNhbHQ$" + "A" * 454, "digest"),
+        6: ("$pbkdf2-sha256$5000000$c2FsdHNhbHQ$" + "A" * 43, "ceiling"),
+    }
+    users = [imported(BCRYPT)] + [imported(encoded) for encoded, _ in refused.values()]
+    status, body, _ = await batch(http, users)
+    assert status == 400, body
+    messages = {e["field"]: e["message"] for e in body["errors"]}
+    assert set(messages) == {f"requests[{i}].user.password_hash" for i in refused}
+    for i, (encoded, reason) in refused.items():
+        assert reason in messages[f"requests[{i}].user.password_hash"]
+        assert encoded[8:] not in messages[f"requests[{i}].user.password_hash"]
+    assert await count_users(database, [u["email"] for u in users]) == 0
+
+    request = pb.BatchCreateUsersRequest(
+        requests=[pb.CreateUserRequest(user=pb.User(**imported(refused[1][0])))]  # type: ignore[arg-type]
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.BatchCreateUsers(request)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -466,3 +466,130 @@ async def test_passwords_are_nfkc_normalised_before_hashing_and_verifying(
     assert (await verify(http, user["email"], typed))[0] == 200
     upgraded = await stored_hash(database, user["id"])
     assert upgraded.startswith("$argon2id$") and PasswordHasher().verify(upgraded, plain)
+
+
+async def test_a_deleted_user_never_authenticates_and_the_new_owner_of_its_login_does(
+    http: aiohttp.ClientSession, stub: pb_grpc.UserServiceStub
+) -> None:
+    gone = await create(http)
+    async with http.delete(f"/v1/users/{gone['id']}") as resp:
+        assert resp.status == 204
+    for login in (gone["email"], gone["nickname"]):
+        assert (await verify(http, login, PASSWORD))[0] == 401
+        await grpc_error(
+            stub.VerifyPassword(pb.VerifyPasswordRequest(login=login, password=PASSWORD)),
+            grpc.StatusCode.UNAUTHENTICATED,
+        )
+    url = f"/v1/users/{gone['id']}:changePassword"
+    async with http.post(
+        url, json={"current_password": PASSWORD, "new_password": "a new long passphrase"}
+    ) as r:
+        assert r.status == 404
+
+    # Someone else registers the freed login: only their password opens it.
+    owner = await create(http, email=gone["email"], nickname=gone["nickname"], password="the new owner's own")
+    for login in (gone["email"], gone["nickname"]):
+        status, body, _ = await verify(http, login, "the new owner's own")
+        assert status == 200 and body["id"] == owner["id"]
+        assert (await verify(http, login, PASSWORD))[0] == 401
+
+
+async def guess_at_once(
+    rest: aiohttp.ClientSession, stub: pb_grpc.UserServiceStub, login: str, passwords: list[str]
+) -> list[int]:
+    """The HTTP status of each guess, all sent at once, alternating REST and gRPC (gRPC codes as HTTP's)."""
+    as_http = {"OK": 200, "UNAUTHENTICATED": 401, "RESOURCE_EXHAUSTED": 429}
+
+    async def guess(n: int, password: str) -> int:
+        if n % 2:
+            return (await verify(rest, login, password))[0]
+        try:
+            await stub.VerifyPassword(pb.VerifyPasswordRequest(login=login, password=password))
+        except grpc.aio.AioRpcError as exc:
+            return as_http[exc.code().name]
+        return 200
+
+    return list(await asyncio.gather(*(guess(n, p) for n, p in enumerate(passwords))))
+
+
+async def test_concurrent_guesses_on_two_serve_processes_check_at_most_the_threshold(
+    database: str, http: aiohttp.ClientSession
+) -> None:
+    """Counting and checking are one step: of 30 guesses at once against a threshold of 5, spread over two
+    processes, exactly 5 are checked and the rest refused unchecked; with the right password among 40, still at
+    most 5 are checked, whichever they are."""
+    env = {"LOGIN_LOCKOUT_THRESHOLD": "5", "LOGIN_CALLER_LOCKOUT_THRESHOLD": "100000"}
+    replicas = [ServiceProcess(database, env=env).start(), ServiceProcess(database, env=env).start()]
+    try:
+        async with (
+            aiohttp.ClientSession(base_url=replicas[0].http) as rest,
+            grpc.aio.insecure_channel(replicas[1].grpc) as channel,
+        ):
+            stub = pb_grpc.UserServiceStub(channel)
+            user = await create(http)
+            answers = await guess_at_once(rest, stub, user["email"], [WRONG] * 30)
+            assert sorted(answers) == [401] * 5 + [429] * 25, answers
+
+            other = await create(http)
+            answers = await guess_at_once(
+                rest, stub, other["email"], [WRONG] * 20 + [PASSWORD] + [WRONG] * 19
+            )
+            checked = [a for a in answers if a != 429]
+            assert len(checked) <= 5 and set(checked) <= {200, 401}, answers
+    finally:
+        for replica in replicas:
+            replica.kill()
+
+
+async def test_a_success_resets_the_callers_consecutive_count(postgres_dsn: str) -> None:
+    dsn = await create_database(postgres_dsn)
+    try:
+        async with (
+            in_process(dsn, lockout_threshold=0, caller_lockout_threshold=5, lockout_base=60.0) as running,
+            aiohttp.ClientSession(base_url=running.http) as http,
+        ):
+            user = await create(http)
+            for round_ in range(3):
+                for n in range(4):
+                    assert (await verify(http, f"nobody{round_}.{n}@example.com", WRONG))[0] == 401
+                assert (await verify(http, user["email"], PASSWORD))[0] == 200
+    finally:
+        await drop_database(postgres_dsn, dsn)
+
+
+async def test_of_concurrent_password_changes_with_one_current_password_one_wins(
+    http: aiohttp.ClientSession,
+) -> None:
+    user = await create(http)
+    url = f"/v1/users/{user['id']}:changePassword"
+
+    async def change(n: int) -> int:
+        body = {"current_password": PASSWORD, "new_password": f"new passphrase number {n}"}
+        async with http.post(url, json=body) as resp:
+            return resp.status
+
+    answers = await asyncio.gather(*(change(n) for n in range(10)))
+    assert sorted(answers) == [200] + [401] * 9, answers
+    winner = answers.index(200)
+    assert (await verify(http, user["email"], f"new passphrase number {winner}"))[0] == 200
+
+
+async def test_a_cheap_imported_hash_is_refused_no_faster_than_an_unknown_login(
+    service: RunningService, http: aiohttp.ClientSession, database: str
+) -> None:
+    """A wrong password against a hash cheaper than the current costs also spends the check an unknown login
+    spends, so the time does not tell an imported login from no login."""
+    user = await create(http)
+    await stored_hash(database, user["id"], replace_with=LEGACY["pbkdf2-sha256"])
+
+    async def hashes_spent() -> float:
+        async with http.get(f"{service.management}/metrics") as resp:
+            text = await resp.text()
+        line = next(
+            x for x in text.splitlines() if x.startswith("userservice_password_hash_duration_seconds_count")
+        )
+        return float(line.split()[-1])
+
+    before = await hashes_spent()
+    assert (await verify(http, user["email"], WRONG))[0] == 401
+    assert await hashes_spent() == before + 2  # the cheap hash, then one at the current costs

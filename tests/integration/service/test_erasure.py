@@ -111,6 +111,30 @@ async def test_rest_erase_leaves_no_copy_in_any_table(
         assert resp.status == 404
 
 
+async def test_erasing_one_user_of_a_batch_forgets_the_batchs_idempotency_key(
+    http: aiohttp.ClientSession, pool: asyncpg.Pool
+) -> None:
+    """A batch's stored response holds every user it created: erasing any of them forgets the key, so a replay is
+    a new request and never answers with the erased user's data."""
+    key = str(uuid.uuid4())
+    body = {"requests": [{"user": personal()} for _ in range(3)]}
+    async with http.post("/v1/users:batchCreate", json=body, headers={"Idempotency-Key": key}) as resp:
+        assert resp.status == 200, await resp.text()
+        users = (await resp.json())["users"]
+    erased = users[1]
+    needles = [str(erased[f]) for f in ("first_name", "last_name", "nickname", "email")]
+    assert "idempotency_keys.response" in await occurrences(pool, needles)
+    async with http.post(f"/v1/users/{erased['id']}:erase") as resp:
+        assert resp.status == 204
+    assert await occurrences(pool, needles) == []
+    assert await pool.fetchval("SELECT count(*) FROM idempotency_keys WHERE key = $1", key) == 0
+
+    async with http.post("/v1/users:batchCreate", json=body, headers={"Idempotency-Key": key}) as resp:
+        replay = await resp.text()
+    assert resp.status == 409, replay  # the others still hold their nicknames: a new request, refused as one
+    assert erased["id"] not in replay and not any(n.lower() in replay.lower() for n in needles)
+
+
 async def test_erase_reaches_an_active_user_and_frees_its_identity(
     http: aiohttp.ClientSession, pool: asyncpg.Pool
 ) -> None:

@@ -178,7 +178,8 @@ async def test_watchers_beyond_the_cap_are_refused_until_one_leaves(database: st
 
 
 async def test_a_slow_consumer_is_cut_off_with_its_cursor_and_resumes_without_loss(database: str) -> None:
-    async with service_with(database, event_watcher_queue=100) as (running, http):
+    # The slow client reads again within the write timeout: it is cut off by the feed, with an error event.
+    async with service_with(database, event_watcher_queue=100, event_write_timeout=120) as (running, http):
         connected = asyncio.Event()
         fast = asyncio.create_task(collect_until(http, "end", connected=connected))
         await asyncio.wait_for(connected.wait(), 20)
@@ -201,7 +202,7 @@ async def test_a_slow_consumer_is_cut_off_with_its_cursor_and_resumes_without_lo
 
 
 async def test_a_slow_grpc_watcher_ends_with_resource_exhausted_naming_its_cursor(database: str) -> None:
-    async with service_with(database, event_watcher_queue=100) as (running, http):
+    async with service_with(database, event_watcher_queue=100, event_write_timeout=120) as (running, http):
         async with http.post("/v1/users", json=new_user()) as resp:
             user = await resp.json()
         async with grpc.aio.insecure_channel(running.grpc) as channel:
@@ -224,6 +225,50 @@ async def test_a_slow_grpc_watcher_ends_with_resource_exhausted_naming_its_curso
     assert status.details[0].Unpack(detail)
     assert detail.reason == "WATCHER_TOO_SLOW"
     assert got and detail.metadata["cursor"] == got[-1].cursor  # resume after the last event received
+
+
+async def watcher_place_freed(http: aiohttp.ClientSession) -> None:
+    """Returns once a new SSE watcher is admitted under a cap of one."""
+    for _ in range(300):
+        async with http.get("/v1/events") as resp:
+            if resp.status == 200:
+                return
+            assert resp.status == 503
+        await asyncio.sleep(0.1)
+    raise AssertionError("the stalled watcher still holds its place")
+
+
+@pytest.mark.parametrize("transport", ["sse", "grpc"])
+async def test_a_client_that_stops_reading_is_cut_off_and_frees_its_place(
+    database: str, transport: str
+) -> None:
+    """Once the socket buffers are full, a client that reads nothing takes no write: after the write timeout it
+    is cut off and its place under the watcher cap is free again, whatever the feed decided meanwhile."""
+    settings = {"event_watchers_max": 1, "event_write_timeout": 1.0}
+    async with service_with(database, **settings) as (running, http), contextlib.AsyncExitStack() as stack:
+        if transport == "sse":
+            stalled = await open_sse(http)
+            stack.callback(stalled.close)
+        else:
+            channel = await stack.enter_async_context(grpc.aio.insecure_channel(running.grpc))
+            call = pb_grpc.UserServiceStub(channel).WatchUserEvents(pb.WatchUserEventsRequest())
+            await call.initial_metadata()
+            stack.callback(call.cancel)
+        async with http.get("/v1/events") as resp:
+            assert resp.status == 503  # the one place is taken
+        await append_many(database, 3000, "end", {"pad": "x" * 4000})
+        await watcher_place_freed(http)
+        dropped = [
+            await metric(running, f'userservice_event_watchers_dropped_total{{reason="{reason}"}}')
+            for reason in ("slow", "stalled")
+        ]
+        assert sum(dropped) >= 1, dropped
+        gauge = f'userservice_event_watchers{{transport="{transport}"}}'
+        for _ in range(300):  # the admitted watcher above leaves at the server's next poll
+            if await metric(running, gauge) == 0:
+                break
+            await asyncio.sleep(0.1)
+        assert await metric(running, gauge) == 0
 
 
 async def test_the_stall_metric_shows_a_transaction_holding_the_feed_back(database: str) -> None:

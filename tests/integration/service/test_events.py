@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import logging
 import random
 import uuid
 from typing import Any
@@ -10,8 +12,9 @@ from typing import Any
 import aiohttp
 import asyncpg
 import grpc
+import pytest
 
-from tests.support.service import RunningService, ServiceProcess
+from tests.support.service import RunningService, ServiceProcess, in_process
 from tests.support.sse import SseEvent, collect_until, read_events
 from tests.support.users import new_user
 from userservice.domain import events
@@ -253,3 +256,28 @@ async def test_cursors_order_by_number_not_by_text(http: aiohttp.ClientSession, 
         await pool.close()
     got = await asyncio.wait_for(collect_until(http, "ten", headers={"Last-Event-ID": "8-0"}), 20)
     assert [e.data["data"]["n"] for e in got] == ["nine", "ten"]
+
+
+async def test_cancelling_a_grpc_watch_right_after_an_event_logs_no_error(
+    database: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with (
+        in_process(database) as running,
+        aiohttp.ClientSession(base_url=running.http) as http,
+        grpc.aio.insecure_channel(running.grpc) as channel,
+    ):
+        stub = pb_grpc.UserServiceStub(channel)
+        for n in range(30):
+            call = stub.WatchUserEvents(pb.WatchUserEventsRequest())
+            await call.initial_metadata()
+            for _ in range(1 + n % 3):
+                async with http.post("/v1/users", json=new_user()) as resp:
+                    assert resp.status == 201
+            await asyncio.wait_for(call.read(), 20)
+            call.cancel()
+            await asyncio.sleep(n % 4 * 0.01)
+        for _ in range(20):  # until the server has seen every cancellation
+            await asyncio.sleep(0.1)
+        gc.collect()  # a task whose exception nobody retrieved is reported when it is collected
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not errors, [r.getMessage() for r in errors]

@@ -267,16 +267,32 @@ async def test_with_reads_without_token_set_to_replica_plain_reads_go_to_the_rep
         assert replicated.standby.dsn(database_name) not in text  # the replica is known by its index only
 
 
-async def test_without_replicas_writes_carry_no_token_and_a_sent_one_is_ignored(
-    replicated: Replicated, database_name: str
+async def test_without_replicas_writes_carry_no_token_a_sent_one_is_ignored_and_a_malformed_one_refused(
+    replicated: Replicated, database_name: str, http: aiohttp.ClientSession
 ) -> None:
+    """The rule for a token a client sends is one, with or without replicas: a client that sends nonsense learns it
+    on its laptop, not when the instance gains a replica."""
+    async with http.post(
+        "/v1/users", json=new_user()
+    ) as response:  # the module's service reads from a replica
+        issued = response.headers[HEADER]
     async with (
         in_process(replicated.primary.dsn(database_name)) as running,
-        aiohttp.ClientSession(base_url=running.http) as http,
+        aiohttp.ClientSession(base_url=running.http) as plain,
+        grpc.aio.insecure_channel(running.grpc) as channel,
     ):
-        async with http.post("/v1/users", json=new_user()) as response:
+        async with plain.post("/v1/users", json=new_user()) as response:
             assert response.status == 201
             assert HEADER not in response.headers
             user = await response.json()
-        async with http.get(f"/v1/users/{user['id']}", headers={HEADER: "not-a-token"}) as response:
+        async with plain.get(f"/v1/users/{user['id']}", headers={HEADER: issued}) as response:
             assert response.status == 200  # every read is the primary's: nothing to wait for
+        for garbage in ("not-a-token", "=" * 12):
+            async with plain.get(f"/v1/users/{user['id']}", headers={HEADER: garbage}) as response:
+                assert response.status == 400, garbage
+                assert HEADER in await response.text()
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await pb_grpc.UserServiceStub(channel).GetUser(
+                pb.GetUserRequest(id=user["id"]), metadata=(("x-consistency-token", "nonsense"),)
+            )
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT

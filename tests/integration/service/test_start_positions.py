@@ -98,3 +98,15 @@ async def test_grpc_earliest_and_now(stub: pb_grpc.UserServiceStub, pool: asyncp
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await stub.WatchUserEvents(pb.WatchUserEventsRequest(after_cursor="oldest")).read()
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_a_start_is_exactly_one_cursor_or_word(http: aiohttp.ClientSession, pool: asyncpg.Pool) -> None:
+    """No cursor with spaces around it, and no second `after`: either would be a guess at what was meant."""
+    head = await pool.fetchval(
+        "SELECT tx::text || '-' || seq FROM user_events ORDER BY tx DESC, seq DESC LIMIT 1"
+    )
+    for query in (f"after=%20{head}", f"after={head}%20", "after=%20now", f"after={head}&after=now"):
+        async with http.get(f"/v1/events?{query}") as resp:
+            assert resp.status == 400, query
+            problem = await resp.json(content_type=None)
+            assert [e["field"] for e in problem["errors"]] == ["after"], problem
