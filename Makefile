@@ -70,8 +70,8 @@ lint: venv tools ## ruff, mypy and buf lint
 	cd proto && buf lint
 
 .PHONY: test
-test: venv tools ## unit, integration (PostgreSQL, kube-apiserver) and chart tests
-	$(PYTEST) tests/unit tests/integration tests/chart
+test: venv tools ## unit, integration (PostgreSQL, kube-apiserver), stateful and chart tests
+	$(PYTEST) tests/unit tests/integration tests/stateful tests/chart
 
 .PHONY: test-unit
 test-unit: venv ## pure-function tests only

@@ -3,8 +3,10 @@ names the documented result the same way for both, so a model can predict it wit
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import aiohttp
 import grpc
@@ -39,6 +41,8 @@ _GRPC_KINDS = {
     grpc.StatusCode.INVALID_ARGUMENT: "invalid",
 }
 _GRPC_REASONS = {"CREATED_USER_DELETED": "created_user_deleted", "REQUEST_ID_REUSED": "key_reused"}
+CALL_SECONDS = 120  # far beyond what any call here takes
+T = TypeVar("T")
 _USER_FIELDS = ("first_name", "last_name", "nickname", "email", "country", "password", "password_hash")
 
 
@@ -200,3 +204,8 @@ class Client:
             lambda: self.http.post(f"/v1/users/{user_id}:unlock"),
             lambda: self.stub.UnlockUser(pb.UnlockUserRequest(id=user_id)),
         )
+
+
+def run_in(loop: asyncio.AbstractEventLoop, coroutine: Coroutine[Any, Any, T]) -> T:
+    """Runs a call on the service's event loop from a Hypothesis thread (Hypothesis tests are synchronous)."""
+    return asyncio.run_coroutine_threadsafe(coroutine, loop).result(CALL_SECONDS)

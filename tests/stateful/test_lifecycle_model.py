@@ -33,7 +33,7 @@ from hypothesis.stateful import (
 )
 from passlib import hash as passlib_hash
 
-from tests.stateful.client import TRANSPORTS, Client, Outcome, Transport
+from tests.stateful.client import TRANSPORTS, Client, Outcome, Transport, run_in
 from tests.support.schema import occurrences
 from tests.support.service import RunningService, in_process
 from userservice.maintenance import purge_once
@@ -45,7 +45,6 @@ LIVE, DELETED, ERASED, PURGED = "live", "deleted", "erased", "purged"
 GONE = (ERASED, PURGED)
 PERSONAL = ("first_name", "last_name", "nickname", "email")
 SCHEMES = ("argon2id", "argon2i", "argon2d", "bcrypt", "scrypt", "pbkdf2-sha256")
-STEP_SECONDS = 120  # one step's calls together; far beyond what they take
 T = TypeVar("T")
 
 
@@ -110,7 +109,7 @@ class World:
     pool: asyncpg.Pool
 
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(STEP_SECONDS)
+        return run_in(self.loop, coroutine)
 
 
 class UserLifecycle(RuleBasedStateMachine):

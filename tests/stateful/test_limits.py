@@ -8,8 +8,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import Counter
-from collections.abc import AsyncIterator, Coroutine, Iterator
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import aiohttp
 import asyncpg
@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.stateful.client import TRANSPORTS, Client, Outcome, Transport
+from tests.stateful.client import TRANSPORTS, Client, Outcome, Transport, run_in
 from tests.support.service import ServiceProcess
 from tests.support.users import new_user
 from userservice.v1 import user_service_pb2_grpc as pb_grpc
@@ -26,7 +26,6 @@ from userservice.v1 import user_service_pb2_grpc as pb_grpc
 K = 5  # an account's lockout threshold
 CALLER_K = 4  # a caller's, in the processes that count only callers
 PASSWORD = "correct horse battery staple"
-T = TypeVar("T")
 
 
 @contextlib.contextmanager
@@ -157,10 +156,6 @@ async def test_simultaneous_password_changes_from_one_current_password_let_one_w
     await client.unlock(transport, user["id"])
     assert (await client.verify(transport, user["email"], new[winner])).kind == "ok"
     assert (await client.verify(transport, user["email"], PASSWORD)).kind == "unauthenticated"
-
-
-def run_in(loop: asyncio.AbstractEventLoop, coroutine: Coroutine[Any, Any, T]) -> T:
-    return asyncio.run_coroutine_threadsafe(coroutine, loop).result(120)
 
 
 async def test_a_success_resets_the_callers_consecutive_failures(
