@@ -15,8 +15,8 @@ import asyncpg
 
 from userservice.credentials.breach import BreachCheck
 from userservice.domain import events
-from userservice.domain.batch import Imported, validate_batch
-from userservice.domain.errors import AlreadyExists, IdempotencyConflict
+from userservice.domain.batch import VIOLATIONS_MAX, Imported, validate_batch
+from userservice.domain.errors import AlreadyExists, IdempotencyConflict, InvalidArgument
 from userservice.domain.model import User
 from userservice.metrics import Metrics
 from userservice.passwords import Passwords
@@ -72,13 +72,23 @@ class BatchCore:
 
     async def create(self, body: Mapping[str, object], idempotency_key: str | None = None) -> BatchCreated:
         items = validate_batch(body)
-        await asyncio.gather(
+        plaintext = [
+            (f"requests[{i}].user.password", item) for i, item in enumerate(items) if not item.password_hash
+        ]
+        checked = await asyncio.gather(
             *(
-                self._breach.check(item.new.password, f"requests[{i}].user.password")
-                for i, item in enumerate(items)
-                if item.password_hash is None
-            )
+                self._passwords.check_strength(item.new.password, at, item.new.personal())
+                for at, item in plaintext
+            ),
+            return_exceptions=True,
         )
+        weak = [v for result in checked if isinstance(result, InvalidArgument) for v in result.violations]
+        if weak:  # every weak password at once, by index, like the rest of the batch's validation
+            raise InvalidArgument(weak[:VIOLATIONS_MAX])
+        for result in checked:
+            if isinstance(result, BaseException):
+                raise result
+        await asyncio.gather(*(self._breach.check(item.new.password, at) for at, item in plaintext))
         hashed = await asyncio.gather(
             *(self._passwords.hash(item.new.password) for item in items if item.password_hash is None)
         )

@@ -12,6 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 from argon2 import PasswordHasher, Type
 
 from userservice.credentials import hashes
+from userservice.domain import password_policy
+from userservice.domain.errors import invalid
 
 
 class Passwords:
@@ -49,6 +51,16 @@ class Passwords:
             )
         finally:
             self._observe(time.perf_counter() - started)
+
+    async def check_strength(self, password: str, field: str, personal: tuple[str, ...] = ()) -> None:
+        """Refuses (InvalidArgument on `field`) a new password the strength estimator finds guessable; run in the
+        worker threads, since an estimate costs milliseconds of CPU."""
+        try:
+            await asyncio.get_running_loop().run_in_executor(
+                self._executor, password_policy.check_strength, password, personal
+            )
+        except ValueError as exc:
+            raise invalid(field, str(exc)) from None
 
     def needs_rehash(self, password_hash: str) -> bool:
         """Whether a hash that just verified is of an older scheme or weaker costs than the current ones."""

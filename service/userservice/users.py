@@ -142,6 +142,7 @@ class UserCore:
 
     async def create(self, body: Mapping[str, object], idempotency_key: str | None = None) -> Created:
         new = validate_new_user(body)
+        await self._passwords.check_strength(new.password, "password", new.personal())
         await self._breach.check(new.password, "password")
         password_hash = await self._passwords.hash(new.password)
         fingerprint = _fingerprint(new)
@@ -190,7 +191,8 @@ class UserCore:
         changes = validate_changes(body)
         columns: dict[str, str] = {k: v for k, v in changes.values.items() if k != "password"}
         if "password" in changes.values:
-            await self._check_not_personal(uid, user_id, changes)
+            personal = await self._check_not_personal(uid, user_id, changes)
+            await self._passwords.check_strength(changes.values["password"], "password", personal)
             await self._breach.check(changes.values["password"], "password")
             columns["password_hash"] = await self._passwords.hash(changes.values["password"])
         async with self._db.acquire() as conn, conn.transaction():
@@ -211,21 +213,27 @@ class UserCore:
         log.info("user updated", extra={"user_id": user_id, "fields": list(changed)})
         return updated
 
-    async def _check_not_personal(self, uid: UUID, user_id: str, changes: Changes) -> None:
-        """A new password must not contain the nickname or email the user will have after the update."""
+    async def _check_not_personal(self, uid: UUID, user_id: str, changes: Changes) -> tuple[str, ...]:
+        """A new password must not contain the nickname or email the user will have after the update; returns what
+        the user will be known by, for the strength estimate."""
         async with self._db.acquire() as conn:
             current = await store.get(conn, uid)
         if current is None:
             raise NotFound(f"user {user_id} does not exist")
         values = changes.values
+        after = NewUser(
+            **{
+                f: values.get(f, getattr(current, f))
+                for f in ("first_name", "last_name", "nickname", "email")
+            },
+            country=current.country,
+            password=values["password"],
+        )
         try:
-            check_not_personal(
-                values["password"],
-                values.get("email", current.email),
-                values.get("nickname", current.nickname),
-            )
+            check_not_personal(values["password"], after.email, after.nickname)
         except ValueError as exc:
             raise invalid("password", str(exc)) from None
+        return after.personal()
 
     async def delete(self, user_id: str, if_match: str | None = None, etag_field: str = "etag") -> None:
         uid = parse_user_id(user_id)

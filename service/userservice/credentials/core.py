@@ -176,6 +176,10 @@ class Credentials:
             self._metrics.password_verifications.labels("wrong_password").inc()
             raise Unauthenticated("the current password is wrong")
         self._metrics.password_verifications.labels("success").inc()
+        user = found[0]
+        await self._passwords.check_strength(
+            new, "new_password", (user.first_name, user.last_name, user.nickname, user.email)
+        )
         await self._breach.check(new, "new_password")
         new_hash = await self._passwords.hash(new)
         async with self._db.acquire() as conn, conn.transaction():

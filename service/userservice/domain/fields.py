@@ -15,7 +15,12 @@ import email_validator
 import precis_i18n
 
 from userservice.domain.countries import COMMON_MISTAKES, ISO_3166_ALPHA2
-from userservice.domain.password_policy import PASSWORD_MAX, PASSWORD_MIN, check_new_password
+from userservice.domain.password_policy import (
+    PASSWORD_MAX,
+    PASSWORD_MIN,
+    STRENGTH_MIN_SCORE,
+    check_new_password,
+)
 
 NAME_MAX = 100
 NICKNAME_MIN, NICKNAME_MAX = 3, 32
@@ -149,7 +154,8 @@ WRITABLE_FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec(
         "password",
         f"Write-only: {PASSWORD_MIN}-{PASSWORD_MAX} characters after NFKC normalisation; not a common password, "
-        "not containing the nickname or the email's local part. Stored as an argon2id hash, never returned.",
+        f"scoring at least {STRENGTH_MIN_SCORE} of 4 by the zxcvbn estimate, not containing the nickname or the "
+        "email's local part. Stored as an argon2id hash, never returned.",
         check_password,
         {"type": "string", "minLength": PASSWORD_MIN, "maxLength": PASSWORD_MAX, "writeOnly": True},
         write_only=True,

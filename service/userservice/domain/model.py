@@ -95,6 +95,10 @@ class NewUser:
             "country": self.country,
         }
 
+    def personal(self) -> tuple[str, ...]:
+        """What the user is known by: words a guesser of their password would try first."""
+        return (self.first_name, self.last_name, self.nickname, self.email, self.email.rpartition("@")[0])
+
 
 @dataclass(frozen=True)
 class Changes:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from userservice.domain import password_policy
 from userservice.domain.password_policy import (
     COMMON_PASSWORDS,
     check_new_password,
@@ -49,3 +50,36 @@ def test_the_users_own_identifiers_are_refused() -> None:
     with pytest.raises(ValueError, match="email"):
         check_not_personal("ada.l@home and away", "Ada.L@example.com", "ada99")
     check_not_personal("abc is a fine start for a passphrase", "abc@example.com", "abc")  # too short to count
+
+
+@pytest.mark.parametrize(
+    "password",
+    [
+        "123456789012",
+        "iloveyou1234",
+        "qwertyuiopas",
+        "aaaaaaaaaaaa",
+        "abcdefghijkl",
+        "a" * 128,
+    ],
+)
+def test_passwords_the_estimator_guesses_are_refused_though_not_on_the_list(password: str) -> None:
+    assert password.casefold() not in COMMON_PASSWORDS
+    with pytest.raises(ValueError, match="too easy to guess") as info:
+        password_policy.check_strength(password)
+    assert password not in str(info.value)
+
+
+def test_the_users_own_names_count_as_known_words() -> None:
+    password_policy.check_strength("amazing-grace2024")
+    with pytest.raises(ValueError, match="too easy to guess"):
+        password_policy.check_strength(
+            "amazing-grace2024", ("Grace", "Hopper", "amazing-grace", "grace@example.com")
+        )
+
+
+@pytest.mark.parametrize(
+    "password", ["correct horse battery staple", "Tr0ub4dor&3 is not it", "set by an administrator"]
+)
+def test_passphrases_pass(password: str) -> None:
+    password_policy.check_strength(password)
