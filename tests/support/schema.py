@@ -20,15 +20,16 @@ async def occurrences(
              AND data_type IN ('text', 'character varying', 'character', 'json', 'jsonb', 'bytea')"""
     )
     assert {"users", "user_events", "idempotency_keys"} <= {c["table_name"] for c in columns}
-    found = []
+    by_table: dict[str, list[str]] = {}
     for column in columns:
-        table, name = column["table_name"], column["column_name"]
-        if table in skip_tables:
-            continue
-        hits = await pool.fetchval(
-            f'SELECT count(*) FROM "{table}" WHERE lower("{name}"::text) LIKE ANY($1::text[])',
-            [f"%{needle.lower()}%" for needle in needles],
+        if column["table_name"] not in skip_tables:
+            by_table.setdefault(column["table_name"], []).append(column["column_name"])
+    patterns = [f"%{needle.lower()}%" for needle in needles]
+    found = []
+    for table, names in by_table.items():  # one scan per table, a flag per column
+        flags = ", ".join(
+            f'coalesce(bool_or(lower("{name}"::text) LIKE ANY($1::text[])), false)' for name in names
         )
-        if hits:
-            found.append(f"{table}.{name}")
+        row = await pool.fetchrow(f'SELECT {flags} FROM "{table}"', patterns)
+        found += [f"{table}.{name}" for name, hit in zip(names, row, strict=True) if hit]
     return found
