@@ -63,10 +63,11 @@ docs: venv ## regenerate the reference docs (settings, user fields, the CRD) and
 	$(BIN)/python hack/gen-dashboard.py
 
 .PHONY: lint
-lint: venv tools ## ruff, mypy and buf lint
+lint: venv tools ## ruff, mypy, the service's import layers (import-linter) and buf lint
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 	cd proto && buf lint
 
 .PHONY: test
