@@ -192,6 +192,12 @@ def test_api_refuses_bad_specs(operator_cluster: KubeCluster, spec: dict[str, ob
     [
         # the scale subresource checks spec.replicas itself: the schema does not say it again
         ({"replicas": -1}, ".spec.replicas: Invalid value: -1: should be a non-negative integer", "in body"),
+        # the budget rule alone judges maxConnections
+        (
+            {"database": {"secretRef": {"name": "db"}, "maxConnections": 3}},
+            "spec: Invalid value: spec.database.maxConnections is too small",
+            "in body",
+        ),
         # the message names the variable set, not every reserved one
         (
             {"env": [{"name": "FEATURE_X", "value": "on"}, {"name": "LOG_LEVEL", "value": "debug"}]},
