@@ -250,7 +250,6 @@ async def _reconcile(step: _Pass) -> Outcome:
 
     apply_problem: Problem | None = None
     mig = MigrationState(JobPhase.DISABLED)
-    held = False
     completed = dict(old_status.get("migration") or {})
     completed.pop("job", None)
     completed.pop("image", None)
@@ -268,7 +267,6 @@ async def _reconcile(step: _Pass) -> Outcome:
             live_image = live_dep["spec"]["template"]["spec"]["containers"][0].get("image")
             live_replicas = live_dep["spec"].get("replicas")
         plan = migration.plan_rollout(us, mig, live_image, live_replicas)
-        held = plan.held
         workload = [c for c in CHILDREN if c.phase is Phase.WORKLOAD]
         try:
             # The workload children (the Deployment and its HPA) only refer to each other by name: at once.
@@ -293,7 +291,6 @@ async def _reconcile(step: _Pass) -> Outcome:
         secret_problem=secret_problem,
         apply_problem=apply_problem,
         migration=mig,
-        rollout_held=held,
         deployment=live_dep,
         monitoring_requested=monitoring_requested,
         monitoring_available=optional_apis,
