@@ -58,7 +58,7 @@ proto-generate: venv tools ## regenerate the gRPC code from proto/ with buf (the
 	bash hack/proto-generate.sh
 
 .PHONY: docs
-docs: venv ## regenerate the reference docs (settings, user fields, the CRD) and the chart's dashboard
+docs: venv ## regenerate the reference docs (settings, user fields, the CRD) and the chart's dashboard, alert rules and adapter rule
 	$(BIN)/python -m hack.docgen
 	$(BIN)/python hack/gen-dashboard.py
 

@@ -26,7 +26,6 @@ from userservice_operator.children.common import (
     database_secret,
 )
 from userservice_operator.children.migration import JobPhase, MigrationState
-from userservice_operator.children.promql import RUNBOOKS
 from userservice_operator.crd import KIND
 from userservice_operator.events import Recorder, condition_events
 from userservice_operator.kube import Kube
@@ -42,7 +41,7 @@ class Context:
     kube: Kube
     recorder: Recorder
     optional_apis: bool | None  # the CRDs of the optional kinds are Established; None: not checked yet
-    runbooks: str = RUNBOOKS  # where docs/runbooks.md is published
+    runbooks: str  # where docs/runbooks.md is published: ControllerConfig.runbooks
     prometheus_url: str = ""  # where the error budgets of spec.slo are read; empty: not read
 
 
