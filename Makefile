@@ -58,15 +58,16 @@ proto-generate: venv tools ## regenerate the gRPC code from proto/ with buf (the
 	bash hack/proto-generate.sh
 
 .PHONY: docs
-docs: venv ## regenerate the reference docs (settings, user fields, the CRD) and the chart's dashboard
+docs: venv ## regenerate the reference docs (settings, user fields, the CRD) and the chart's dashboard, alert rules and adapter rule
 	$(BIN)/python -m hack.docgen
 	$(BIN)/python hack/gen-dashboard.py
 
 .PHONY: lint
-lint: venv tools ## ruff, mypy and buf lint
+lint: venv tools ## ruff, mypy, the service's import layers (import-linter) and buf lint
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 	cd proto && buf lint
 
 .PHONY: test

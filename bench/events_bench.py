@@ -13,7 +13,7 @@ import asyncpg
 import grpc
 
 from userservice.domain import events
-from userservice.events import outbox
+from userservice.store import outbox
 from userservice.store import users as store
 from userservice.store.db import create_pool
 from userservice.v1 import user_service_pb2 as pb

@@ -25,7 +25,7 @@ from bench.stats import percentile
 from userservice.domain import events
 from userservice.domain.listing import ListFilter
 from userservice.domain.model import NewUser
-from userservice.events import outbox
+from userservice.store import outbox
 from userservice.store import users as store
 from userservice.store.db import create_pool
 

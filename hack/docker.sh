@@ -2,7 +2,7 @@
 # Make sure a Docker engine answers, starting one if needed. Idempotent; safe to run again.
 #
 # - An engine that already answers (`docker info`), as on a laptop, is used as it is.
-# - Otherwise, as root on Debian/Ubuntu (CI machines here): install Debian's docker.io if `dockerd` is missing,
+# - Otherwise, as root on Debian/Ubuntu (a machine without Docker): install Debian's docker.io if `dockerd` is missing,
 #   then start `dockerd` in the background (log: .cache/docker/dockerd.log) and wait until it answers.
 # Prints nothing on success but a line saying what it did.
 set -euo pipefail

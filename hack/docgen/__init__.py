@@ -9,6 +9,7 @@ from hack.docgen import (
     adapter_rules,
     api_fields,
     api_permissions,
+    chart_rules,
     configuration,
     operator_children,
     operator_spec,
@@ -23,4 +24,5 @@ PAGES: tuple[tuple[str, Callable[[str], str]], ...] = (
     (operator_children.PAGE, operator_children.render),
     (adapter_rules.CHART_FILE, adapter_rules.render_chart_file),
     (adapter_rules.PAGE, adapter_rules.render_page),
+    (chart_rules.CHART_FILE, chart_rules.render_chart_file),
 )

@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 for page, render in PAGES:
     path = ROOT / page
-    old = path.read_text(encoding="utf-8")
+    old = path.read_text(encoding="utf-8") if path.exists() else ""
     new = render(old)
     if new != old:
         path.write_text(new, encoding="utf-8")

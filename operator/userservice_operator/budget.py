@@ -36,11 +36,12 @@ def peak_pods(spec: UserServiceSpec) -> int:
 
 
 def pool_size(spec: UserServiceSpec) -> int | None:
-    """DB_POOL_MAX (and DB_READ_POOL_MAX) for each pod; None without a budget (the service's defaults)."""
+    """DB_POOL_MAX (and DB_READ_POOL_MAX) for each pod; None without a budget (the service's defaults) or
+    without pods (replicas 0: nothing to size until it scales up, which recomputes it)."""
     budget = spec.database.max_connections
-    if budget is None:
-        return None
     peak = peak_pods(spec)
+    if budget is None or peak == 0:
+        return None
     size = (budget - MIGRATION_JOB_CONNECTIONS) // peak - POD_OWN_CONNECTIONS
     if size < MIN_POOL:
         need = peak * (MIN_POOL + POD_OWN_CONNECTIONS) + MIGRATION_JOB_CONNECTIONS

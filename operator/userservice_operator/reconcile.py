@@ -26,7 +26,6 @@ from userservice_operator.children.common import (
     database_secret,
 )
 from userservice_operator.children.migration import JobPhase, MigrationState
-from userservice_operator.children.promql import RUNBOOKS
 from userservice_operator.crd import KIND
 from userservice_operator.events import Recorder, condition_events
 from userservice_operator.kube import Kube
@@ -42,7 +41,7 @@ class Context:
     kube: Kube
     recorder: Recorder
     optional_apis: bool | None  # the CRDs of the optional kinds are Established; None: not checked yet
-    runbooks: str = RUNBOOKS  # where docs/runbooks.md is published
+    runbooks: str  # where docs/runbooks.md is published: ControllerConfig.runbooks
     prometheus_url: str = ""  # where the error budgets of spec.slo are read; empty: not read
 
 
@@ -250,7 +249,6 @@ async def _reconcile(step: _Pass) -> Outcome:
 
     apply_problem: Problem | None = None
     mig = MigrationState(JobPhase.DISABLED)
-    held = False
     completed = dict(old_status.get("migration") or {})
     completed.pop("job", None)
     completed.pop("image", None)
@@ -268,7 +266,6 @@ async def _reconcile(step: _Pass) -> Outcome:
             live_image = live_dep["spec"]["template"]["spec"]["containers"][0].get("image")
             live_replicas = live_dep["spec"].get("replicas")
         plan = migration.plan_rollout(us, mig, live_image, live_replicas)
-        held = plan.held
         workload = [c for c in CHILDREN if c.phase is Phase.WORKLOAD]
         try:
             # The workload children (the Deployment and its HPA) only refer to each other by name: at once.
@@ -293,7 +290,6 @@ async def _reconcile(step: _Pass) -> Outcome:
         secret_problem=secret_problem,
         apply_problem=apply_problem,
         migration=mig,
-        rollout_held=held,
         deployment=live_dep,
         monitoring_requested=monitoring_requested,
         monitoring_available=optional_apis,

@@ -42,7 +42,6 @@ class Observation:
     secret_problem: Problem | None = None
     apply_problem: Problem | None = None
     migration: MigrationState = field(default_factory=lambda: MigrationState(JobPhase.DISABLED))
-    rollout_held: bool = False
     deployment: Manifest | None = None
     monitoring_requested: bool = False
     monitoring_available: bool = True
@@ -61,14 +60,35 @@ def _cond(ctype: str, ok: bool, reason: str, message: str) -> dict[str, Any]:
     return {"type": ctype, "status": "True" if ok else "False", "reason": reason, "message": message}
 
 
-def deployment_progress(deployment: Manifest | None, image: str) -> tuple[bool, bool, str, Problem | None]:
-    """(available, rolling, summary, problem) of a live Deployment for the wanted image."""
+def minimum_replicas(us: UserService) -> int:
+    """The pods a user waits for: autoscaling.minReplicas when autoscaled, else spec.replicas."""
+    autoscaling = us.spec.autoscaling
+    return autoscaling.min_replicas if autoscaling is not None and autoscaling.enabled else us.spec.replicas
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """What a live Deployment says about the wanted image and replicas."""
+
+    available: bool  # at least `minimum` pods of the wanted template available, no older pod left
+    rolling: bool  # the Deployment has not finished rolling out or scaling to its own replica count
+    summary: str
+    problem: Problem | None = None
+
+
+def deployment_progress(deployment: Manifest | None, image: str, minimum: int) -> Rollout:
+    """The rollout of a live Deployment for the wanted image and the minimum of available pods.
+
+    Available means: the Deployment's controller has seen its current generation, its template runs `image`,
+    no pod of an older template is left, and at least `minimum` (and at least one) pods are updated and
+    available. Scaling up beyond the minimum (the HPA) keeps it available; a Deployment still at fewer pods
+    (e.g. just created at one pod, before the HPA raises it to minReplicas) is not.
+    """
     if deployment is None:
-        return False, False, "Deployment not created yet", None
+        return Rollout(False, False, "Deployment not created yet")
     spec = deployment.get("spec") or {}
     st = deployment.get("status") or {}
     wanted = int(spec.get("replicas", 1))
-    ready = int(st.get("readyReplicas", 0))
     updated = int(st.get("updatedReplicas", 0))
     available = int(st.get("availableReplicas", 0))
     total = int(st.get("replicas", 0))
@@ -77,14 +97,20 @@ def deployment_progress(deployment: Manifest | None, image: str) -> tuple[bool, 
     at_image = containers[0].get("image") == image
     for cond in st.get("conditions") or []:
         if cond.get("type") == "Progressing" and cond.get("reason") == "ProgressDeadlineExceeded":
-            return False, False, "", Problem("ProgressDeadlineExceeded", str(cond.get("message", "")))
+            return Rollout(
+                False, False, "", Problem("ProgressDeadlineExceeded", str(cond.get("message", "")))
+            )
         if cond.get("type") == "ReplicaFailure" and cond.get("status") == "True":
-            return False, False, "", Problem("ReplicaFailure", str(cond.get("message", "")))
-    summary = f"{ready}/{wanted} replicas ready, {updated} updated"
+            return Rollout(False, False, "", Problem("ReplicaFailure", str(cond.get("message", ""))))
+    needed = max(minimum, 1)
+    summary = (
+        f"{available}/{max(wanted, needed)} replicas available, {updated} updated (Ready needs {needed})"
+    )
+    if minimum == 0:
+        summary += ": spec.replicas is 0, no pod serves"
     done = current_gen and updated >= wanted and total <= wanted and available >= wanted
-    is_available = done and wanted > 0 and at_image
-    rolling = not done or not at_image
-    return is_available, rolling, summary, None
+    is_available = current_gen and at_image and total <= updated and updated >= needed and available >= needed
+    return Rollout(is_available, not done or not at_image, summary)
 
 
 def autoscaling_metric(us: UserService, hpa: Manifest | None) -> dict[str, Any]:
@@ -146,9 +172,9 @@ def compute(us: UserService, obs: Observation) -> dict[str, Any]:
     else:
         migrations = _cond(MIGRATIONS_COMPLETE, False, "MigrationPending", "migration Job not created yet")
 
-    available, rolling, summary, rollout_problem = deployment_progress(obs.deployment, obs.image)
+    rollout = deployment_progress(obs.deployment, obs.image, minimum_replicas(us))
 
-    problem = obs.secret_problem or obs.apply_problem or rollout_problem
+    problem = obs.secret_problem or obs.apply_problem or rollout.problem
     if problem is None and mig.phase is JobPhase.FAILED:
         problem = Problem("MigrationFailed", migrations["message"])
     degraded = (
@@ -159,19 +185,21 @@ def compute(us: UserService, obs: Observation) -> dict[str, Any]:
 
     if mig.phase is JobPhase.RUNNING and not obs.secret_problem:
         progressing = _cond(PROGRESSING, True, "MigrationRunning", migrations["message"])
-    elif problem is None and rolling:
-        progressing = _cond(PROGRESSING, True, "RollingOut", f"rolling out {obs.image}: {summary}")
+    elif problem is None and rollout.rolling:
+        progressing = _cond(PROGRESSING, True, "RollingOut", f"rolling out {obs.image}: {rollout.summary}")
     else:
-        progressing = _cond(PROGRESSING, False, "Idle" if problem is None else "Stalled", summary or "")
+        progressing = _cond(PROGRESSING, False, "Idle" if problem is None else "Stalled", rollout.summary)
 
+    # Ready is what `kubectl wait --for=condition=Ready` waits for: no problem, the migration done, and the
+    # minimum of pods available at the wanted image (see deployment_progress).
     if problem is not None:
         ready = _cond(READY, False, problem.reason, problem.message)
-    elif obs.rollout_held:
+    elif migrations["status"] != "True":
         ready = _cond(READY, False, migrations["reason"], migrations["message"])
-    elif available:
-        ready = _cond(READY, True, "Available", summary)
+    elif rollout.available:
+        ready = _cond(READY, True, "Available", rollout.summary)
     else:
-        ready = _cond(READY, False, "Unavailable" if obs.deployment else "NotCreated", summary)
+        ready = _cond(READY, False, "Unavailable" if obs.deployment else "NotCreated", rollout.summary)
 
     if not obs.monitoring_requested:
         monitoring = _cond(

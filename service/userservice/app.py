@@ -24,21 +24,21 @@ from userservice.api import consistency
 from userservice.api import grpc as grpc_api
 from userservice.api import http as http_api
 from userservice.api.connections import ConnectionLimits, GuardedRunner
-from userservice.batch import BatchCore
+from userservice.clients.breach import BreachCheck
 from userservice.config import Config, read_urls
-from userservice.credentials.breach import BreachCheck
-from userservice.credentials.core import Credentials, Throttling
+from userservice.core.batch import BatchCore
+from userservice.core.credentials import Credentials, Throttling
+from userservice.core.feed import EventFeed
+from userservice.core.health import Health
+from userservice.core.maintenance import run as run_maintenance
+from userservice.core.users import UserCore
 from userservice.domain.throttle import LockoutPolicy
-from userservice.events.feed import EventFeed
-from userservice.health import Health
-from userservice.maintenance import run as run_maintenance
 from userservice.metrics import Metrics
-from userservice.passwords import Passwords
+from userservice.passwords.hashing import Passwords
 from userservice.store.db import FairPool, create_pool
 from userservice.store.migrator import migrate
 from userservice.store.replicas import CONNECT_TIMEOUT_SECONDS, ReadRouter, Replica
 from userservice.tls import RotatingCertificate
-from userservice.users import UserCore
 from userservice.v1 import user_service_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)

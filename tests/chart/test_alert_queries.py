@@ -13,20 +13,18 @@ from tests.unit.operator.conftest import make_userservice
 from userservice_operator.children import prometheusrule
 from userservice_operator.children.promql import (
     ADAPTER_METRICS_QUERY,
+    GRPC_SERVER_ERRORS,
     GRPC_UNARY,
     HTTP_TRAFFIC,
     HTTP_UNARY,
     REQUESTS_METRIC,
     RUNBOOKS,
+    SERVER_ERRORS,
 )
 
 
 def _chart_rules(*extra: str) -> list[dict[str, Any]]:
-    objs = docs(
-        helm_template(
-            "--set", "prometheusRule.enabled=true", "--set", "prometheusRule.httpAlerts=true", *extra
-        )
-    )
+    objs = docs(helm_template("--set", "prometheusRule.enabled=true", *extra))
     (rule,) = [d for d in objs if d["kind"] == "PrometheusRule"]
     return [r for g in rule["spec"]["groups"] for r in g["rules"]]
 
@@ -148,3 +146,35 @@ def test_slo_rules_leave_probes_and_streams_out() -> None:
             assert r["expr"].count(HTTP_TRAFFIC) == 3, r
         else:
             assert r["expr"].count(HTTP_UNARY) == 2 and r["expr"].count(GRPC_UNARY) == 2, r
+
+
+def test_server_errors_are_one_set_of_codes_everywhere() -> None:
+    """Every gRPC error figure (the chart's alerts, the operator's SLOs, the dashboard) counts promql's server
+    errors, UNIMPLEMENTED not among them."""
+    assert "UNIMPLEMENTED" not in GRPC_SERVER_ERRORS
+    exprs = [r["expr"] for r in (*_chart_rules(), *_operator_rules())] + _dashboard_exprs()
+    grpc_codes = [
+        m
+        for e in exprs
+        for m in re.findall(r'code=~"[^"]*"', e)
+        if any(code in m for code in ("UNKNOWN", "INTERNAL", "UNIMPLEMENTED"))
+    ]
+    assert grpc_codes and set(grpc_codes) == {SERVER_ERRORS}, set(grpc_codes)
+
+
+def test_docs_name_the_codes_the_rules_count() -> None:
+    """docs/runbooks.md and docs/operator.md list the gRPC server errors as promql.py has them."""
+    for page in ("runbooks.md", "operator.md"):
+        text = (ROOT / "docs" / page).read_text()
+        lists = re.findall(r"UNKNOWN(?:(?:,| and| or)+\s+[A-Z][A-Z_]+)+", text)
+        assert lists, page
+        for found in lists:
+            assert re.findall(r"[A-Z][A-Z_]+", found) == list(GRPC_SERVER_ERRORS), (page, found)
+
+
+def test_chart_alerts_are_not_the_operators_per_instance_alerts() -> None:
+    """REST error rate, REST latency, availability and the event feed are alerted per UserService by the operator;
+    the chart alerts on the operator and on what no per-instance rule covers."""
+    chart = _chart_rules("--set", "metrics.serviceMonitor.enabled=true")
+    assert not {r["alert"] for r in chart} & {r["alert"] for r in _operator_rules()}
+    assert not [r["alert"] for r in chart if "userservice_http_" in r["expr"]]

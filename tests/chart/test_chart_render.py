@@ -145,8 +145,6 @@ def test_all_options_render() -> None:
         "UserServiceGrpcHighErrorRate",
         "UserServiceGrpcHighLatency",
         "UserServicePodRestarting",
-        "UserServiceFleetHttpHighErrorRate",
-        "UserServiceFleetHttpHighLatency",
     ):
         assert name in alerts, name
     for alert in alerts.values():

@@ -1,11 +1,14 @@
-"""The chart's copies of the operator's single sources (CRD, RBAC) and the generated dashboard stay in step."""
+"""The chart's copies of the operator's single sources (CRD, RBAC), the generated dashboard and alert rules stay in
+step."""
 
 from __future__ import annotations
 
 import importlib.util
+from typing import Any
 
 import yaml
 
+from hack.docgen import chart_rules
 from tests.chart.support import CHART, OPERATOR_PKG, ROOT, docs, helm_template
 from userservice_operator.children import CHILDREN
 
@@ -89,3 +92,56 @@ def test_rendered_rbac_covers_every_child_kind() -> None:
             for verb in rule["verbs"]
         }
         assert needed <= verbs, f"{child.kind}: the chart's RBAC lacks {sorted(needed - verbs)}"
+
+
+def _filled(value: Any, fill: dict[str, str]) -> Any:
+    if isinstance(value, dict):
+        return {k: _filled(v, fill) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_filled(v, fill) for v in value]
+    for placeholder, text in fill.items():
+        value = value.replace(placeholder, text)
+    return value
+
+
+def test_chart_rules_are_the_generated_file_with_the_release_filled_in() -> None:
+    """templates/prometheusrule.yaml adds to files/prometheus-rules.yaml (compared whole with its generator by
+    tests/unit) nothing but the release's names, prometheusRule's values and alertLabels."""
+    base = "https://docs.example/runbooks"
+    rendered = helm_template(
+        *("--set", "prometheusRule.enabled=true", "--set", "metrics.serviceMonitor.enabled=true"),
+        *(
+            "--set",
+            f"prometheusRule.runbookBaseUrl={base}",
+            "--set",
+            "prometheusRule.alertLabels.team=platform",
+        ),
+        "--set-json",
+        'prometheusRule.thresholds={"errorRatio": 0.02, "latencyP99Seconds": 0.3, "dbPoolSaturation": 0.8,'
+        ' "podRestartsPerHour": 2, "reconcileErrorsFor": "30m"}',
+        release="rel",
+        namespace="ops",
+    )
+    (rule,) = [d for d in docs(rendered) if d["kind"] == "PrometheusRule"]
+    job = "rel-userservice-operator-metrics"
+    fill = {
+        chart_rules.OPERATOR: f'job="{job}",namespace="ops"',
+        chart_rules.NAMESPACE: "ops",
+        chart_rules.JOB: job,
+        chart_rules.RELEASE: "rel",
+        chart_rules.LEASE: "rel-userservice-operator",
+        chart_rules.RUNBOOKS: base,
+        chart_rules.ERROR_RATIO: "0.02",
+        chart_rules.ERROR_PERCENT: "2",
+        chart_rules.LATENCY: "0.3",
+        chart_rules.POOL_SATURATION: "0.8",
+        chart_rules.POOL_PERCENT: "80",
+        chart_rules.RESTARTS: "2",
+        chart_rules.RECONCILE_ERRORS_FOR: "30m",
+    }
+    expected = _filled(yaml.safe_load((ROOT / chart_rules.CHART_FILE).read_text())["groups"], fill)
+    for group in expected:
+        for alert in group["rules"]:
+            alert["labels"]["team"] = "platform"
+    assert rule["spec"]["groups"] == expected
+    assert "<<" not in rendered

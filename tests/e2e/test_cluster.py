@@ -145,9 +145,6 @@ class Deployed:
     postgres: HostPostgres
     database: str
 
-    def usvc(self) -> Any:
-        return get_json("-n", self.namespace, "get", "userservice", NAME)
-
     def pods(self) -> list[dict[str, Any]]:
         items = get_json(
             "-n", self.namespace, "get", "pods", "-l",
@@ -222,13 +219,16 @@ def deployed(cluster: Path, operator_release: str, host_postgres: HostPostgres) 
 # 1 ------------------------------------------------------------------------------------------------------------
 def test_1_operator_from_helm_and_usvc_ready(deployed: Deployed) -> None:
     kubectl("apply", "-f", "-", input=json.dumps(usvc_manifest(deployed.namespace, IMAGE)))
-
-    def ready() -> bool:
-        status = deployed.usvc().get("status", {})
-        conds = {c["type"]: c for c in status.get("conditions", [])}
-        return conds.get("Ready", {}).get("status") == "True" and status.get("readyReplicas", 0) >= 2
-
-    wait_until("UserService Ready", ready, timeout=300, every=3)
+    # What a user runs: Ready waits for autoscaling.minReplicas (2) pods, not for the first one.
+    kubectl(
+        "-n",
+        deployed.namespace,
+        "wait",
+        "--for=condition=Ready",
+        f"usvc/{NAME}",
+        "--timeout=300s",
+        timeout=330,
+    )
     out = kubectl("-n", deployed.namespace, "get", "usvc", NAME)
     header, row = out.splitlines()[:2]
     cols = dict(zip(header.split(), row.split(), strict=False))

@@ -50,6 +50,15 @@ app.kubernetes.io/part-of: userservice
 {{- end -}}
 {{- end -}}
 
+{{/* A text of a generated file with its <<placeholders>> filled: (list TEXT (dict PLACEHOLDER VALUE ...)). */}}
+{{- define "userservice-operator.fill" -}}
+{{- $text := index . 0 -}}
+{{- range $placeholder, $value := index . 1 -}}
+{{- $text = replace $placeholder $value $text -}}
+{{- end -}}
+{{- $text -}}
+{{- end -}}
+
 {{/* The job label Prometheus gives the operator's metrics (the metrics Service's name, via ServiceMonitor). */}}
 {{- define "userservice-operator.metricsService" -}}
 {{- printf "%s-metrics" (include "userservice-operator.fullname" .) | trunc 63 | trimSuffix "-" -}}

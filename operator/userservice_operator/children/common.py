@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from userservice_operator.children.promql import RUNBOOKS
@@ -109,22 +110,24 @@ def with_hash(manifest: Manifest) -> Manifest:
     }
 
 
-# Every environment variable the operator sets itself. crd.yaml reserves exactly these (its CEL rule on
-# spec.env is `reserved_env_rule()`; a unit test keeps the two equal): a duplicate name would make the API
-# server refuse the Deployment and the Job.
-OPERATOR_ENV = (
-    "DATABASE_URL",
-    "LOG_LEVEL",
-    "HTTP_PORT",
-    "GRPC_PORT",
-    "SHUTDOWN_GRACE_SECONDS",
-    "MANAGEMENT_PORT",
-    "AUTH_MODE",
-    "AUTH_AUDIENCE",
-    "AUTH_NAMESPACE",
-    "AUTH_CACHE_SECONDS",
-    "TLS_CERT_FILE",
-    "TLS_KEY_FILE",
+# Every environment variable the operator sets itself, and where its value comes from. crd.yaml reserves exactly
+# these (the CEL rule on each spec.env entry is `reserved_env_validation()`; a unit test keeps the two equal): a
+# duplicate name would make the API server refuse the Deployment and the Job.
+OPERATOR_ENV: Mapping[str, str] = MappingProxyType(
+    {
+        "DATABASE_URL": "from spec.database",
+        "LOG_LEVEL": "from spec.logLevel",
+        "HTTP_PORT": "from spec.http.port",
+        "GRPC_PORT": "from spec.grpc.port",
+        "SHUTDOWN_GRACE_SECONDS": "from spec.shutdownGracePeriodSeconds",
+        "MANAGEMENT_PORT": "from spec.management.port",
+        "AUTH_MODE": "to kubernetes (authentication cannot be switched off)",
+        "AUTH_AUDIENCE": "from spec.auth.audience",
+        "AUTH_NAMESPACE": "to the namespace of the UserService",
+        "AUTH_CACHE_SECONDS": "from spec.auth.cacheSeconds",
+        "TLS_CERT_FILE": "from spec.tls",
+        "TLS_KEY_FILE": "from spec.tls",
+    }
 )
 # Where the spec.tls Secret is mounted (the service reads the pair from TLS_CERT_FILE / TLS_KEY_FILE).
 TLS_DIR = "/etc/userservice/tls"
@@ -133,10 +136,16 @@ TLS_DIR = "/etc/userservice/tls"
 ACCESS_REVIEWER_ROLE = "userservice-access-reviewer"
 
 
-def reserved_env_rule() -> str:
-    """The CEL rule of spec.env that refuses the operator's own variables."""
+def reserved_env_validation() -> dict[str, str]:
+    """The CEL validation of each spec.env entry that refuses the operator's own variables, naming the one set."""
     names = ", ".join(f"'{n}'" for n in OPERATOR_ENV)
-    return f"self.all(e, !(e.name in [{names}]))"
+    how = ", ".join(f"'{n}': '{v}'" for n, v in OPERATOR_ENV.items())
+    return {
+        "rule": f"!(self.name in [{names}])",
+        "fieldPath": ".name",
+        "messageExpression": f"'spec.env must not set ' + self.name + ': the operator sets it ' + {{{how}}}[self.name]",
+        "message": f"spec.env must not set a variable the operator sets ({', '.join(OPERATOR_ENV)})",
+    }
 
 
 def database_secret(us: UserService) -> tuple[str, str]:

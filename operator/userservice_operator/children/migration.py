@@ -1,8 +1,10 @@
 """The schema-migration Job (`userservice migrate`) and the pure rules around it.
 
-The Job's name carries a hash of everything that shapes a migration run (image, database reference,
-environment, Job settings): a new image gets a new Job, and Jobs (whose pod template is immutable) are never
-patched in place. The Deployment rolls to an image only after that image's Job succeeded.
+The Job's name carries a hash of what can change the schema a migration leaves: the image (its migrations)
+and the database it migrates (the DSN's Secret and libpq's PG* variables of spec.env). A new image gets a new
+Job; the log level, other variables and the Job's limits run none. Jobs (whose pod template is immutable) are
+never patched in place: a Job keeps the settings it was made with. The Deployment rolls to an image only after
+that image's Job succeeded.
 """
 
 from __future__ import annotations
@@ -17,24 +19,29 @@ from userservice_operator.children.common import (
     RolloutPlan,
     base_env,
     canonical_hash,
+    database_secret,
     metadata,
     pod_security_context,
     security_context,
     with_hash,
 )
-from userservice_operator.spec import Manifest, UserService, to_json
+from userservice_operator.spec import Manifest, UserService
 
 COMPONENT = "migration"
 
 
+# spec.env variables that choose the database or how `userservice migrate` connects to it: asyncpg takes
+# libpq's PGHOST, PGDATABASE, PGUSER, PGSSLMODE, ... where DATABASE_URL leaves them out.
+MIGRATION_ENV_PREFIX = "PG"
+
+
 def migration_hash(us: UserService) -> str:
-    spec = us.spec
+    """A hash of what can change the schema a migration leaves (see the module docstring)."""
+    secret, key = database_secret(us)
     relevant = {
-        "image": spec.image,
-        "database": to_json(spec.database),
-        "env": to_json(spec.env),
-        "migrations": to_json(spec.migrations),
-        "logLevel": spec.log_level,
+        "image": us.spec.image,
+        "database": {"secret": secret, "key": key},
+        "env": [dict(e) for e in us.spec.env if str(e["name"]).startswith(MIGRATION_ENV_PREFIX)],
     }
     return canonical_hash(relevant, 10)
 

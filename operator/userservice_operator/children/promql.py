@@ -1,6 +1,6 @@
-"""PromQL selectors and runbook links shared by the operator's PrometheusRule, the chart's alerts and the
-dashboard generator (hack/gen-dashboard.py), so each figure means the same thing everywhere. Chart tests check
-the chart's rules and the dashboard use them."""
+"""PromQL selectors and runbook links shared by the operator's PrometheusRule, the chart's alerts
+(hack/docgen/chart_rules.py) and the dashboard (hack/gen-dashboard.py), so each figure means the same thing
+everywhere. The chart's rules and dashboard are generated from them by `make docs`; tests compare the files."""
 
 from __future__ import annotations
 
@@ -27,9 +27,11 @@ HTTP_UNARY = _route_not(OPS_ROUTES + STREAM_ROUTES)
 REQUESTS = '__name__=~"userservice_(http|grpc)_requests_total"'
 DURATION_BUCKETS = '__name__=~"userservice_(http|grpc)_request_duration_seconds_bucket"'
 UNARY = f"{HTTP_UNARY},{GRPC_UNARY}"
-# Server errors: REST 5xx; the gRPC codes that map to a 5xx (google.rpc.Code) and say the server failed.
-# UNIMPLEMENTED (a method this server does not have) and RESOURCE_EXHAUSTED (a caller over its quota) are the
-# caller's; CANCELLED is the client going away.
+# Server errors, for every alert, SLO and dashboard panel: REST 5xx; the gRPC codes that map to a 5xx
+# (google.rpc.Code) and say the server failed. UNIMPLEMENTED is the caller's error, like INVALID_ARGUMENT: the
+# service answers it only for a method it does not have (a path no servicer serves, grpc.health.v1's List), that
+# is a client built for another contract. RESOURCE_EXHAUSTED (a caller over its quota) is the caller's too;
+# CANCELLED is the client going away.
 GRPC_SERVER_ERRORS = ("UNKNOWN", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "DEADLINE_EXCEEDED")
 SERVER_ERRORS = f'code=~"5..|{"|".join(GRPC_SERVER_ERRORS)}"'
 

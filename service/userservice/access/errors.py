@@ -32,7 +32,3 @@ class PermissionDenied(DomainError):
             "group": GROUP,
             "namespace": namespace,
         }
-
-
-class AccessUnavailable(DomainError):
-    """The Kubernetes API could not be asked who the caller is or what it may do."""

@@ -17,10 +17,10 @@ from typing import Any, Protocol
 import orjson
 
 from userservice.access.errors import PermissionDenied, TokenRefused
-from userservice.access.kubeapi import ACCESS_REVIEWS, TOKEN_REVIEWS, KubeApi, from_kubeconfig, in_cluster
 from userservice.access.permissions import GROUP, Permission
 from userservice.access.principal import ANONYMOUS, Principal, authtype_of
 from userservice.access.verdicts import Verdicts
+from userservice.clients.kubernetes import ACCESS_REVIEWS, TOKEN_REVIEWS, KubeApi, from_kubeconfig, in_cluster
 from userservice.config import Config, ConfigError
 
 log = logging.getLogger(__name__)

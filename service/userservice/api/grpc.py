@@ -19,12 +19,17 @@ from grpc_status import rpc_status
 
 from userservice import logs
 from userservice.access import principal as principals
-from userservice.access.errors import AccessUnavailable, PermissionDenied, TokenRefused
+from userservice.access.errors import PermissionDenied, TokenRefused
 from userservice.access.gate import Access
 from userservice.access.permissions import PERMISSIONS
 from userservice.api import consistency
-from userservice.batch import BatchCore
-from userservice.credentials.core import Credentials
+from userservice.clients.kubernetes import AccessUnavailable
+from userservice.core.batch import BatchCore
+from userservice.core.common import check_idempotency_key
+from userservice.core.credentials import Credentials
+from userservice.core.feed import EventFeed
+from userservice.core.users import UserCore
+from userservice.domain.caller import Caller
 from userservice.domain.errors import (
     AlreadyExists,
     CreatedUserDeleted,
@@ -51,10 +56,8 @@ from userservice.domain.events import (
 from userservice.domain.fields import FIELDS_BY_NAME, READ_ONLY_FIELDS
 from userservice.domain.listing import parse_filter, parse_order_by
 from userservice.domain.model import User
-from userservice.events.feed import EventFeed
 from userservice.metrics import Metrics
 from userservice.store.db import UNAVAILABLE_ERRORS
-from userservice.users import UserCore, check_idempotency_key
 from userservice.v1 import user_service_pb2 as pb
 from userservice.v1 import user_service_pb2_grpc as pb_grpc
 
@@ -332,10 +335,10 @@ class _Call:
             self._metrics.grpc_call_done(self._method, code.name, time.perf_counter() - self._started)
 
 
-def _caller(context: grpc.aio.ServicerContext) -> str:
-    """Whom the credential throttle counts failures against."""
+def _caller(context: grpc.aio.ServicerContext) -> Caller:
+    """Who the call is from, as the use cases take it."""
     principal = principals.current.get() or principals.ANONYMOUS
-    return principal.throttle_key(peer_address(context.peer()))
+    return principal.caller(peer_address(context.peer()))
 
 
 def peer_address(peer: str) -> str:
@@ -369,7 +372,7 @@ class UserServiceServicer(pb_grpc.UserServiceServicer):
         async with self._call("CreateUser", context):
             key = check_idempotency_key(request.request_id, "request_id") if request.request_id else None
             body = _input_fields(request.user, [*FIELDS_BY_NAME, *READ_ONLY_FIELDS])
-            created = await self._core.create(body, key)
+            created = await self._core.create(body, _caller(context), key)
             return to_proto(created.user)
 
     async def GetUser(self, request: pb.GetUserRequest, context: grpc.aio.ServicerContext) -> pb.User:
@@ -392,7 +395,7 @@ class UserServiceServicer(pb_grpc.UserServiceServicer):
                 if name in FIELDS_BY_NAME:
                     body.setdefault(name, getattr(request.user, name))
             user = await self._core.update(
-                request.user.id, body, request.user.etag or None, etag_field="user.etag"
+                request.user.id, body, _caller(context), request.user.etag or None, etag_field="user.etag"
             )
             return to_proto(user)
 
@@ -400,7 +403,7 @@ class UserServiceServicer(pb_grpc.UserServiceServicer):
         self, request: pb.DeleteUserRequest, context: grpc.aio.ServicerContext
     ) -> empty_pb2.Empty:
         async with self._call("DeleteUser", context):
-            await self._core.delete(request.id, request.etag or None)
+            await self._core.delete(request.id, _caller(context), request.etag or None)
             return empty_pb2.Empty()
 
     async def ListUsers(
@@ -432,7 +435,7 @@ class UserServiceServicer(pb_grpc.UserServiceServicer):
                     for r in request.requests
                 ]
             }
-            created = await self._batch.create(body, key)
+            created = await self._batch.create(body, _caller(context), key)
             return pb.BatchCreateUsersResponse(users=[to_proto(user) for user in created.users])
 
     async def VerifyPassword(
@@ -480,13 +483,13 @@ class UserServiceServicer(pb_grpc.UserServiceServicer):
         self, request: pb.UndeleteUserRequest, context: grpc.aio.ServicerContext
     ) -> pb.User:
         async with self._call("UndeleteUser", context):
-            return to_proto(await self._core.undelete(request.id, request.etag or None))
+            return to_proto(await self._core.undelete(request.id, _caller(context), request.etag or None))
 
     async def EraseUser(
         self, request: pb.EraseUserRequest, context: grpc.aio.ServicerContext
     ) -> empty_pb2.Empty:
         async with self._call("EraseUser", context):
-            await self._core.erase(request.id)
+            await self._core.erase(request.id, _caller(context))
             return empty_pb2.Empty()
 
     async def ExportUser(

@@ -17,17 +17,19 @@ from userservice.access import principal as principals
 from userservice.access.gate import Access
 from userservice.access.permissions import PERMISSIONS, Permission
 from userservice.api import consistency, openapi, problem
-from userservice.batch import BatchCore
-from userservice.credentials.core import Credentials
+from userservice.core.batch import BatchCore
+from userservice.core.common import check_idempotency_key
+from userservice.core.credentials import Credentials
+from userservice.core.feed import EventFeed
+from userservice.core.health import Health
+from userservice.core.users import UserCore
+from userservice.domain.caller import Caller
 from userservice.domain.errors import DomainError, invalid
 from userservice.domain.events import StartAt, WatcherTooSlow, parse_start
 from userservice.domain.listing import filter_from_query
 from userservice.domain.model import etag_matches
-from userservice.events.feed import EventFeed
-from userservice.health import Health
 from userservice.metrics import Metrics
 from userservice.store.db import UNAVAILABLE_ERRORS
-from userservice.users import UserCore, check_idempotency_key
 
 log = logging.getLogger(__name__)
 
@@ -136,14 +138,13 @@ async def authorize(request: web.Request, handler: Handler) -> web.StreamRespons
     if permission is not None:
         caller = await request.app[ACCESS].check(request.headers.get("Authorization"), permission)
         request[PRINCIPAL] = caller
-        principals.current.set(caller)
     return await handler(request)
 
 
-def _caller(request: web.Request) -> str:
-    """Whom the credential throttle counts failures against."""
+def _caller(request: web.Request) -> Caller:
+    """Who the request is from, as the use cases take it."""
     principal: principals.Principal = request[PRINCIPAL]
-    return principal.throttle_key(request.remote or "unknown")
+    return principal.caller(request.remote or "unknown")
 
 
 async def _read_at_most(request: web.Request, max_bytes: int) -> bytes:
@@ -194,7 +195,7 @@ async def create_user(request: web.Request) -> web.Response:
     key = request.headers.get("Idempotency-Key")
     if key is not None:
         check_idempotency_key(key, "Idempotency-Key")
-    created = await request.app[CORE].create(body, key)
+    created = await request.app[CORE].create(body, _caller(request), key)
     headers = {"Location": f"/v1/users/{created.user.id}"}
     if created.replayed:
         headers["Idempotent-Replayed"] = "true"
@@ -212,14 +213,18 @@ async def get_user(request: web.Request) -> web.Response:
 async def patch_user(request: web.Request) -> web.Response:
     body = await _json_body(request, MERGE_PATCH_TYPES)
     user = await request.app[CORE].update(
-        request.match_info["id"], body, request.headers.get("If-Match"), etag_field="If-Match"
+        request.match_info["id"],
+        body,
+        _caller(request),
+        request.headers.get("If-Match"),
+        etag_field="If-Match",
     )
     return _user_response(user.public())
 
 
 async def delete_user(request: web.Request) -> web.Response:
     await request.app[CORE].delete(
-        request.match_info["id"], request.headers.get("If-Match"), etag_field="If-Match"
+        request.match_info["id"], _caller(request), request.headers.get("If-Match"), etag_field="If-Match"
     )
     return web.Response(status=204)
 
@@ -235,7 +240,7 @@ async def batch_create_users(request: web.Request) -> web.Response:
     key = request.headers.get("Idempotency-Key")
     if key is not None:
         check_idempotency_key(key, "Idempotency-Key")
-    created = await request.app[BATCH].create(body, key)
+    created = await request.app[BATCH].create(body, _caller(request), key)
     headers = {"Idempotent-Replayed": "true"} if created.replayed else None
     return _json({"users": [user.public() for user in created.users]}, headers=headers)
 
@@ -368,13 +373,13 @@ async def openapi_document(_: web.Request) -> web.Response:
 
 async def undelete_user(request: web.Request) -> web.Response:
     user = await request.app[CORE].undelete(
-        request.match_info["id"], request.headers.get("If-Match"), etag_field="If-Match"
+        request.match_info["id"], _caller(request), request.headers.get("If-Match"), etag_field="If-Match"
     )
     return _user_response(user.public())
 
 
 async def erase_user(request: web.Request) -> web.Response:
-    await request.app[CORE].erase(request.match_info["id"])
+    await request.app[CORE].erase(request.match_info["id"], _caller(request))
     return web.Response(status=204)
 
 

@@ -8,12 +8,12 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
+from userservice.core.common import IDEMPOTENCY_KEY_MAX
 from userservice.domain.batch import BATCH_MAX
 from userservice.domain.events import EVENT_TYPES
 from userservice.domain.fields import FIELDS_BY_NAME, WRITABLE_FIELDS
 from userservice.domain.listing import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from userservice.domain.login import CANDIDATE_MAX
-from userservice.users import IDEMPOTENCY_KEY_MAX
 
 PROBLEM = "application/problem+json"
 

@@ -7,7 +7,8 @@ from collections.abc import Mapping
 from aiohttp import web
 
 from userservice import jsoncodec
-from userservice.access.errors import AccessUnavailable, PermissionDenied, TokenRefused
+from userservice.access.errors import PermissionDenied, TokenRefused
+from userservice.clients.kubernetes import AccessUnavailable
 from userservice.domain.errors import (
     AlreadyExists,
     CreatedUserDeleted,

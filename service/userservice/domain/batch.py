@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from userservice.domain.errors import FieldViolation, InvalidArgument, invalid
 from userservice.domain.model import NewUser
-from userservice.domain.validation import validate_imported_user
+from userservice.domain.validation import HashCheck, validate_imported_user
 
 BATCH_MAX = 1000
 VIOLATIONS_MAX = 100  # enough to fix a batch by; a thousand bad rows need not come back a thousand times
@@ -20,7 +20,7 @@ class Imported:
     password_hash: str | None
 
 
-def validate_batch(body: Mapping[str, object]) -> list[Imported]:
+def validate_batch(body: Mapping[str, object], check_hash: HashCheck) -> list[Imported]:
     unknown = sorted(set(body) - {"requests"})
     if unknown:
         raise invalid(unknown[0][:64], "is not a field of a batch create; send requests")
@@ -37,7 +37,7 @@ def validate_batch(body: Mapping[str, object]) -> list[Imported]:
             violations.append(FieldViolation(at, 'must be an object {"user": {...}}'))
             continue
         try:
-            new, password_hash = validate_imported_user(request["user"])
+            new, password_hash = validate_imported_user(request["user"], check_hash)
         except InvalidArgument as exc:
             violations.extend(FieldViolation(f"{at}.user.{v.field}", v.description) for v in exc.violations)
             continue

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import unicodedata
 
-from zxcvbn import zxcvbn
 from zxcvbn.frequency_lists import FREQUENCY_LISTS
 
 # 12 is above SP 800-63B's floor of 8 for a password used with a second factor (15 when it is the only one);
@@ -19,11 +18,9 @@ PASSWORD_MIN, PASSWORD_MAX = 12, 128
 # The user's identifiers count as "contained" from this length on: shorter ones turn up by chance.
 PERSONAL_MIN = 4
 
-# zxcvbn's score (0 to 4) a new password must reach: 3 is "safely unguessable", fewer than 10**10 guesses needed by
-# its estimate. It finds what the list misses: sequences, keyboard walks, dates, repeats, names and words with digits.
+# zxcvbn's score (0 to 4) a new password must reach: 3 is "safely unguessable", at least 10**8 guesses by its
+# estimate. It finds what the list misses: sequences, keyboard walks, dates, repeats, names and words with digits.
 STRENGTH_MIN_SCORE = 3
-# zxcvbn's work grows with the square of the length; the first 72 characters are what it scores (its own maximum).
-STRENGTH_PREFIX = 72
 
 # zxcvbn ships the 30,000 most common passwords of a public corpus of leaked passwords, lower-cased.
 COMMON_PASSWORDS: frozenset[str] = frozenset(FREQUENCY_LISTS["passwords"])
@@ -55,11 +52,9 @@ def check_not_personal(password: str, email: str, nickname: str) -> None:
         raise ValueError("must not contain the part of your email address before the @")
 
 
-def check_strength(password: str, personal: tuple[str, ...] = ()) -> None:
-    """ValueError when zxcvbn estimates the password guessable (score below STRENGTH_MIN_SCORE), counting the
-    user's own names and identifiers as known words. Costs milliseconds of CPU: callers run it off the event loop."""
-    estimate = zxcvbn(password[:STRENGTH_PREFIX], user_inputs=[p for p in personal if p])
-    if estimate["score"] < STRENGTH_MIN_SCORE:
+def check_score(score: int) -> None:
+    """ValueError when the strength estimate (passwords/strength.py: zxcvbn's 0 to 4) is below STRENGTH_MIN_SCORE."""
+    if score < STRENGTH_MIN_SCORE:
         raise ValueError(
             "is too easy to guess (a sequence, keyboard pattern, date, repeat or common word with digits);"
             " use a longer phrase of unrelated words"

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
-from userservice.credentials import hashes
 from userservice.domain.errors import FieldViolation, InvalidArgument
 from userservice.domain.fields import FIELDS_BY_NAME, READ_ONLY_FIELDS, WRITABLE_FIELDS, FieldSpec
 from userservice.domain.model import Changes, NewUser
@@ -23,7 +22,12 @@ def validate_new_user(body: Mapping[str, object]) -> NewUser:
     return _new_user(body, WRITABLE_FIELDS)
 
 
-def validate_imported_user(body: Mapping[str, object]) -> tuple[NewUser, str | None]:
+# Checks an imported hash and returns it, or raises ValueError with the reason: passwords/formats.py's, passed in
+# by the use case so that the pure rules here import no hashing library.
+HashCheck = Callable[[object], str]
+
+
+def validate_imported_user(body: Mapping[str, object], check_hash: HashCheck) -> tuple[NewUser, str | None]:
     """A user brought in from another system: with a `password`, or with the `password_hash` it had there
     (then the NewUser's password is empty and never used)."""
     if "password_hash" not in body:
@@ -31,7 +35,7 @@ def validate_imported_user(body: Mapping[str, object]) -> tuple[NewUser, str | N
     rest = {k: v for k, v in body.items() if k != "password_hash"}
     violations: list[FieldViolation] = []
     try:
-        password_hash = hashes.check_hash(body["password_hash"])
+        password_hash = check_hash(body["password_hash"])
     except ValueError as exc:
         violations.append(FieldViolation("password_hash", str(exc)))
     if "password" in rest:

@@ -429,6 +429,46 @@ def test_migration_job_gates_the_rollout(operator_cluster: KubeCluster, it_names
     assert us["status"]["migration"]["completedImage"].endswith(":2.0.1")
 
 
+def test_settings_that_cannot_change_the_schema_run_no_new_migration(
+    operator_cluster: KubeCluster, it_namespace: str
+) -> None:
+    """logLevel and other variables reach the Deployment without a new migration Job; a PG* variable (which
+    can point the migration at another database) runs one."""
+    ns = it_namespace
+
+    def jobs() -> list[str]:
+        return sorted(operator_cluster.kubectl("-n", ns, "get", "jobs", "-o", "name").stdout.split())
+
+    apply(operator_cluster, ns, secret(), userservice("quiet", migrations={"enabled": True}))
+    (job,) = wait_for(jobs, 30, what="the first migration Job")
+    complete_job(operator_cluster, ns, job.split("/")[1])
+    wait_for(lambda: must_get(operator_cluster, ns, "deployment", "quiet")["spec"]["replicas"] == 2, 20)
+
+    env = [{"name": "FEATURE_X", "value": "on"}]
+    apply(
+        operator_cluster,
+        ns,
+        userservice("quiet", migrations={"enabled": True}, logLevel="debug", env=env),
+    )
+
+    def deployment_env() -> dict[str, str]:
+        c = container(must_get(operator_cluster, ns, "deployment", "quiet"))
+        return {e["name"]: e.get("value", "") for e in c["env"]}
+
+    wait_for(lambda: deployment_env()["LOG_LEVEL"] == "debug" and "FEATURE_X" in deployment_env(), 20)
+    us = wait_for(lambda: reconciled(operator_cluster, ns, "quiet"), 20)
+    assert condition(us, "MigrationsComplete")["status"] == "True"
+    assert jobs() == [job]
+
+    env = [*env, {"name": "PGSSLMODE", "value": "require"}]
+    apply(
+        operator_cluster,
+        ns,
+        userservice("quiet", migrations={"enabled": True}, logLevel="debug", env=env),
+    )
+    wait_for(lambda: len(jobs()) == 2, 30, what="a migration Job for the new connection settings")
+
+
 def test_monitoring_appears_when_crds_installed(operator_cluster: KubeCluster, it_namespace: str) -> None:
     ns = it_namespace
     body = userservice(

@@ -37,16 +37,29 @@ def test_kubectl_explain_and_short_name(operator_cluster: KubeCluster) -> None:
             {"http": {"port": 9000}, "grpc": {"port": 9000}},
             "spec.http.port, spec.grpc.port and spec.management.port",
         ),
-        ({"env": [{"name": "DATABASE_URL", "value": "x"}]}, "spec.env must not set DATABASE_URL"),
-        ({"env": [{"name": "LOG_LEVEL", "value": "debug"}]}, "spec.env must not set DATABASE_URL, LOG_LEVEL"),
+        (
+            {"env": [{"name": "DATABASE_URL", "value": "x"}]},
+            "spec.env must not set DATABASE_URL: the operator sets it from spec.database",
+        ),
         ({"env": [{"name": "SHUTDOWN_GRACE_SECONDS", "value": "1"}]}, "spec.env must not set"),
         (
             {"env": [{"name": "A", "value": "1"}, {"name": "A", "value": "2"}]},
             "spec.env[1]: Duplicate value",
         ),
         ({"podDisruptionBudget": {"minAvailable": 1, "maxUnavailable": 1}}, "set at most one of"),
-        ({"replicas": -1}, "spec.replicas: Invalid value: -1"),
-        ({"resources": {"requests": {"cpu": "lots"}}}, "spec.resources.requests.cpu"),
+        ({"resources": {"requests": {"cpu": "-1"}}}, "must be a quantity of 0 or more"),
+        ({"resources": {"limits": {"memory": -1}}}, "must be a quantity of 0 or more"),
+        (
+            {
+                "env": [
+                    {
+                        "name": "A",
+                        "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu", "divisor": "x"}},
+                    }
+                ]
+            },
+            'spec.env[0].valueFrom.resourceFieldRef.divisor: Invalid value: "x": must be a quantity',
+        ),
         (
             {"autoscaling": {"maxReplicas": 3, "behavior": {"scaleUp": {"selectPolicy": "Fastest"}}}},
             "spec.autoscaling.behavior.scaleUp.selectPolicy",
@@ -157,8 +170,8 @@ def test_kubectl_explain_and_short_name(operator_cluster: KubeCluster) -> None:
             "spec.access.from[0].namespaceSelector.matchLabels.team",
         ),
         (
-            {"access": {"from": [{"ipBlock": {"cidr": "10.0.0.0/8"}}]}},
-            'unknown field "spec.access.from[0].ipBlock"',
+            {"access": {"from": [{"ipBlock": {"cidr": "10.0.0.0/8"}, "podSelector": {}}]}},
+            "ipBlock is not supported in spec.access.from",
         ),
         ({"monitoring": {"namespaceSelector": {"matchLabels": {"/x": "v"}}}}, "must be a label key"),
         ({"auth": {"cacheSeconds": -1}}, "spec.auth.cacheSeconds"),
@@ -172,6 +185,52 @@ def test_api_refuses_bad_specs(operator_cluster: KubeCluster, spec: dict[str, ob
     )
     assert result.returncode != 0
     assert message in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("spec", "message", "unwanted"),
+    [
+        # the scale subresource checks spec.replicas itself: the schema does not say it again
+        ({"replicas": -1}, ".spec.replicas: Invalid value: -1: should be a non-negative integer", "in body"),
+        # the budget rule alone judges maxConnections
+        (
+            {"database": {"secretRef": {"name": "db"}, "maxConnections": 3}},
+            "spec: Invalid value: spec.database.maxConnections is too small",
+            "in body",
+        ),
+        # the message names the variable set, not every reserved one
+        (
+            {"env": [{"name": "FEATURE_X", "value": "on"}, {"name": "LOG_LEVEL", "value": "debug"}]},
+            "spec.env[1].name: Invalid value: spec.env must not set LOG_LEVEL: the operator sets it from"
+            " spec.logLevel",
+            "DATABASE_URL",
+        ),
+        # ipBlock is known to the schema so that the refusal can say why
+        (
+            {"access": {"from": [{"ipBlock": {"cidr": "10.0.0.0/8"}}]}},
+            "spec.access.from[0]: Invalid value: ipBlock is not supported in spec.access.from: callers are pods",
+            "unknown field",
+        ),
+        # a quantity is explained, not answered with a regular expression
+        (
+            {"resources": {"requests": {"cpu": "lots"}}},
+            'spec.resources.requests[cpu]: Invalid value: "lots": must be a quantity of 0 or more: a number with'
+            " an optional suffix",
+            "should match",
+        ),
+    ],
+)
+def test_api_refusals_say_what_is_wrong_once(
+    operator_cluster: KubeCluster, spec: dict[str, object], message: str, unwanted: str
+) -> None:
+    body = userservice("bad", **spec)
+    result = operator_cluster.kubectl(
+        "-n", "default", "apply", "--dry-run=server", "-f", "-", input=yaml.safe_dump(body), check=False
+    )
+    assert result.returncode != 0
+    assert result.stderr.count("Invalid value") == 1, result.stderr
+    assert message in result.stderr, result.stderr
+    assert unwanted not in result.stderr, result.stderr
 
 
 def test_api_accepts_full_scheduling_and_budgets(operator_cluster: KubeCluster) -> None:

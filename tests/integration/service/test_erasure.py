@@ -189,7 +189,7 @@ async def test_grpc_erase_and_the_stream_replays_only_tombstones(
 async def test_erase_after_purge_still_scrubs_the_events(
     http: aiohttp.ClientSession, pool: asyncpg.Pool
 ) -> None:
-    from userservice.maintenance import purge_once
+    from userservice.core.maintenance import purge_once
 
     body = personal()
     async with http.post("/v1/users", json=body) as resp:

@@ -21,7 +21,7 @@ from tests.support.service import RunningService, in_process
 from tests.support.sse import SseEvent, collect_until, read_events
 from tests.support.users import new_user
 from userservice.domain import events
-from userservice.events import outbox
+from userservice.store import outbox
 from userservice.store.db import create_pool
 from userservice.v1 import user_service_pb2 as pb
 from userservice.v1 import user_service_pb2_grpc as pb_grpc
@@ -256,7 +256,10 @@ async def test_a_client_that_stops_reading_is_cut_off_and_frees_its_place(
             stack.callback(call.cancel)
         async with http.get("/v1/events") as resp:
             assert resp.status == 503  # the one place is taken
-        await append_many(database, 3000, "end", {"pad": "x" * 4000})
+        async with http.post("/v1/users", json=new_user()) as resp:
+            user = await resp.json()
+        # Padded where both transports carry it: more than the socket buffers and gRPC's windows hold.
+        await append_many(database, 3000, "end", {"user": user, "changed_fields": ["x" * 4000]})
         await watcher_place_freed(http)
         dropped = [
             await metric(running, f'userservice_event_watchers_dropped_total{{reason="{reason}"}}')

@@ -17,8 +17,8 @@ from tests.support.postgres import create_database, drop_database
 from tests.support.service import in_process
 from tests.support.sse import read_events
 from tests.support.users import new_user
+from userservice.core.maintenance import prune_once
 from userservice.domain import events
-from userservice.maintenance import prune_once
 from userservice.store.db import create_pool
 from userservice.v1 import user_service_pb2 as pb
 from userservice.v1 import user_service_pb2_grpc as pb_grpc

@@ -18,7 +18,7 @@ from tests.support.service import RunningService, ServiceProcess, in_process
 from tests.support.sse import SseEvent, collect_until, read_events
 from tests.support.users import new_user
 from userservice.domain import events
-from userservice.events import outbox
+from userservice.store import outbox
 from userservice.store.db import create_pool
 from userservice.v1 import user_service_pb2 as pb
 from userservice.v1 import user_service_pb2_grpc as pb_grpc

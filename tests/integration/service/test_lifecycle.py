@@ -269,7 +269,7 @@ async def test_unreachable_database_is_503_and_unavailable_not_500() -> None:
 async def test_retention_prunes_old_events_expired_keys_and_stale_failure_counts(
     database: str, http: aiohttp.ClientSession
 ) -> None:
-    from userservice.maintenance import prune_once
+    from userservice.core.maintenance import prune_once
     from userservice.store.db import create_pool
 
     async with http.post(

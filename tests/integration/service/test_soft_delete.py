@@ -18,7 +18,7 @@ from grpc_status import rpc_status
 from tests.support.service import RunningService, in_process
 from tests.support.sse import read_events
 from tests.support.users import new_user
-from userservice.maintenance import purge_once
+from userservice.core.maintenance import purge_once
 from userservice.store.db import create_pool
 from userservice.v1 import user_service_pb2 as pb
 from userservice.v1 import user_service_pb2_grpc as pb_grpc

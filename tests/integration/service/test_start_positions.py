@@ -13,7 +13,7 @@ import pytest
 
 from tests.support.sse import SseEvent, read_events
 from tests.support.users import new_user
-from userservice.maintenance import prune_once
+from userservice.core.maintenance import prune_once
 from userservice.store.db import create_pool
 from userservice.v1 import user_service_pb2 as pb
 from userservice.v1 import user_service_pb2_grpc as pb_grpc

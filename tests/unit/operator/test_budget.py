@@ -68,6 +68,14 @@ def test_the_crd_rule_refuses_exactly_what_the_operator_cannot_size(pods: int) -
         assert (budget.problem(spec) is None) == (max_connections >= _cel_minimum(spec))
 
 
+def test_zero_replicas_have_no_pool_to_size() -> None:
+    """A budget with spec.replicas 0 (scaled down on purpose) is no problem and sets no pool size."""
+    us = make_userservice(replicas=0, database={"secretRef": {"name": "db"}, "maxConnections": 10})
+    assert budget.problem(us.spec) is None
+    assert budget.pool_size(us.spec) is None
+    assert "DB_POOL_MAX" not in env_of(deployment.build(us))
+
+
 def test_the_crd_carries_the_rules_of_this_code() -> None:
     rules = [r["rule"] for r in schema()["properties"]["spec"]["x-kubernetes-validations"]]
     assert budget.feasibility_rule() in rules

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.unit.operator.conftest import make_manifest, make_userservice
+from tests.unit.operator.conftest import make_userservice
 from userservice_operator.children import (
     deployment,
     hpa,
@@ -19,10 +19,8 @@ from userservice_operator.children.common import (
     HASH_ANNOTATION,
     BuildContext,
     RolloutPlan,
-    canonical_hash,
     labels,
 )
-from userservice_operator.spec import UserService
 
 
 def _owner_and_labels(obj: dict[str, Any], name: str = "alpha") -> None:
@@ -278,18 +276,28 @@ def test_prometheusrule_alerts_only_where_their_inputs_exist() -> None:
     assert "UserServiceDown" in alerts(replicas=0, autoscaling={"maxReplicas": 3})
 
 
-def test_migration_hash_is_unchanged_by_the_typed_spec() -> None:
-    """Job names of existing UserServices stay the same: the hash still covers the manifest's JSON as stored."""
-    body = make_manifest(env=[{"name": "FOO", "value": "bar"}], logLevel="debug")
-    spec = body["spec"]
-    stored = {
-        "image": spec["image"],
-        "database": spec["database"],
-        "env": spec["env"],
-        "migrations": spec["migrations"],
-        "logLevel": spec["logLevel"],
-    }
-    assert migration.migration_hash(UserService.from_manifest(body)) == canonical_hash(stored, 10)
+def test_settings_that_cannot_change_the_schema_run_no_new_migration() -> None:
+    """The Job's name (and so whether a new migration runs) follows the image and the database only."""
+    base = {"env": [{"name": "FEATURE_X", "value": "on"}]}
+    name = migration.job_name(make_userservice(**base))
+    same = [
+        {"logLevel": "debug"},
+        {"env": [{"name": "FEATURE_X", "value": "off"}, {"name": "LOG_FORMAT", "value": "text"}]},
+        {"migrations": {"enabled": True, "backoffLimit": 5, "activeDeadlineSeconds": 1200}},
+        {"database": {"secretRef": {"name": "alpha-db"}, "maxConnections": 100}},
+        {"replicas": 5, "resources": {"requests": {"cpu": "1"}}, "http": {"port": 8000}},
+    ]
+    for change in same:
+        assert migration.job_name(make_userservice(**{**base, **change})) == name, change
+    new = [
+        {"image": "registry.example/userservice:2.0.0"},
+        {"database": {"secretRef": {"name": "other-db"}}},
+        {"database": {"secretRef": {"name": "alpha-db", "key": "dsn"}}},
+        {"database": {"cloudNativePG": {"clusterName": "pg"}}},
+        {"env": [{"name": "FEATURE_X", "value": "on"}, {"name": "PGSSLMODE", "value": "verify-full"}]},
+    ]
+    for change in new:
+        assert migration.job_name(make_userservice(**{**base, **change})) != name, change
 
 
 def test_alerts_link_the_runbooks_where_the_operator_is_told_they_are() -> None:

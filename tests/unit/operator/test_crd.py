@@ -1,4 +1,5 @@
-"""The CRD file: names, structural schema, defaults, subresources and CEL rules; the chart copy matches."""
+"""The CRD file: names, structural schema, defaults, subresources and CEL rules (tests/chart checks the chart's
+copy)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ import pytest
 import yaml
 
 from tests.unit.operator.conftest import apply_defaults, make_userservice, schema
+from userservice.config import SETTINGS
 from userservice.metrics import LATENCY_BUCKETS
 from userservice_operator.children import deployment, migration
-from userservice_operator.children.common import OPERATOR_ENV, reserved_env_rule
+from userservice_operator.children.common import OPERATOR_ENV, reserved_env_validation
 from userservice_operator.crd import CRD_NAME, load_crd, load_rbac
 from userservice_operator.spec import UserService, UserServiceSpec, convert, json_name
 
@@ -131,16 +133,6 @@ def test_rbac_has_no_wildcards_and_secrets_only_by_name() -> None:
                 assert rule["verbs"] == ["get"]  # the referenced Secret by name; never list or watch them all
 
 
-def test_chart_ships_the_same_crd() -> None:
-    """The chart's copy (charts/userservice-operator/crds/) must equal the operator package's file."""
-    crds = ROOT / "charts/userservice-operator/crds"
-    copies = sorted(crds.glob("*.yaml")) if crds.is_dir() else []
-    if not copies:
-        pytest.skip("the chart has no crds/ yet")
-    shipped = [yaml.safe_load(p.read_text()) for p in copies]
-    assert load_crd() in shipped, f"{crds} drifted from operator/userservice_operator/crd.yaml"
-
-
 def _dataclass_of(tp: Any) -> type | None:
     """The dataclass inside a field type (`X` or `X | None`), if any."""
     options = [a for a in typing.get_args(tp) if a is not type(None)] or [tp]
@@ -197,10 +189,11 @@ def test_typed_spec_of_a_bare_manifest_matches_the_api_servers_defaults() -> Non
 
 
 def test_env_reserves_every_name_the_operator_sets() -> None:
-    """The CEL rule on spec.env is derived from OPERATOR_ENV, which is what the builders set."""
+    """The CEL rule on each spec.env entry is derived from OPERATOR_ENV, which is what the builders set; its
+    message names the variable set and where the operator takes its value from."""
     env = schema()["properties"]["spec"]["properties"]["env"]
-    assert [r["rule"] for r in env["x-kubernetes-validations"]] == [reserved_env_rule()]
-    assert all(name in env["x-kubernetes-validations"][0]["message"] for name in OPERATOR_ENV)
+    assert reserved_env_validation() in env["items"]["x-kubernetes-validations"]
+    assert all(name in reserved_env_validation()["rule"] for name in OPERATOR_ENV)
     # names are unique: a list keyed by name
     assert env["x-kubernetes-list-type"] == "map"
     assert env["x-kubernetes-list-map-keys"] == ["name"]
@@ -209,6 +202,16 @@ def test_env_reserves_every_name_the_operator_sets() -> None:
     assert {e["name"] for e in container["env"]} == set(OPERATOR_ENV)
     (job_container,) = migration.build(us)["spec"]["template"]["spec"]["containers"]
     assert {e["name"] for e in job_container["env"]} <= set(OPERATOR_ENV)
+
+
+def test_listener_descriptions_put_the_management_paths_on_the_management_port() -> None:
+    """The service serves /healthz, /readyz and /metrics on MANAGEMENT_PORT only; the CRD says so."""
+    props = schema()["properties"]["spec"]["properties"]
+    for path in ("/healthz", "/readyz", "/metrics"):
+        assert path in props["management"]["description"]
+        assert path in SETTINGS["management_port"].help
+        for listener in ("http", "grpc"):
+            assert path not in props[listener]["description"], (listener, path)
 
 
 def test_slo_latency_thresholds_are_the_service_histogram_bounds() -> None:

@@ -2,22 +2,31 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
-from tests.unit.operator.conftest import make_userservice
+from tests.unit.operator.conftest import make_userservice, schema
 from userservice_operator import status
 from userservice_operator.children import deployment
 from userservice_operator.children.common import BuildContext, RolloutPlan
 from userservice_operator.children.migration import JobPhase, MigrationState
 from userservice_operator.events import condition_events
+from userservice_operator.spec import UserService
 from userservice_operator.status import Observation, Problem
 
 IMAGE = "registry.example/userservice:1.0.0"
+ROOT = Path(__file__).resolve().parents[3]
 
 
-def _dep(ready: int, replicas: int = 2, image: str = IMAGE, **extra: Any) -> dict[str, Any]:
+def _dep(
+    ready: int, replicas: int = 2, image: str = IMAGE, spec_replicas: int = 2, **extra: Any
+) -> dict[str, Any]:
+    """A live Deployment: `spec_replicas` wanted (as the API server stores it), `replicas` pods of the current
+    template, `ready` of them available; `extra` overrides status fields."""
     dep = deployment.build(make_userservice(), BuildContext(RolloutPlan(image, None, held=False)))
     dep["metadata"]["generation"] = 1
+    dep["spec"]["replicas"] = spec_replicas
     dep["status"] = {
         "observedGeneration": 1,
         "replicas": replicas,
@@ -56,6 +65,55 @@ def test_ready_when_available() -> None:
     )
 
 
+def _ready(us: UserService, dep: dict[str, Any], **obs: Any) -> tuple[str, str]:
+    return _conds(status.compute(us, Observation(generation=1, image=IMAGE, deployment=dep, **obs)))[
+        status.READY
+    ]
+
+
+def test_ready_waits_for_autoscaling_min_replicas() -> None:
+    """A new Deployment starts at one pod until the HPA raises it: one ready pod of minReplicas 2 is not Ready."""
+    us = make_userservice(autoscaling={"minReplicas": 2, "maxReplicas": 4})
+    assert _ready(us, _dep(1, replicas=1, spec_replicas=1)) == ("False", "Unavailable")
+    assert _ready(us, _dep(1, replicas=2, spec_replicas=2)) == ("False", "Unavailable")
+    assert _ready(us, _dep(2, replicas=2, spec_replicas=2)) == ("True", "Available")
+    # the HPA scaling up beyond the minimum keeps it Ready while the new pods start
+    assert _ready(us, _dep(2, replicas=3, spec_replicas=3)) == ("True", "Available")
+
+
+def test_ready_waits_for_spec_replicas() -> None:
+    us = make_userservice(replicas=3)
+    assert _ready(us, _dep(2, replicas=2, spec_replicas=2)) == ("False", "Unavailable")
+    assert _ready(us, _dep(2, replicas=3, spec_replicas=3)) == ("False", "Unavailable")
+    assert _ready(us, _dep(3, replicas=3, spec_replicas=3)) == ("True", "Available")
+    # scaled to zero on purpose: nothing serves, so not Ready, and the message says why
+    zero = Observation(generation=1, image=IMAGE, deployment=_dep(0, replicas=0, spec_replicas=0))
+    ready = status.condition(status.compute(make_userservice(replicas=0), zero), status.READY)
+    assert ready is not None
+    assert (ready["status"], ready["reason"]) == ("False", "Unavailable")
+    assert "spec.replicas is 0" in ready["message"]
+
+
+def test_ready_waits_for_the_rollout_of_the_current_generation() -> None:
+    us = make_userservice()
+    # the Deployment controller has not seen the latest template yet
+    assert _ready(us, _dep(2, observedGeneration=0)) == ("False", "Unavailable")
+    # two new pods available, one pod of the older template still there
+    assert _ready(us, _dep(2, replicas=3, updatedReplicas=2, availableReplicas=3)) == ("False", "Unavailable")
+    # enough pods available, but only one of the new template
+    assert _ready(us, _dep(2, updatedReplicas=1)) == ("False", "Unavailable")
+    # the template still runs another image (the rollout is held or not applied yet)
+    assert _ready(us, _dep(2, image="registry.example/userservice:0.9.0")) == ("False", "Unavailable")
+
+
+def test_ready_waits_for_the_migration() -> None:
+    """A migration that runs for pods already at the image (e.g. the database changed) is waited for too."""
+    running = MigrationState(JobPhase.RUNNING, "j", "Job j is running")
+    assert _ready(make_userservice(), _dep(2), migration=running) == ("False", "MigrationRunning")
+    done = MigrationState(JobPhase.SUCCEEDED, "j", "Job j completed")
+    assert _ready(make_userservice(), _dep(2), migration=done) == ("True", "Available")
+
+
 def test_rolling_out() -> None:
     obs = Observation(generation=1, image=IMAGE, deployment=_dep(1))
     c = _conds(status.compute(make_userservice(), obs))
@@ -82,7 +140,6 @@ def test_failed_migration_holds_rollout() -> None:
         generation=1,
         image=IMAGE,
         migration=MigrationState(JobPhase.FAILED, "j", "Job j failed: BackoffLimitExceeded"),
-        rollout_held=True,
         deployment=_dep(2, image="registry.example/userservice:0.9.0"),
     )
     st = status.compute(make_userservice(), obs)
@@ -102,7 +159,6 @@ def test_running_migration_is_progress() -> None:
         generation=1,
         image=IMAGE,
         migration=MigrationState(JobPhase.RUNNING, "j", "Job j is running"),
-        rollout_held=True,
     )
     c = _conds(status.compute(make_userservice(), obs))
     assert c[status.PROGRESSING] == ("True", "MigrationRunning")
@@ -230,3 +286,17 @@ def test_slo_status_shows_budgets_only_when_read() -> None:
         "errorBudgetRemaining": 0.25,
     }
     assert "slo" not in status.compute(make_userservice(), obs)
+
+
+def test_every_condition_the_operator_sets_is_documented() -> None:
+    """README.md's list, docs/operator.md's table and the CRD's description name exactly the conditions set."""
+    written = [c["type"] for c in status.compute(make_userservice(), Observation(1, IMAGE))["conditions"]]
+    assert written == list(status.CONDITION_TYPES)
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    listed = re.search(r"Status conditions: ([A-Za-z, ]+)\.", readme)
+    assert listed is not None and listed.group(1).split(", ") == written
+    page = (ROOT / "docs/operator.md").read_text()
+    table = page.split("### Conditions", 1)[1].split("\n\n")[1]
+    assert [row.split("|")[1].strip() for row in table.splitlines()[2:]] == written
+    described = schema()["properties"]["status"]["properties"]["conditions"]["description"]
+    assert all(ctype in described for ctype in written)

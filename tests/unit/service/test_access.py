@@ -12,15 +12,15 @@ from pathlib import Path
 import pytest
 
 from tests.support.certs import issue
-from userservice.access import kubeapi
 from userservice.access.errors import PermissionDenied, TokenRefused
 from userservice.access.gate import bearer_token, token_expiry, token_keep_seconds
-from userservice.access.kubeapi import from_kubeconfig
 from userservice.access.permissions import PERMISSIONS
 from userservice.access.principal import ANONYMOUS, Principal, authtype_of
 from userservice.access.verdicts import Verdicts
 from userservice.api import problem
 from userservice.api.http import ROUTES, rest_operations
+from userservice.clients import kubernetes as kubeapi
+from userservice.clients.kubernetes import from_kubeconfig
 from userservice.config import Config, ConfigError
 from userservice.v1 import user_service_pb2 as pb
 

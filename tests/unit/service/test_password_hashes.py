@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from passlib import hash as passlib_hash
 
-from userservice.credentials import hashes
+from userservice.passwords import formats as hashes
 
 PASSWORD = "correct horse battery staple"
 CURRENT = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1, type=Type.ID)

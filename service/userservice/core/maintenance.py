@@ -12,8 +12,7 @@ import logging
 import asyncpg
 
 from userservice.domain import events
-from userservice.events import outbox
-from userservice.store import idempotency, lifecycle, throttle
+from userservice.store import idempotency, lifecycle, outbox, throttle
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +42,7 @@ async def purge_once(pool: asyncpg.Pool, limit: int = PURGE_BATCH) -> int | None
             return None
         purged = await lifecycle.purge_due(conn, limit)
         for user_id in purged:
-            await outbox.append(conn, events.PURGED, user_id, {})
+            await outbox.append(conn, events.PURGED, user_id, {})  # the service's own work: no caller
         return len(purged)
 
 

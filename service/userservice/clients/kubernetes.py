@@ -21,8 +21,8 @@ import aiohttp
 import yaml
 
 from userservice import jsoncodec
-from userservice.access.errors import AccessUnavailable
 from userservice.config import ConfigError
+from userservice.domain.errors import DomainError
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,10 @@ TOKEN_REREAD_SECONDS = 60.0  # the kubelet renews a projected token well before 
 TIMEOUT_SECONDS = 5.0
 TOKEN_REVIEWS = "/apis/authentication.k8s.io/v1/tokenreviews"  # noqa: S105 # a path
 ACCESS_REVIEWS = "/apis/authorization.k8s.io/v1/subjectaccessreviews"
+
+
+class AccessUnavailable(DomainError):
+    """The Kubernetes API could not be asked who the caller is or what it may do."""
 
 
 class _TokenFile:

@@ -13,17 +13,19 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from userservice.credentials.breach import BreachCheck
+from userservice.clients.breach import BreachCheck
+from userservice.core.common import append_events, check_strength
 from userservice.domain import events
 from userservice.domain.batch import VIOLATIONS_MAX, Imported, validate_batch
+from userservice.domain.caller import Caller
 from userservice.domain.errors import AlreadyExists, IdempotencyConflict, InvalidArgument
 from userservice.domain.model import User
 from userservice.metrics import Metrics
-from userservice.passwords import Passwords
+from userservice.passwords import formats
+from userservice.passwords.hashing import Passwords
 from userservice.store import batch as store
 from userservice.store import idempotency
 from userservice.store.db import FairPool
-from userservice.users import append_events
 
 log = logging.getLogger(__name__)
 
@@ -70,14 +72,16 @@ class BatchCore:
         self._metrics = metrics
         self._idempotency_ttl = idempotency_ttl
 
-    async def create(self, body: Mapping[str, object], idempotency_key: str | None = None) -> BatchCreated:
-        items = validate_batch(body)
+    async def create(
+        self, body: Mapping[str, object], caller: Caller, idempotency_key: str | None = None
+    ) -> BatchCreated:
+        items = validate_batch(body, formats.check_hash)
         plaintext = [
             (f"requests[{i}].user.password", item) for i, item in enumerate(items) if not item.password_hash
         ]
         checked = await asyncio.gather(
             *(
-                self._passwords.check_strength(item.new.password, at, item.new.personal())
+                check_strength(self._passwords, item.new.password, at, item.new.personal())
                 for at, item in plaintext
             ),
             return_exceptions=True,
@@ -110,7 +114,7 @@ class BatchCore:
                             for item, password_hash in zip(items, password_hashes, strict=True)
                         ],
                     )
-                    await append_events(conn, self._metrics, events.CREATED, users)
+                    await append_events(conn, self._metrics, events.CREATED, users, caller)
                     if idempotency_key is not None:
                         response = {"users": [user.public() for user in users]}
                         await idempotency.record_response(

@@ -1,4 +1,5 @@
-"""The use cases: one method per operation, called by both the REST and the gRPC adapter.
+"""The user use cases: create, read, update, delete, list, undelete, erase, export; one method each, called by every
+adapter alike.
 
 Every rule lives in domain/ or here, never in an adapter. Each change and its event commit in one transaction.
 """
@@ -11,13 +12,14 @@ import logging
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 from uuid import UUID
 
 import asyncpg
 
-from userservice.credentials.breach import BreachCheck
+from userservice.clients.breach import BreachCheck
+from userservice.core.common import append_bare_event, append_event, check_strength, parse_user_id
 from userservice.domain import events
+from userservice.domain.caller import Caller
 from userservice.domain.errors import (
     AlreadyExists,
     CreatedUserDeleted,
@@ -31,30 +33,14 @@ from userservice.domain.listing import ListFilter, PageTokens, Position, resolve
 from userservice.domain.model import Changes, NewUser, User, etag_matches
 from userservice.domain.password_policy import check_not_personal
 from userservice.domain.validation import validate_changes, validate_new_user
-from userservice.events import outbox
 from userservice.metrics import Metrics
-from userservice.passwords import Passwords
-from userservice.store import idempotency, lifecycle
+from userservice.passwords.hashing import Passwords
+from userservice.store import idempotency, lifecycle, outbox
 from userservice.store import users as store
 from userservice.store.db import FairPool, load_secret
 from userservice.store.replicas import ReadRouter
 
 log = logging.getLogger(__name__)
-
-IDEMPOTENCY_KEY_MAX = 255
-
-
-def parse_user_id(text: str) -> UUID:
-    try:
-        return UUID(text)
-    except (ValueError, AttributeError, TypeError):
-        raise invalid("id", "must be a UUID such as 0b7e5b42-5c3c-4a4c-9d2c-8f1f0e0f5a11") from None
-
-
-def check_idempotency_key(key: str, field: str) -> str:
-    if not 1 <= len(key) <= IDEMPOTENCY_KEY_MAX or not key.isascii() or not key.isprintable():
-        raise invalid(field, f"must be 1 to {IDEMPOTENCY_KEY_MAX} printable ASCII characters")
-    return key
 
 
 def _fingerprint(new: NewUser) -> str:
@@ -67,29 +53,6 @@ def _expected_version(if_match: str | None, user: User, field: str) -> None:
         return
     if not etag_matches(if_match, user.version, field):
         raise PreconditionFailed(f"the user changed since you read it: its current etag is {user.etag}")
-
-
-async def append_event(
-    conn: asyncpg.Connection, metrics: Metrics, event_type: str, user: User, changed: tuple[str, ...] = ()
-) -> None:
-    """Appends a change event in the caller's transaction; every use case that changes a user calls this."""
-    await append_bare_event(conn, metrics, event_type, user.id, events.event_data(user.public(), changed))
-
-
-async def append_events(
-    conn: asyncpg.Connection, metrics: Metrics, event_type: str, users: list[User]
-) -> None:
-    """Appends one change event per user in one statement (a batch)."""
-    await outbox.append_many(conn, event_type, [(u.id, events.event_data(u.public(), ())) for u in users])
-    metrics.events_appended.labels(event_type).inc(len(users))
-
-
-async def append_bare_event(
-    conn: asyncpg.Connection, metrics: Metrics, event_type: str, subject: UUID, data: dict[str, Any]
-) -> None:
-    """Appends an event whose data is given as is: for a user that is gone (erased), none of its data."""
-    await outbox.append(conn, event_type, subject, data)
-    metrics.events_appended.labels(event_type).inc()
 
 
 @dataclass(frozen=True)
@@ -136,13 +99,20 @@ class UserCore:
         self._delete_retention = delete_retention
 
     async def _append(
-        self, conn: asyncpg.Connection, event_type: str, user: User, changed: tuple[str, ...] = ()
+        self,
+        conn: asyncpg.Connection,
+        event_type: str,
+        user: User,
+        caller: Caller,
+        changed: tuple[str, ...] = (),
     ) -> None:
-        await append_event(conn, self._metrics, event_type, user, changed)
+        await append_event(conn, self._metrics, event_type, user, caller, changed)
 
-    async def create(self, body: Mapping[str, object], idempotency_key: str | None = None) -> Created:
+    async def create(
+        self, body: Mapping[str, object], caller: Caller, idempotency_key: str | None = None
+    ) -> Created:
         new = validate_new_user(body)
-        await self._passwords.check_strength(new.password, "password", new.personal())
+        await check_strength(self._passwords, new.password, "password", new.personal())
         await self._breach.check(new.password, "password")
         password_hash = await self._passwords.hash(new.password)
         fingerprint = _fingerprint(new)
@@ -152,7 +122,7 @@ class UserCore:
                     conn, idempotency_key, fingerprint, password_hash, self._idempotency_ttl
                 ):
                     user = await store.insert(conn, uuid.uuid4(), new, password_hash)
-                    await self._append(conn, events.CREATED, user)
+                    await self._append(conn, events.CREATED, user, caller)
                     if idempotency_key is not None:
                         await idempotency.record_response(conn, idempotency_key, user.public(), [user.id])
                     self._metrics.user_changes.labels("created").inc()
@@ -185,14 +155,19 @@ class UserCore:
         return user
 
     async def update(
-        self, user_id: str, body: Mapping[str, object], if_match: str | None = None, etag_field: str = "etag"
+        self,
+        user_id: str,
+        body: Mapping[str, object],
+        caller: Caller,
+        if_match: str | None = None,
+        etag_field: str = "etag",
     ) -> User:
         uid = parse_user_id(user_id)
         changes = validate_changes(body)
         columns: dict[str, str] = {k: v for k, v in changes.values.items() if k != "password"}
         if "password" in changes.values:
             personal = await self._check_not_personal(uid, user_id, changes)
-            await self._passwords.check_strength(changes.values["password"], "password", personal)
+            await check_strength(self._passwords, changes.values["password"], "password", personal)
             await self._breach.check(changes.values["password"], "password")
             columns["password_hash"] = await self._passwords.hash(changes.values["password"])
         async with self._db.acquire() as conn, conn.transaction():
@@ -206,9 +181,9 @@ class UserCore:
             updated = await store.update(
                 conn, uid, {k: v for k, v in columns.items() if k in changed or k == "password_hash"}
             )
-            await self._append(conn, events.UPDATED, updated, changed)
+            await self._append(conn, events.UPDATED, updated, caller, changed)
             if "password" in changed:
-                await self._append(conn, events.PASSWORD_CHANGED, updated)
+                await self._append(conn, events.PASSWORD_CHANGED, updated, caller)
         self._metrics.user_changes.labels("updated").inc()
         log.info("user updated", extra={"user_id": user_id, "fields": list(changed)})
         return updated
@@ -235,7 +210,9 @@ class UserCore:
             raise invalid("password", str(exc)) from None
         return after.personal()
 
-    async def delete(self, user_id: str, if_match: str | None = None, etag_field: str = "etag") -> None:
+    async def delete(
+        self, user_id: str, caller: Caller, if_match: str | None = None, etag_field: str = "etag"
+    ) -> None:
         uid = parse_user_id(user_id)
         async with self._db.acquire() as conn, conn.transaction():
             current = await store.lock(conn, uid)
@@ -243,7 +220,7 @@ class UserCore:
                 raise NotFound(f"user {user_id} does not exist")
             _expected_version(if_match, current, etag_field)
             deleted = await lifecycle.soft_delete(conn, uid, self._delete_retention)
-            await self._append(conn, events.DELETED, deleted)
+            await self._append(conn, events.DELETED, deleted, caller)
         self._metrics.user_changes.labels("deleted").inc()
         log.info("user deleted", extra={"user_id": user_id})
 
@@ -267,7 +244,9 @@ class UserCore:
             token = tokens.encode(Position(last.created_at, last.id), list_filter)
         return Page(users, token)
 
-    async def undelete(self, user_id: str, if_match: str | None = None, etag_field: str = "etag") -> User:
+    async def undelete(
+        self, user_id: str, caller: Caller, if_match: str | None = None, etag_field: str = "etag"
+    ) -> User:
         uid = parse_user_id(user_id)
         async with self._db.acquire() as conn, conn.transaction():
             current = await store.lock(conn, uid, deleted=True)
@@ -277,19 +256,19 @@ class UserCore:
                 raise NotFound(f"user {user_id} does not exist, or was purged")
             _expected_version(if_match, current, etag_field)
             restored = await lifecycle.undelete(conn, uid)
-            await self._append(conn, events.UNDELETED, restored)
+            await self._append(conn, events.UNDELETED, restored, caller)
         self._metrics.user_changes.labels("undeleted").inc()
         log.info("user undeleted", extra={"user_id": user_id})
         return restored
 
-    async def erase(self, user_id: str) -> None:
+    async def erase(self, user_id: str, caller: Caller) -> None:
         """GDPR Art. 17: removes the user, deleted or not, and every copy of its data, in one transaction; what
         stays is its id in the events (their type, time and cursor too) and an erased event without data."""
         uid = parse_user_id(user_id)
         async with self._db.acquire() as conn, conn.transaction():
             if not await lifecycle.erase(conn, uid):
                 raise NotFound(f"user {user_id} does not exist, and no data of it is kept")
-            await append_bare_event(conn, self._metrics, events.ERASED, uid, {})
+            await append_bare_event(conn, self._metrics, events.ERASED, uid, {}, caller)
         self._metrics.user_changes.labels("erased").inc()
         log.info("user erased", extra={"user_id": user_id})
 

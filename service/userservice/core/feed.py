@@ -30,8 +30,8 @@ from userservice.domain.events import (
     TooManyWatchers,
     WatcherTooSlow,
 )
-from userservice.events import outbox
 from userservice.metrics import Metrics
+from userservice.store import outbox
 
 log = logging.getLogger(__name__)
 

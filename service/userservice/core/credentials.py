@@ -12,9 +12,10 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from userservice.credentials import hashes
-from userservice.credentials.breach import BreachCheck
+from userservice.clients.breach import BreachCheck
+from userservice.core.common import append_event, check_strength, parse_user_id
 from userservice.domain import events
+from userservice.domain.caller import Caller
 from userservice.domain.errors import Locked, NotFound, Unauthenticated, invalid
 from userservice.domain.fields import check_password
 from userservice.domain.login import check_candidate_password, parse_login
@@ -22,12 +23,12 @@ from userservice.domain.model import User
 from userservice.domain.password_policy import check_not_personal, normalise
 from userservice.domain.throttle import LockoutPolicy
 from userservice.metrics import Metrics
-from userservice.passwords import Passwords
+from userservice.passwords import formats
+from userservice.passwords.hashing import Passwords
 from userservice.store import credentials as store
 from userservice.store import throttle
 from userservice.store import users as users_store
 from userservice.store.db import FairPool
-from userservice.users import append_event, parse_user_id
 
 log = logging.getLogger(__name__)
 
@@ -105,12 +106,12 @@ class Credentials:
         return counts[0], counts[1]
 
     async def _check(
-        self, account: throttle.Subject, caller: str, password_hash: str | None, password: str
+        self, account: throttle.Subject, caller: Caller, password_hash: str | None, password: str
     ) -> str | None:
         """The matching form of the password (see _verify_hash), or None; raises Locked, before any hashing,
         while the account or the caller is locked. A success clears both counts: they count consecutive
         failures."""
-        subjects = (account, ("caller", caller))
+        subjects = (account, ("caller", caller.throttle_key))
         counts = await self._admit(subjects)
         matched = await self._verify_hash(password_hash, password)
         if matched is not None:
@@ -123,7 +124,7 @@ class Credentials:
                 log.warning("locked after failed password checks", extra={"scope": scope})
         return None
 
-    async def verify(self, body: Mapping[str, object], caller: str) -> User:
+    async def verify(self, body: Mapping[str, object], caller: Caller) -> User:
         """The user whose login and password these are; Unauthenticated, the same either way, when the
         login names no user or the password is wrong."""
         _only(body, VERIFY_FIELDS)
@@ -151,10 +152,10 @@ class Credentials:
         new_hash = await self._passwords.hash(normalise(password))
         async with self._db.acquire() as conn:
             if await store.rehash(conn, user.id, old_hash, new_hash):
-                self._metrics.password_rehashes.labels(hashes.scheme_of(old_hash) or "unknown").inc()
+                self._metrics.password_rehashes.labels(formats.scheme_of(old_hash) or "unknown").inc()
                 log.info("password hash upgraded", extra={"user_id": str(user.id)})
 
-    async def change_password(self, user_id: str, body: Mapping[str, object], caller: str) -> User:
+    async def change_password(self, user_id: str, body: Mapping[str, object], caller: Caller) -> User:
         """Sets a new password for whoever knows the current one; a wrong current password is a failure,
         counted and locked like any other."""
         uid = parse_user_id(user_id)
@@ -177,8 +178,8 @@ class Credentials:
             raise Unauthenticated("the current password is wrong")
         self._metrics.password_verifications.labels("success").inc()
         user = found[0]
-        await self._passwords.check_strength(
-            new, "new_password", (user.first_name, user.last_name, user.nickname, user.email)
+        await check_strength(
+            self._passwords, new, "new_password", (user.first_name, user.last_name, user.nickname, user.email)
         )
         await self._breach.check(new, "new_password")
         new_hash = await self._passwords.hash(new)
@@ -189,7 +190,7 @@ class Credentials:
             if locked[1] != found[1]:  # changed (or upgraded) since it was checked: the one checked is stale
                 raise Unauthenticated("the current password is wrong")
             user = await users_store.update(conn, uid, {"password_hash": new_hash})
-            await append_event(conn, self._metrics, events.PASSWORD_CHANGED, user)
+            await append_event(conn, self._metrics, events.PASSWORD_CHANGED, user, caller)
         self._metrics.user_changes.labels("updated").inc()
         log.info("password changed", extra={"user_id": str(uid)})
         return user

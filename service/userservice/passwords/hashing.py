@@ -1,4 +1,4 @@
-"""argon2id password hashing, and verification of every accepted format (credentials/hashes.py), run in
+"""argon2id password hashing, and verification of every accepted format (formats.py), run in
 worker threads so hashing never stalls the event loop."""
 
 from __future__ import annotations
@@ -11,9 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from argon2 import PasswordHasher, Type
 
-from userservice.credentials import hashes
-from userservice.domain import password_policy
-from userservice.domain.errors import invalid
+from userservice.passwords import formats, strength
 
 
 class Passwords:
@@ -47,24 +45,20 @@ class Passwords:
         started = time.perf_counter()
         try:
             return await asyncio.get_running_loop().run_in_executor(
-                self._executor, hashes.verify, self._hasher, password_hash, password
+                self._executor, formats.verify, self._hasher, password_hash, password
             )
         finally:
             self._observe(time.perf_counter() - started)
 
-    async def check_strength(self, password: str, field: str, personal: tuple[str, ...] = ()) -> None:
-        """Refuses (InvalidArgument on `field`) a new password the strength estimator finds guessable; run in the
-        worker threads, since an estimate costs milliseconds of CPU."""
-        try:
-            await asyncio.get_running_loop().run_in_executor(
-                self._executor, password_policy.check_strength, password, personal
-            )
-        except ValueError as exc:
-            raise invalid(field, str(exc)) from None
+    async def strength(self, password: str, personal: tuple[str, ...] = ()) -> int:
+        """The strength estimate of a new password (strength.score), in the worker threads: it costs milliseconds."""
+        return await asyncio.get_running_loop().run_in_executor(
+            self._executor, strength.score, password, personal
+        )
 
     def needs_rehash(self, password_hash: str) -> bool:
         """Whether a hash that just verified is of an older scheme or weaker costs than the current ones."""
-        return hashes.needs_rehash(self._hasher, password_hash)
+        return formats.needs_rehash(self._hasher, password_hash)
 
     async def verify_nothing(self, password: str) -> bool:
         """Spends one verification and returns False: the answer for a login no user has."""

@@ -8,20 +8,21 @@ from uuid import UUID
 
 import asyncpg
 
-from userservice.access import principal
 from userservice.domain.events import Cursor, StoredEvent
 
 CHANNEL = "userservice_events"
 
 
-def _authcontext() -> tuple[str | None, str | None]:
-    """The caller of the request being served (authtype, authid), or none for the service's own work."""
-    caller = principal.current.get()
-    return (None, None) if caller is None else (caller.authtype, caller.username)
-
-
-async def append(conn: asyncpg.Connection, event_type: str, subject: UUID, data: dict[str, Any]) -> None:
-    """Appends an event; the NOTIFY is delivered at commit, and not at all on rollback."""
+async def append(
+    conn: asyncpg.Connection,
+    event_type: str,
+    subject: UUID,
+    data: dict[str, Any],
+    authtype: str | None = None,
+    authid: str | None = None,
+) -> None:
+    """Appends an event made by (authtype, authid), both None for the service's own work; the NOTIFY is delivered
+    at commit, and not at all on rollback."""
     await conn.execute(
         """WITH appended AS (
                INSERT INTO user_events (type, subject, data, authtype, authid) VALUES ($1, $2, $3, $5, $6)
@@ -31,12 +32,17 @@ async def append(conn: asyncpg.Connection, event_type: str, subject: UUID, data:
         subject,
         data,
         CHANNEL,
-        *_authcontext(),
+        authtype,
+        authid,
     )
 
 
 async def append_many(
-    conn: asyncpg.Connection, event_type: str, events: list[tuple[UUID, dict[str, Any]]]
+    conn: asyncpg.Connection,
+    event_type: str,
+    events: list[tuple[UUID, dict[str, Any]]],
+    authtype: str | None = None,
+    authid: str | None = None,
 ) -> None:
     """Appends one event per (subject, data) in one statement, in the order given (their cursors follow it)."""
     await conn.execute(
@@ -51,7 +57,8 @@ async def append_many(
         [subject for subject, _ in events],
         [data for _, data in events],
         CHANNEL,
-        *_authcontext(),
+        authtype,
+        authid,
     )
 
 

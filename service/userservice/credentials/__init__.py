@@ -1,1 +1,0 @@
-"""Credentials: checking and changing passwords, with failures throttled in PostgreSQL across replicas."""
