@@ -20,15 +20,15 @@ from hypothesis import strategies as st
 from tests.stateful.client import TRANSPORTS, Client, Transport, run_in
 from tests.support.service import RunningService, in_process
 from tests.support.users import new_user
-from userservice.credentials import hashes
+from userservice.passwords import formats
 from userservice.v1 import user_service_pb2_grpc as pb_grpc
 
 # docs/api.md, "Hash formats": the work of one check and its ceiling, per scheme.
 CEILINGS = {
-    hashes.ARGON2: 524_288,
-    hashes.BCRYPT: 2**13,
-    hashes.SCRYPT: 2**21,
-    hashes.PBKDF2_SHA256: 2_000_000,
+    formats.ARGON2: 524_288,
+    formats.BCRYPT: 2**13,
+    formats.SCRYPT: 2**21,
+    formats.PBKDF2_SHA256: 2_000_000,
 }
 SCRYPT_MAX_MIB = 256
 B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
@@ -103,17 +103,17 @@ pbkdf2_hashes = st.builds(
 def reference_work(encoded_hash: str) -> tuple[str, int]:
     """The scheme and the work of one check, from the hash's own parameters as docs/api.md counts it."""
     if m := re.fullmatch(r"\$argon2(?:id|i|d)\$v=19\$m=(\d+),t=(\d+),p=\d+\$.*", encoded_hash):
-        return hashes.ARGON2, int(m[1]) * int(m[2])
+        return formats.ARGON2, int(m[1]) * int(m[2])
     if m := re.fullmatch(r"\$2[aby]\$(\d\d)\$.{53}", encoded_hash):
-        return hashes.BCRYPT, 2 ** int(m[1])
+        return formats.BCRYPT, 2 ** int(m[1])
     if m := re.fullmatch(r"\$scrypt\$ln=(\d+),r=(\d+),p=(\d+)\$.*", encoded_hash):
         log_n, r, p = int(m[1]), int(m[2]), int(m[3])
         # OpenSSL allocates p blocks of 128 r bytes and a table of 128 r (N + 2) bytes.
         assert 128 * r * p + 128 * r * (2**log_n + 2) <= SCRYPT_MAX_MIB * 2**20, encoded_hash
-        return hashes.SCRYPT, 2**log_n * r * p
+        return formats.SCRYPT, 2**log_n * r * p
     if m := re.fullmatch(r"\$pbkdf2-sha256\$(\d+)\$[./A-Za-z0-9]+\$([./A-Za-z0-9]+)", encoded_hash):
         digest = base64.b64decode(m[2].replace(".", "+") + "=" * (-len(m[2]) % 4))
-        return hashes.PBKDF2_SHA256, int(m[1]) * math.ceil(len(digest) / 32)
+        return formats.PBKDF2_SHA256, int(m[1]) * math.ceil(len(digest) / 32)
     raise AssertionError(f"an accepted hash in no documented format: {encoded_hash}")
 
 
@@ -125,7 +125,7 @@ async def service(database: str) -> AsyncIterator[RunningService]:
 
 
 def test_the_documented_ceilings_are_the_services() -> None:
-    assert hashes.MAX_WORK == CEILINGS
+    assert formats.MAX_WORK == CEILINGS
 
 
 async def test_every_accepted_hash_is_checked_within_its_ceiling_and_never_fails(
@@ -150,7 +150,7 @@ async def test_every_accepted_hash_is_checked_within_its_ceiling_and_never_fails
             return
         scheme, work = reference_work(encoded_hash)
         assert work <= CEILINGS[scheme], f"accepted {encoded_hash}: work {work:,} > {CEILINGS[scheme]:,}"
-        assert hashes.work(encoded_hash) == hashes.Parsed(scheme, work)
+        assert formats.work(encoded_hash) == formats.Parsed(scheme, work)
         checked = run_in(loop, client.verify(transport, str(user["email"]), "not the imported password"))
         assert checked.kind == "unauthenticated", f"checking a password against {encoded_hash}: {checked}"
         uncheckable = [r for r in caplog.records if r.getMessage() == UNCHECKABLE]

@@ -36,7 +36,7 @@ from passlib import hash as passlib_hash
 from tests.stateful.client import TRANSPORTS, Client, Outcome, Transport, run_in
 from tests.support.schema import occurrences
 from tests.support.service import RunningService, in_process
-from userservice.maintenance import purge_once
+from userservice.core.maintenance import purge_once
 from userservice.v1 import user_service_pb2_grpc as pb_grpc
 
 LOCKOUT = 3  # an account's threshold; callers are never locked here (the concurrency tests cover them)
