@@ -23,7 +23,7 @@ from userservice_operator.children import (
     serviceaccount,
     servicemonitor,
 )
-from userservice_operator.children.common import Builder
+from userservice_operator.children.context import Builder
 
 
 class Phase(enum.Enum):
