@@ -93,10 +93,17 @@ def test_rendered_manifests_validate_against_the_api_server_schemas(
         assert sorted(skipped) == sorted(NO_SCHEMA_HERE)
 
 
-def test_dev_postgres_manifests_validate(schema_dir: Path) -> None:
-    manifests = "\n---\n".join(p.read_text() for p in sorted((ROOT / "deploy" / "postgres").glob("*.yaml")))
+@pytest.mark.parametrize(
+    ("folder", "image"),
+    [("deploy/postgres", "postgres:18-bookworm"), ("deploy/cluster/postgres", "localhost/usvc-postgres:18")],
+)
+def test_dev_postgres_kustomizations_validate(schema_dir: Path, folder: str, image: str) -> None:
+    """`kubectl apply -k` of the dev PostgreSQL (everywhere, and on the one-node cluster with its local image)."""
+    manifests = run(project_tool("kubectl"), "kustomize", str(ROOT / folder))
     kinds = sorted(r["kind"] for r in kubeconform(manifests, schema_dir))
     assert kinds == ["Secret", "Service", "StatefulSet"]
+    statefulset = next(d for d in docs(manifests) if d["kind"] == "StatefulSet")
+    assert statefulset["spec"]["template"]["spec"]["containers"][0]["image"] == image
 
 
 def test_kubeconform_schemas_refuse_a_wrong_manifest(schema_dir: Path) -> None:
