@@ -69,6 +69,11 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     )
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """test_docs_path.py last: the docs it runs end with `make cluster-down`."""
+    items.sort(key=lambda item: item.path.name == "test_docs_path.py")
+
+
 @pytest.fixture(autouse=True)
 def _time_each_test(request: pytest.FixtureRequest) -> Iterator[None]:
     with timed(request.node.name):
