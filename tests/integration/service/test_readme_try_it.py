@@ -57,7 +57,9 @@ def make_run() -> Iterator[int]:
     threading.Thread(target=read, daemon=True).start()
     deadline = time.monotonic() + 180
     while not serving.wait(0.2):
-        assert proc.poll() is None and time.monotonic() < deadline, "make run did not serve:\n" + "".join(lines)
+        assert proc.poll() is None and time.monotonic() < deadline, "make run did not serve:\n" + "".join(
+            lines
+        )
     try:
         yield port[0]
     finally:
