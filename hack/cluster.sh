@@ -30,6 +30,9 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 source "$ROOT/hack/versions.env"
 
 STATE=${CLUSTER_DIR:-$ROOT/.cache/cluster}
+# The same folder without symlinks (.cache may be one): how the kernel names mounts under it, and how processes
+# started from another checkout name it.
+STATE_REAL=$(realpath -m "$STATE")
 RUN=/run/usvc-cluster
 LOGS=$STATE/logs
 PIDS=$STATE/pids
@@ -523,7 +526,7 @@ remove_cgroups() {
 	done
 }
 
-cluster_mounts() { awk '{print $5}' /proc/self/mountinfo | { grep -E "^($STATE|$RUN)(/|$)" || true; }; }
+cluster_mounts() { awk '{print $5}' /proc/self/mountinfo | { grep -E "^($STATE|$STATE_REAL|$RUN)(/|$)" || true; }; }
 
 unmount_all() { # every mount under the cluster's state and run dirs, deepest first
 	local m
@@ -603,7 +606,7 @@ leftovers() {
 		pid=${f#/proc/} pid=${pid%/cmdline}
 		[[ $pid == "$$" || $pid == "$BASHPID" ]] && continue
 		cmd=$(tr '\0' ' ' <"$f" 2>/dev/null) || continue
-		case $cmd in *"$STATE/"* | *"$RUN/"* | *"hack/cluster.sh dns-sync"* | *"hack/cluster.sh volume-sync"*)
+		case $cmd in *"$STATE/"* | *"$STATE_REAL/"* | *"$RUN/"* | *"hack/cluster.sh dns-sync"* | *"hack/cluster.sh volume-sync"*)
 			printf 'process %s: %.100s\n' "$pid" "$cmd" ;;
 		esac
 	done

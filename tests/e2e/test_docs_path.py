@@ -39,18 +39,18 @@ def newcomer_env() -> dict[str, str]:
 def cluster_leftovers() -> list[str]:
     """What of the one-node cluster is still on this machine, looked for independently of hack/cluster.sh."""
     found: list[str] = []
-    state = f"{CLUSTER_DIR}/"
+    states = (f"{CLUSTER_DIR}/", f"{CLUSTER_DIR.resolve()}/")
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         try:
             cmd = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if state in cmd or RUN_DIR in cmd or re.search(r"hack/cluster\.sh (dns|volume)-sync", cmd):
+        if any(state in cmd for state in states) or RUN_DIR in cmd or re.search(r"hack/cluster\.sh (dns|volume)-sync", cmd):
             found.append(f"process {cmdline.parent.name}: {cmd[:120]}")
     found += [f"cgroup {d}" for d in Path("/sys/fs/cgroup").glob("*/kubepods")]
     for line in Path("/proc/self/mountinfo").read_text().splitlines():
         mount = line.split()[4]
-        if mount.startswith((state, RUN_DIR)):
+        if mount.startswith((*states, RUN_DIR)):
             found.append(f"mount {mount}")
     if Path("/sys/class/net/usvc0").exists():
         found.append("bridge usvc0")
