@@ -45,7 +45,11 @@ def cluster_leftovers() -> list[str]:
             cmd = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if any(state in cmd for state in states) or RUN_DIR in cmd or re.search(r"hack/cluster\.sh (dns|volume)-sync", cmd):
+        if (
+            any(state in cmd for state in states)
+            or RUN_DIR in cmd
+            or re.search(r"hack/cluster\.sh (dns|volume)-sync", cmd)
+        ):
             found.append(f"process {cmdline.parent.name}: {cmd[:120]}")
     found += [f"cgroup {d}" for d in Path("/sys/fs/cgroup").glob("*/kubepods")]
     for line in Path("/proc/self/mountinfo").read_text().splitlines():
