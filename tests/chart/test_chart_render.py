@@ -186,29 +186,3 @@ def test_kube_version_claim_matches_what_the_children_need() -> None:
     helm_template("--kube-version", f"{major}.{minor}.0")
     with pytest.raises(AssertionError, match="kubeVersion"):
         helm_template("--kube-version", f"{major}.{minor - 1}.9")
-
-
-def _crd_port_defaults() -> dict[str, int]:
-    crd = yaml.safe_load((OPERATOR_PKG / "crd.yaml").read_text())
-    spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
-    return {name: spec[name]["properties"]["port"]["default"] for name in ("http", "grpc", "management")}
-
-
-def test_notes_call_the_service_the_way_it_serves() -> None:
-    """The NOTES' commands reach readiness on the management port (forwarded) and send a token of the
-    UserService's default audience with every REST and gRPC call, since the default AUTH_MODE answers 401 without."""
-    notes = run(project_tool("helm"), "install", "rel", str(CHART), "--namespace", "ops", "--dry-run=client")
-    notes = notes[notes.index("NOTES:") :].replace("\\\n", " ")
-    lines = [line.strip() for line in notes.splitlines()]
-    ports = _crd_port_defaults()
-    forward = next(line.split() for line in lines if line.startswith("kubectl port-forward svc/users"))
-    for port in ports.values():
-        assert f"{port}:{port}" in forward
-    commands = [line for line in lines if line.startswith(("curl ", "grpcurl "))]
-    health = [line for line in commands if "/readyz" in line or "/metrics" in line]
-    assert health and all(f"localhost:{ports['management']}/" in line for line in health)
-    calls = [line for line in commands if line not in health]
-    assert calls and all('Bearer $TOKEN"' in line for line in calls)
-    token = next(line for line in lines if line.startswith("TOKEN=$(kubectl create token"))
-    assert "--audience=userservice.io/default/users" in token
-    assert f"image: userservice:{yaml.safe_load((CHART / 'Chart.yaml').read_text())['appVersion']}" in notes
