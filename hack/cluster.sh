@@ -647,11 +647,15 @@ down() {
 	step "removing etcd's data, kubelet's state and the volumes" \
 		rm -rf "$RUN" "$STATE/etcd" "$STATE/kubelet" "$STATE/cni/ipam" "$STATE/volumes" "$STATE/imported" \
 		"$STATE/containerd/root/io.containerd.runtime.v2.task"
-	local left
-	left=$(leftovers)
+	local left i
+	for ((i = 0; i < 20; i++)); do # killed processes and lazy unmounts take a moment to go
+		left=$(leftovers)
+		[[ -z $left ]] && break
+		sleep 0.5
+	done
 	if [[ -n $left ]]; then
-		log "ERROR: left behind:"
-		printf '  %s\n' "$left" >&2
+		log "ERROR: left behind (run make cluster-down again, or remove these by hand):"
+		sed 's/^/  /' <<<"$left" >&2
 		exit 1
 	fi
 	log "cluster down, nothing left behind (kept $STATE/pki, the logs and containerd's image store)"
