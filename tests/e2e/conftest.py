@@ -74,6 +74,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: item.path.name == "test_docs_path.py")
 
 
+@pytest.fixture
+def timings() -> list[tuple[str, float]]:
+    """This run's timing list (printed at the end), for a test that times its own steps. A fixture, not an import:
+    pytest loads this file as its own module, apart from `tests.e2e.conftest`."""
+    return TIMINGS
+
+
 @pytest.fixture(autouse=True)
 def _time_each_test(request: pytest.FixtureRequest) -> Iterator[None]:
     with timed(request.node.name):

@@ -10,7 +10,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from tests.e2e.conftest import CLUSTER_DIR, ROOT, TIMINGS, timed
+from tests.e2e.conftest import CLUSTER_DIR, ROOT
 from tests.support.docs import shell_blocks
 from tests.support.require import require
 
@@ -67,14 +67,16 @@ def cluster_leftovers() -> list[str]:
     return found
 
 
-def test_the_docs_path_from_a_clean_shell_to_a_guarded_userservice_and_back() -> None:
+def test_the_docs_path_from_a_clean_shell_to_a_guarded_userservice_and_back(
+    timings: list[tuple[str, float]],
+) -> None:
     require(os.geteuid() == 0, "the local cluster needs root (kubelet, containerd, iptables)")
     blocks = shell_blocks(ROOT / "docs" / "operator.md", HEADING)
     assert "make cluster-up" in blocks[0] and blocks[-1].rstrip().endswith("make cluster-down")
     script = "".join(f"{block}echo '{MARK}' {n} \"$SECONDS\"\n" for n, block in enumerate(blocks, 1))
     log_path = CLUSTER_DIR.parent / "docs-path.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with timed("docs path (docs/operator.md, first section)"), log_path.open("w") as log:
+    with log_path.open("w") as log:
         proc = subprocess.Popen(
             ["bash", "-e", "-o", "pipefail", "-x", "-c", script],
             cwd=ROOT,
@@ -91,7 +93,7 @@ def test_the_docs_path_from_a_clean_shell_to_a_guarded_userservice_and_back() ->
             if line.startswith(MARK):
                 n, seconds = map(int, line.split()[-2:])
                 first = blocks[n - 1].strip().splitlines()[0]
-                TIMINGS.append((f"  docs block {n}: {first[:58]}", seconds - done))
+                timings.append((f"  docs block {n}: {first[:58]}", seconds - done))
                 done = seconds
         rc = proc.wait(timeout=3600)
     tail = "".join(log_path.read_text().splitlines(keepends=True)[-60:])
