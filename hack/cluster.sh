@@ -469,7 +469,8 @@ up() {
 	phase_start node && start_node && phase_end
 	phase_start addons && apply_addons && phase_end
 	printf 'total %s\n' "$((SECONDS - t0))" >>"$STATE/timings"
-	log "cluster up in $((SECONDS - t0))s: export KUBECONFIG=$KUBECONFIG_FILE"
+	log "cluster up in $((SECONDS - t0))s: eval \"\$(hack/cluster.sh env)\" sets KUBECONFIG=$KUBECONFIG_FILE and puts" \
+		"kubectl and helm ($TOOLS_BIN, $K8S_BIN) on PATH"
 }
 
 # --- down --------------------------------------------------------------------------------------------------------
