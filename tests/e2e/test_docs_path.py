@@ -1,7 +1,9 @@
 """docs/operator.md's first section, "Try it on the one-node cluster", run from its own text: its sh blocks in order,
 in one bash from the repository's root, as a newcomer would paste them (kubectl and helm are not on PATH and
-KUBECONFIG is unset until the docs say so). It ends with `make cluster-down`: then nothing of the cluster is left on
-the machine, and a second `make cluster-down` is harmless. It runs after every other e2e test (conftest)."""
+KUBECONFIG is unset until the docs say so), from a machine without a cluster: `make cluster-down` first takes down
+the one the other e2e tests used (it runs after them all, conftest), busy with their pods. The docs end with
+`make cluster-down`: then nothing of the cluster is left on the machine, and another `make cluster-down` is
+harmless."""
 
 from __future__ import annotations
 
@@ -67,12 +69,24 @@ def cluster_leftovers() -> list[str]:
     return found
 
 
+def cluster_down() -> None:
+    """`make cluster-down`: succeeds, says it left nothing, and nothing is left."""
+    down = subprocess.run(
+        ["make", "cluster-down"], cwd=ROOT, env=newcomer_env(), capture_output=True, text=True, timeout=600
+    )
+    assert down.returncode == 0, down.stderr
+    assert "nothing left behind" in down.stderr
+    assert cluster_leftovers() == []
+
+
 def test_the_docs_path_from_a_clean_shell_to_a_guarded_userservice_and_back(
     timings: list[tuple[str, float]],
 ) -> None:
     require(os.geteuid() == 0, "the local cluster needs root (kubelet, containerd, iptables)")
     blocks = shell_blocks(ROOT / "docs" / "operator.md", HEADING)
     assert "make cluster-up" in blocks[0] and blocks[-1].rstrip().endswith("make cluster-down")
+    # A newcomer's machine has no cluster: the one earlier tests left running, busy with their pods, goes first.
+    cluster_down()
     script = "".join(f"{block}echo '{MARK}' {n} \"$SECONDS\"\n" for n, block in enumerate(blocks, 1))
     log_path = CLUSTER_DIR.parent / "docs-path.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -99,10 +113,4 @@ def test_the_docs_path_from_a_clean_shell_to_a_guarded_userservice_and_back(
     tail = "".join(log_path.read_text().splitlines(keepends=True)[-60:])
     assert rc == 0, f"the docs path failed (full log: {log_path}):\n{tail}"
     assert cluster_leftovers() == []
-
-    again = subprocess.run(
-        ["make", "cluster-down"], cwd=ROOT, env=newcomer_env(), capture_output=True, text=True, timeout=600
-    )
-    assert again.returncode == 0, again.stderr
-    assert "nothing left behind" in again.stderr
-    assert cluster_leftovers() == []
+    cluster_down()  # again: harmless
