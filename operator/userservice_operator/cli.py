@@ -237,6 +237,7 @@ async def lead(
             backoff_max=args.backoff_max,
             runbooks=args.runbook_base_url,
             prometheus_url=args.prometheus_url,
+            clusterwide=args.all_namespaces,
         ),
     )
     registry = handlers.register(kopf.OperatorRegistry(), connection)

@@ -13,7 +13,7 @@ from typing import Any
 
 import kopf
 
-from userservice_operator.children import CHILDREN, Child
+from userservice_operator.children import WATCHED_CHILDREN, Child
 from userservice_operator.crd import GROUP, PLURAL, VERSION
 from userservice_operator.reconcile import CHILD_SELECTOR, child_owner
 from userservice_operator.runtime import Controller
@@ -35,7 +35,7 @@ def configure_settings(settings: kopf.OperatorSettings) -> None:
     settings.networking.connect_timeout = 5
     settings.networking.request_timeout = 30
     settings.posting.enabled = False  # our own Events are posted by events.Recorder
-    for child in CHILDREN:
+    for child in WATCHED_CHILDREN:
         settings.watching.label_selectors[child.group, child.version, child.plural] = CHILD_SELECTOR
 
 
@@ -65,7 +65,8 @@ def register(
             return
         _controller(memo).observe(copy.deepcopy(obj))
 
-    for child in CHILDREN:
+    # The optional kinds are not watched: their CRDs can vanish under a watch (runtime.Controller polls them).
+    for child in WATCHED_CHILDREN:
 
         @kopf.on.event(
             child.group, child.version, child.plural, registry=registry, id=f"child-{child.plural}"
