@@ -75,6 +75,7 @@ class Controller:
         self.recorder = Recorder(kube, self.config.component)
         self.workers: dict[tuple[str, str], Worker] = {}
         self.optional_apis: bool | None = None
+        self.last_pass = time.monotonic()  # when the last pass (of any worker) ended, success or not
         self._crd_task: asyncio.Task[None] | None = None
         # (kind, namespace/name) -> (owner, resourceVersion) of the optional kinds' children at the last poll
         self._optional_seen: Listing | None = None
@@ -139,6 +140,13 @@ class Controller:
         worker = self.workers.get((namespace, name))
         if worker is not None:
             worker.kick(seen)
+
+    def stalled(self, now: float) -> float:
+        """Seconds that work has waited (a worker woken, or in a pass) while no pass completed; 0: none."""
+        waiting = [w.due_since for w in self.workers.values() if w.due_since is not None]
+        if not waiting:
+            return 0.0
+        return max(0.0, now - max(min(waiting), self.last_pass))
 
     def kick_all(self) -> None:
         for worker in list(self.workers.values()):
@@ -228,6 +236,7 @@ class Worker:
         # during the pass that runs now (None: a wake-up that is not a watch event).
         self.versions: dict[tuple[str, str], str] = {}
         self.woken_by: list[tuple[str, str, str] | None] = []
+        self.due_since: float | None = time.monotonic()  # since when a pass is wanted and has not ended
 
     def start(self) -> None:
         namespace, name = _key(self.body)
@@ -238,6 +247,8 @@ class Worker:
         if seen is not None and self._echo(seen):
             return
         self.woken_by.append(seen)
+        if self.due_since is None:
+            self.due_since = time.monotonic()
         self.wake.set()
 
     def _echo(self, seen: tuple[str, str, str] | None) -> bool:
@@ -309,6 +320,8 @@ class Worker:
             self.wake.clear()
             self.woken_by.clear()
             started = time.monotonic()
+            if self.due_since is None:
+                self.due_since = started  # a resync: the pass itself is the work that waits
             try:
                 outcome = await reconcile(self.controller.context(), self.body)
                 self.controller.note_optional_apis(outcome.optional_apis)
@@ -343,6 +356,10 @@ class Worker:
                 delay = self._failed(exc)
                 await self.report_failure()
             finally:
-                metrics.reconcile_duration.observe(time.monotonic() - started)
+                ended = time.monotonic()
+                metrics.reconcile_duration.observe(ended - started)
+                self.controller.last_pass = ended
+                if self.due_since is not None and self.due_since <= started:
+                    self.due_since = None  # a wake-up during the pass still waits for the next one
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), timeout=delay)
