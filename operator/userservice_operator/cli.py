@@ -204,7 +204,9 @@ async def run(args: argparse.Namespace) -> int:
         args.bind_address, args.health_port, args.metrics_port, metrics, liveness.problem
     )
     elector = LeaderElector(
-        kube,
+        # A renewal that waits out the reconcile path's 30 s read timeout on a dead connection would miss the
+        # renew deadline: each attempt gets at most one retry period (a dead connection is dropped after it).
+        Kube(api_client, metrics, (args.retry_period, args.retry_period)),
         LeaseConfig(
             name=args.lease_name,
             namespace=args.lease_namespace,
@@ -280,7 +282,7 @@ async def lead(
     # signal always a requested stop.
     on_stop_signals(stop)
     operator = asyncio.create_task(kopf.run_tasks(kopf_tasks, ignored=before), name="kopf")
-    keep = asyncio.create_task(elector.keep(), name="lease-renewal")
+    keep = asyncio.create_task(elector.keep(controller.acting), name="lease-renewal")
     liveness.lease_loop = keep
     liveness.lead(kopf_tasks, insights, controller.stalled)
     failing = asyncio.create_task(liveness.failed(), name="liveness")

@@ -65,6 +65,20 @@ def _key(body: Manifest) -> tuple[str, str]:
     return str(body["metadata"]["namespace"]), str(body["metadata"]["name"])
 
 
+class Gate(asyncio.Event):
+    """An Event, set from the start, that remembers when it was last set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        super().set()
+        self.since = time.monotonic()
+
+    def set(self) -> None:
+        if not self.is_set():
+            self.since = time.monotonic()
+        super().set()
+
+
 class Controller:
     """Owns the per-UserService workers. Created once per running operator (kept in kopf's memo)."""
 
@@ -76,6 +90,8 @@ class Controller:
         self.workers: dict[tuple[str, str], Worker] = {}
         self.optional_apis: bool | None = None
         self.last_pass = time.monotonic()  # when the last pass (of any worker) ended, success or not
+        # Cleared by the leader election while the Lease could not be renewed: passes wait (see leader.keep).
+        self.acting = Gate()
         self._crd_task: asyncio.Task[None] | None = None
         # (kind, namespace/name) -> (owner, resourceVersion) of the optional kinds' children at the last poll
         self._optional_seen: Listing | None = None
@@ -144,9 +160,9 @@ class Controller:
     def stalled(self, now: float) -> float:
         """Seconds that work has waited (a worker woken, or in a pass) while no pass completed; 0: none."""
         waiting = [w.due_since for w in self.workers.values() if w.due_since is not None]
-        if not waiting:
-            return 0.0
-        return max(0.0, now - max(min(waiting), self.last_pass))
+        if not waiting or not self.acting.is_set():
+            return 0.0  # nothing waits, or the work waits for the Lease (the API server), not for us
+        return max(0.0, now - max(min(waiting), self.last_pass, self.acting.since))
 
     def kick_all(self) -> None:
         for worker in list(self.workers.values()):
@@ -317,6 +333,7 @@ class Worker:
         cfg = self.controller.config
         metrics = self.controller.metrics
         while True:
+            await self.controller.acting.wait()
             self.wake.clear()
             self.woken_by.clear()
             started = time.monotonic()

@@ -102,14 +102,18 @@ def test_waiting_work_without_a_completed_pass() -> None:
     asyncio.run(main())
 
 
-def test_work_waits_from_the_oldest_wake_up_or_the_last_completed_pass() -> None:
+def test_work_waits_from_the_oldest_wake_up_the_last_completed_pass_or_the_renewed_lease() -> None:
     ctl = Controller(Kube(k8s_client.ApiClient()), OperatorMetrics())
     body = {"metadata": {"namespace": "ns", "name": "a", "uid": "u"}}
     worker = Worker(ctl, body)  # not started: its due_since is what the test sets
     ctl.workers[("ns", "a")] = worker
-    worker.due_since, ctl.last_pass = 10.0, 5.0
+    worker.due_since, ctl.last_pass, ctl.acting.since = 10.0, 5.0, 0.0
     assert ctl.stalled(100.0) == 90.0
     ctl.last_pass = 50.0  # another worker's pass completed since
     assert ctl.stalled(100.0) == 50.0
+    ctl.acting.clear()  # the Lease could not be renewed: the work waits for the API server, not for us
+    assert ctl.stalled(100.0) == 0.0
+    ctl.acting.set()
+    assert ctl.stalled(ctl.acting.since + 5) == 5.0
     worker.due_since = None
     assert ctl.stalled(100.0) == 0.0
