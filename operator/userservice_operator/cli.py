@@ -40,7 +40,7 @@ from userservice_operator.metrics import OperatorMetrics
 from userservice_operator.runtime import Controller, ControllerConfig
 
 log = logging.getLogger("userservice_operator")
-KOPF_STOP_SECONDS = 10.0  # how long a stopping kopf and the workers may take before the process exits anyway
+KOPF_STOP_SECONDS = 10.0  # how long the workers, and kopf on a requested stop, may take to stop
 RELEASE_SECONDS = 10.0  # how long giving up the Lease may take (the API server may be unreachable)
 
 
@@ -302,9 +302,12 @@ async def lead(
     kopf_stop.set()
     for task in (keep, failing, stopping):
         task.cancel()
-    # Not awaited beyond the bound: a failed kopf's tasks may never finish (the process exits without them).
-    await asyncio.wait({operator}, timeout=KOPF_STOP_SECONDS)
+    # The workers are what writes (kopf does not): stopped before the Lease is released. A failed kopf is not
+    # waited for at all (its tasks may never finish; the process exits without them), a stopping one within
+    # the bound.
     await asyncio.wait({asyncio.create_task(controller.stop())}, timeout=KOPF_STOP_SECONDS)
+    if code == 0:
+        await asyncio.wait({operator}, timeout=KOPF_STOP_SECONDS)
     return code
 
 
