@@ -146,7 +146,7 @@ def test_monitoring_crds_deleted_and_installed_again(
         lambda: monitoring_children(cluster, ns, "mon"), CONVERGE, what="ServiceMonitor and PrometheusRule"
     )
     try:
-        for cycle in range(3):  # the watch failure is a race: give it more than one chance
+        for cycle in range(10):  # where a watch fails, it is a race: give it many chances
             cluster.kubectl("delete", "-f", str(MONITORING_CRDS), "--wait=true")
             gone = time.monotonic()
             took = recover(cluster, ns, gone, CONVERGE, monitored("mon", replicas=2 + cycle))
