@@ -267,7 +267,6 @@ async def lead(
     handlers.configure_settings(settings)
     kopf_stop = asyncio.Event()
     insights = Insights()
-    before = set(asyncio.all_tasks())
     kopf_tasks = await kopf.spawn_tasks(
         registry=registry,
         settings=settings,
@@ -278,36 +277,37 @@ async def lead(
         memo=kopf.Memo(controller=controller),
         stop_flag=kopf_stop,
     )
-    # spawn_tasks took SIGTERM/SIGINT for kopf: take them back, so that kopf ending is always a failure and a
-    # signal always a requested stop.
+    # spawn_tasks took SIGTERM/SIGINT for kopf: take them back, so that a signal is always a requested stop.
     on_stop_signals(stop)
-    operator = asyncio.create_task(kopf.run_tasks(kopf_tasks, ignored=before), name="kopf")
     keep = asyncio.create_task(elector.keep(controller.acting), name="lease-renewal")
     liveness.lease_loop = keep
     liveness.lead(kopf_tasks, insights, controller.stalled)
     failing = asyncio.create_task(liveness.failed(), name="liveness")
     stopping = asyncio.create_task(stop.wait())
-    await asyncio.wait({operator, keep, failing, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    # kopf's root tasks are awaited here rather than through kopf.run_tasks: when it stops, that cancels every
+    # task of the loop it did not see start, this process's own shutdown included.
+    await asyncio.wait({*kopf_tasks, keep, failing, stopping}, return_when=asyncio.FIRST_COMPLETED)
     code = 1
     if stopping.done():
         log.info("stopping")
         code = 0
+        kopf_stop.set()  # else kopf arms its ultimate exit (handlers.configure_settings)
     elif keep.done():
         log.error("lost leadership; exiting")
     elif failing.done():
         log.error("not live: %s; exiting", failing.result())
     else:
-        error = operator.exception() if not operator.cancelled() else None
-        log.error("kopf stopped unexpectedly: %r; exiting", error)
-    kopf_stop.set()
-    for task in (keep, failing, stopping):
+        ended = next(t for t in kopf_tasks if t.done())
+        error = None if ended.cancelled() else ended.exception()
+        log.error("kopf's %s stopped: %r; exiting", ended.get_name(), error)
+    for task in (*kopf_tasks, keep, failing, stopping):
         task.cancel()
     # The workers are what writes (kopf does not): stopped before the Lease is released. A failed kopf is not
     # waited for at all (its tasks may never finish; the process exits without them), a stopping one within
     # the bound.
     await asyncio.wait({asyncio.create_task(controller.stop())}, timeout=KOPF_STOP_SECONDS)
     if code == 0:
-        await asyncio.wait({operator}, timeout=KOPF_STOP_SECONDS)
+        await asyncio.wait(kopf_tasks, timeout=KOPF_STOP_SECONDS)
     return code
 
 
