@@ -1,7 +1,8 @@
-"""`python -m tests.integration.operator.hung_kopf ARGS`: the real `userservice-operator`, whose kopf hangs on
-SIGUSR1 the way kopf 1.45 does when a watch fails: its orchestrator ends, and a task that swallows its
-cancellation (kopf's `request_cancel_callback`, kopf issues #1145 and #1276) keeps `kopf.run_tasks` from ever
-returning. Everything else is the unchanged program.
+"""`python -m tests.integration.operator.hung_kopf ARGS`: the real `userservice-operator`, with two faults to
+inject. On SIGUSR1 its kopf hangs the way kopf 1.45 does when a watch fails: its orchestrator ends, and a task
+that swallows its cancellation (kopf's `request_cancel_callback`, kopf issues #1145 and #1276) keeps
+`kopf.run_tasks` from ever returning. On SIGUSR2 every API call blocks (the threads they run in are taken), so
+reconcile passes start and never end. Everything else is the unchanged program.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import logging
 import os
 import signal
 import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 from userservice_operator import cli
 
@@ -38,9 +41,18 @@ def hang_kopf(left_behind: list[asyncio.Task[None]]) -> None:
     )
 
 
+def block_api_calls() -> None:
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="blocked")
+    executor.submit(threading.Event().wait)  # takes the only thread for good
+    asyncio.get_running_loop().set_default_executor(executor)
+    logging.getLogger(__name__).warning("fault injected: API calls block")
+
+
 async def run(args: argparse.Namespace) -> int:
     left_behind: list[asyncio.Task[None]] = []
-    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, hang_kopf, left_behind)
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGUSR1, hang_kopf, left_behind)
+    loop.add_signal_handler(signal.SIGUSR2, block_api_calls)
     return await cli.run(args)
 
 

@@ -291,16 +291,15 @@ def test_silent_watch_is_noticed_and_resumed(
 
 
 # --- 6. kopf hung inside the process ------------------------------------------------------------------------------
+FAULTY = (sys.executable, "-m", "tests.integration.operator.hung_kopf")
+
+
 def test_hung_kopf_fails_liveness_and_exits_for_the_standby(
     operator_cluster: KubeCluster, solo_namespace: str, start_operator: Callable[..., Operator]
 ) -> None:
     cluster, ns = operator_cluster, solo_namespace
     lease = f"lease-{ns}"
-    hung = start_operator(
-        *operator_args(ns),
-        name=f"hung-{ns}",
-        command=(sys.executable, "-m", "tests.integration.operator.hung_kopf"),
-    )
+    hung = start_operator(*operator_args(ns), name=f"hung-{ns}", command=FAULTY)
     hung.wait_serving(ns)
     apply(cluster, ns, secret(), userservice("before"))
     wait_for(lambda: converged(cluster, ns, "before"), CONVERGE)
@@ -323,3 +322,27 @@ def test_hung_kopf_fails_liveness_and_exits_for_the_standby(
     measured("kopf hung in-process: /healthz failed", failed, bound)
     measured("kopf hung in-process: exited with the Lease released", exited, bound)
     measured("kopf hung in-process: standby reconciled", took, bound + CONVERGE)
+
+
+def test_passes_that_never_end_fail_liveness(
+    operator_cluster: KubeCluster, solo_namespace: str, start_operator: Callable[..., Operator]
+) -> None:
+    cluster, ns = operator_cluster, solo_namespace
+    stall = 10.0
+    op = start_operator(
+        *operator_args(ns, f"--stall-seconds={stall:.0f}"), name=f"stall-{ns}", command=FAULTY
+    )
+    op.wait_serving(ns)
+    apply(cluster, ns, secret(), userservice("before"))
+    wait_for(lambda: converged(cluster, ns, "before"), CONVERGE)
+    assert op.proc is not None
+    op.proc.send_signal(signal.SIGUSR2)
+    blocked = time.monotonic()
+    apply(cluster, ns, userservice("before", replicas=2))  # work that waits for a pass that cannot end
+    bound = stall + 30.0
+    wait_for(lambda: op.health() != 200, bound, interval=0.2, what="/healthz of the stalled operator fails")
+    failed = time.monotonic() - blocked
+    wait_for(lambda: op.exit_code() is not None, bound, what="the stalled operator exits")
+    assert op.exit_code() == 1, op.log()
+    measured(f"reconcile passes blocked (--stall-seconds {stall:.0f}): /healthz failed", failed, bound)
+    measured("reconcile passes blocked: exited", time.monotonic() - blocked, bound + 10)
