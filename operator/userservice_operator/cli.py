@@ -205,8 +205,9 @@ async def run(args: argparse.Namespace) -> int:
     )
     elector = LeaderElector(
         # A renewal that waits out the reconcile path's 30 s read timeout on a dead connection would miss the
-        # renew deadline: each attempt gets at most one retry period (a dead connection is dropped after it).
-        Kube(api_client, metrics, (args.retry_period, args.retry_period)),
+        # renew deadline: each attempt gets half of it, so another attempt (on another connection: a timed-out
+        # one is dropped) fits before it.
+        Kube(api_client, metrics, (args.retry_period, args.renew_deadline / 2)),
         LeaseConfig(
             name=args.lease_name,
             namespace=args.lease_namespace,
@@ -226,6 +227,7 @@ async def run(args: argparse.Namespace) -> int:
         if stop.is_set():
             acquire.cancel()
             return 0
+        liveness.lease_loop = None  # until lead() starts renewing
         metrics.leader.set(1)
         code = await lead(args, kube, metrics, connection, elector, stop, liveness)
     finally:
