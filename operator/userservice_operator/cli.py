@@ -18,12 +18,13 @@ import signal
 import socket
 import sys
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import NoReturn
 
 import kopf
 from aiohttp import web
+from kopf._cogs.structs.references import Insights  # not exported by kopf 1.45; spawn_tasks takes it
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -34,10 +35,13 @@ from userservice_operator import handlers
 from userservice_operator.children.promql import RUNBOOKS
 from userservice_operator.kube import Kube
 from userservice_operator.leader import LeaderElector, LeaseConfig
+from userservice_operator.liveness import Liveness
 from userservice_operator.metrics import OperatorMetrics
-from userservice_operator.runtime import Controller, ControllerConfig, backoff
+from userservice_operator.runtime import Controller, ControllerConfig
 
 log = logging.getLogger("userservice_operator")
+KOPF_STOP_SECONDS = 10.0  # how long the workers, and kopf on a requested stop, may take to stop
+RELEASE_SECONDS = 10.0  # how long giving up the Lease may take (the API server may be unreachable)
 
 
 def _env_float(name: str, default: float) -> float:
@@ -76,6 +80,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--resync-seconds", type=float, default=_env_float("OPERATOR_RESYNC_SECONDS", 300))
     p.add_argument("--crd-poll-seconds", type=float, default=_env_float("OPERATOR_CRD_POLL_SECONDS", 10))
     p.add_argument("--backoff-max", type=float, default=_env_float("OPERATOR_BACKOFF_MAX", 60))
+    p.add_argument(
+        "--stall-seconds",
+        type=float,
+        default=_env_float("OPERATOR_STALL_SECONDS", 300),
+        help="liveness fails when work waits this long without a reconcile pass completing",
+    )
     p.add_argument("--api-threads", type=int, default=int(os.environ.get("OPERATOR_API_THREADS", "16")))
     p.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "info"))
     p.add_argument(
@@ -146,11 +156,15 @@ def load_client(
 
 
 async def serve_http(
-    host: str, health_port: int, metrics_port: int, metrics: OperatorMetrics, healthy: Any
+    host: str,
+    health_port: int,
+    metrics_port: int,
+    metrics: OperatorMetrics,
+    problem: Callable[[], str | None],
 ) -> list[web.AppRunner]:
     async def healthz(_: web.Request) -> web.Response:
-        ok = bool(healthy())
-        return web.Response(status=200 if ok else 503, text="ok\n" if ok else "unhealthy\n")
+        why = problem()
+        return web.Response(status=503 if why else 200, text=f"unhealthy: {why}\n" if why else "ok\n")
 
     async def metrics_view(_: web.Request) -> web.Response:
         body = generate_latest(metrics.registry)
@@ -169,7 +183,14 @@ async def serve_http(
     return runners
 
 
+def on_stop_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+
 async def run(args: argparse.Namespace) -> int:
+    """0 after a requested stop; 1 when leadership was lost or this replica stopped being live."""
     metrics = OperatorMetrics()
     api_client, connection = load_client(args.kubeconfig, args.api_threads)
     kube = Kube(api_client, metrics)
@@ -177,18 +198,16 @@ async def run(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     # API calls of the reconcile path run in threads (the kubernetes client is synchronous).
     loop.set_default_executor(ThreadPoolExecutor(max_workers=args.api_threads, thread_name_prefix="kube"))
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-
-    state: dict[str, asyncio.Task[Any] | None] = {"operator": None}
-
-    def healthy() -> bool:
-        task = state["operator"]
-        return task is None or not task.done()
-
-    runners = await serve_http(args.bind_address, args.health_port, args.metrics_port, metrics, healthy)
+    on_stop_signals(stop)
+    liveness = Liveness(stall_seconds=args.stall_seconds)
+    runners = await serve_http(
+        args.bind_address, args.health_port, args.metrics_port, metrics, liveness.problem
+    )
     elector = LeaderElector(
-        kube,
+        # A renewal that waits out the reconcile path's 30 s read timeout on a dead connection would miss the
+        # renew deadline: each attempt gets half of it, so another attempt (on another connection: a timed-out
+        # one is dropped) fits before it.
+        Kube(api_client, metrics, (args.retry_period, args.renew_deadline / 2)),
         LeaseConfig(
             name=args.lease_name,
             namespace=args.lease_namespace,
@@ -201,20 +220,23 @@ async def run(args: argparse.Namespace) -> int:
     log.info("starting", extra={"identity": args.identity, "namespaces": args.namespace or "*"})
     code = 0
     try:
-        acquire = asyncio.create_task(elector.acquire())
+        acquire = asyncio.create_task(elector.acquire(), name="lease")
+        liveness.lease_loop = acquire
         stopping = asyncio.create_task(stop.wait())
         await asyncio.wait({acquire, stopping}, return_when=asyncio.FIRST_COMPLETED)
         if stop.is_set():
             acquire.cancel()
             return 0
+        liveness.lease_loop = None  # until lead() starts renewing
         metrics.leader.set(1)
-        code = await lead(args, kube, metrics, connection, elector, stopping, state)
+        code = await lead(args, kube, metrics, connection, elector, stop, liveness)
     finally:
         metrics.leader.set(0)
-        await elector.release() if code == 0 else None
+        # Released on every exit, so a standby takes over at once; the API server may be what failed.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(elector.release(), RELEASE_SECONDS)
         for runner in runners:
             await runner.cleanup()
-        await asyncio.to_thread(api_client.close)
     return code
 
 
@@ -224,10 +246,12 @@ async def lead(
     metrics: OperatorMetrics,
     connection: kopf.ConnectionInfo | None,
     elector: LeaderElector,
-    stopping: asyncio.Task[Any],
-    state: dict[str, asyncio.Task[Any] | None],
+    stop: asyncio.Event,
+    liveness: Liveness,
 ) -> int:
-    """Run kopf while holding the Lease. 0 on a requested stop, 1 when leadership or kopf was lost."""
+    """Run kopf while holding the Lease and live. 0 on a requested stop; 1 when leadership was lost, kopf
+    stopped, or a liveness check failed: the process then exits and Kubernetes starts it again. kopf is never
+    restarted in the same process: a kopf that failed may leave tasks behind that refuse to stop."""
     controller = Controller(
         kube,
         metrics,
@@ -237,61 +261,68 @@ async def lead(
             backoff_max=args.backoff_max,
             runbooks=args.runbook_base_url,
             prometheus_url=args.prometheus_url,
+            clusterwide=args.all_namespaces,
         ),
     )
     registry = handlers.register(kopf.OperatorRegistry(), connection)
     settings = kopf.OperatorSettings()
     handlers.configure_settings(settings)
     kopf_stop = asyncio.Event()
-
-    async def run_kopf() -> None:
-        """kopf until asked to stop. A watch that fails (e.g. 404 while a CRD is being removed, before kopf
-        notices the removal) ends kopf as a whole: start it again with backoff rather than lose the lease."""
-        failures = 0
-        while True:
-            try:
-                await kopf.operator(
-                    registry=registry,
-                    settings=settings,
-                    clusterwide=args.all_namespaces,
-                    namespaces=args.namespace,
-                    standalone=True,
-                    memo=kopf.Memo(controller=controller),
-                    stop_flag=kopf_stop,
-                )
-                return
-            except Exception as exc:
-                if kopf_stop.is_set():
-                    return
-                failures += 1
-                delay = backoff(failures, 1.0, args.backoff_max)
-                log.error("kopf stopped unexpectedly: %r; restarting it in %.0fs", exc, delay)
-                await asyncio.sleep(delay)
-
-    operator = asyncio.create_task(run_kopf(), name="kopf")
-    state["operator"] = operator
-    keep = asyncio.create_task(elector.keep(), name="lease")
-    await asyncio.wait({operator, keep, stopping}, return_when=asyncio.FIRST_COMPLETED)
-    code = 0
-    if keep.done() and not stopping.done():
-        log.error("lost leadership; stopping")
-        code = 1
-    elif operator.done() and not stopping.done():
-        # kopf installs its own SIGTERM/SIGINT handlers: a clean return is a requested stop.
-        log.info("kopf stopped; shutting down")
-    kopf_stop.set()
-    keep.cancel()
-    with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):
-        await asyncio.wait_for(operator, timeout=15)
-    await controller.stop()
+    insights = Insights()
+    kopf_tasks = await kopf.spawn_tasks(
+        registry=registry,
+        settings=settings,
+        insights=insights,
+        clusterwide=args.all_namespaces,
+        namespaces=args.namespace,
+        standalone=True,
+        memo=kopf.Memo(controller=controller),
+        stop_flag=kopf_stop,
+    )
+    # spawn_tasks took SIGTERM/SIGINT for kopf: take them back, so that a signal is always a requested stop.
+    on_stop_signals(stop)
+    keep = asyncio.create_task(elector.keep(controller.acting), name="lease-renewal")
+    liveness.lease_loop = keep
+    liveness.lead(kopf_tasks, insights, controller.stalled)
+    failing = asyncio.create_task(liveness.failed(), name="liveness")
+    stopping = asyncio.create_task(stop.wait())
+    # kopf's root tasks are awaited here rather than through kopf.run_tasks: when it stops, that cancels every
+    # task of the loop it did not see start, this process's own shutdown included.
+    await asyncio.wait({*kopf_tasks, keep, failing, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    code = 1
+    if stopping.done():
+        log.info("stopping")
+        code = 0
+        kopf_stop.set()  # else kopf arms its ultimate exit (handlers.configure_settings)
+    elif keep.done():
+        log.error("lost leadership; exiting")
+    elif failing.done():
+        log.error("not live: %s; exiting", failing.result())
+    else:
+        ended = next(t for t in kopf_tasks if t.done())
+        error = None if ended.cancelled() else ended.exception()
+        log.error("kopf's %s stopped: %r; exiting", ended.get_name(), error)
+    for task in (*kopf_tasks, keep, failing, stopping):
+        task.cancel()
+    # The workers are what writes (kopf does not): stopped before the Lease is released. A failed kopf is not
+    # waited for at all (its tasks may never finish; the process exits without them), a stopping one within
+    # the bound.
+    await asyncio.wait({asyncio.create_task(controller.stop())}, timeout=KOPF_STOP_SECONDS)
+    if code == 0:
+        await asyncio.wait(kopf_tasks, timeout=KOPF_STOP_SECONDS)
     return code
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> NoReturn:
     args = parse_args(argv)
     setup_logging(args.log_level)
-    return asyncio.run(run(args))
+    code = asyncio.new_event_loop().run_until_complete(run(args))
+    # Ends the process here, not through the loop's and the interpreter's shutdown: both wait for what is
+    # left (a failed kopf's tasks can refuse cancellation; API threads can wait out a 30 s read timeout).
+    # The Lease is released and the logs are flushed by then.
+    logging.shutdown()
+    os._exit(code)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
