@@ -37,7 +37,7 @@ def configure_settings(settings: kopf.OperatorSettings) -> None:
     settings.networking.request_timeout = 30
     settings.posting.enabled = False  # our own Events are posted by events.Recorder
     # kopf SIGKILLs the process this long after it stopped for any reason but its stop flag. The operator's own
-    # exit comes first (cli.lead: the workers stopped within 10 s, the Lease released within 10 s) and releases
+    # exit comes first (process.lead: the workers stopped within 10 s, the Lease released within 10 s) and releases
     # the Lease; this is the backstop should that exit hang. kopf's default, 600 s, would leave a failed leader
     # in place for ten minutes.
     settings.process.ultimate_exiting_timeout = 60

@@ -16,7 +16,7 @@ import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from userservice_operator import cli
+from userservice_operator import cli, logs, process
 
 ORCHESTRATOR = "multidimensional multitasker"  # kopf's name for its root task that runs the watchers
 
@@ -53,12 +53,12 @@ async def run(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGUSR1, hang_kopf, left_behind)
     loop.add_signal_handler(signal.SIGUSR2, block_api_calls)
-    return await cli.run(args)
+    return await process.run(args)
 
 
 def main() -> None:
     args = cli.parse_args(sys.argv[1:])
-    cli.setup_logging(args.log_level)
+    logs.setup_logging(args.log_level)
     code = asyncio.new_event_loop().run_until_complete(run(args))
     logging.shutdown()
     os._exit(code)  # as cli.main: the task left behind would keep the loop's shutdown waiting
