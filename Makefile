@@ -135,7 +135,7 @@ deploy: ## install the operator chart, a dev PostgreSQL and the sample UserServi
 	helm upgrade --install $(RELEASE) charts/userservice-operator --namespace $(RELEASE_NAMESPACE) --create-namespace \
 		--set image.repository=$(firstword $(subst :, ,$(IMAGE))) --set image.tag=$(lastword $(subst :, ,$(IMAGE))) \
 		--wait --timeout 5m
-	$(KUBECTL) apply -f deploy/postgres/
+	$(KUBECTL) apply -k deploy/postgres/
 	$(KUBECTL) rollout status statefulset/postgres --timeout=5m
 	$(KUBECTL) apply -f deploy/samples/
 	$(KUBECTL) wait --for=condition=Ready userservice/users --timeout=5m
@@ -143,7 +143,7 @@ deploy: ## install the operator chart, a dev PostgreSQL and the sample UserServi
 .PHONY: undeploy
 undeploy: ## remove the sample UserService, the dev PostgreSQL and the operator release
 	$(KUBECTL) delete --ignore-not-found -f deploy/samples/
-	$(KUBECTL) delete --ignore-not-found -f deploy/postgres/
+	$(KUBECTL) delete --ignore-not-found -k deploy/postgres/
 	$(KUBECTL) delete --ignore-not-found pvc -l app.kubernetes.io/name=postgres
 	helm uninstall $(RELEASE) --namespace $(RELEASE_NAMESPACE) --ignore-not-found --wait
 

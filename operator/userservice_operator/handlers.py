@@ -13,7 +13,7 @@ from typing import Any
 
 import kopf
 
-from userservice_operator.children import CHILDREN, Child
+from userservice_operator.children import WATCHED_CHILDREN, Child
 from userservice_operator.crd import GROUP, PLURAL, VERSION
 from userservice_operator.reconcile import CHILD_SELECTOR, child_owner
 from userservice_operator.runtime import Controller
@@ -26,7 +26,8 @@ def _controller(memo: Any) -> Controller:
 
 
 def configure_settings(settings: kopf.OperatorSettings) -> None:
-    """Watch timeouts so streams never hang after an API server restart; no kopf-side writes."""
+    """Watch timeouts so streams never hang after an API server restart or on a silent connection; no
+    kopf-side writes; a bounded exit."""
     settings.watching.server_timeout = 60  # the API server ends each watch after 60 s
     settings.watching.client_timeout = 75  # ... and the client gives up shortly after if it does not
     settings.watching.connect_timeout = 5
@@ -35,7 +36,12 @@ def configure_settings(settings: kopf.OperatorSettings) -> None:
     settings.networking.connect_timeout = 5
     settings.networking.request_timeout = 30
     settings.posting.enabled = False  # our own Events are posted by events.Recorder
-    for child in CHILDREN:
+    # kopf SIGKILLs the process this long after it stopped for any reason but its stop flag. The operator's own
+    # exit comes first (process.lead: the workers stopped within 10 s, the Lease released within 10 s) and releases
+    # the Lease; this is the backstop should that exit hang. kopf's default, 600 s, would leave a failed leader
+    # in place for ten minutes.
+    settings.process.ultimate_exiting_timeout = 60
+    for child in WATCHED_CHILDREN:
         settings.watching.label_selectors[child.group, child.version, child.plural] = CHILD_SELECTOR
 
 
@@ -65,7 +71,8 @@ def register(
             return
         _controller(memo).observe(copy.deepcopy(obj))
 
-    for child in CHILDREN:
+    # The optional kinds are not watched: their CRDs can vanish under a watch (runtime.Controller polls them).
+    for child in WATCHED_CHILDREN:
 
         @kopf.on.event(
             child.group, child.version, child.plural, registry=registry, id=f"child-{child.plural}"

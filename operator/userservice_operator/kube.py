@@ -61,9 +61,15 @@ KINDS: Mapping[str, Resource] = MappingProxyType(
 class Kube:
     """Async access to the API server through one kubernetes ApiClient."""
 
-    def __init__(self, api_client: k8s_client.ApiClient, metrics: OperatorMetrics | None = None) -> None:
+    def __init__(
+        self,
+        api_client: k8s_client.ApiClient,
+        metrics: OperatorMetrics | None = None,
+        timeout: tuple[float, float] = TIMEOUT,
+    ) -> None:
         self.api = api_client
         self.metrics = metrics
+        self.timeout = timeout  # (connect, read) seconds of every request
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         return self._send(method, path, **kwargs)[1]
@@ -87,7 +93,7 @@ class Kube:
                 body=body,
                 auth_settings=["BearerToken"],
             )
-            response = self.api.call_api(method, url, headers, body, post, _request_timeout=TIMEOUT)
+            response = self.api.call_api(method, url, headers, body, post, _request_timeout=self.timeout)
             data = response.read()  # type: ignore[no-untyped-call]
             text = data.decode("utf-8") if data else ""
             if not 200 <= response.status <= 299:

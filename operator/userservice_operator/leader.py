@@ -2,8 +2,9 @@
 
 The algorithm follows client-go's: a candidate takes the Lease when it is free or when its holder has not
 renewed it for `lease_duration` as observed on the candidate's own clock (no cross-machine clock
-comparison); the leader renews every `retry_period` and gives up (the process then exits) when it could not
-renew for `renew_deadline`. Writes use the Lease's resourceVersion, so two candidates can never both win.
+comparison); the leader renews every `retry_period`, starts no new work while it could not renew for
+`renew_deadline`, and gives up (the process then exits) once another replica holds the Lease. Writes use the
+Lease's resourceVersion, so two candidates can never both win.
 """
 
 from __future__ import annotations
@@ -146,22 +147,34 @@ class LeaderElector:
                 log.warning("leader election attempt failed: %s", exc)
             await asyncio.sleep(self.config.retry_period)
 
-    async def keep(self) -> None:
-        """Renew until renewal fails for renew_deadline; then return (leadership lost)."""
+    async def keep(self, acting: asyncio.Event) -> None:
+        """Renew every retry_period; return when another replica holds the Lease (leadership lost).
+
+        While renewals fail (the API server unreachable from here) for longer than renew_deadline, `acting` is
+        cleared: within lease_duration another replica may take over, so no new work starts. The next renewal
+        that gets through sets it again if the Lease is still ours, or returns if it is not. Every action goes
+        through the same API server, so an outage costs no restart and gives no second leader a window.
+        """
         last_ok = time.monotonic()
         while True:
             await asyncio.sleep(self.config.retry_period)
             try:
-                if await self.try_acquire_or_renew():
-                    last_ok = time.monotonic()
-                    continue
-                log.error("lease %s/%s taken by another replica", self.config.namespace, self.config.name)
-                break
+                if not await self.try_acquire_or_renew():
+                    log.error("lease %s/%s taken by another replica", self.config.namespace, self.config.name)
+                    break
+                last_ok = time.monotonic()
+                if not acting.is_set():
+                    log.info("lease %s/%s renewed again; acting", self.config.namespace, self.config.name)
+                    acting.set()
+                continue
             except Exception as exc:
                 log.warning("lease renewal failed: %s", exc)
-            if time.monotonic() - last_ok > self.config.renew_deadline:
-                log.error("could not renew the lease for %.0fs", self.config.renew_deadline)
-                break
+            if acting.is_set() and time.monotonic() - last_ok > self.config.renew_deadline:
+                log.error(
+                    "could not renew the lease for %.0fs; no new work until it is renewed",
+                    self.config.renew_deadline,
+                )
+                acting.clear()
         self.is_leader = False
 
     async def release(self) -> None:

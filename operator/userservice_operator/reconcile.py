@@ -18,13 +18,9 @@ from userservice_operator import budget, prometheus
 from userservice_operator import status as status_mod
 from userservice_operator.apply import apply
 from userservice_operator.children import CHILDREN, OPTIONAL_CRDS, Child, Phase, migration
-from userservice_operator.children.common import (
-    MANAGED_BY,
-    MIGRATION_HASH_LABEL,
-    OWNER_NAMESPACE_LABEL,
-    BuildContext,
-    database_secret,
-)
+from userservice_operator.children.common import MANAGED_BY, MIGRATION_HASH_LABEL, OWNER_NAMESPACE_LABEL
+from userservice_operator.children.context import BuildContext
+from userservice_operator.children.env import database_secret
 from userservice_operator.children.migration import JobPhase, MigrationState
 from userservice_operator.crd import KIND
 from userservice_operator.events import Recorder, condition_events

@@ -20,17 +20,25 @@ from dataclasses import dataclass
 from kubernetes.client.exceptions import ApiException
 
 from userservice_operator import status as status_mod
-from userservice_operator.children import CLUSTER_CHILDREN
+from userservice_operator.children import CLUSTER_CHILDREN, OPTIONAL_CHILDREN
 from userservice_operator.children.common import owner_selector
 from userservice_operator.children.promql import RUNBOOKS
 from userservice_operator.crd import KIND
 from userservice_operator.events import Recorder
 from userservice_operator.kube import Kube
 from userservice_operator.metrics import OperatorMetrics
-from userservice_operator.reconcile import Context, optional_apis_present, reconcile
+from userservice_operator.reconcile import (
+    CHILD_SELECTOR,
+    Context,
+    child_owner,
+    optional_apis_present,
+    reconcile,
+)
 from userservice_operator.spec import Manifest
 
 log = logging.getLogger(__name__)
+# The optional kinds' children as listed: (kind, "namespace/name") -> (owning UserService, resourceVersion)
+Listing = dict[tuple[str, str], tuple[tuple[str, str] | None, str]]
 
 
 @dataclass(frozen=True)
@@ -43,6 +51,7 @@ class ControllerConfig:
     component: str = "userservice-operator"
     runbooks: str = RUNBOOKS  # where docs/runbooks.md is published: the alerts' runbook_url
     prometheus_url: str = ""  # where the error budgets of spec.slo are read (status.slo); empty: not read
+    clusterwide: bool = True  # list the optional kinds cluster-wide (else in each namespace with workers)
 
 
 def backoff(failures: int, base: float, limit: float) -> float:
@@ -56,6 +65,20 @@ def _key(body: Manifest) -> tuple[str, str]:
     return str(body["metadata"]["namespace"]), str(body["metadata"]["name"])
 
 
+class Gate(asyncio.Event):
+    """An Event, set from the start, that remembers when it was last set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        super().set()
+        self.since = time.monotonic()
+
+    def set(self) -> None:
+        if not self.is_set():
+            self.since = time.monotonic()
+        super().set()
+
+
 class Controller:
     """Owns the per-UserService workers. Created once per running operator (kept in kopf's memo)."""
 
@@ -66,7 +89,12 @@ class Controller:
         self.recorder = Recorder(kube, self.config.component)
         self.workers: dict[tuple[str, str], Worker] = {}
         self.optional_apis: bool | None = None
+        self.last_pass = time.monotonic()  # when the last pass (of any worker) ended, success or not
+        # Cleared by the leader election while the Lease could not be renewed: passes wait (see leader.keep).
+        self.acting = Gate()
         self._crd_task: asyncio.Task[None] | None = None
+        # (kind, namespace/name) -> (owner, resourceVersion) of the optional kinds' children at the last poll
+        self._optional_seen: Listing | None = None
 
     def context(self) -> Context:
         return Context(
@@ -129,6 +157,13 @@ class Controller:
         if worker is not None:
             worker.kick(seen)
 
+    def stalled(self, now: float) -> float:
+        """Seconds that work has waited (a worker woken, or in a pass) while no pass completed; 0: none."""
+        waiting = [w.due_since for w in self.workers.values() if w.due_since is not None]
+        if not waiting or not self.acting.is_set():
+            return 0.0  # nothing waits, or the work waits for the Lease (the API server), not for us
+        return max(0.0, now - max(min(waiting), self.last_pass, self.acting.since))
+
     def kick_all(self) -> None:
         for worker in list(self.workers.values()):
             worker.kick()
@@ -153,15 +188,53 @@ class Controller:
             self.kick_all()
 
     async def _watch_crds(self) -> None:
-        """Re-check the optional CRDs periodically."""
+        """Re-check the optional CRDs periodically, and the children of their kinds (never watched)."""
         while True:
             await asyncio.sleep(self.config.crd_poll_seconds)
             try:
                 present = await optional_apis_present(self.kube)
+                self.note_optional_apis(present)
+                if present:
+                    self.kick_changed(await self.list_optional_children())
+                else:
+                    self._optional_seen = None
             except Exception as exc:
                 log.debug("monitoring CRD check failed: %s", exc)
-                continue
-            self.note_optional_apis(present)
+
+    async def list_optional_children(self) -> Listing:
+        """The labelled objects of the optional kinds in scope: (kind, namespace/name) -> (owner,
+        resourceVersion). A kind answering 404 (its CRD went away since the check) has none."""
+        scopes: list[str | None] = [None]
+        if not self.config.clusterwide:
+            scopes = [*sorted({ns for ns, _ in self.workers})]
+        found: Listing = {}
+        for child in OPTIONAL_CHILDREN:
+            for namespace in scopes:
+                try:
+                    items = await self.kube.list(child.kind, namespace, CHILD_SELECTOR)
+                except ApiException as exc:
+                    if exc.status != 404:
+                        raise
+                    continue
+                for obj in items:
+                    meta = obj.get("metadata") or {}
+                    key = (child.kind, f"{meta.get('namespace')}/{meta.get('name')}")
+                    found[key] = (child_owner(obj), str(meta.get("resourceVersion")))
+        return found
+
+    def kick_changed(self, found: Listing) -> None:
+        """Wake the owners of the optional children that changed or vanished since the last poll (the
+        first poll only records what is there: every worker runs a pass of its own when it starts)."""
+        previous, self._optional_seen = self._optional_seen, found
+        if previous is None:
+            return
+        for key, (owner, version) in found.items():
+            if owner is not None and previous.get(key, (None, ""))[1] != version:
+                self.kick(*owner, (key[0], key[1].partition("/")[2], version))
+        for key in previous.keys() - found.keys():
+            owner = previous[key][0]
+            if owner is not None:
+                self.kick(*owner)
 
 
 class Worker:
@@ -179,6 +252,7 @@ class Worker:
         # during the pass that runs now (None: a wake-up that is not a watch event).
         self.versions: dict[tuple[str, str], str] = {}
         self.woken_by: list[tuple[str, str, str] | None] = []
+        self.due_since: float | None = time.monotonic()  # since when a pass is wanted and has not ended
 
     def start(self) -> None:
         namespace, name = _key(self.body)
@@ -189,6 +263,8 @@ class Worker:
         if seen is not None and self._echo(seen):
             return
         self.woken_by.append(seen)
+        if self.due_since is None:
+            self.due_since = time.monotonic()
         self.wake.set()
 
     def _echo(self, seen: tuple[str, str, str] | None) -> bool:
@@ -257,9 +333,12 @@ class Worker:
         cfg = self.controller.config
         metrics = self.controller.metrics
         while True:
+            await self.controller.acting.wait()
             self.wake.clear()
             self.woken_by.clear()
             started = time.monotonic()
+            if self.due_since is None:
+                self.due_since = started  # a resync: the pass itself is the work that waits
             try:
                 outcome = await reconcile(self.controller.context(), self.body)
                 self.controller.note_optional_apis(outcome.optional_apis)
@@ -294,6 +373,10 @@ class Worker:
                 delay = self._failed(exc)
                 await self.report_failure()
             finally:
-                metrics.reconcile_duration.observe(time.monotonic() - started)
+                ended = time.monotonic()
+                metrics.reconcile_duration.observe(ended - started)
+                self.controller.last_pass = ended
+                if self.due_since is not None and self.due_since <= started:
+                    self.due_since = None  # a wake-up during the pass still waits for the next one
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), timeout=delay)

@@ -20,6 +20,7 @@ import yaml
 from tests.chart.support import (
     ALL_OPTIONS,
     CHART,
+    OPERATOR_PKG,
     ROOT,
     docs,
     helm_template,
@@ -93,10 +94,17 @@ def test_rendered_manifests_validate_against_the_api_server_schemas(
         assert sorted(skipped) == sorted(NO_SCHEMA_HERE)
 
 
-def test_dev_postgres_manifests_validate(schema_dir: Path) -> None:
-    manifests = "\n---\n".join(p.read_text() for p in sorted((ROOT / "deploy" / "postgres").glob("*.yaml")))
+@pytest.mark.parametrize(
+    ("folder", "image"),
+    [("deploy/postgres", "postgres:18-bookworm"), ("deploy/cluster/postgres", "localhost/usvc-postgres:18")],
+)
+def test_dev_postgres_kustomizations_validate(schema_dir: Path, folder: str, image: str) -> None:
+    """`kubectl apply -k` of the dev PostgreSQL (everywhere, and on the one-node cluster with its local image)."""
+    manifests = run(project_tool("kubectl"), "kustomize", str(ROOT / folder))
     kinds = sorted(r["kind"] for r in kubeconform(manifests, schema_dir))
     assert kinds == ["Secret", "Service", "StatefulSet"]
+    statefulset = next(d for d in docs(manifests) if d["kind"] == "StatefulSet")
+    assert statefulset["spec"]["template"]["spec"]["containers"][0]["image"] == image
 
 
 def test_kubeconform_schemas_refuse_a_wrong_manifest(schema_dir: Path) -> None:
@@ -108,6 +116,31 @@ def test_kubeconform_schemas_refuse_a_wrong_manifest(schema_dir: Path) -> None:
     }
     with pytest.raises(AssertionError, match="kubeconform found problems"):
         kubeconform(yaml.safe_dump(bad), schema_dir)
+
+
+def _crd_port_defaults() -> dict[str, int]:
+    crd = yaml.safe_load((OPERATOR_PKG / "crd.yaml").read_text())
+    spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+    return {name: spec[name]["properties"]["port"]["default"] for name in ("http", "grpc", "management")}
+
+
+def assert_notes_call_the_service_the_way_it_serves(installed: str) -> None:
+    """The NOTES' commands reach readiness on the management port (forwarded) and send a token of the
+    UserService's default audience with every REST and gRPC call, since the default AUTH_MODE answers 401 without."""
+    notes = installed[installed.index("NOTES:") :].replace("\\\n", " ")
+    lines = [line.strip() for line in notes.splitlines()]
+    ports = _crd_port_defaults()
+    forward = next(line.split() for line in lines if line.startswith("kubectl port-forward svc/users"))
+    for port in ports.values():
+        assert f"{port}:{port}" in forward
+    commands = [line for line in lines if line.startswith(("curl ", "grpcurl "))]
+    health = [line for line in commands if "/readyz" in line or "/metrics" in line]
+    assert health and all(f"localhost:{ports['management']}/" in line for line in health)
+    calls = [line for line in commands if line not in health]
+    assert calls and all('Bearer $TOKEN"' in line for line in calls)
+    token = next(line for line in lines if line.startswith("TOKEN=$(kubectl create token"))
+    assert "--audience=userservice.io/default/users" in token
+    assert f"image: userservice:{yaml.safe_load((CHART / 'Chart.yaml').read_text())['appVersion']}" in notes
 
 
 def _kubeconfig_with_token(cluster: KubeCluster, token: str, path: Path) -> Path:
@@ -173,6 +206,7 @@ def test_helm_install_then_the_operator_reconciles_a_userservice_from_values(
     # NOTES.txt rendered for this release.
     assert f"is installed in namespace {ns}" in installed and f"watching {apps}" in installed
     assert f"{apps}/users" in installed
+    assert_notes_call_the_service_the_way_it_serves(installed)
     try:
         # The UserService from values exists, with the chart's image filled in.
         us = json.loads(cluster.kubectl("-n", apps, "get", "userservice", "users", "-o", "json").stdout)

@@ -69,6 +69,18 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     )
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """test_docs_path.py last: the docs it runs end with `make cluster-down`."""
+    items.sort(key=lambda item: item.path.name == "test_docs_path.py")
+
+
+@pytest.fixture
+def timings() -> list[tuple[str, float]]:
+    """This run's timing list (printed at the end), for a test that times its own steps. A fixture, not an import:
+    pytest loads this file as its own module, apart from `tests.e2e.conftest`."""
+    return TIMINGS
+
+
 @pytest.fixture(autouse=True)
 def _time_each_test(request: pytest.FixtureRequest) -> Iterator[None]:
     with timed(request.node.name):

@@ -1,6 +1,6 @@
 """Pure builders (a typed UserService in, child manifests out; one module per kind) and the one table of
-child kinds. The table feeds the watches (handlers.py), the apply step and its API paths (kube.py), the
-reconcile order (reconcile.py), the RBAC check (a chart test) and the docs.
+child kinds. The table feeds the watches (handlers.py: every kind but the optional ones), the apply step and
+its API paths (kube.py), the reconcile order (reconcile.py), the RBAC check (a chart test) and the docs.
 
 Adding a kind: one row here, one builder module, and its rule in rbac.yaml (a cluster-scoped kind's in the
 `userservice-operator-cluster` ClusterRole, which is always bound cluster-wide).
@@ -23,7 +23,7 @@ from userservice_operator.children import (
     serviceaccount,
     servicemonitor,
 )
-from userservice_operator.children.common import Builder
+from userservice_operator.children.context import Builder
 
 
 class Phase(enum.Enum):
@@ -39,7 +39,9 @@ class Child:
     plural: str
     build: Builder
     phase: Phase = Phase.SUPPORT
-    optional_api: bool = False  # a CRD that may be absent (then the kind is skipped, not an error)
+    # Served by a CRD that may be absent or removed at any time: the kind is skipped while its CRD is missing,
+    # and never watched (a watch on a vanishing kind fails kopf as a whole); the CRD check lists it instead.
+    optional_api: bool = False
     # Cluster-scoped kinds carry no ownerReference (a namespaced owner is not allowed): their labels name the
     # owner and the operator deletes them itself when the UserService goes (runtime.Controller.collect).
     namespaced: bool = True
@@ -91,11 +93,15 @@ CHILDREN: tuple[Child, ...] = (
 )
 OPTIONAL_CRDS: tuple[str, ...] = tuple(c.crd for c in CHILDREN if c.optional_api)
 CLUSTER_CHILDREN: tuple[Child, ...] = tuple(c for c in CHILDREN if not c.namespaced)
+WATCHED_CHILDREN: tuple[Child, ...] = tuple(c for c in CHILDREN if not c.optional_api)
+OPTIONAL_CHILDREN: tuple[Child, ...] = tuple(c for c in CHILDREN if c.optional_api)
 
 __all__ = [
     "CHILDREN",
     "CLUSTER_CHILDREN",
+    "OPTIONAL_CHILDREN",
     "OPTIONAL_CRDS",
+    "WATCHED_CHILDREN",
     "Child",
     "Phase",
     "accessbinding",

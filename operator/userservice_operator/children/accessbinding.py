@@ -12,10 +12,10 @@ from userservice_operator.children import serviceaccount
 from userservice_operator.children.common import (
     ACCESS_REVIEWER_ROLE,
     OWNER_NAMESPACE_LABEL,
-    BuildContext,
     labels,
     with_hash,
 )
+from userservice_operator.children.context import BuildContext
 from userservice_operator.spec import Manifest, UserService
 
 

@@ -7,19 +7,10 @@ from typing import Any
 
 from userservice_operator.budget import pool_size
 from userservice_operator.children import serviceaccount
-from userservice_operator.children.common import (
-    TLS_DIR,
-    BuildContext,
-    base_env,
-    database_env,
-    labels,
-    metadata,
-    pod_security_context,
-    scheme,
-    security_context,
-    selector_labels,
-    with_hash,
-)
+from userservice_operator.children.common import labels, metadata, scheme, selector_labels, with_hash
+from userservice_operator.children.context import BuildContext
+from userservice_operator.children.env import TLS_DIR, base_env, database_env
+from userservice_operator.children.security import pod_security_context, security_context
 from userservice_operator.spec import Manifest, UserService
 
 COMPONENT = "server"

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from userservice_operator.children.common import BuildContext, metadata, with_hash
+from userservice_operator.children.common import metadata, with_hash
+from userservice_operator.children.context import BuildContext
 from userservice_operator.children.promql import REQUESTS_METRIC
 from userservice_operator.spec import Manifest, UserService
 

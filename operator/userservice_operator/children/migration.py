@@ -13,18 +13,10 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
-from userservice_operator.children.common import (
-    MIGRATION_HASH_LABEL,
-    BuildContext,
-    RolloutPlan,
-    base_env,
-    canonical_hash,
-    database_secret,
-    metadata,
-    pod_security_context,
-    security_context,
-    with_hash,
-)
+from userservice_operator.children.common import MIGRATION_HASH_LABEL, canonical_hash, metadata, with_hash
+from userservice_operator.children.context import BuildContext, RolloutPlan
+from userservice_operator.children.env import base_env, database_secret
+from userservice_operator.children.security import pod_security_context, security_context
 from userservice_operator.spec import Manifest, UserService
 
 COMPONENT = "migration"

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from userservice_operator.children.common import APP_NAME, BuildContext, metadata, with_hash
+from userservice_operator.children.common import APP_NAME, metadata, with_hash
+from userservice_operator.children.context import BuildContext
 from userservice_operator.spec import Manifest, UserService, to_json
 
 

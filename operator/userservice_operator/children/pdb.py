@@ -4,12 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from userservice_operator.children.common import (
-    BuildContext,
-    metadata,
-    selector_labels,
-    with_hash,
-)
+from userservice_operator.children.common import metadata, selector_labels, with_hash
+from userservice_operator.children.context import BuildContext
 from userservice_operator.spec import Manifest, UserService
 
 DEFAULT_MAX_UNAVAILABLE = 1

@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from userservice_operator.children import slo
-from userservice_operator.children.common import BuildContext, metadata, with_hash
+from userservice_operator.children.common import metadata, with_hash
+from userservice_operator.children.context import BuildContext
 from userservice_operator.children.promql import HTTP_TRAFFIC, HTTP_UNARY, runbook_url, with_selector
 from userservice_operator.spec import Manifest, UserService
 

@@ -3,7 +3,8 @@ its TokenReviews and SubjectAccessReviews (bound by children/accessbinding.py)."
 
 from __future__ import annotations
 
-from userservice_operator.children.common import BuildContext, metadata, with_hash
+from userservice_operator.children.common import metadata, with_hash
+from userservice_operator.children.context import BuildContext
 from userservice_operator.spec import Manifest, UserService
 
 

@@ -5,13 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from userservice_operator.children.common import (
-    BuildContext,
-    metadata,
-    scheme,
-    selector_labels,
-    with_hash,
-)
+from userservice_operator.children.common import metadata, scheme, selector_labels, with_hash
+from userservice_operator.children.context import BuildContext
 from userservice_operator.spec import Manifest, UserService
 
 

@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
@@ -24,12 +25,15 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.integration.operator.helpers import reconciled, secret, userservice
 from tests.support.kube import KubeCluster, free_port
 from userservice_operator.crd import crd_text, rbac_text
 
 OPERATOR_USER = "userservice-operator"
 LEASE_NAMESPACE = "userservice-system"
 EXE = Path(sys.executable).parent / "userservice-operator"
+# How long an operator may take from its start to its first reconciled UserService on a loaded 2-core machine.
+SERVING_TIMEOUT = 120.0
 
 
 def wait_for(fn: Callable[[], Any], timeout: float = 30.0, interval: float = 0.25, what: str = "") -> Any:
@@ -54,14 +58,21 @@ def wait_for(fn: Callable[[], Any], timeout: float = 30.0, interval: float = 0.2
 class Operator:
     """One `userservice-operator` subprocess."""
 
-    def __init__(self, cluster: KubeCluster, workdir: Path, args: list[str], name: str) -> None:
+    def __init__(
+        self,
+        cluster: KubeCluster,
+        workdir: Path,
+        args: list[str],
+        name: str,
+        command: tuple[str, ...] = (str(EXE),),
+    ) -> None:
         self.cluster = cluster
         self.health_port = free_port()
         self.metrics_port = free_port()
         self.log_path = workdir / f"operator-{name}.log"
         self.identity = f"op-{name}"
         self.args = [
-            str(EXE),
+            *command,
             f"--kubeconfig={cluster.kubeconfig_for(OPERATOR_USER)}",
             "--bind-address=127.0.0.1",
             f"--health-port={self.health_port}",
@@ -85,11 +96,35 @@ class Operator:
 
     def healthy(self) -> bool:
         assert self.proc is not None and self.proc.poll() is None, f"operator exited:\n{self.log()}"
+        return self.health() == 200
+
+    def health(self) -> int | None:
+        """The status of /healthz; None when nothing answers."""
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/healthz", timeout=2) as r:
-                return bool(r.status == 200)
+                return int(r.status)
+        except urllib.error.HTTPError as exc:
+            return int(exc.code)
         except OSError:
-            return False
+            return None
+
+    def wait_serving(self, namespace: str, timeout: float = SERVING_TIMEOUT) -> float:
+        """Wait until this operator leads and has reconciled a fresh canary UserService in `namespace` (a held
+        Lease says nothing about kopf's watches); the seconds it took. A slow start passes, a hung one fails."""
+        started = time.monotonic()
+        wait_for(self.is_leader, timeout, what=f"{self.identity} leads")
+        name = f"canary-{uuid.uuid4().hex[:6]}"
+        self.cluster.kubectl(
+            "-n", namespace, "apply", "-f", "-", input=yaml.safe_dump_all([secret(), userservice(name)])
+        )
+        left = timeout - (time.monotonic() - started)
+        try:
+            wait_for(
+                lambda: reconciled(self.cluster, namespace, name), left, what=f"canary {namespace}/{name}"
+            )
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n--- operator log ---\n{self.log()}") from None
+        return time.monotonic() - started
 
     def metrics(self) -> dict[str, float]:
         """Samples of the /metrics endpoint, keyed by `name{labels}`."""
@@ -107,6 +142,10 @@ class Operator:
 
     def is_leader(self) -> bool:
         return self.metrics().get("userservice_operator_leader", 0.0) == 1.0
+
+    def exit_code(self) -> int | None:
+        assert self.proc is not None
+        return self.proc.poll()
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -201,7 +240,9 @@ def shared_operator(operator_cluster: KubeCluster, operator_workdir: Path) -> It
         ["--namespace=it-*", "--lease-name=shared", "--resync-seconds=3"],
         "shared",
     ).start()
-    wait_for(op.is_leader, 30, what="shared operator leads")
+    canary = f"it-canary-{uuid.uuid4().hex[:6]}"
+    operator_cluster.kubectl("create", "namespace", canary)
+    op.wait_serving(canary)
     yield op
     op.stop()
     shutil.copy(op.log_path, operator_workdir / "operator-shared.final.log")
@@ -214,8 +255,15 @@ def start_operator(
     """Start extra operator processes (stopped at teardown)."""
     started: list[Operator] = []
 
-    def start(*args: str, name: str | None = None, cluster: KubeCluster | None = None) -> Operator:
-        op = Operator(cluster or operator_cluster, operator_workdir, list(args), name or uuid.uuid4().hex[:6])
+    def start(
+        *args: str,
+        name: str | None = None,
+        cluster: KubeCluster | None = None,
+        command: tuple[str, ...] = (str(EXE),),
+    ) -> Operator:
+        op = Operator(
+            cluster or operator_cluster, operator_workdir, list(args), name or uuid.uuid4().hex[:6], command
+        )
         started.append(op)
         return op.start()
 

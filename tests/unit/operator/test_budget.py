@@ -10,7 +10,7 @@ import pytest
 from tests.unit.operator.conftest import make_userservice, schema
 from userservice_operator import budget
 from userservice_operator.children import deployment, migration
-from userservice_operator.children.common import conditional_env_rule
+from userservice_operator.children.env import conditional_env_rule
 
 
 def env_of(manifest: dict[str, Any]) -> dict[str, Any]:

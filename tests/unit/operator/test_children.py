@@ -15,12 +15,8 @@ from userservice_operator.children import (
     servicemonitor,
     slo,
 )
-from userservice_operator.children.common import (
-    HASH_ANNOTATION,
-    BuildContext,
-    RolloutPlan,
-    labels,
-)
+from userservice_operator.children.common import HASH_ANNOTATION, labels
+from userservice_operator.children.context import BuildContext, RolloutPlan
 
 
 def _owner_and_labels(obj: dict[str, Any], name: str = "alpha") -> None:

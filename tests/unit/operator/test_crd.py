@@ -17,7 +17,7 @@ from tests.unit.operator.conftest import apply_defaults, make_userservice, schem
 from userservice.config import SETTINGS
 from userservice.metrics import LATENCY_BUCKETS
 from userservice_operator.children import deployment, migration
-from userservice_operator.children.common import OPERATOR_ENV, reserved_env_validation
+from userservice_operator.children.env import OPERATOR_ENV, reserved_env_validation
 from userservice_operator.crd import CRD_NAME, load_crd, load_rbac
 from userservice_operator.spec import UserService, UserServiceSpec, convert, json_name
 

@@ -9,7 +9,7 @@ from typing import Any
 from tests.unit.operator.conftest import make_userservice, schema
 from userservice_operator import status
 from userservice_operator.children import deployment
-from userservice_operator.children.common import BuildContext, RolloutPlan
+from userservice_operator.children.context import BuildContext, RolloutPlan
 from userservice_operator.children.migration import JobPhase, MigrationState
 from userservice_operator.events import condition_events
 from userservice_operator.spec import UserService

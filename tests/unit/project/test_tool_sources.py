@@ -20,11 +20,13 @@ import pytest
 ROOT = Path(__file__).resolve().parents[3]
 SCANNED = [ROOT / "tests", ROOT / "bench"]
 
-# Commands every machine of this project's kind starts with (the `env` machine description lists them).
-BASE_SYSTEM = {"bash", "openssl", "apt-get", "go"}
+# Commands every machine of this project's kind starts with (the `env` machine description lists them; make comes
+# with gcc, and its registry probe ran curl).
+BASE_SYSTEM = {"bash", "openssl", "apt-get", "go", "make", "curl"}
 # Commands a project file installs: command -> (package, file that installs it).
 INSTALLED_BY_PROJECT = {
     "docker": ("docker.io", "hack/docker.sh"),
+    "ipset": ("ipset", "hack/cluster.sh"),
     "wrk": ("wrk", "bench/tools.py"),
     "py-spy": ("py-spy", "pyproject.toml"),
 }
