@@ -10,6 +10,7 @@ import logging
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from uuid import UUID
 
 import asyncpg
 
@@ -18,7 +19,7 @@ from userservice.core.common import append_events, check_strength
 from userservice.domain import events
 from userservice.domain.batch import VIOLATIONS_MAX, Imported, validate_batch
 from userservice.domain.caller import Caller
-from userservice.domain.errors import AlreadyExists, IdempotencyConflict, InvalidArgument
+from userservice.domain.errors import AlreadyExists, CreatedUserDeleted, IdempotencyConflict, InvalidArgument
 from userservice.domain.model import User
 from userservice.metrics import Metrics
 from userservice.passwords import formats
@@ -124,6 +125,8 @@ class BatchCore:
                     log.info("users created in a batch", extra={"count": len(users)})
                     return BatchCreated(users, replayed=False)
             stored = await idempotency.lookup(conn, idempotency_key)
+            created = [] if stored is None else [UUID(u["id"]) for u in stored.response["users"]]
+            alive = await store.live(conn, created)
         if stored is None:
             raise IdempotencyConflict(
                 "a request with this idempotency key is still in progress; retry shortly"
@@ -133,4 +136,11 @@ class BatchCore:
         )
         if not same:
             raise IdempotencyConflict("this idempotency key was already used with a different request")
+        gone = [str(user_id) for user_id in created if user_id not in alive]
+        if gone:  # as for a create: the original answer would no longer be true
+            raise CreatedUserDeleted(
+                f"this request already created users of which {len(gone)} have since been deleted "
+                f"({', '.join(gone[:3])}{', …' if len(gone) > 3 else ''}); undelete them, or send a new "
+                "idempotency key to create others"
+            )
         return BatchCreated([User.from_public(u) for u in stored.response["users"]], replayed=True)

@@ -44,3 +44,11 @@ async def insert(conn: asyncpg.Connection, rows: list[tuple[UUID, NewUser, str]]
         raise already_exists(exc) from None
     by_id = {record["id"]: row_user(record) for record in records}
     return [by_id[user_id] for user_id, _, _ in rows]
+
+
+async def live(conn: asyncpg.Connection, user_ids: list[UUID]) -> set[UUID]:
+    """Which of these users exist and are not deleted."""
+    rows = await conn.fetch(
+        "SELECT id FROM users WHERE id = ANY($1::uuid[]) AND delete_time IS NULL", user_ids
+    )
+    return {row["id"] for row in rows}

@@ -211,3 +211,23 @@ async def test_hashes_that_would_fail_at_every_check_or_cost_too_much_are_refuse
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await stub.BatchCreateUsers(request)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_a_batch_replayed_after_one_of_its_users_was_deleted_is_409_like_a_create(
+    http: aiohttp.ClientSession,
+) -> None:
+    key = {"Idempotency-Key": str(uuid.uuid4())}
+    users = [new_user(), new_user()]
+    status, body, _ = await batch(http, users, key)
+    assert status == 200
+    deleted = body["users"][1]["id"]
+    async with http.delete(f"/v1/users/{deleted}") as resp:
+        assert resp.status == 204
+    status, problem, _ = await batch(http, users, key)
+    assert status == 409 and problem["type"].endswith("/created-user-deleted"), problem
+    assert deleted in problem["detail"]
+    async with http.post(f"/v1/users/{deleted}:undelete") as resp:
+        assert resp.status == 200
+    status, replay, headers = await batch(http, users, key)  # restored: the key replays again
+    assert status == 200 and headers["Idempotent-Replayed"] == "true"
+    assert [u["id"] for u in replay["users"]] == [u["id"] for u in body["users"]]
