@@ -26,7 +26,7 @@ import grpc
 import pytest
 from google.protobuf import field_mask_pb2
 
-from tests.e2e.conftest import IMAGE, HostPostgres, kubectl, run
+from tests.e2e.conftest import IMAGE, OPERATOR_NAMESPACE, HostPostgres, kubectl, run
 from tests.support.users import new_user
 from userservice.v1 import user_service_pb2, user_service_pb2_grpc
 
@@ -718,6 +718,61 @@ def test_6_pod_deleted_under_load_loses_no_acknowledged_write(deployed: Deployed
     assert writer.acked
     assert deployed.count_users(writer.acked) == len(writer.acked)
     print(f"pod deletion: {len(writer.acked)} acknowledged writes, {len(writer.failures)} failed requests")
+
+
+def operator_pod() -> dict[str, Any]:
+    [pod] = get_json(
+        "-n", OPERATOR_NAMESPACE, "get", "pods", "-l", "app.kubernetes.io/name=userservice-operator"
+    )["items"]  # fmt: skip
+    return dict(pod)
+
+
+def host_pid_of_pod_process(pod_uid: str, command: str) -> str:
+    """The host pid of the pod's process whose command line holds `command` (its cgroup path names the pod, with
+    dashes under the cgroupfs driver, underscores under systemd's)."""
+    found = []
+    for line in run("ps", "-eo", "pid=,args=").splitlines():
+        pid, _, args = line.strip().partition(" ")
+        try:
+            cgroup = Path(f"/proc/{pid}/cgroup").read_text()
+        except OSError:
+            continue  # ended meanwhile
+        if command in args and (pod_uid in cgroup or pod_uid.replace("-", "_") in cgroup):
+            found.append(pid)
+    assert len(found) == 1, found
+    return found[0]
+
+
+def test_6_the_kubelet_restarts_an_operator_that_stops_answering_and_it_reconciles_again(
+    deployed: Deployed,
+) -> None:
+    """An operator that hangs (here: its process stopped from the host, which this one-node cluster is) fails its
+    liveness probe; the kubelet restarts the container, which takes the Lease back and repairs a deleted child."""
+    pod = operator_pod()
+    name, restarts = pod["metadata"]["name"], pod["status"]["containerStatuses"][0]["restartCount"]
+    uid = pod["metadata"]["uid"]
+    pid = host_pid_of_pod_process(uid, "userservice-operator")
+    started = time.monotonic()
+    run("kill", "-STOP", pid)
+    wait_until(
+        "the kubelet restarts the stopped operator",
+        lambda: operator_pod()["status"]["containerStatuses"][0]["restartCount"] > restarts,
+        timeout=180,
+        every=2,
+    )
+    restarted = time.monotonic() - started
+    kubectl("-n", deployed.namespace, "delete", "service", NAME, "--wait=true")
+    wait_until(
+        "the restarted operator recreates the deleted Service",
+        lambda: kubectl("-n", deployed.namespace, "get", "service", NAME, check=False).strip() != "",
+        timeout=180,
+        every=2,
+    )
+    assert operator_pod()["metadata"]["name"] == name  # the same pod: its container was restarted in place
+    print(
+        f"operator stopped: restarted after {restarted:.0f} s, Service recreated after "
+        f"{time.monotonic() - started:.0f} s"
+    )
 
 
 # 7 ------------------------------------------------------------------------------------------------------------
