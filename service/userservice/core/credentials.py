@@ -1,8 +1,9 @@
 """Password use cases over REST and gRPC alike: verify a login's password, change a password, unlock an
 account; every check throttled across replicas.
 
-Every check first asks PostgreSQL whether the account or the caller is locked, so a locked subject learns
-nothing about its guesses; every failure is counted there by one atomic upsert per subject.
+Every attempt is first counted in PostgreSQL, by one atomic upsert per subject (the account, the caller) that also
+refuses it while the subject is locked, so a locked subject learns nothing about its guesses and concurrent guesses
+on any replica cannot pass the threshold before the count sees them.
 """
 
 from __future__ import annotations
