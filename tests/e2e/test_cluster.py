@@ -9,6 +9,7 @@ order; each later step needs the earlier ones.
 
 from __future__ import annotations
 
+import abc
 import collections
 import json
 import threading
@@ -535,7 +536,7 @@ def test_2_watch_events_on_one_pod_while_writing_through_another(deployed: Deplo
 
 
 # load ---------------------------------------------------------------------------------------------------------
-class Threaded:
+class Threaded(abc.ABC):
     """Runs `_run` on `threads` daemon threads from `with` until its end, which sets `_stop` (the subclasses are
     dataclasses with those fields)."""
 
@@ -543,8 +544,9 @@ class Threaded:
     _stop: threading.Event
     _workers: list[threading.Thread]
 
+    @abc.abstractmethod
     def _run(self) -> None:
-        raise NotImplementedError
+        """One thread's work, until `_stop` is set."""
 
     def __enter__(self) -> Self:
         for _ in range(self.threads):
