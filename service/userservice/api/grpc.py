@@ -243,7 +243,9 @@ def to_proto(user: User) -> pb.User:
         last_name=user.last_name,
         nickname=user.nickname,
         email=user.email,
-        country=user.country,
+        country=user.country or "",
+        active=user.active,
+        external_id=user.external_id or "",
         created_at=_timestamp(user.created_at),
         updated_at=_timestamp(user.updated_at),
         version=user.version,
@@ -277,7 +279,10 @@ def _input_fields(user: pb.User, names: list[str] | tuple[str, ...]) -> dict[str
     absent (so 'is required' is reported); a read-only field that is set is passed on to be refused."""
     body: dict[str, object] = {}
     for name in names:
-        if name in FIELDS_BY_NAME:
+        if name == "active":
+            if user.HasField("active"):
+                body[name] = user.active
+        elif name in FIELDS_BY_NAME:
             value = getattr(user, name)
             if value != "":
                 body[name] = value
@@ -389,10 +394,16 @@ class UserServiceServicer(pb_grpc.UserServiceServicer):
                     f"unknown field {excerpt(unknown[0])}; updatable: {', '.join(FIELDS_BY_NAME)}",
                 )
             if not paths:
-                paths = [name for name in FIELDS_BY_NAME if getattr(request.user, name)]
+                paths = [
+                    name
+                    for name in FIELDS_BY_NAME
+                    if (request.user.HasField(name) if name == "active" else getattr(request.user, name))
+                ]
             body = _input_fields(request.user, paths)
             for name in paths:  # a masked field left empty means "set it to empty": let validation refuse it
-                if name in FIELDS_BY_NAME:
+                if name == "external_id":
+                    body.setdefault(name, request.user.external_id or None)  # empty clears it
+                elif name in FIELDS_BY_NAME:
                     body.setdefault(name, getattr(request.user, name))
             user = await self._core.update(
                 request.user.id, body, _caller(context), request.user.etag or None, etag_field="user.etag"

@@ -75,6 +75,8 @@ _COMMON_ERRORS = {
 def _schemas() -> dict[str, Any]:
     writable = {f.name: {**f.json_schema, "description": f.description} for f in WRITABLE_FIELDS}
     readable = {name: schema for name, schema in writable.items() if not schema.get("writeOnly")}
+    # A user provisioned over SCIM may have no country.
+    readable["country"] = {**readable["country"], "type": ["string", "null"]}
     timestamp = {"type": "string", "format": "date-time"}
     return {
         "User": {
@@ -97,12 +99,13 @@ def _schemas() -> dict[str, Any]:
         "UserCreate": {
             "type": "object",
             "properties": writable,
-            "required": list(writable),
+            "required": [f.name for f in WRITABLE_FIELDS if not f.optional],
             "additionalProperties": False,
         },
         "UserPatch": {
             "type": "object",
-            "description": "JSON merge patch (RFC 7396): only the given fields change; null is refused (all are required).",
+            "description": "JSON merge patch (RFC 7396): only the given fields change; null clears external_id and is refused "
+            "for every other field.",
             "properties": writable,
             "additionalProperties": False,
         },

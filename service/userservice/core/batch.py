@@ -51,7 +51,7 @@ async def _check_free(conn: asyncpg.Connection, items: list[Imported]) -> None:
     )
     for i, item in enumerate(items):
         for field, taken in (
-            ("nickname", item.new.nickname in nicknames),
+            ("nickname", item.new.nickname.lower() in nicknames),
             ("email", item.new.email.lower() in emails),
         ):
             if taken:

@@ -138,8 +138,12 @@ class Credentials:
             self._metrics.password_verifications.labels("unknown_login").inc()
             raise Unauthenticated(WRONG)
         user, password_hash = found
-        matched = await self._check(("account", str(user.id)), caller, password_hash, password)
-        if matched is None:
+        # A deactivated user, or one without a password, is checked against nothing: refused like a wrong
+        # password, in the same time, and counted.
+        matched = await self._check(
+            ("account", str(user.id)), caller, password_hash if user.active else None, password
+        )
+        if matched is None or password_hash is None:  # (a user without a hash never matches)
             self._metrics.password_verifications.labels("wrong_password").inc()
             raise Unauthenticated(WRONG)
         self._metrics.password_verifications.labels("success").inc()
@@ -174,7 +178,8 @@ class Credentials:
             check_not_personal(new, found[0].email, found[0].nickname)
         except ValueError as exc:
             raise invalid("new_password", str(exc)) from None
-        if await self._check(("account", str(uid)), caller, found[1], current) is None:
+        usable = found[1] if found[0].active else None
+        if await self._check(("account", str(uid)), caller, usable, current) is None:
             self._metrics.password_verifications.labels("wrong_password").inc()
             raise Unauthenticated("the current password is wrong")
         self._metrics.password_verifications.labels("success").inc()

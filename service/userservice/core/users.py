@@ -17,6 +17,7 @@ from uuid import UUID
 import asyncpg
 
 from userservice.clients.breach import BreachCheck
+from userservice.core.anchors import PageAnchors
 from userservice.core.common import append_bare_event, append_event, check_strength, parse_user_id
 from userservice.domain import events
 from userservice.domain.caller import Caller
@@ -32,10 +33,12 @@ from userservice.domain.events import StoredEvent
 from userservice.domain.listing import ListFilter, PageTokens, Position, resolve_page_size
 from userservice.domain.model import Changes, NewUser, User, etag_matches
 from userservice.domain.password_policy import check_not_personal
+from userservice.domain.search import Query, fingerprint
 from userservice.domain.validation import validate_changes, validate_new_user
 from userservice.metrics import Metrics
 from userservice.passwords.hashing import Passwords
 from userservice.store import idempotency, lifecycle, outbox
+from userservice.store import search as search_store
 from userservice.store import users as store
 from userservice.store.db import FairPool, load_secret
 from userservice.store.replicas import ReadRouter
@@ -76,6 +79,14 @@ class Page:
     next_page_token: str
 
 
+@dataclass(frozen=True)
+class Found:
+    """One page of a search by position (SCIM's startIndex, 1-based) and the number of users it matches."""
+
+    users: list[User]
+    total: int
+
+
 class UserCore:
     def __init__(
         self,
@@ -97,6 +108,7 @@ class UserCore:
         self._metrics = metrics
         self._idempotency_ttl = idempotency_ttl
         self._delete_retention = delete_retention
+        self._anchors = PageAnchors()
 
     async def _append(
         self,
@@ -109,17 +121,29 @@ class UserCore:
         await append_event(conn, self._metrics, event_type, user, caller, changed)
 
     async def create(
-        self, body: Mapping[str, object], caller: Caller, idempotency_key: str | None = None
+        self,
+        body: Mapping[str, object],
+        caller: Caller,
+        idempotency_key: str | None = None,
+        optional: frozenset[str] = frozenset(),
     ) -> Created:
-        new = validate_new_user(body)
-        await check_strength(self._passwords, new.password, "password", new.personal())
-        await self._breach.check(new.password, "password")
-        password_hash = await self._passwords.hash(new.password)
+        """`optional`: fields the adapter lets the caller leave out although the native API requires them
+        (PROVISIONING_OPTIONAL for SCIM); a user created without a password has no hash, and none verifies."""
+        new = validate_new_user(body, optional)
+        password_hash: str | None = None
+        if new.password:
+            await check_strength(self._passwords, new.password, "password", new.personal())
+            await self._breach.check(new.password, "password")
+            password_hash = await self._passwords.hash(new.password)
         fingerprint = _fingerprint(new)
         async with self._db.acquire() as conn:
             async with conn.transaction():
                 if idempotency_key is None or await idempotency.claim(
-                    conn, idempotency_key, fingerprint, password_hash, self._idempotency_ttl
+                    conn,
+                    idempotency_key,
+                    fingerprint,
+                    password_hash or "",
+                    self._idempotency_ttl,  # SCIM sends no key
                 ):
                     user = await store.insert(conn, uuid.uuid4(), new, password_hash)
                     await self._append(conn, events.CREATED, user, caller)
@@ -164,12 +188,13 @@ class UserCore:
     ) -> User:
         uid = parse_user_id(user_id)
         changes = validate_changes(body)
-        columns: dict[str, str] = {k: v for k, v in changes.values.items() if k != "password"}
+        columns: dict[str, object] = {k: v for k, v in changes.values.items() if k != "password"}
         if "password" in changes.values:
+            password = str(changes.values["password"])
             personal = await self._check_not_personal(uid, user_id, changes)
-            await check_strength(self._passwords, changes.values["password"], "password", personal)
-            await self._breach.check(changes.values["password"], "password")
-            columns["password_hash"] = await self._passwords.hash(changes.values["password"])
+            await check_strength(self._passwords, password, "password", personal)
+            await self._breach.check(password, "password")
+            columns["password_hash"] = await self._passwords.hash(password)
         async with self._db.acquire() as conn, conn.transaction():
             current = await store.lock(conn, uid)
             if current is None:
@@ -197,15 +222,15 @@ class UserCore:
             raise NotFound(f"user {user_id} does not exist")
         values = changes.values
         after = NewUser(
-            **{
-                f: values.get(f, getattr(current, f))
-                for f in ("first_name", "last_name", "nickname", "email")
-            },
+            first_name=str(values.get("first_name", current.first_name)),
+            last_name=str(values.get("last_name", current.last_name)),
+            nickname=str(values.get("nickname", current.nickname)),
+            email=str(values.get("email", current.email)),
             country=current.country,
-            password=values["password"],
+            password=str(values["password"]),
         )
         try:
-            check_not_personal(values["password"], after.email, after.nickname)
+            check_not_personal(after.password, after.email, after.nickname)
         except ValueError as exc:
             raise invalid("password", str(exc)) from None
         return after.personal()
@@ -243,6 +268,22 @@ class UserCore:
             last = users[-1]
             token = tokens.encode(Position(last.created_at, last.id), list_filter)
         return Page(users, token)
+
+    async def search(self, query: Query, start_index: int, count: int) -> Found:
+        """Users `start_index` (1-based) to `start_index + count - 1` of those the query matches, in (created_at,
+        id) order, and how many it matches. A page starts from the anchor that the page before it left (the key of
+        its last user), so paging on through a million users reads each page's rows, never the ones before."""
+        key = fingerprint(query)
+        async with self._reads.acquire() as conn:
+            total = await search_store.count(conn, query)
+            if count == 0 or start_index > total:
+                return Found([], total)
+            anchor_index, after = self._anchors.nearest(key, start_index)
+            users = await search_store.page(conn, query, after, start_index - anchor_index, count)
+        if users:
+            last = users[-1]
+            self._anchors.remember(key, start_index + len(users), Position(last.created_at, last.id))
+        return Found(users, total)
 
     async def undelete(
         self, user_id: str, caller: Caller, if_match: str | None = None, etag_field: str = "etag"

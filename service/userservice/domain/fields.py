@@ -23,14 +23,22 @@ from userservice.domain.password_policy import (
 )
 
 NAME_MAX = 100
-NICKNAME_MIN, NICKNAME_MAX = 3, 32
+NICKNAME_MIN, NICKNAME_MAX = 3, 128
 EMAIL_MAX = 254
 EMAIL_LOCAL_MAX = 64
+EXTERNAL_ID_MAX = 255
 
-NICKNAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+# A handle, or the email / UPN shape identity providers send as SCIM userName (name@domain): one '@' at most,
+# followed by a domain of letters, digits, dots and hyphens.
+NICKNAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*(?:@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)?")
+NICKNAME_RULE = (
+    "may hold only letters A-Z, digits, '.', '_', '+' and '-', optionally followed by '@' and a domain, "
+    "and must start with a letter or digit"
+)
 # Nicknames are enforced by the PRECIS UsernameCasePreserved profile (RFC 8265: width mapping, NFC, no
 # spaces, controls or default-ignorables), then held to the ASCII set above, so that one canonical string
 # names one user and look-alikes (a Kelvin sign for K, a fullwidth letter) become, or are refused as, the letter.
+# Unique case-insensitively (SCIM's userName is not case-exact); stored as given.
 _USERNAME = precis_i18n.get_profile("UsernameCasePreserved")
 # Never in any text field: controls (Cc), format characters (Cf: zero-width, bidi overrides), surrogates (Cs),
 # private use (Co), unassigned (Cn), line and paragraph separators (Zl, Zp).
@@ -70,9 +78,7 @@ def check_nickname(value: object) -> str:
     if text and not NICKNAME_MIN <= len(text) <= NICKNAME_MAX:
         raise ValueError(f"must be {NICKNAME_MIN} to {NICKNAME_MAX} characters")
     if not NICKNAME_RE.fullmatch(text):
-        raise ValueError(
-            "may hold only letters A-Z, digits, '.', '_' and '-', and must start with a letter or digit"
-        )
+        raise ValueError(NICKNAME_RULE)
     return text
 
 
@@ -101,6 +107,22 @@ def check_country(value: object) -> str:
     raise ValueError(f"must be an ISO 3166-1 alpha-2 country code such as GB or US{hint}")
 
 
+def check_external_id(value: object) -> str:
+    """An identity provider's correlation key: opaque, compared exactly, never blank."""
+    text = _text(value, EXTERNAL_ID_MAX)
+    if not text.strip():
+        raise ValueError("must not be empty")
+    if len(text) > EXTERNAL_ID_MAX:
+        raise ValueError(f"must be at most {EXTERNAL_ID_MAX} characters")
+    return text
+
+
+def check_active(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError("must be true or false")
+    return value
+
+
 def check_password(value: object) -> str:
     """The password NFKC-normalised, as it is hashed; the rules live in password_policy."""
     return check_new_password(_text(value, PASSWORD_MAX))
@@ -110,9 +132,13 @@ def check_password(value: object) -> str:
 class FieldSpec:
     name: str
     description: str
-    check: Callable[[object], str]
+    check: Callable[[object], object]
     json_schema: dict[str, object]
     write_only: bool = False
+    # A field a create may leave out (then `default`), and one an update may clear with null.
+    optional: bool = False
+    nullable: bool = False
+    default: object = None
 
 
 WRITABLE_FIELDS: tuple[FieldSpec, ...] = (
@@ -130,13 +156,15 @@ WRITABLE_FIELDS: tuple[FieldSpec, ...] = (
     ),
     FieldSpec(
         "nickname",
-        f"Unique handle, {NICKNAME_MIN}-{NICKNAME_MAX} characters: A-Z, a-z, 0-9, '.', '_', '-'.",
+        f"Unique handle (unique case-insensitively, stored as given; SCIM's userName), {NICKNAME_MIN}-"
+        f"{NICKNAME_MAX} characters: A-Z, a-z, 0-9, '.', '_', '+', '-', optionally followed by '@' and a domain "
+        "(an email or UPN shape).",
         check_nickname,
         {
             "type": "string",
             "minLength": NICKNAME_MIN,
             "maxLength": NICKNAME_MAX,
-            "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]*$",
+            "pattern": f"^{NICKNAME_RE.pattern}$",
         },
     ),
     FieldSpec(
@@ -147,9 +175,28 @@ WRITABLE_FIELDS: tuple[FieldSpec, ...] = (
     ),
     FieldSpec(
         "country",
-        "ISO 3166-1 alpha-2 country code, e.g. GB (lower case is accepted and upper-cased).",
+        "ISO 3166-1 alpha-2 country code, e.g. GB (lower case is accepted and upper-cased). Required on create; "
+        "null only on a user provisioned over SCIM without one.",
         check_country,
         {"type": "string", "minLength": 2, "maxLength": 2},
+    ),
+    FieldSpec(
+        "active",
+        "Optional, default true. False deactivates the account: it stays readable but no password verifies "
+        "for it until it is set true again.",
+        check_active,
+        {"type": "boolean"},
+        optional=True,
+        default=True,
+    ),
+    FieldSpec(
+        "external_id",
+        f"Optional: an identity provider's key for the user (SCIM externalId), 1-{EXTERNAL_ID_MAX} characters, "
+        "unique among live users, compared exactly; null clears it.",
+        check_external_id,
+        {"type": ["string", "null"], "minLength": 1, "maxLength": EXTERNAL_ID_MAX},
+        optional=True,
+        nullable=True,
     ),
     FieldSpec(
         "password",
@@ -165,6 +212,7 @@ FIELDS_BY_NAME: dict[str, FieldSpec] = {spec.name: spec for spec in WRITABLE_FIE
 READ_ONLY_FIELDS: tuple[str, ...] = ("id", "created_at", "updated_at", "version", "etag")
 
 
+_NICKNAME_PREFIX_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+@-]*")
 PREFIX_FIELDS = ("email", "nickname", "last_name")
 """Fields searchable by prefix (each served by an index on its canonical column)."""
 
@@ -179,10 +227,8 @@ def check_prefix(field: str, value: object) -> str:
             text = _USERNAME.enforce(text)
         except UnicodeError:
             text = "\x00"  # refused by the character rule below
-        if not NICKNAME_RE.fullmatch(text):
-            raise ValueError(
-                "may hold only letters A-Z, digits, '.', '_' and '-', starting with a letter or digit"
-            )
+        if not _NICKNAME_PREFIX_RE.fullmatch(text):
+            raise ValueError(NICKNAME_RULE)
     if not 1 <= len(text) <= longest:
         raise ValueError(f"must be 1 to {longest} characters")
     return text

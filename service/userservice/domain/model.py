@@ -22,13 +22,15 @@ class User(NamedTuple):
     last_name: str
     nickname: str
     email: str
-    country: str
+    country: str | None  # None only for a user provisioned (SCIM) without one
     created_at: datetime
     updated_at: datetime
     version: int
     # Set while the user is soft-deleted: when it was deleted, and when it will be purged for good.
     delete_time: datetime | None = None
     purge_time: datetime | None = None
+    active: bool = True  # False: deactivated (readable, but no password verifies)
+    external_id: str | None = None  # an identity provider's key (SCIM externalId)
 
     @property
     def etag(self) -> str:
@@ -49,6 +51,8 @@ class User(NamedTuple):
             version=data["version"],
             delete_time=_optional_time(data.get("delete_time")),
             purge_time=_optional_time(data.get("purge_time")),
+            active=data.get("active", True),
+            external_id=data.get("external_id"),
         )
 
     def public(self) -> dict[str, Any]:
@@ -62,6 +66,8 @@ class User(NamedTuple):
             "nickname": self.nickname,
             "email": self.email,
             "country": self.country,
+            "active": self.active,
+            "external_id": self.external_id,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
             "version": self.version,
@@ -82,18 +88,26 @@ class NewUser:
     last_name: str
     nickname: str
     email: str
-    country: str
-    password: str = field(repr=False)
+    country: str | None
+    password: str = field(repr=False)  # empty: no password (a provisioned user that signs in elsewhere)
+    active: bool = True
+    external_id: str | None = None
 
-    def profile(self) -> dict[str, str]:
-        """Every field but the password, e.g. to fingerprint an idempotent request."""
-        return {
+    def profile(self) -> dict[str, object]:
+        """Every field but the password, e.g. to fingerprint an idempotent request. The provisioning fields
+        appear only when set otherwise than by default, so a request's fingerprint is the same with or without them."""
+        profile: dict[str, object] = {
             "first_name": self.first_name,
             "last_name": self.last_name,
             "nickname": self.nickname,
             "email": self.email,
             "country": self.country,
         }
+        if not self.active:
+            profile["active"] = False
+        if self.external_id is not None:
+            profile["external_id"] = self.external_id
+        return profile
 
     def personal(self) -> tuple[str, ...]:
         """What the user is known by: words a guesser of their password would try first."""
@@ -104,7 +118,7 @@ class NewUser:
 class Changes:
     """A validated partial update. `password` is plaintext until the core hashes it."""
 
-    values: dict[str, str] = field(repr=False)
+    values: dict[str, object] = field(repr=False)
 
     @property
     def fields(self) -> tuple[str, ...]:

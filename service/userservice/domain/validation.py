@@ -18,8 +18,13 @@ def _check_keys(body: Mapping[str, object], violations: list[FieldViolation]) ->
             violations.append(FieldViolation(key, "is not a field of a user"))
 
 
-def validate_new_user(body: Mapping[str, object]) -> NewUser:
-    return _new_user(body, WRITABLE_FIELDS)
+# What a user provisioned over SCIM may lack: an identity provider sends neither (the user signs in there).
+PROVISIONING_OPTIONAL = frozenset({"password", "country"})
+
+
+def validate_new_user(body: Mapping[str, object], optional: frozenset[str] = frozenset()) -> NewUser:
+    """`optional` names fields that may be absent although the native API requires them."""
+    return _new_user(body, WRITABLE_FIELDS, optional)
 
 
 # Checks an imported hash and returns it, or raises ValueError with the reason: passwords/formats.py's, passed in
@@ -49,12 +54,18 @@ def validate_imported_user(body: Mapping[str, object], check_hash: HashCheck) ->
     return new, password_hash
 
 
-def _new_user(body: Mapping[str, object], specs: tuple[FieldSpec, ...]) -> NewUser:
+def _new_user(
+    body: Mapping[str, object], specs: tuple[FieldSpec, ...], optional: frozenset[str] = frozenset()
+) -> NewUser:
     violations: list[FieldViolation] = []
     _check_keys(body, violations)
-    values: dict[str, str] = {"password": ""}
+    values: dict[str, object] = {"password": "", "country": None}
     for spec in specs:
         if body.get(spec.name) is None:
+            if spec.optional or spec.name in optional:
+                if spec.default is not None:
+                    values[spec.name] = spec.default
+                continue
             violations.append(FieldViolation(spec.name, "is required"))
             continue
         try:
@@ -63,25 +74,28 @@ def _new_user(body: Mapping[str, object], specs: tuple[FieldSpec, ...]) -> NewUs
             violations.append(FieldViolation(spec.name, str(exc)))
     if values["password"] and {"email", "nickname"} <= values.keys():
         try:
-            check_not_personal(values["password"], values["email"], values["nickname"])
+            check_not_personal(str(values["password"]), str(values["email"]), str(values["nickname"]))
         except ValueError as exc:
             violations.append(FieldViolation("password", str(exc)))
     if violations:
         raise InvalidArgument(violations)
-    return NewUser(**values)
+    return NewUser(**values)  # type: ignore[arg-type]
 
 
 def validate_changes(body: Mapping[str, object]) -> Changes:
-    """A partial update: only the given fields; none may be removed (null)."""
+    """A partial update: only the given fields; only a nullable one may be removed (null)."""
     violations: list[FieldViolation] = []
     _check_keys(body, violations)
-    values: dict[str, str] = {}
+    values: dict[str, object] = {}
     for name, raw in body.items():
         spec = FIELDS_BY_NAME.get(name)
         if spec is None:
             continue
         if raw is None:
-            violations.append(FieldViolation(name, "is required and cannot be removed"))
+            if spec.nullable:
+                values[name] = None
+            else:
+                violations.append(FieldViolation(name, "is required and cannot be removed"))
             continue
         try:
             values[name] = spec.check(raw)

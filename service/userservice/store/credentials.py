@@ -15,7 +15,7 @@ _COLUMNS = ", ".join(User._fields)
 
 async def _find(
     conn: asyncpg.Connection | asyncpg.Pool, where: str, value: object, lock: str = ""
-) -> tuple[User, str] | None:
+) -> tuple[User, str | None] | None:
     row = await conn.fetchrow(
         f"SELECT {_COLUMNS}, password_hash FROM users WHERE {where} AND delete_time IS NULL {lock}", value
     )
@@ -24,7 +24,9 @@ async def _find(
     return User._make(tuple(row)[: len(User._fields)]), row["password_hash"]
 
 
-async def find_by_login(conn: asyncpg.Connection | asyncpg.Pool, login: Login) -> tuple[User, str] | None:
+async def find_by_login(
+    conn: asyncpg.Connection | asyncpg.Pool, login: Login
+) -> tuple[User, str | None] | None:
     """The user a login names and their password hash."""
     if login.email is not None:
         return await _find(conn, "lower(email) = lower($1)", login.email)
@@ -35,7 +37,7 @@ async def find_by_login(conn: asyncpg.Connection | asyncpg.Pool, login: Login) -
 
 async def find_by_id(
     conn: asyncpg.Connection | asyncpg.Pool, user_id: UUID, *, for_update: bool = False
-) -> tuple[User, str] | None:
+) -> tuple[User, str | None] | None:
     """The user and its hash; with `for_update`, its row lock held until the transaction ends."""
     return await _find(conn, "id = $1", user_id, "FOR UPDATE" if for_update else "")
 

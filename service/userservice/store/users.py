@@ -14,7 +14,12 @@ from userservice.domain.model import NewUser, User
 # Selected in User's field order, so a row becomes a User without a dict: User._make(row).
 COLUMNS = ", ".join(User._fields)
 # Which unique index protects which field, for a clear "already taken" message.
-_UNIQUE_FIELDS = {"users_nickname_key": "nickname", "users_email_key": "email"}
+_UNIQUE_FIELDS = {
+    "users_nickname_key": "nickname",
+    "users_nickname_folded_key": "nickname",
+    "users_email_key": "email",
+    "users_external_id_key": "external_id",
+}
 
 
 def row_user(row: asyncpg.Record) -> User:
@@ -26,11 +31,13 @@ def already_exists(exc: asyncpg.UniqueViolationError) -> AlreadyExists:
     return AlreadyExists(field, f"a user with this {field} already exists")
 
 
-async def insert(conn: asyncpg.Connection, user_id: UUID, new: NewUser, password_hash: str) -> User:
+async def insert(conn: asyncpg.Connection, user_id: UUID, new: NewUser, password_hash: str | None) -> User:
+    """`password_hash` None: a user without a password (no password verifies for it)."""
     try:
         row = await conn.fetchrow(
-            f"""INSERT INTO users (id, first_name, last_name, nickname, email, country, password_hash)
-                VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {COLUMNS}""",
+            f"""INSERT INTO users
+                    (id, first_name, last_name, nickname, email, country, password_hash, active, external_id)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {COLUMNS}""",
             user_id,
             new.first_name,
             new.last_name,
@@ -38,6 +45,8 @@ async def insert(conn: asyncpg.Connection, user_id: UUID, new: NewUser, password
             new.email,
             new.country,
             password_hash,
+            new.active,
+            new.external_id,
         )
     except asyncpg.UniqueViolationError as exc:
         raise already_exists(exc) from None
@@ -61,7 +70,7 @@ async def lock(conn: asyncpg.Connection, user_id: UUID, *, deleted: bool = False
     return None if row is None else row_user(row)
 
 
-async def update(conn: asyncpg.Connection, user_id: UUID, columns: Mapping[str, str]) -> User:
+async def update(conn: asyncpg.Connection, user_id: UUID, columns: Mapping[str, object]) -> User:
     """Sets the given columns (names come from the domain's field list, never from input) and bumps version."""
     assignments = ", ".join(f"{name} = ${i}" for i, name in enumerate(columns, start=2))
     try:

@@ -57,10 +57,13 @@ TEMPLATE = {
     "email": "ada.lovelace@example.com",
     "country": "GB",
     "password": "correct horse battery staple",
+    "external_id": "00u1abcd2EFGH3ijk4x7",
 }
 
 
 def hostile_field_values(field: str) -> st.SearchStrategy[object]:
+    if field == "active":  # the one boolean field: every JSON value is hostile but true and false
+        return st.one_of(hostile_json_values, st.booleans())
     return st.one_of(hostile_json_values, salted(TEMPLATE[field]))
 
 

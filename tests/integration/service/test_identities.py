@@ -30,7 +30,12 @@ async def test_kelvin_sign_neither_squats_nor_answers_for_k(http: aiohttp.Client
     tag = uuid.uuid4().hex[:6]
     assert (await create(http, email=f"kate{tag}@example.com", nickname=f"kate{tag}")).status == 201
     assert (await create(http, email=f"\u212aate{tag}@example.com")).status == 409
-    assert (await create(http, nickname=f"\u212aate{tag}")).status == 201  # canonical "Kate…", not "kate…"
+    # The canonical nickname "Kate…" is stored as given, and nicknames are unique case-insensitively: "kate…" has it.
+    async with http.post("/v1/users", json=new_user(nickname=f"\u212aate{tag}")) as resp:
+        assert resp.status == 409 and (await resp.json())["errors"][0]["field"] == "nickname"
+    assert (await create(http, nickname=f"\u212aate{tag}x")).status == 201
+    async with http.get("/v1/users", params={"nickname": f"Kate{tag}x"}) as resp:
+        assert [u["nickname"] for u in (await resp.json())["users"]] == [f"Kate{tag}x"]
     async with http.get("/v1/users", params={"email": f"\u212aate{tag}@example.com"}) as resp:
         found = (await resp.json())["users"]
     assert [u["email"] for u in found] == [
