@@ -24,6 +24,7 @@ from userservice.api import consistency
 from userservice.api import grpc as grpc_api
 from userservice.api import http as http_api
 from userservice.api.connections import ConnectionLimits, GuardedRunner
+from userservice.api.scim import routes as scim_api
 from userservice.clients.breach import BreachCheck
 from userservice.config import Config, read_urls
 from userservice.core.batch import BatchCore
@@ -168,6 +169,7 @@ async def serve(
         config.batch_max_body_bytes,
         consistency_tokens=tokens,
     )
+    scim_api.attach(app)
     limits = ConnectionLimits(
         config.http_header_timeout, config.http_idle_timeout, config.http_max_connections
     )
