@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
+from uuid import UUID
 
 import orjson
 from aiohttp import web
@@ -20,7 +21,7 @@ from userservice.api.scim import discovery, filters, patch, resources
 from userservice.api.scim.errors import MEDIA_TYPE, ScimError, from_exception, invalid_value, respond
 from userservice.domain import search
 from userservice.domain.caller import Caller
-from userservice.domain.errors import NotFound, PreconditionFailed
+from userservice.domain.errors import NotFound, PreconditionFailed, excerpt
 from userservice.domain.model import User, etag_matches
 from userservice.domain.validation import PROVISIONING_OPTIONAL
 
@@ -34,6 +35,16 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def _base(request: web.Request) -> str:
     return f"{request.scheme}://{request.host}{PREFIX}"
+
+
+def _user_id(request: web.Request) -> str:
+    """The id in the path: one that is not a UUID names no user (404, as any other id no user has)."""
+    text = request.match_info["id"]
+    try:
+        UUID(text)
+    except ValueError:
+        raise NotFound(f"user {excerpt(text)} does not exist") from None
+    return text
 
 
 def _caller(request: web.Request) -> Caller:
@@ -70,7 +81,7 @@ async def create_user(request: web.Request) -> web.Response:
 
 
 async def get_user(request: web.Request) -> web.Response:
-    user = await request.config_dict[http.CORE].get(request.match_info["id"])
+    user = await request.config_dict[http.CORE].get(_user_id(request))
     if_none_match = request.headers.get("If-None-Match", "")
     if if_none_match.strip() and etag_matches(if_none_match, user.version, "If-None-Match"):
         return web.Response(status=304, headers={"ETag": user.etag})
@@ -92,14 +103,14 @@ async def replace_user(request: web.Request) -> web.Response:
     native.setdefault("active", True)
     native.setdefault("external_id", None)
     user = await request.config_dict[http.CORE].update(
-        request.match_info["id"], native, _caller(request), request.headers.get("If-Match"), "If-Match"
+        _user_id(request), native, _caller(request), request.headers.get("If-Match"), "If-Match"
     )
     return _user_response(request, user)
 
 
 async def patch_user(request: web.Request) -> web.Response:
     body = await _body(request)
-    core, user_id = request.config_dict[http.CORE], request.match_info["id"]
+    core, user_id = request.config_dict[http.CORE], _user_id(request)
     if_match = request.headers.get("If-Match")
     for attempt in range(PATCH_ATTEMPTS):
         current = await core.get(user_id)
@@ -124,7 +135,7 @@ async def patch_user(request: web.Request) -> web.Response:
 
 async def delete_user(request: web.Request) -> web.Response:
     await request.config_dict[http.CORE].delete(
-        request.match_info["id"], _caller(request), request.headers.get("If-Match"), "If-Match"
+        _user_id(request), _caller(request), request.headers.get("If-Match"), "If-Match"
     )
     return web.Response(status=204)
 
@@ -189,7 +200,7 @@ async def schemas(request: web.Request) -> web.Response:
 
 async def schema(request: web.Request) -> web.Response:
     if request.match_info["id"] != discovery.USER_SCHEMA:
-        raise NotFound(f"no schema {request.match_info['id']}")
+        raise NotFound(f"no schema {excerpt(request.match_info['id'])}")
     return respond(discovery.user_schema(_base(request)))
 
 
@@ -199,7 +210,7 @@ async def resource_types(request: web.Request) -> web.Response:
 
 async def resource_type(request: web.Request) -> web.Response:
     if request.match_info["id"] != "User":
-        raise NotFound(f"no resource type {request.match_info['id']}")
+        raise NotFound(f"no resource type {excerpt(request.match_info['id'])}")
     return respond(discovery.user_resource_type(_base(request)))
 
 
