@@ -26,6 +26,16 @@ WRITE = {
 PERSONAS: dict[str, set[str]] = {
     "userservice-viewer": READ,
     "userservice-verifier": {"VerifyPassword"},
+    # SCIM's verbs (an identity provider); batch create and undelete share their create and update verbs.
+    "userservice-provisioner": {
+        "GetUser",
+        "ListUsers",
+        "CreateUser",
+        "BatchCreateUsers",
+        "UpdateUser",
+        "UndeleteUser",
+        "DeleteUser",
+    },
     "userservice-editor": READ | WRITE | {"VerifyPassword"},
     "userservice-admin": READ | WRITE | {"VerifyPassword", "EraseUser", "ExportUser"},
 }

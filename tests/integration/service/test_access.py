@@ -17,9 +17,11 @@ from typing import Any
 import aiohttp
 import grpc
 import pytest
+import yaml
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from tests.chart.support import OPERATOR_PKG
 from tests.support.kube import KubeCluster, free_port
 from tests.support.service import RunningService, ServiceProcess, in_process
 from tests.support.users import new_user
@@ -492,3 +494,116 @@ async def test_an_unreachable_api_server_is_503_and_unavailable_not_401(
         assert response.status == 503 and response.headers["Retry-After"] == "1"
         async with grpc.aio.insecure_channel(running.grpc) as opened:
             assert (await grpc_code(opened, "ListUsers", token))[0] == grpc.StatusCode.UNAVAILABLE
+
+
+# SCIM's routes and the operation each is checked as (the same permissions as REST and gRPC).
+SCIM: dict[str, tuple[str, str]] = {
+    "CreateUser": ("POST", "/scim/v2/Users"),
+    "ListUsers": ("GET", "/scim/v2/Users"),
+    "GetUser": ("GET", f"/scim/v2/Users/{MISSING}"),
+    "UpdateUser": ("PATCH", f"/scim/v2/Users/{MISSING}"),
+    "DeleteUser": ("DELETE", f"/scim/v2/Users/{MISSING}"),
+}
+
+
+async def scim_call(
+    service: RunningService, method: str, path: str, token: str | None, body: Any = None
+) -> tuple[int, Any, str]:
+    headers = {"Content-Type": "application/scim+json"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    data = None if body is None else json.dumps(body)
+    async with (
+        aiohttp.ClientSession() as http,
+        http.request(
+            method,
+            service.http + path,
+            data=data or ("{}" if method in {"POST", "PATCH"} else None),
+            headers=headers,
+        ) as resp,
+    ):
+        text = await resp.text()
+        return resp.status, json.loads(text) if text else None, resp.content_type
+
+
+@pytest.mark.parametrize("operation", sorted(SCIM))
+async def test_scim_callers_are_checked_like_every_other(
+    setup: Setup, service: RunningService, operation: str
+) -> None:
+    method, path = SCIM[operation]
+    status, _, _ = await scim_call(service, method, path, setup.tokens[sa_name(PERMISSIONS[operation])])
+    assert status not in {401, 403}
+    status, body, media = await scim_call(service, method, path, setup.tokens["may-nothing"])
+    assert (status, body["status"], media) == (403, "403", "application/scim+json"), body
+    status, body, media = await scim_call(service, method, path, None)
+    assert (status, body["status"], media) == (401, "401", "application/scim+json"), body
+
+
+async def test_the_provisioner_persona_provisions_over_scim(setup: Setup, service: RunningService) -> None:
+    """The chart's userservice-provisioner ClusterRole, bound in the namespace, is all an identity provider needs."""
+    persona = next(
+        d
+        for d in yaml.safe_load_all((OPERATOR_PKG / "rbac.yaml").read_text())
+        if d["metadata"]["name"] == "userservice-provisioner"
+    )
+    name = f"idp-{uuid.uuid4().hex[:6]}"
+    setup.cluster.kubectl(
+        "apply",
+        "-f",
+        "-",
+        input="\n---\n".join(
+            json.dumps(d)
+            for d in (
+                persona,
+                {
+                    "apiVersion": "v1",
+                    "kind": "ServiceAccount",
+                    "metadata": {"name": name, "namespace": CALLERS},
+                },
+                {
+                    "apiVersion": "rbac.authorization.k8s.io/v1",
+                    "kind": "RoleBinding",
+                    "metadata": {"name": name, "namespace": NAMESPACE},
+                    "roleRef": {
+                        "apiGroup": "rbac.authorization.k8s.io",
+                        "kind": "ClusterRole",
+                        "name": "userservice-provisioner",
+                    },
+                    "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": CALLERS}],
+                },
+            )
+        ),
+    )
+    token = mint(setup.cluster, name)
+    n = uuid.uuid4().hex[:8]
+    user = {
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": f"idp.{n}@example.com",
+        "name": {"givenName": "Ida", "familyName": "Provisioned"},
+        "emails": [{"value": f"idp.{n}@example.com", "primary": True}],
+        "active": True,
+    }
+    status, created, _ = await scim_call(service, "POST", "/scim/v2/Users", token, user)
+    assert status == 201, created
+    deactivate = {
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "replace", "value": {"active": False}}],
+    }
+    status, patched, _ = await scim_call(
+        service, "PATCH", f"/scim/v2/Users/{created['id']}", token, deactivate
+    )
+    assert status == 200 and patched["active"] is False, patched
+    status, listed, _ = await scim_call(
+        service, "GET", f"/scim/v2/Users?filter=userName%20eq%20%22idp.{n}@example.com%22", token
+    )
+    assert status == 200 and listed["totalResults"] == 1
+    status, _, _ = await scim_call(service, "DELETE", f"/scim/v2/Users/{created['id']}", token)
+    assert status == 204
+    # Nothing beyond provisioning: no password checks, no erasure.
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            f"{service.http}/v1/users/{created['id']}:erase", headers={"Authorization": f"Bearer {token}"}
+        ) as resp,
+    ):
+        assert resp.status == 403
