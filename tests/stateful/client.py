@@ -4,6 +4,7 @@ names the documented result the same way for both, so a model can predict it wit
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
@@ -204,6 +205,55 @@ class Client:
             lambda: self.http.post(f"/v1/users/{user_id}:unlock"),
             lambda: self.stub.UnlockUser(pb.UnlockUserRequest(id=user_id)),
         )
+
+
+# SCIM answers as the same outcomes: 409 uniqueness is already_exists, 412 stale, 404 not_found, 400 invalid.
+_SCIM_KINDS = {400: "invalid", 404: "not_found", 409: "already_exists", 412: "stale"}
+SCIM_TYPE = "application/scim+json"
+_PATCH_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+
+
+def _native_view(resource: dict[str, Any]) -> dict[str, Any]:
+    """A SCIM User as the native fields the model knows (the version from meta.version, "v<n>")."""
+    return {
+        "id": resource["id"],
+        "nickname": resource["userName"],
+        "first_name": resource["name"]["givenName"],
+        "last_name": resource["name"]["familyName"],
+        "email": resource["emails"][0]["value"],
+        "active": resource["active"],
+        "version": int(resource["meta"]["version"].strip('"')[1:]),
+    }
+
+
+class Scim:
+    """SCIM writes over the REST port, answered as the same Outcomes."""
+
+    def __init__(self, http: aiohttp.ClientSession) -> None:
+        self.http = http
+
+    async def _send(self, method: str, path: str, body: Any = None, etag: str | None = None) -> Outcome:
+        headers = {"Content-Type": SCIM_TYPE, **({"If-Match": etag} if etag else {})}
+        data = None if body is None else json.dumps(body)
+        async with self.http.request(method, f"/scim/v2{path}", data=data, headers=headers) as resp:
+            text = await resp.text()
+            answer = await resp.json(content_type=None) if text else {}
+        if resp.status < 300:
+            return Outcome("ok", _native_view(answer) if answer else {}, str(resp.status))
+        if resp.status >= 500:
+            return Outcome("server_error", answer, str(resp.status))
+        return Outcome(_SCIM_KINDS.get(resp.status, f"unexpected:{resp.status}"), answer, str(resp.status))
+
+    async def create(self, resource: dict[str, Any]) -> Outcome:
+        return await self._send("POST", "/Users", resource)
+
+    async def patch(self, user_id: str, operations: list[dict[str, Any]], etag: str | None = None) -> Outcome:
+        return await self._send(
+            "PATCH", f"/Users/{user_id}", {"schemas": [_PATCH_SCHEMA], "Operations": operations}, etag
+        )
+
+    async def delete(self, user_id: str) -> Outcome:
+        return await self._send("DELETE", f"/Users/{user_id}")
 
 
 def run_in(loop: asyncio.AbstractEventLoop, coroutine: Coroutine[Any, Any, T]) -> T:

@@ -1,7 +1,8 @@
 """A model of users, their logins, passwords, lockouts and idempotency keys, against the real service.
 
 Hypothesis drives sequences of create, batch create (with and without a key, with imported hashes), replays of
-keys, update, delete, undelete, erase, purge, verifyPassword, changePassword and unlock, each over REST or gRPC,
+keys, update, delete, undelete, erase, purge, verifyPassword, changePassword and unlock, each over REST or gRPC, and
+SCIM's writes (create without a password or country, PATCH as Okta and Entra send it, delete),
 predicts every answer from the model and checks after every step what must hold whatever the sequence:
 only a live user authenticates, a login names at most one live user, nothing of an erased user is left in any
 column of any table, the event feed replays to the users table, and the table is what the model says.
@@ -33,7 +34,7 @@ from hypothesis.stateful import (
 )
 from passlib import hash as passlib_hash
 
-from tests.stateful.client import TRANSPORTS, Client, Outcome, Transport, run_in
+from tests.stateful.client import TRANSPORTS, Client, Outcome, Scim, Transport, run_in
 from tests.support.schema import occurrences
 from tests.support.service import RunningService, in_process
 from userservice.core.maintenance import purge_once
@@ -76,9 +77,10 @@ class Person:
     of its password the database may have copied."""
 
     id: str
-    fields: dict[str, str]
-    password: str
+    fields: dict[str, Any]
+    password: str | None  # None: created over SCIM without one (no password verifies)
     state: str = LIVE
+    active: bool = True
     version: int = 1
     failures: int = 0
     history: set[str] = field(default_factory=set)
@@ -107,6 +109,7 @@ class World:
     loop: asyncio.AbstractEventLoop
     client: Client
     pool: asyncpg.Pool
+    scim: Scim
 
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         return run_in(self.loop, coroutine)
@@ -155,10 +158,10 @@ class UserLifecycle(RuleBasedStateMachine):
     def has(self, *states: str) -> bool:
         return any(p.state in states for p in self.people.values())
 
-    def record(self, user_id: str, user: dict[str, str]) -> None:
+    def record(self, user_id: str, user: dict[str, Any]) -> None:
         """A user the service just created from the request item `user`."""
-        password = user.get("password") or user["_password"]
-        person = Person(user_id, {k: user[k] for k in (*PERSONAL, "country")}, password)
+        password = user.get("password") or user.get("_password")
+        person = Person(user_id, {k: user.get(k) for k in (*PERSONAL, "country")}, password)
         person.history.update(user[k] for k in PERSONAL)
         person.hashes.update(self.stored_hashes([user_id]))
         self.people[user_id] = person
@@ -170,7 +173,7 @@ class UserLifecycle(RuleBasedStateMachine):
                 "SELECT password_hash FROM users WHERE id = ANY($1::uuid[])", [uuid.UUID(i) for i in ids]
             )
         )
-        return [row["password_hash"] for row in rows]
+        return [row["password_hash"] for row in rows if row["password_hash"] is not None]  # SCIM: maybe none
 
     def expect(self, outcome: Outcome, *kinds: str) -> None:
         assert outcome.kind != "server_error", f"the service failed: {outcome}"
@@ -178,8 +181,10 @@ class UserLifecycle(RuleBasedStateMachine):
 
     # --- calls that the model predicts --------------------------------------------------------------------
 
-    def verify(self, transport: Transport, login: str, password: str) -> Outcome:
-        """verifyPassword, its answer checked against the model, which counts the account's failures."""
+    def verify(self, transport: Transport, login: str, password: str | None) -> Outcome:
+        """verifyPassword, its answer checked against the model, which counts the account's failures. A person
+        without a password is tried with one that is not theirs."""
+        password = password or new_password()
         owner = self.live_owner(login)
         outcome = self.world.run(self.world.client.verify(transport, login, password))
         assert outcome.kind != "server_error", f"the service failed: {outcome}"
@@ -190,7 +195,7 @@ class UserLifecycle(RuleBasedStateMachine):
             self.expect(outcome, "unauthenticated", "locked")
         elif owner.failures >= LOCKOUT:
             self.expect(outcome, "locked")
-        elif password == owner.password:
+        elif password == owner.password and owner.active:
             self.expect(outcome, "ok")
             assert outcome.body["id"] == owner.id, f"{login} authenticated someone else: {outcome.body}"
             owner.failures = 0
@@ -388,7 +393,9 @@ class UserLifecycle(RuleBasedStateMachine):
     @rule(data=st.data(), transport=st.sampled_from(TRANSPORTS), right=st.booleans())
     def change_password(self, data: st.DataObject, transport: Transport, right: bool) -> None:
         person = self.pick(data)
-        current, new = (person.password if right else new_password()), new_password()
+        # A deactivated person's, or one without any, is checked against nothing: wrong, and counted.
+        right = right and person.password is not None and person.active
+        current, new = (person.password if right and person.password else new_password()), new_password()
         outcome = self.world.run(self.world.client.change_password(transport, person.id, current, new))
         if person.state != LIVE:
             self.expect(outcome, "not_found")
@@ -412,6 +419,84 @@ class UserLifecycle(RuleBasedStateMachine):
             return
         self.expect(outcome, "ok")
         person.failures = 0
+
+    # --- SCIM's writes ----------------------------------------------------------------------------------------
+
+    @rule(data=st.data(), reuse=st.booleans(), keep_password=st.booleans())
+    def scim_create(self, data: st.DataObject, reuse: bool, keep_password: bool) -> None:
+        """As an identity provider creates a user: no country, and usually no password."""
+        user = self.fresh_user(data, reuse)
+        del user["country"]
+        if keep_password:
+            user["password"] = new_password()
+        resource = {
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "userName": user["nickname"],
+            "name": {"givenName": user["first_name"], "familyName": user["last_name"]},
+            "emails": [{"value": user["email"], "type": "work", "primary": True}],
+            "active": True,
+            **({"password": user["password"]} if keep_password else {}),
+        }
+        outcome = self.world.run(self.world.scim.create(resource))
+        if self.taken(user):
+            self.expect(outcome, "already_exists")
+            return
+        self.expect(outcome, "ok")
+        assert outcome.body["version"] == 1, outcome
+        self.record(outcome.body["id"], user)
+
+    @precondition(lambda self: bool(self.people))
+    @rule(
+        data=st.data(),
+        change=st.sampled_from(["okta_active", "entra_active", "user_name", "work_email"]),
+        etag=st.sampled_from(["none", "current", "stale"]),
+        reuse=st.booleans(),
+    )
+    def scim_patch(self, data: st.DataObject, change: str, etag: str, reuse: bool) -> None:
+        person = self.pick(data)
+        name, value, operation = "active", not person.active, {}
+        if change == "okta_active":
+            operation = {"op": "replace", "value": {"active": value}}
+        elif change == "entra_active":
+            operation = {"op": "Replace", "path": "active", "value": str(value)}  # "True" / "False"
+        else:
+            name = "nickname" if change == "user_name" else "email"
+            value = self.fresh_user(data, reuse)[name]
+            path = "userName" if change == "user_name" else 'emails[type eq "work"].value'
+            operation = {"op": "replace", "path": path, "value": value}
+        tag = {"none": None, "current": f'"v{person.version}"', "stale": f'"v{person.version + 1}"'}[etag]
+        outcome = self.world.run(self.world.scim.patch(person.id, [operation], tag))
+        if person.state != LIVE:
+            self.expect(outcome, "not_found")
+        elif etag == "stale":
+            self.expect(outcome, "stale")
+        elif name != "active" and (owner := self.live_owner(value)) is not None and owner is not person:
+            self.expect(outcome, "already_exists")
+        elif (person.active if name == "active" else person.fields[name]) == value:
+            self.expect(outcome, "ok")  # no change, no new version
+            assert outcome.body["version"] == person.version, outcome
+        else:
+            self.expect(outcome, "ok")
+            person.version += 1
+            if name == "active":
+                person.active = bool(value)
+            else:
+                self.touched.update((person.fields[name], value))
+                person.fields[name] = value
+                person.history.add(value)
+            assert outcome.body["version"] == person.version, outcome
+
+    @precondition(lambda self: bool(self.people))
+    @rule(data=st.data())
+    def scim_delete(self, data: st.DataObject) -> None:
+        person = self.pick(data)
+        outcome = self.world.run(self.world.scim.delete(person.id))
+        if person.state != LIVE:
+            self.expect(outcome, "not_found")
+            return
+        self.expect(outcome, "ok")
+        person.state, person.version = DELETED, person.version + 1
+        self.touched.update(person.logins())
 
     # --- invariants, after every step ---------------------------------------------------------------------
 
@@ -479,14 +564,14 @@ class UserLifecycle(RuleBasedStateMachine):
         rows = self.world.run(
             self.world.pool.fetch(
                 """SELECT id::text, first_name, last_name, nickname, email, country, version,
-                          delete_time IS NOT NULL AS deleted FROM users WHERE id = ANY($1::uuid[])""",
+                          delete_time IS NOT NULL AS deleted, active FROM users WHERE id = ANY($1::uuid[])""",
                 ids,
             )
         )
         table = {row["id"]: tuple(row)[1:] for row in rows}
         assert replayed == table, f"the event feed replays to {replayed}, the users table holds {table}"
         model = {
-            p.id: (*(p.fields[k] for k in (*PERSONAL, "country")), p.version, p.state == DELETED)
+            p.id: (*(p.fields[k] for k in (*PERSONAL, "country")), p.version, p.state == DELETED, p.active)
             for p in self.people.values()
             if p.state not in GONE
         }
@@ -500,6 +585,7 @@ def row_of(user: dict[str, Any]) -> tuple[object, ...]:
         *(user[k] for k in (*PERSONAL, "country")),
         user["version"],
         "delete_time" in user,
+        user["active"],
     )
 
 
@@ -533,7 +619,7 @@ async def service(database: str) -> AsyncIterator[RunningService]:
 async def test_every_sequence_of_operations_keeps_the_invariants(
     http: aiohttp.ClientSession, stub: pb_grpc.UserServiceStub, pool: asyncpg.Pool
 ) -> None:
-    world = World(asyncio.get_running_loop(), Client(http, stub), pool)
+    world = World(asyncio.get_running_loop(), Client(http, stub), pool, Scim(http))
     machine = type("UserLifecycle", (UserLifecycle,), {"world": world})
     await asyncio.to_thread(
         run_state_machine_as_test,
