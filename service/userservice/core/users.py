@@ -17,7 +17,7 @@ from uuid import UUID
 import asyncpg
 
 from userservice.clients.breach import BreachCheck
-from userservice.core.anchors import PageAnchors
+from userservice.core.anchors import Anchor, PageAnchors
 from userservice.core.common import append_bare_event, append_event, check_strength, parse_user_id
 from userservice.domain import events
 from userservice.domain.caller import Caller
@@ -272,17 +272,25 @@ class UserCore:
     async def search(self, query: Query, start_index: int, count: int) -> Found:
         """Users `start_index` (1-based) to `start_index + count - 1` of those the query matches, in (created_at,
         id) order, and how many it matches. A page starts from the anchor that the page before it left (the key of
-        its last user), so paging on through a million users reads each page's rows, never the ones before."""
+        its last user), so paging on through a million users reads each page's rows, never the ones before. The
+        total is counted by the page that begins a walk (no anchor at its index) and carried along the walk."""
         key = fingerprint(query)
+        anchor = self._anchors.nearest(key, start_index)
         async with self._reads.acquire() as conn:
-            total = await search_store.count(conn, query)
+            continues = anchor.index == start_index and anchor.total is not None
+            total = (
+                anchor.total
+                if continues and anchor.total is not None
+                else await search_store.count(conn, query)
+            )
             if count == 0 or start_index > total:
                 return Found([], total)
-            anchor_index, after = self._anchors.nearest(key, start_index)
-            users = await search_store.page(conn, query, after, start_index - anchor_index, count)
+            users = await search_store.page(conn, query, anchor.before, start_index - anchor.index, count)
         if users:
             last = users[-1]
-            self._anchors.remember(key, start_index + len(users), Position(last.created_at, last.id))
+            self._anchors.remember(
+                key, Anchor(start_index + len(users), Position(last.created_at, last.id), total)
+            )
         return Found(users, total)
 
     async def undelete(
