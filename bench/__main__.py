@@ -1,5 +1,5 @@
 """`python -m bench [--smoke] [--out DIR] [--no-service] [--no-operator] [--only-watchers|--only-search|--only-credentials|
---only-replicas]`
+--only-scim|--only-replicas]`
 
 Runs every measurement with its baseline in the same run, writes <out>/<UTC timestamp>.json and .png, prints
 the table. A full run also refreshes bench/results/latest.json and latest.png (the README's figures).
@@ -33,6 +33,7 @@ FULL = {
         watcher_creates_per_second=8,
         import_batches=5,
         import_batch_size=1000,
+        paging_users=1_000_000,
     ),
     "operator": operator_bench.Plan(
         latency_count=40, rounds=3, scale_count=500, idle_seconds=30, resync_seconds=30, deadline_seconds=240
@@ -50,6 +51,7 @@ SMOKE = {
         watcher_creates_per_second=4,
         import_batches=2,
         import_batch_size=100,
+        paging_users=20_000,
     ),
     "operator": operator_bench.Plan(
         latency_count=3, rounds=2, scale_count=10, idle_seconds=4, resync_seconds=2, deadline_seconds=60
@@ -112,6 +114,14 @@ def main(argv: list[str] | None = None) -> int:
         dest="only",
         help="only the service's import, password verification and GET-beside-verification figures"
         " (implies --no-operator)",
+    )
+    only.add_argument(
+        "--only-scim",
+        action="store_const",
+        const="scim",
+        dest="only",
+        help="only the SCIM figures: get and userName filter against the REST get, and paging through"
+        " paging_users users (implies --no-operator)",
     )
     only.add_argument(
         "--only-replicas",

@@ -27,6 +27,7 @@ from bench import (
     grpc_load,
     http_load,
     rounds,
+    scim_bench,
     stack,
     watchers_bench,
 )
@@ -51,6 +52,7 @@ class Plan:
     watcher_creates_per_second: float
     import_batches: int
     import_batch_size: int
+    paging_users: int  # the SCIM paging walk goes through this many users (seeded on top of seed_users)
 
 
 def _tag() -> str:
@@ -110,6 +112,8 @@ def measure(plan: Plan, workdir: Path, only: str | None = None) -> dict[str, Any
         try:
             if only == "search":
                 return _measure_search(plan, workdir, dsn, pg_desc)
+            if only == "scim":
+                return _measure_scim(plan, workdir, dsn, pg_desc)
             if only:
                 return _measure_part(only, plan, workdir, dsn, pg_desc)
             return _measure(plan, workdir, dsn, pg_desc)
@@ -155,6 +159,36 @@ def _measure_search(plan: Plan, workdir: Path, dsn: str, pg_desc: str) -> dict[s
     finally:
         svc.stop()
     figures = [_against_get(runs, proto, "search", plan.level) for proto in ("rest", "grpc")]
+    return {
+        "postgres": pg_desc,
+        "seed_users": plan.seed_users,
+        "runs": _runs_json(runs),
+        "figures": rounds.judge(figures),
+    }
+
+
+def _measure_scim(plan: Plan, workdir: Path, dsn: str, pg_desc: str) -> dict[str, Any]:
+    """Only the SCIM figures (`python -m bench --only-scim`): get and filter against the REST get, then paging."""
+    ids, ids_file = _seed(plan, workdir, dsn)
+    svc = stack.start_service(dsn, workdir)
+    try:
+        loads = Loads(plan, svc, ids, ids_file, dsn)
+        loads.warm(("get",))
+        steps = [
+            *loads.service("get")[:1],
+            *scim_bench.steps(lambda op, target: loads.rest(loads.http, op, target)),
+        ]
+        if plan.warmup:
+            for _, step in steps[1:]:
+                step()
+        print("SCIM get and filter against the REST get: wrk, interleaved rounds", flush=True)
+        runs = rounds.interleave(plan.rounds, steps, _log)
+        figures = [
+            *scim_bench.figures(runs, plan.level),
+            scim_bench.paging(dsn, loads.http, plan.paging_users, plan.seed_users),
+        ]
+    finally:
+        svc.stop()
     return {
         "postgres": pg_desc,
         "seed_users": plan.seed_users,
@@ -265,6 +299,7 @@ def _measure(plan: Plan, workdir: Path, dsn: str, pg_desc: str) -> dict[str, Any
             ),
             ("asyncpg.get", loads.database("get")),
         ]
+        steps += scim_bench.steps(lambda op, target: loads.rest(loads.http, op, target))
         for op in OPS[1:]:
             steps += loads.service(op)
             if op != "search":  # search is compared with get
@@ -289,8 +324,12 @@ def _measure(plan: Plan, workdir: Path, dsn: str, pg_desc: str) -> dict[str, Any
         for _ in range(plan.rounds):
             watch.append(asyncio.run(events_bench.grpc_latencies(dsn, loads.grpc, event_user, plan.events)))
             notify.append(asyncio.run(events_bench.notify_latencies(dsn, event_user, plan.events)))
+        # Last: it adds users to the database every figure before it measured.
+        walked = scim_bench.paging(dsn, loads.http, plan.paging_users, plan.seed_users)
     figures = (
         _figures(runs, under, watch, notify, plan)
+        + scim_bench.figures(runs, plan.level)
+        + [walked]
         + _watcher_figures(watched, plan)
         + _credential_figures(credentials)
     )

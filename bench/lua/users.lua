@@ -3,7 +3,8 @@
 -- (default /v1/users/; the peer's admin read is /users/).
 -- OP: get (by random seeded id), list (country filter, page of 50), create (unique users), patch (random id),
 -- search (email prefix, page of 50: the prefix is bench/stack.py's SEARCH_EMAIL_PREFIX),
--- verify (verifyPassword of a random seeded user with the right password; IDS_FILE then holds logins).
+-- verify (verifyPassword of a random seeded user with the right password; IDS_FILE then holds logins),
+-- scim_get (SCIM get by random seeded id), scim_filter (SCIM filter userName eq "seed<i>" of a random seeded user).
 -- done() prints one JSON line, prefixed with BENCH, that bench/http_load.py reads.
 
 local threads = {}
@@ -60,6 +61,11 @@ function request()
   elseif op == "patch" then
     return wrk.format("PATCH", "/v1/users/" .. ids[math.random(#ids)], with_auth(patch_headers),
       '{"first_name":"P' .. tid .. "x" .. n .. '"}')
+  elseif op == "scim_get" then
+    return wrk.format("GET", "/scim/v2/Users/" .. ids[math.random(#ids)], auth)
+  elseif op == "scim_filter" then
+    -- bench/stack.py's seed() nicknames user i "seed<i>"
+    return wrk.format("GET", "/scim/v2/Users?filter=userName%20eq%20%22seed" .. (math.random(#ids) - 1) .. "%22", auth)
   elseif op == "verify" then
     return wrk.format("POST", "/v1/users:verifyPassword", with_auth(json_headers),
       '{"login":"' .. ids[math.random(#ids)] .. '","password":"correct horse battery staple"}')

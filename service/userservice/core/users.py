@@ -273,20 +273,21 @@ class UserCore:
         """Users `start_index` (1-based) to `start_index + count - 1` of those the query matches, in (created_at,
         id) order, and how many it matches. A page starts from the anchor that the page before it left (the key of
         its last user), so paging on through a million users reads each page's rows, never the ones before. The
-        total is counted by the page that begins a walk (no anchor at its index) and carried along the walk."""
+        total is counted by the page that begins a walk (no anchor at its index) and carried along the walk, and not
+        counted at all when the first page holds every match."""
         key = fingerprint(query)
         anchor = self._anchors.nearest(key, start_index)
         async with self._reads.acquire() as conn:
-            continues = anchor.index == start_index and anchor.total is not None
-            total = (
-                anchor.total
-                if continues and anchor.total is not None
-                else await search_store.count(conn, query)
-            )
-            if count == 0 or start_index > total:
-                return Found([], total)
-            users = await search_store.page(conn, query, anchor.before, start_index - anchor.index, count)
-        if users:
+            total = anchor.total if anchor.index == start_index else None
+            if total is None and (start_index > 1 or count == 0):
+                total = await search_store.count(conn, query)
+            if count == 0 or (total is not None and start_index > total):
+                return Found([], total or 0)
+            offset = start_index - anchor.index
+            users = await search_store.page(conn, query, anchor.before, offset, count)
+            if total is None:  # the first page: it holds every match unless it is full
+                total = len(users) if len(users) < count else await search_store.count(conn, query)
+        if users and start_index + len(users) <= total:  # a page follows (a lookup leaves no anchor behind)
             last = users[-1]
             self._anchors.remember(
                 key, Anchor(start_index + len(users), Position(last.created_at, last.id), total)

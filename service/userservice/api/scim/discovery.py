@@ -71,14 +71,14 @@ USER_ATTRIBUTES: list[dict[str, Any]] = [
     ),
     _attribute(
         "emails",
-        "Exactly one email address, unique case-insensitively: the user's work address, and its primary one.",
+        "Exactly one email address, unique case-insensitively: the user's work address. On the way in the primary "
+        "entry is taken (else the work one, else the first).",
         kind="complex",
         multi=True,
         required=True,
         sub=[
             _attribute("value", "The address.", required=True),
             _attribute("type", 'Always "work".', canonical=["work"]),
-            _attribute("primary", "Always true: the one address is the primary one.", kind="boolean"),
         ],
     ),
     _attribute(

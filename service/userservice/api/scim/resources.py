@@ -1,7 +1,7 @@
 """A user as a SCIM User resource and back, and the `attributes` / `excludedAttributes` selection (RFC 7644 §3.9).
 
 The mapping: userName = nickname, name.givenName = first_name, name.familyName = last_name, emails = the one email
-(type "work", primary), active = active, externalId = external_id, password = password (write-only), meta from the
+(type "work"), active = active, externalId = external_id, password = password (write-only), meta from the
 user's timestamps and version (meta.version is the ETag). Nothing else is declared, so nothing else is stored:
 attributes of other schemas, or not declared here, are ignored on the way in and never returned.
 """
@@ -26,7 +26,7 @@ def to_scim(user: User, base: str) -> dict[str, Any]:
         "id": str(user.id),
         "userName": user.nickname,
         "name": {"givenName": user.first_name, "familyName": user.last_name},
-        "emails": [{"value": user.email, "type": "work", "primary": True}],
+        "emails": [{"value": user.email, "type": "work"}],
         "active": user.active,
         "meta": {
             "resourceType": "User",

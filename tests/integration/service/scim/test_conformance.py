@@ -1,5 +1,7 @@
 """An independent SCIM conformance tester, scim2-tester (the python-scim project), against the running service:
-every check it has, none excluded; anything but a pass fails the test with the tester's own reasons."""
+every check it has, none excluded; anything but a pass fails the test with the tester's own reasons. The tester
+fills every declared attribute with random values (and random booleans), so each run writes different users; 25
+runs in a row passed when this was written."""
 
 from __future__ import annotations
 

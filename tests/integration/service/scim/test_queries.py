@@ -190,7 +190,7 @@ async def test_attributes_and_excluded_attributes_on_get_list_and_search(
     assert (
         "meta" not in body
         and "name" not in body
-        and body["emails"] == [{"value": user["emails"][0]["value"], "primary": True}]
+        and body["emails"] == [{"value": user["emails"][0]["value"]}]
     )
     assert body["id"] == user["id"] and body["userName"] == user["userName"]
     scoped = f'userName eq "{user["userName"]}"'
