@@ -169,7 +169,7 @@ async def serve(
         config.batch_max_body_bytes,
         consistency_tokens=tokens,
     )
-    scim_api.attach(app)
+    scim_api.attach(app, config.max_body_bytes)
     limits = ConnectionLimits(
         config.http_header_timeout, config.http_idle_timeout, config.http_max_connections
     )

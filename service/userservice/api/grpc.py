@@ -246,6 +246,7 @@ def to_proto(user: User) -> pb.User:
         country=user.country or "",
         active=user.active,
         external_id=user.external_id or "",
+        display_name=user.display_name or "",
         created_at=_timestamp(user.created_at),
         updated_at=_timestamp(user.updated_at),
         version=user.version,
@@ -401,8 +402,8 @@ class UserServiceServicer(pb_grpc.UserServiceServicer):
                 ]
             body = _input_fields(request.user, paths)
             for name in paths:  # a masked field left empty means "set it to empty": let validation refuse it
-                if name == "external_id":
-                    body.setdefault(name, request.user.external_id or None)  # empty clears it
+                if name in ("external_id", "display_name"):
+                    body.setdefault(name, getattr(request.user, name) or None)  # empty clears it
                 elif name in FIELDS_BY_NAME:
                     body.setdefault(name, getattr(request.user, name))
             user = await self._core.update(

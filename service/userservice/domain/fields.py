@@ -107,6 +107,16 @@ def check_country(value: object) -> str:
     raise ValueError(f"must be an ISO 3166-1 alpha-2 country code such as GB or US{hint}")
 
 
+def check_display_name(value: object) -> str:
+    """How the user is shown (SCIM displayName): a name's rules, without the need for a letter."""
+    text = unicodedata.normalize("NFC", _text(value, NAME_MAX)).strip()
+    if not text:
+        raise ValueError("must not be empty")
+    if len(text) > NAME_MAX:
+        raise ValueError(f"must be at most {NAME_MAX} characters")
+    return text
+
+
 def check_external_id(value: object) -> str:
     """An identity provider's correlation key: opaque, compared exactly, never blank."""
     text = _text(value, EXTERNAL_ID_MAX)
@@ -188,6 +198,14 @@ WRITABLE_FIELDS: tuple[FieldSpec, ...] = (
         {"type": "boolean"},
         optional=True,
         default=True,
+    ),
+    FieldSpec(
+        "display_name",
+        f"Optional: how the user is shown (SCIM displayName), 1-{NAME_MAX} characters after trimming; null clears it.",
+        check_display_name,
+        {"type": ["string", "null"], "minLength": 1, "maxLength": NAME_MAX},
+        optional=True,
+        nullable=True,
     ),
     FieldSpec(
         "external_id",

@@ -31,6 +31,7 @@ class User(NamedTuple):
     purge_time: datetime | None = None
     active: bool = True  # False: deactivated (readable, but no password verifies)
     external_id: str | None = None  # an identity provider's key (SCIM externalId)
+    display_name: str | None = None  # how the user is shown (SCIM displayName)
 
     @property
     def etag(self) -> str:
@@ -53,6 +54,7 @@ class User(NamedTuple):
             purge_time=_optional_time(data.get("purge_time")),
             active=data.get("active", True),
             external_id=data.get("external_id"),
+            display_name=data.get("display_name"),
         )
 
     def public(self) -> dict[str, Any]:
@@ -68,6 +70,7 @@ class User(NamedTuple):
             "country": self.country,
             "active": self.active,
             "external_id": self.external_id,
+            "display_name": self.display_name,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
             "version": self.version,
@@ -92,6 +95,7 @@ class NewUser:
     password: str = field(repr=False)  # empty: no password (a provisioned user that signs in elsewhere)
     active: bool = True
     external_id: str | None = None
+    display_name: str | None = None
 
     def profile(self) -> dict[str, object]:
         """Every field but the password, e.g. to fingerprint an idempotent request. The provisioning fields
@@ -107,6 +111,8 @@ class NewUser:
             profile["active"] = False
         if self.external_id is not None:
             profile["external_id"] = self.external_id
+        if self.display_name is not None:
+            profile["display_name"] = self.display_name
         return profile
 
     def personal(self) -> tuple[str, ...]:

@@ -30,9 +30,10 @@ async def insert(conn: asyncpg.Connection, rows: list[tuple[UUID, NewUser, str |
     try:
         records = await conn.fetch(
             f"""INSERT INTO users
-                    (id, first_name, last_name, nickname, email, country, password_hash, active, external_id)
+                    (id, first_name, last_name, nickname, email, country, password_hash, active, external_id,
+                     display_name)
                 SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-                                     $7::text[], $8::bool[], $9::text[])
+                                     $7::text[], $8::bool[], $9::text[], $10::text[])
                 RETURNING {COLUMNS}""",
             [user_id for user_id, _, _ in rows],
             [new.first_name for _, new, _ in rows],
@@ -43,6 +44,7 @@ async def insert(conn: asyncpg.Connection, rows: list[tuple[UUID, NewUser, str |
             [password_hash for _, _, password_hash in rows],
             [new.active for _, new, _ in rows],
             [new.external_id for _, new, _ in rows],
+            [new.display_name for _, new, _ in rows],
         )
     except asyncpg.UniqueViolationError as exc:
         raise already_exists(exc) from None

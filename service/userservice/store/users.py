@@ -36,8 +36,9 @@ async def insert(conn: asyncpg.Connection, user_id: UUID, new: NewUser, password
     try:
         row = await conn.fetchrow(
             f"""INSERT INTO users
-                    (id, first_name, last_name, nickname, email, country, password_hash, active, external_id)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {COLUMNS}""",
+                    (id, first_name, last_name, nickname, email, country, password_hash, active, external_id,
+                     display_name)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {COLUMNS}""",
             user_id,
             new.first_name,
             new.last_name,
@@ -47,6 +48,7 @@ async def insert(conn: asyncpg.Connection, user_id: UUID, new: NewUser, password
             password_hash,
             new.active,
             new.external_id,
+            new.display_name,
         )
     except asyncpg.UniqueViolationError as exc:
         raise already_exists(exc) from None

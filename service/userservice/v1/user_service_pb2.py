@@ -27,7 +27,7 @@ from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mas
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!userservice/v1/user_service.proto\x12\x0euserservice.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc4\x04\n\x04User\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n\nfirst_name\x18\x02 \x01(\tR\tfirstName\x12\x1b\n\tlast_name\x18\x03 \x01(\tR\x08lastName\x12\x1a\n\x08nickname\x18\x04 \x01(\tR\x08nickname\x12\x14\n\x05\x65mail\x18\x05 \x01(\tR\x05\x65mail\x12\x18\n\x07\x63ountry\x18\x06 \x01(\tR\x07\x63ountry\x12\x1a\n\x08password\x18\x07 \x01(\tR\x08password\x12\x39\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x39\n\nupdated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tupdatedAt\x12\x18\n\x07version\x18\n \x01(\x03R\x07version\x12\x12\n\x04\x65tag\x18\x0b \x01(\tR\x04\x65tag\x12;\n\x0b\x64\x65lete_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ndeleteTime\x12\x39\n\npurge_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tpurgeTime\x12#\n\rpassword_hash\x18\x0e \x01(\tR\x0cpasswordHash\x12\x1b\n\x06\x61\x63tive\x18\x0f \x01(\x08H\x00R\x06\x61\x63tive\x88\x01\x01\x12\x1f\n\x0b\x65xternal_id\x18\x10 \x01(\tR\nexternalIdB\t\n\x07_active\"\\\n\x11\x43reateUserRequest\x12(\n\x04user\x18\x01 \x01(\x0b\x32\x14.userservice.v1.UserR\x04user\x12\x1d\n\nrequest_id\x18\x02 \x01(\tR\trequestId\" \n\x0eGetUserRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\"z\n\x11UpdateUserRequest\x12(\n\x04user\x18\x01 \x01(\x0b\x32\x14.userservice.v1.UserR\x04user\x12;\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskR\nupdateMask\"7\n\x11\x44\x65leteUserRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n\x04\x65tag\x18\x02 \x01(\tR\x04\x65tag\"\xa4\x01\n\x10ListUsersRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageToken\x12\x16\n\x06\x66ilter\x18\x03 \x01(\tR\x06\x66ilter\x12!\n\x0cshow_deleted\x18\x04 \x01(\x08R\x0bshowDeleted\x12\x19\n\x08order_by\x18\x05 \x01(\tR\x07orderBy\"g\n\x11ListUsersResponse\x12*\n\x05users\x18\x01 \x03(\x0b\x32\x14.userservice.v1.UserR\x05users\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"w\n\x17\x42\x61tchCreateUsersRequest\x12=\n\x08requests\x18\x01 \x03(\x0b\x32!.userservice.v1.CreateUserRequestR\x08requests\x12\x1d\n\nrequest_id\x18\x02 \x01(\tR\trequestId\"F\n\x18\x42\x61tchCreateUsersResponse\x12*\n\x05users\x18\x01 \x03(\x0b\x32\x14.userservice.v1.UserR\x05users\"I\n\x15VerifyPasswordRequest\x12\x14\n\x05login\x18\x01 \x01(\tR\x05login\x12\x1a\n\x08password\x18\x02 \x01(\tR\x08password\"u\n\x15\x43hangePasswordRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12)\n\x10\x63urrent_password\x18\x02 \x01(\tR\x0f\x63urrentPassword\x12!\n\x0cnew_password\x18\x03 \x01(\tR\x0bnewPassword\"#\n\x11UnlockUserRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\";\n\x16WatchUserEventsRequest\x12!\n\x0c\x61\x66ter_cursor\x18\x01 \x01(\tR\x0b\x61\x66terCursor\"9\n\x13UndeleteUserRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n\x04\x65tag\x18\x02 \x01(\tR\x04\x65tag\"\"\n\x10\x45raseUserRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\"#\n\x11\x45xportUserRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\"q\n\x12\x45xportUserResponse\x12(\n\x04user\x18\x01 \x01(\x0b\x32\x14.userservice.v1.UserR\x04user\x12\x31\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x19.userservice.v1.UserEventR\x06\x65vents\"\xc6\x02\n\tUserEvent\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n\x06source\x18\x02 \x01(\tR\x06source\x12\x12\n\x04type\x18\x03 \x01(\tR\x04type\x12\x18\n\x07subject\x18\x04 \x01(\tR\x07subject\x12.\n\x04time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x04time\x12(\n\x04user\x18\x06 \x01(\x0b\x32\x14.userservice.v1.UserR\x04user\x12%\n\x0e\x63hanged_fields\x18\x07 \x03(\tR\rchangedFields\x12\x16\n\x06\x63ursor\x18\x08 \x01(\tR\x06\x63ursor\x12\x16\n\x06\x65rased\x18\t \x01(\x08R\x06\x65rased\x12\x1a\n\x08\x61uthtype\x18\n \x01(\tR\x08\x61uthtype\x12\x16\n\x06\x61uthid\x18\x0b \x01(\tR\x06\x61uthid2\x82\x08\n\x0bUserService\x12\x45\n\nCreateUser\x12!.userservice.v1.CreateUserRequest\x1a\x14.userservice.v1.User\x12?\n\x07GetUser\x12\x1e.userservice.v1.GetUserRequest\x1a\x14.userservice.v1.User\x12\x45\n\nUpdateUser\x12!.userservice.v1.UpdateUserRequest\x1a\x14.userservice.v1.User\x12G\n\nDeleteUser\x12!.userservice.v1.DeleteUserRequest\x1a\x16.google.protobuf.Empty\x12P\n\tListUsers\x12 .userservice.v1.ListUsersRequest\x1a!.userservice.v1.ListUsersResponse\x12\x65\n\x10\x42\x61tchCreateUsers\x12\'.userservice.v1.BatchCreateUsersRequest\x1a(.userservice.v1.BatchCreateUsersResponse\x12M\n\x0eVerifyPassword\x12%.userservice.v1.VerifyPasswordRequest\x1a\x14.userservice.v1.User\x12M\n\x0e\x43hangePassword\x12%.userservice.v1.ChangePasswordRequest\x1a\x14.userservice.v1.User\x12\x45\n\nUnlockUser\x12!.userservice.v1.UnlockUserRequest\x1a\x14.userservice.v1.User\x12V\n\x0fWatchUserEvents\x12&.userservice.v1.WatchUserEventsRequest\x1a\x19.userservice.v1.UserEvent0\x01\x12I\n\x0cUndeleteUser\x12#.userservice.v1.UndeleteUserRequest\x1a\x14.userservice.v1.User\x12\x45\n\tEraseUser\x12 .userservice.v1.EraseUserRequest\x1a\x16.google.protobuf.Empty\x12S\n\nExportUser\x12!.userservice.v1.ExportUserRequest\x1a\".userservice.v1.ExportUserResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!userservice/v1/user_service.proto\x12\x0euserservice.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe7\x04\n\x04User\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n\nfirst_name\x18\x02 \x01(\tR\tfirstName\x12\x1b\n\tlast_name\x18\x03 \x01(\tR\x08lastName\x12\x1a\n\x08nickname\x18\x04 \x01(\tR\x08nickname\x12\x14\n\x05\x65mail\x18\x05 \x01(\tR\x05\x65mail\x12\x18\n\x07\x63ountry\x18\x06 \x01(\tR\x07\x63ountry\x12\x1a\n\x08password\x18\x07 \x01(\tR\x08password\x12\x39\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x39\n\nupdated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tupdatedAt\x12\x18\n\x07version\x18\n \x01(\x03R\x07version\x12\x12\n\x04\x65tag\x18\x0b \x01(\tR\x04\x65tag\x12;\n\x0b\x64\x65lete_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ndeleteTime\x12\x39\n\npurge_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tpurgeTime\x12#\n\rpassword_hash\x18\x0e \x01(\tR\x0cpasswordHash\x12\x1b\n\x06\x61\x63tive\x18\x0f \x01(\x08H\x00R\x06\x61\x63tive\x88\x01\x01\x12\x1f\n\x0b\x65xternal_id\x18\x10 \x01(\tR\nexternalId\x12!\n\x0c\x64isplay_name\x18\x11 \x01(\tR\x0b\x64isplayNameB\t\n\x07_active\"\\\n\x11\x43reateUserRequest\x12(\n\x04user\x18\x01 \x01(\x0b\x32\x14.userservice.v1.UserR\x04user\x12\x1d\n\nrequest_id\x18\x02 \x01(\tR\trequestId\" \n\x0eGetUserRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\"z\n\x11UpdateUserRequest\x12(\n\x04user\x18\x01 \x01(\x0b\x32\x14.userservice.v1.UserR\x04user\x12;\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskR\nupdateMask\"7\n\x11\x44\x65leteUserRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n\x04\x65tag\x18\x02 \x01(\tR\x04\x65tag\"\xa4\x01\n\x10ListUsersRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageToken\x12\x16\n\x06\x66ilter\x18\x03 \x01(\tR\x06\x66ilter\x12!\n\x0cshow_deleted\x18\x04 \x01(\x08R\x0bshowDeleted\x12\x19\n\x08order_by\x18\x05 \x01(\tR\x07orderBy\"g\n\x11ListUsersResponse\x12*\n\x05users\x18\x01 \x03(\x0b\x32\x14.userservice.v1.UserR\x05users\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"w\n\x17\x42\x61tchCreateUsersRequest\x12=\n\x08requests\x18\x01 \x03(\x0b\x32!.userservice.v1.CreateUserRequestR\x08requests\x12\x1d\n\nrequest_id\x18\x02 \x01(\tR\trequestId\"F\n\x18\x42\x61tchCreateUsersResponse\x12*\n\x05users\x18\x01 \x03(\x0b\x32\x14.userservice.v1.UserR\x05users\"I\n\x15VerifyPasswordRequest\x12\x14\n\x05login\x18\x01 \x01(\tR\x05login\x12\x1a\n\x08password\x18\x02 \x01(\tR\x08password\"u\n\x15\x43hangePasswordRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12)\n\x10\x63urrent_password\x18\x02 \x01(\tR\x0f\x63urrentPassword\x12!\n\x0cnew_password\x18\x03 \x01(\tR\x0bnewPassword\"#\n\x11UnlockUserRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\";\n\x16WatchUserEventsRequest\x12!\n\x0c\x61\x66ter_cursor\x18\x01 \x01(\tR\x0b\x61\x66terCursor\"9\n\x13UndeleteUserRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n\x04\x65tag\x18\x02 \x01(\tR\x04\x65tag\"\"\n\x10\x45raseUserRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\"#\n\x11\x45xportUserRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\"q\n\x12\x45xportUserResponse\x12(\n\x04user\x18\x01 \x01(\x0b\x32\x14.userservice.v1.UserR\x04user\x12\x31\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x19.userservice.v1.UserEventR\x06\x65vents\"\xc6\x02\n\tUserEvent\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n\x06source\x18\x02 \x01(\tR\x06source\x12\x12\n\x04type\x18\x03 \x01(\tR\x04type\x12\x18\n\x07subject\x18\x04 \x01(\tR\x07subject\x12.\n\x04time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x04time\x12(\n\x04user\x18\x06 \x01(\x0b\x32\x14.userservice.v1.UserR\x04user\x12%\n\x0e\x63hanged_fields\x18\x07 \x03(\tR\rchangedFields\x12\x16\n\x06\x63ursor\x18\x08 \x01(\tR\x06\x63ursor\x12\x16\n\x06\x65rased\x18\t \x01(\x08R\x06\x65rased\x12\x1a\n\x08\x61uthtype\x18\n \x01(\tR\x08\x61uthtype\x12\x16\n\x06\x61uthid\x18\x0b \x01(\tR\x06\x61uthid2\x82\x08\n\x0bUserService\x12\x45\n\nCreateUser\x12!.userservice.v1.CreateUserRequest\x1a\x14.userservice.v1.User\x12?\n\x07GetUser\x12\x1e.userservice.v1.GetUserRequest\x1a\x14.userservice.v1.User\x12\x45\n\nUpdateUser\x12!.userservice.v1.UpdateUserRequest\x1a\x14.userservice.v1.User\x12G\n\nDeleteUser\x12!.userservice.v1.DeleteUserRequest\x1a\x16.google.protobuf.Empty\x12P\n\tListUsers\x12 .userservice.v1.ListUsersRequest\x1a!.userservice.v1.ListUsersResponse\x12\x65\n\x10\x42\x61tchCreateUsers\x12\'.userservice.v1.BatchCreateUsersRequest\x1a(.userservice.v1.BatchCreateUsersResponse\x12M\n\x0eVerifyPassword\x12%.userservice.v1.VerifyPasswordRequest\x1a\x14.userservice.v1.User\x12M\n\x0e\x43hangePassword\x12%.userservice.v1.ChangePasswordRequest\x1a\x14.userservice.v1.User\x12\x45\n\nUnlockUser\x12!.userservice.v1.UnlockUserRequest\x1a\x14.userservice.v1.User\x12V\n\x0fWatchUserEvents\x12&.userservice.v1.WatchUserEventsRequest\x1a\x19.userservice.v1.UserEvent0\x01\x12I\n\x0cUndeleteUser\x12#.userservice.v1.UndeleteUserRequest\x1a\x14.userservice.v1.User\x12\x45\n\tEraseUser\x12 .userservice.v1.EraseUserRequest\x1a\x16.google.protobuf.Empty\x12S\n\nExportUser\x12!.userservice.v1.ExportUserRequest\x1a\".userservice.v1.ExportUserResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,41 +35,41 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'userservice.v1.user_service
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_USER']._serialized_start=150
-  _globals['_USER']._serialized_end=730
-  _globals['_CREATEUSERREQUEST']._serialized_start=732
-  _globals['_CREATEUSERREQUEST']._serialized_end=824
-  _globals['_GETUSERREQUEST']._serialized_start=826
-  _globals['_GETUSERREQUEST']._serialized_end=858
-  _globals['_UPDATEUSERREQUEST']._serialized_start=860
-  _globals['_UPDATEUSERREQUEST']._serialized_end=982
-  _globals['_DELETEUSERREQUEST']._serialized_start=984
-  _globals['_DELETEUSERREQUEST']._serialized_end=1039
-  _globals['_LISTUSERSREQUEST']._serialized_start=1042
-  _globals['_LISTUSERSREQUEST']._serialized_end=1206
-  _globals['_LISTUSERSRESPONSE']._serialized_start=1208
-  _globals['_LISTUSERSRESPONSE']._serialized_end=1311
-  _globals['_BATCHCREATEUSERSREQUEST']._serialized_start=1313
-  _globals['_BATCHCREATEUSERSREQUEST']._serialized_end=1432
-  _globals['_BATCHCREATEUSERSRESPONSE']._serialized_start=1434
-  _globals['_BATCHCREATEUSERSRESPONSE']._serialized_end=1504
-  _globals['_VERIFYPASSWORDREQUEST']._serialized_start=1506
-  _globals['_VERIFYPASSWORDREQUEST']._serialized_end=1579
-  _globals['_CHANGEPASSWORDREQUEST']._serialized_start=1581
-  _globals['_CHANGEPASSWORDREQUEST']._serialized_end=1698
-  _globals['_UNLOCKUSERREQUEST']._serialized_start=1700
-  _globals['_UNLOCKUSERREQUEST']._serialized_end=1735
-  _globals['_WATCHUSEREVENTSREQUEST']._serialized_start=1737
-  _globals['_WATCHUSEREVENTSREQUEST']._serialized_end=1796
-  _globals['_UNDELETEUSERREQUEST']._serialized_start=1798
-  _globals['_UNDELETEUSERREQUEST']._serialized_end=1855
-  _globals['_ERASEUSERREQUEST']._serialized_start=1857
-  _globals['_ERASEUSERREQUEST']._serialized_end=1891
-  _globals['_EXPORTUSERREQUEST']._serialized_start=1893
-  _globals['_EXPORTUSERREQUEST']._serialized_end=1928
-  _globals['_EXPORTUSERRESPONSE']._serialized_start=1930
-  _globals['_EXPORTUSERRESPONSE']._serialized_end=2043
-  _globals['_USEREVENT']._serialized_start=2046
-  _globals['_USEREVENT']._serialized_end=2372
-  _globals['_USERSERVICE']._serialized_start=2375
-  _globals['_USERSERVICE']._serialized_end=3401
+  _globals['_USER']._serialized_end=765
+  _globals['_CREATEUSERREQUEST']._serialized_start=767
+  _globals['_CREATEUSERREQUEST']._serialized_end=859
+  _globals['_GETUSERREQUEST']._serialized_start=861
+  _globals['_GETUSERREQUEST']._serialized_end=893
+  _globals['_UPDATEUSERREQUEST']._serialized_start=895
+  _globals['_UPDATEUSERREQUEST']._serialized_end=1017
+  _globals['_DELETEUSERREQUEST']._serialized_start=1019
+  _globals['_DELETEUSERREQUEST']._serialized_end=1074
+  _globals['_LISTUSERSREQUEST']._serialized_start=1077
+  _globals['_LISTUSERSREQUEST']._serialized_end=1241
+  _globals['_LISTUSERSRESPONSE']._serialized_start=1243
+  _globals['_LISTUSERSRESPONSE']._serialized_end=1346
+  _globals['_BATCHCREATEUSERSREQUEST']._serialized_start=1348
+  _globals['_BATCHCREATEUSERSREQUEST']._serialized_end=1467
+  _globals['_BATCHCREATEUSERSRESPONSE']._serialized_start=1469
+  _globals['_BATCHCREATEUSERSRESPONSE']._serialized_end=1539
+  _globals['_VERIFYPASSWORDREQUEST']._serialized_start=1541
+  _globals['_VERIFYPASSWORDREQUEST']._serialized_end=1614
+  _globals['_CHANGEPASSWORDREQUEST']._serialized_start=1616
+  _globals['_CHANGEPASSWORDREQUEST']._serialized_end=1733
+  _globals['_UNLOCKUSERREQUEST']._serialized_start=1735
+  _globals['_UNLOCKUSERREQUEST']._serialized_end=1770
+  _globals['_WATCHUSEREVENTSREQUEST']._serialized_start=1772
+  _globals['_WATCHUSEREVENTSREQUEST']._serialized_end=1831
+  _globals['_UNDELETEUSERREQUEST']._serialized_start=1833
+  _globals['_UNDELETEUSERREQUEST']._serialized_end=1890
+  _globals['_ERASEUSERREQUEST']._serialized_start=1892
+  _globals['_ERASEUSERREQUEST']._serialized_end=1926
+  _globals['_EXPORTUSERREQUEST']._serialized_start=1928
+  _globals['_EXPORTUSERREQUEST']._serialized_end=1963
+  _globals['_EXPORTUSERRESPONSE']._serialized_start=1965
+  _globals['_EXPORTUSERRESPONSE']._serialized_end=2078
+  _globals['_USEREVENT']._serialized_start=2081
+  _globals['_USEREVENT']._serialized_end=2407
+  _globals['_USERSERVICE']._serialized_start=2410
+  _globals['_USERSERVICE']._serialized_end=3436
 # @@protoc_insertion_point(module_scope)

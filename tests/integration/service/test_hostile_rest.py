@@ -58,6 +58,7 @@ TEMPLATE = {
     "country": "GB",
     "password": "correct horse battery staple",
     "external_id": "00u1abcd2EFGH3ijk4x7",
+    "display_name": "Ada Lovelace",
 }
 
 

@@ -69,6 +69,7 @@ USER_ATTRIBUTES: list[dict[str, Any]] = [
             _attribute("familyName", "Family name: 1-100 characters with a letter.", required=True),
         ],
     ),
+    _attribute("displayName", "How the user is shown: 1-100 characters; optional."),
     _attribute(
         "emails",
         "Exactly one email address, unique case-insensitively: the user's work address. On the way in the primary "

@@ -32,6 +32,7 @@ ATTRIBUTE_OF_FIELD = {
     "last_name": "name.familyName",
     "email": "emails",
     "external_id": "externalId",
+    "display_name": "displayName",
     "active": "active",
     "password": "password",
     "country": "country",

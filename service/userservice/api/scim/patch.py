@@ -76,6 +76,8 @@ class _Patch:
             self.changes["active"] = as_bool(value, "active")
         elif attribute == "externalid":
             self.changes["external_id"] = value
+        elif attribute == "displayname":
+            self.changes["display_name"] = value
         elif attribute == "password":
             self.changes["password"] = value
         else:
@@ -98,8 +100,8 @@ class _Patch:
             raise ScimError(400, f"{attribute} is read-only", "mutability")
         if attribute in _REQUIRED:
             raise invalid_value(f"{attribute} is required and cannot be removed")
-        if attribute == "externalid":
-            self.changes["external_id"] = None
+        if attribute in ("externalid", "displayname"):
+            self.changes["external_id" if attribute == "externalid" else "display_name"] = None
         elif attribute not in ("emails.type", "emails.primary"):
             raise _invalid_path(f"{attribute} is not an attribute of a user here")
 

@@ -1,7 +1,8 @@
 """A user as a SCIM User resource and back, and the `attributes` / `excludedAttributes` selection (RFC 7644 §3.9).
 
-The mapping: userName = nickname, name.givenName = first_name, name.familyName = last_name, emails = the one email
-(type "work"), active = active, externalId = external_id, password = password (write-only), meta from the
+The mapping: userName = nickname, name.givenName = first_name, name.familyName = last_name, displayName =
+display_name, emails = the one email (type "work"), active = active, externalId = external_id, password = password
+(write-only), meta from the
 user's timestamps and version (meta.version is the ETag). Nothing else is declared, so nothing else is stored:
 attributes of other schemas, or not declared here, are ignored on the way in and never returned.
 """
@@ -38,6 +39,8 @@ def to_scim(user: User, base: str) -> dict[str, Any]:
     }
     if user.external_id is not None:
         resource["externalId"] = user.external_id
+    if user.display_name is not None:
+        resource["displayName"] = user.display_name
     return resource
 
 
@@ -96,6 +99,8 @@ def to_native(resource: object) -> dict[str, object]:
         native["active"] = as_bool(given["active"], "active")
     if given.get("externalid") is not None:
         native["external_id"] = given["externalid"]
+    if given.get("displayname") is not None:
+        native["display_name"] = given["displayname"]
     if given.get("password") is not None:
         native["password"] = given["password"]
     return native

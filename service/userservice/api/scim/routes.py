@@ -90,7 +90,7 @@ async def get_user(request: web.Request) -> web.Response:
 
 async def replace_user(request: web.Request) -> web.Response:
     """PUT: every declared attribute as given; an absent optional one takes its default (active true, no
-    externalId). The password changes only when one is given (it is never returned, so never sent back)."""
+    externalId, no displayName). The password changes only when one is given (it is never returned, so never sent back)."""
     native = resources.to_native(await _body(request))
     missing = [attr for attr, field in (("userName", "nickname"), ("emails", "email")) if field not in native]
     missing += [
@@ -102,6 +102,7 @@ async def replace_user(request: web.Request) -> web.Response:
         raise invalid_value(f"{', '.join(missing)} required: PUT replaces the whole user")
     native.setdefault("active", True)
     native.setdefault("external_id", None)
+    native.setdefault("display_name", None)
     user = await request.config_dict[http.CORE].update(
         _user_id(request), native, _caller(request), request.headers.get("If-Match"), "If-Match"
     )
@@ -253,9 +254,9 @@ async def scim_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         return from_exception(exc)
 
 
-def attach(app: web.Application) -> None:
+def attach(app: web.Application, max_body: int) -> None:
     """Serves SCIM under /scim/v2 of the REST app (its use cases and access are the app's own)."""
-    scim = web.Application(middlewares=[scim_errors], client_max_size=app._client_max_size)
+    scim = web.Application(middlewares=[scim_errors], client_max_size=max_body)
     for method, path, handler, _ in ROUTES:
         scim.router.add_route(method, path, handler)
     app.add_subapp(PREFIX, scim)

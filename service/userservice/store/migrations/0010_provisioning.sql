@@ -1,8 +1,10 @@
 -- Provisioning (SCIM 2.0) on the same users: an account can be deactivated, carries the identity provider's
--- correlation key, and may have been created without a password or a country (an IdP supplies neither).
+-- correlation key and the name it displays, and may have been created without a password or a country (an IdP
+-- supplies neither).
 ALTER TABLE users
     ADD COLUMN active boolean NOT NULL DEFAULT true,
     ADD COLUMN external_id text,
+    ADD COLUMN display_name text,
     ALTER COLUMN password_hash DROP NOT NULL,
     ALTER COLUMN country DROP NOT NULL;
 

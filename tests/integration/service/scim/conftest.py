@@ -35,6 +35,7 @@ def scim_user(n: str, **overrides: Any) -> dict[str, Any]:
         "schemas": [USER_SCHEMA],
         "userName": f"grace.{n}@example.com",
         "name": {"givenName": "Grace", "familyName": "Hopper"},
+        "displayName": "Grace Hopper",
         "emails": [{"value": f"grace.{n}@example.com", "type": "work", "primary": True}],
         "active": True,
         "externalId": f"ext-{n}",

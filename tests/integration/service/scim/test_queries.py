@@ -213,6 +213,7 @@ async def test_attributes_and_excluded_attributes_on_get_list_and_search(
             "id",
             "userName",
             "name",
+            "displayName",
             "active",
             "externalId",
         }
@@ -230,7 +231,14 @@ async def test_discovery_announces_what_is_supported(scim: aiohttp.ClientSession
     status, types, _ = await send(scim, "GET", "/ResourceTypes")
     assert [t["id"] for t in types["Resources"]] == ["User"]
     status, schema, _ = await send(scim, "GET", "/Schemas/urn:ietf:params:scim:schemas:core:2.0:User")
-    assert [a["name"] for a in schema["attributes"]] == ["userName", "name", "emails", "active", "password"]
+    assert [a["name"] for a in schema["attributes"]] == [
+        "userName",
+        "name",
+        "displayName",
+        "emails",
+        "active",
+        "password",
+    ]
     user_name = schema["attributes"][0]
     assert (user_name["caseExact"], user_name["uniqueness"], user_name["required"]) == (False, "server", True)
 

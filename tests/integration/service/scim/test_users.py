@@ -78,8 +78,10 @@ async def test_create_answers_201_with_location_etag_and_meta_and_the_native_api
     assert resp.headers["ETag"] == headers["ETag"]
     assert native["nickname"] == user["userName"] and native["first_name"] == "Grace"
     assert native["active"] is True and native["external_id"] == f"ext-{n}" and native["country"] is None
+    assert native["display_name"] == user["displayName"] == "Grace Hopper"
     reply = await stub.GetUser(pb.GetUserRequest(id=user["id"]))
     assert (reply.active, reply.external_id, reply.country, reply.etag) == (True, f"ext-{n}", "", '"v1"')
+    assert reply.display_name == "Grace Hopper"
     assert await event_types(pool, user["id"]) == ["created"]
 
 
@@ -102,7 +104,7 @@ async def test_put_replaces_every_attribute_and_a_stale_if_match_is_412(
     user = await create(scim)
     n = tag()
     replacement = scim_user(n, active=False)
-    del replacement["externalId"]  # absent: cleared
+    del replacement["externalId"], replacement["displayName"]  # absent: cleared
     status, body, _ = await send(scim, "PUT", f"/Users/{user['id']}", replacement, **{"If-Match": '"v5"'})
     assert_error(status, body, 412)
     status, body, headers = await send(
@@ -110,7 +112,10 @@ async def test_put_replaces_every_attribute_and_a_stale_if_match_is_412(
     )
     assert status == 200, body
     assert (
-        body["userName"] == f"grace.{n}@example.com" and body["active"] is False and "externalId" not in body
+        body["userName"] == f"grace.{n}@example.com"
+        and body["active"] is False
+        and "externalId" not in body
+        and "displayName" not in body
     )
     assert headers["ETag"] == body["meta"]["version"] == '"v2"'
     status, body, _ = await send(scim, "PUT", f"/Users/{user['id']}", {"schemas": [], "userName": "x" + n})
@@ -131,6 +136,7 @@ async def test_patch_as_the_rfc_writes_it(scim: aiohttp.ClientSession, pool: asy
             {"op": "add", "path": "name", "value": {"familyName": "Grace"}},
             {"op": "replace", "path": "userName", "value": f"amazing.{n}"},
             {"op": "remove", "path": "externalId"},
+            {"op": "replace", "path": "displayName", "value": "Amazing Grace"},
             {
                 "op": "replace",
                 "path": "emails",
@@ -143,6 +149,7 @@ async def test_patch_as_the_rfc_writes_it(scim: aiohttp.ClientSession, pool: asy
         body["name"] == {"givenName": "Amazing", "familyName": "Grace"} and body["userName"] == f"amazing.{n}"
     )
     assert "externalId" not in body and body["emails"][0]["value"] == f"amazing.{n}@example.com"
+    assert body["displayName"] == "Amazing Grace"
     assert headers["ETag"] == body["meta"]["version"] == '"v2"'  # five operations, one change
     assert await event_types(pool, user["id"]) == ["created", "updated"]
 
@@ -349,17 +356,18 @@ async def test_grpc_sets_and_clears_the_provisioning_fields(stub: pb_grpc.UserSe
                 password="correct horse battery staple",
                 active=False,
                 external_id=f"ext-{n}",
+                display_name="Ada",
             )
         )
     )
-    assert (created.active, created.external_id) == (False, f"ext-{n}")
+    assert (created.active, created.external_id, created.display_name) == (False, f"ext-{n}", "Ada")
     updated = await stub.UpdateUser(
         pb.UpdateUserRequest(
             user=pb.User(id=created.id, active=True),
-            update_mask=field_mask_pb2.FieldMask(paths=["active", "external_id"]),
+            update_mask=field_mask_pb2.FieldMask(paths=["active", "external_id", "display_name"]),
         )
     )
-    assert (updated.active, updated.external_id, updated.version) == (True, "", 2)
+    assert (updated.active, updated.external_id, updated.display_name, updated.version) == (True, "", "", 2)
     with pytest.raises(grpc.aio.AioRpcError) as refused:  # password and country stay required natively
         await stub.CreateUser(
             pb.CreateUserRequest(
