@@ -15,6 +15,7 @@ from google.protobuf import field_mask_pb2
 
 from tests.integration.service.scim.conftest import ERROR_SCHEMA, PATCH_SCHEMA, SCIM, scim_user
 from tests.support.service import RunningService
+from tests.support.users import new_user
 from userservice.v1 import user_service_pb2 as pb
 from userservice.v1 import user_service_pb2_grpc as pb_grpc
 
@@ -376,3 +377,27 @@ async def test_grpc_sets_and_clears_the_provisioning_fields(stub: pb_grpc.UserSe
         )
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "password" in (refused.value.details() or "") and "country" in (refused.value.details() or "")
+
+
+async def test_rest_sets_and_clears_the_provisioning_fields(http: aiohttp.ClientSession) -> None:
+    n = tag()
+    body = new_user(external_id=f"ext-{n}", display_name="Ada L.", active=False)
+    async with http.post("/v1/users", json=body) as resp:
+        created = await resp.json()
+        assert resp.status == 201, created
+    assert (created["external_id"], created["display_name"], created["active"]) == (
+        f"ext-{n}",
+        "Ada L.",
+        False,
+    )
+    async with http.post("/v1/users", json=new_user(external_id=f"ext-{n}")) as resp:
+        problem = await resp.json()
+        assert resp.status == 409 and problem["errors"][0]["field"] == "external_id", problem
+    merge = {"Content-Type": "application/merge-patch+json"}
+    async with http.patch(
+        f"/v1/users/{created['id']}", json={"external_id": None, "display_name": None}, headers=merge
+    ) as resp:
+        cleared = await resp.json()
+        assert resp.status == 200 and cleared["external_id"] is None and cleared["display_name"] is None
+    async with http.patch(f"/v1/users/{created['id']}", json={"country": None}, headers=merge) as resp:
+        assert resp.status == 400  # only the provisioning fields may be cleared
