@@ -1,5 +1,5 @@
 """`python -m bench [--smoke] [--out DIR] [--no-service] [--no-operator] [--only-watchers|--only-search|--only-credentials|
---only-replicas]`
+--only-replicas|--only-kratos|--only-hashing]`
 
 Runs every measurement with its baseline in the same run, writes <out>/<UTC timestamp>.json and .png, prints
 the table. A full run also refreshes bench/results/latest.json and latest.png (the README's figures).
@@ -33,6 +33,7 @@ FULL = {
         watcher_creates_per_second=8,
         import_batches=5,
         import_batch_size=1000,
+        kratos=True,
     ),
     "operator": operator_bench.Plan(
         latency_count=40, rounds=3, scale_count=500, idle_seconds=30, resync_seconds=30, deadline_seconds=240
@@ -50,6 +51,7 @@ SMOKE = {
         watcher_creates_per_second=4,
         import_batches=2,
         import_batch_size=100,
+        kratos=False,
     ),
     "operator": operator_bench.Plan(
         latency_count=3, rounds=2, scale_count=10, idle_seconds=4, resync_seconds=2, deadline_seconds=60
@@ -120,6 +122,20 @@ def main(argv: list[str] | None = None) -> int:
         dest="only",
         help="only the read-from-a-replica figures: throughput against primary-only, a consistency token's"
         " latency (implies --no-operator)",
+    )
+    only.add_argument(
+        "--only-kratos",
+        action="store_const",
+        const="kratos",
+        dest="only",
+        help="only the figures against the Go peer, Ory Kratos (built on first use; implies --no-operator)",
+    )
+    only.add_argument(
+        "--only-hashing",
+        action="store_const",
+        const="hashing",
+        dest="only",
+        help="only the GET-while-16-clients-create figure (argon2id busy on the cores; implies --no-operator)",
     )
     args = p.parse_args(argv)
     args.no_operator = args.no_operator or bool(args.only)

@@ -15,6 +15,7 @@ import asyncpg
 import bcrypt
 
 from bench import stack
+from bench.stats import Run, percentile
 
 BCRYPT_COST = (
     4  # the lowest the service accepts: imported hashes are only stored, never checked, by an import
@@ -80,21 +81,37 @@ async def import_rates(base_url: str, dsn: str, batches: int, hashes: list[str])
     }
 
 
-def raw_verify_rate(seconds: float, workers: int) -> float:
-    """Verifications/s of argon2id at the service's costs, `workers` threads verifying for `seconds`
-    (argon2-cffi releases the GIL while it hashes, as in the service's pool)."""
+def raw_argon2(seconds: float, workers: int, op: str) -> Run:
+    """argon2id at the service's costs, `workers` threads hashing new passwords (op "hash") or verifying one
+    (op "verify") for `seconds` (argon2-cffi releases the GIL while it hashes, as in the service's pool)."""
     hasher = stack.service_hasher()
     password_hash = hasher.hash(stack.PASSWORD)
+    work = (
+        (lambda: hasher.hash(stack.PASSWORD))
+        if op == "hash"
+        else (lambda: hasher.verify(password_hash, stack.PASSWORD))
+    )
     deadline = time.monotonic() + seconds
 
-    def verify_until_deadline(_: int) -> int:
-        count = 0
+    def until_deadline(_: int) -> list[float]:
+        took = []
         while time.monotonic() < deadline:
-            hasher.verify(password_hash, stack.PASSWORD)
-            count += 1
-        return count
+            started = time.perf_counter()
+            work()
+            took.append(time.perf_counter() - started)
+        return took
 
     started = time.monotonic()
     with ThreadPoolExecutor(workers) as pool:
-        done = sum(pool.map(verify_until_deadline, range(workers)))
-    return done / (time.monotonic() - started)
+        took = [t for thread in pool.map(until_deadline, range(workers)) for t in thread]
+    return Run(
+        "argon2-cffi",
+        f"argon2id on {workers} threads",
+        op,
+        workers,
+        time.monotonic() - started,
+        len(took),
+        0,
+        percentile(took, 50) * 1000,
+        percentile(took, 99) * 1000,
+    )

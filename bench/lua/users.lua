@@ -3,7 +3,9 @@
 -- (default /v1/users/; the peer's admin read is /users/).
 -- OP: get (by random seeded id), list (country filter, page of 50), create (unique users), patch (random id),
 -- search (email prefix, page of 50: the prefix is bench/stack.py's SEARCH_EMAIL_PREFIX),
--- verify (verifyPassword of a random seeded user with the right password; IDS_FILE then holds logins).
+-- verify (verifyPassword of a random seeded user with the right password; IDS_FILE then holds logins);
+-- kratos_list (Ory Kratos's admin list, page of 50) and kratos_create (its admin create with a password):
+-- the Go peer's counterparts of list and create (its get is get with GET_PATH /admin/identities/).
 -- done() prints one JSON line, prefixed with BENCH, that bench/http_load.py reads.
 
 local threads = {}
@@ -60,6 +62,14 @@ function request()
   elseif op == "patch" then
     return wrk.format("PATCH", "/v1/users/" .. ids[math.random(#ids)], with_auth(patch_headers),
       '{"first_name":"P' .. tid .. "x" .. n .. '"}')
+  elseif op == "kratos_list" then
+    return wrk.format("GET", "/admin/identities?page_size=50", auth)
+  elseif op == "kratos_create" then
+    local nick = "k" .. tag .. "t" .. tid .. "n" .. n
+    local body = '{"schema_id":"user","traits":{"first_name":"Ada","last_name":"Lovelace","nickname":"' .. nick ..
+      '","email":"' .. nick .. '@example.com","country":"GB"},' ..
+      '"credentials":{"password":{"config":{"password":"correct horse battery staple"}}}}'
+    return wrk.format("POST", "/admin/identities", with_auth(json_headers), body)
   elseif op == "verify" then
     return wrk.format("POST", "/v1/users:verifyPassword", with_auth(json_headers),
       '{"login":"' .. ids[math.random(#ids)] .. '","password":"correct horse battery staple"}')
