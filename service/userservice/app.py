@@ -102,6 +102,7 @@ async def serve(
         config.argon2_parallelism,
         config.hash_workers,
         observe=metrics.password_hash_latency.observe,
+        nice=config.hash_nice,
     )
     breach = BreachCheck(
         config.breach_check_url, config.breach_check_timeout, config.breach_check_fail_open, metrics
