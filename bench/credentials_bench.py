@@ -16,6 +16,7 @@ import bcrypt
 
 from bench import stack
 from bench.stats import Run, percentile
+from userservice.passwords.hashing import lower_priority
 
 BCRYPT_COST = (
     4  # the lowest the service accepts: imported hashes are only stored, never checked, by an import
@@ -83,7 +84,8 @@ async def import_rates(base_url: str, dsn: str, batches: int, hashes: list[str])
 
 def raw_argon2(seconds: float, workers: int, op: str) -> Run:
     """argon2id at the service's costs, `workers` threads hashing new passwords (op "hash") or verifying one
-    (op "verify") for `seconds` (argon2-cffi releases the GIL while it hashes, as in the service's pool)."""
+    (op "verify") for `seconds` (argon2-cffi releases the GIL while it hashes, as in the service's pool), at the
+    scheduling priority of the service's hashing threads (PASSWORD_HASH_NICE)."""
     hasher = stack.service_hasher()
     password_hash = hasher.hash(stack.PASSWORD)
     work = (
@@ -102,7 +104,8 @@ def raw_argon2(seconds: float, workers: int, op: str) -> Run:
         return took
 
     started = time.monotonic()
-    with ThreadPoolExecutor(workers) as pool:
+    nice = stack.service_setting("hash_nice")
+    with ThreadPoolExecutor(workers, initializer=lower_priority, initargs=(nice,)) as pool:
         took = [t for thread in pool.map(until_deadline, range(workers)) for t in thread]
     return Run(
         "argon2-cffi",
