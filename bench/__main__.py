@@ -160,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
             "service": {
                 "DB_POOL_MAX": service_bench.POOL_SIZE,
                 "argon2": "production defaults (time_cost 2, 19 MiB)",
-                "logging": "JSON, one access line per request (as deployed)",
+                "logging": "JSON, as deployed: an access line for every error, write and slow request and for 1 in"
+                " 100 fast, successful reads (ACCESS_LOG_SAMPLE)",
                 "event_loop": "asyncio (the standard loop), as `userservice serve` and the composed ceilings; the peer"
                 " runs uvloop and httptools, as its documentation recommends",
             },

@@ -33,6 +33,7 @@ from userservice.core.health import Health
 from userservice.core.maintenance import run as run_maintenance
 from userservice.core.users import UserCore
 from userservice.domain.throttle import LockoutPolicy
+from userservice.logs import AccessSampling
 from userservice.metrics import Metrics
 from userservice.passwords.hashing import Passwords
 from userservice.store.db import FairPool, create_pool
@@ -168,6 +169,7 @@ async def serve(
         config.max_body_bytes,
         config.batch_max_body_bytes,
         consistency_tokens=tokens,
+        access_log=AccessSampling(config.access_log_sample, config.access_log_slow_seconds),
     )
     limits = ConnectionLimits(
         config.http_header_timeout, config.http_idle_timeout, config.http_max_connections

@@ -82,6 +82,14 @@ SETTINGS: dict[str, Setting] = {
     ),
     "log_level": Setting("LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING or ERROR."),
     "log_format": Setting("LOG_FORMAT", "json", "json (one object per line) or text."),
+    "access_log_sample": Setting(
+        "ACCESS_LOG_SAMPLE",
+        "0.01",
+        "Share of fast, successful REST reads that get an access log line (0-1; 1: every request). Every error, every write and every request slower than ACCESS_LOG_SLOW_SECONDS always gets one; the metrics count every request.",
+    ),
+    "access_log_slow_seconds": Setting(
+        "ACCESS_LOG_SLOW_SECONDS", "0.1", "A REST request at least this slow always gets an access log line."
+    ),
     "shutdown_delay": Setting(
         "SHUTDOWN_DELAY_SECONDS",
         "0",
@@ -271,6 +279,8 @@ class Config:
     migrate_on_start: bool
     log_level: str
     log_format: str
+    access_log_sample: float
+    access_log_slow_seconds: float
     shutdown_delay: float
     shutdown_grace: float
     max_body_bytes: int
@@ -335,6 +345,10 @@ class Config:
             errors.append("READS_WITHOUT_TOKEN must be primary or replica")
         if values["log_format"] not in {"json", "text"}:
             errors.append("LOG_FORMAT must be json or text")
+        if not 0 <= values["access_log_sample"] <= 1:
+            errors.append(
+                f"ACCESS_LOG_SAMPLE must be 0-1 (a share of requests), not {values['access_log_sample']}"
+            )
         if not 0 <= values["hash_nice"] <= 19:
             errors.append(f"PASSWORD_HASH_NICE must be 0-19 (a nice increment), not {values['hash_nice']}")
         if bool(values["tls_cert_file"]) != bool(values["tls_key_file"]):

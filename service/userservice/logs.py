@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import random
 import sys
 import uuid
+from dataclasses import dataclass
 
 import orjson
 
@@ -24,6 +26,21 @@ def accepted_request_id(offered: object) -> str:
     ):
         return offered
     return uuid.uuid4().hex
+
+
+@dataclass(frozen=True)
+class AccessSampling:
+    """Which requests get an access line: every error, every slow request and every write; of the fast,
+    successful reads, a `sample` share (1: all of them). A line costs the event loop more than a cached read
+    itself does, and the metrics count every request whether it is logged or not."""
+
+    sample: float = 1.0
+    slow_seconds: float = 0.0
+
+    def keeps(self, method: str, status: int, seconds: float) -> bool:
+        if status >= 400 or seconds >= self.slow_seconds or method not in ("GET", "HEAD"):
+            return True
+        return self.sample >= 1 or random.random() < self.sample  # noqa: S311 (sampling, not secrets)
 
 
 class _RequestIdFilter(logging.Filter):

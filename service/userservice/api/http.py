@@ -44,6 +44,8 @@ METRICS = web.AppKey("metrics", Metrics)
 EVENT_SOURCE = web.AppKey("event_source", str)
 ACCESS = web.AppKey("access", Access)
 PRINCIPAL = web.RequestKey("principal", principals.Principal)
+ACCESS_LOG = web.AppKey("access_log", logs.AccessSampling)
+EVERY_REQUEST = logs.AccessSampling()
 
 LIST_PARAMS = frozenset(
     {
@@ -92,7 +94,9 @@ def _problem_for(exc: Exception) -> web.Response:
 
 @web.middleware
 async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Request id, access log and metrics for every request; converts every error to problem+json."""
+    """The one middleware of every request: request id, the caller's token and RBAC permission for the route's
+    operation (OPERATIONS; routes without one, /openapi.json and unknown paths, are open), metrics and the
+    access log (ACCESS_LOG_SAMPLE); converts every error to problem+json."""
     rid = logs.accepted_request_id(request.headers.get("X-Request-ID"))
     token = logs.request_id.set(rid)
     started = time.perf_counter()
@@ -100,6 +104,11 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         if consistency.HEADER in request.headers:  # checked with or without replicas: one rule for clients
             consistency.check(request.headers[consistency.HEADER], consistency.HEADER)
+        permission = OPERATIONS.get(request.match_info.handler)
+        if permission is not None:
+            request[PRINCIPAL] = await request.app[ACCESS].check(
+                request.headers.get("Authorization"), permission
+            )
         response = await handler(request)
     except web.HTTPException as exc:
         if exc.status < 400:
@@ -113,8 +122,11 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         response.headers["X-Request-ID"] = rid
     elapsed = time.perf_counter() - started
     route = _route_of(request)
-    request.app[METRICS].http_request_done(request.method, route, response.status, elapsed)
-    if route not in {"/healthz", "/readyz", "/metrics"}:
+    app = request.app
+    app[METRICS].http_request_done(request.method, route, response.status, elapsed)
+    if route not in {"/healthz", "/readyz", "/metrics"} and app.get(ACCESS_LOG, EVERY_REQUEST).keeps(
+        request.method, response.status, elapsed
+    ):
         caller = request.get(PRINCIPAL)
         log.info(
             "request",
@@ -128,17 +140,6 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
             },
         )
     return response
-
-
-@web.middleware
-async def authorize(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """The caller's token and RBAC permission for the route's operation (PERMISSIONS); routes without one
-    (/openapi.json, unknown paths) are open."""
-    permission = OPERATIONS.get(request.match_info.handler)
-    if permission is not None:
-        caller = await request.app[ACCESS].check(request.headers.get("Authorization"), permission)
-        request[PRINCIPAL] = caller
-    return await handler(request)
 
 
 def _caller(request: web.Request) -> Caller:
@@ -449,10 +450,13 @@ def build_app(
     max_body: int,
     batch_max_body: int,
     consistency_tokens: bool = False,
+    access_log: logs.AccessSampling = EVERY_REQUEST,
 ) -> web.Application:
-    """`consistency_tokens`: issue and honour read-your-writes tokens (only worth a middleware with replicas)."""
-    middlewares = [observe, authorize, *([consistency.rest_tokens] if consistency_tokens else [])]
+    """`consistency_tokens`: issue and honour read-your-writes tokens (only worth a middleware with replicas).
+    `access_log`: which requests get an access line."""
+    middlewares = [observe, *([consistency.rest_tokens] if consistency_tokens else [])]
     app = web.Application(middlewares=middlewares, client_max_size=max_body)
+    app[ACCESS_LOG] = access_log
     app[CORE], app[CREDENTIALS], app[BATCH], app[BATCH_MAX_BODY] = core, credentials, batch, batch_max_body
     app[FEED], app[METRICS], app[EVENT_SOURCE], app[ACCESS] = feed, metrics_, event_source, access
     for method, path, handler, _ in ROUTES:
