@@ -1,5 +1,5 @@
 """`python -m bench [--smoke] [--out DIR] [--no-service] [--no-operator] [--only-watchers|--only-search|--only-credentials|
---only-replicas|--only-kratos|--only-hashing]`
+--only-replicas|--only-kratos|--only-hashing|--only-ceiling]`
 
 Runs every measurement with its baseline in the same run, writes <out>/<UTC timestamp>.json and .png, prints
 the table. A full run also refreshes bench/results/latest.json and latest.png (the README's figures).
@@ -136,6 +136,14 @@ def main(argv: list[str] | None = None) -> int:
         const="hashing",
         dest="only",
         help="only the GET-while-16-clients-create figure (argon2id busy on the cores; implies --no-operator)",
+    )
+    only.add_argument(
+        "--only-ceiling",
+        action="store_const",
+        const="ceiling",
+        dest="only",
+        help="only the REST get, unauthenticated and authenticated, against its composed ceiling (implies"
+        " --no-operator)",
     )
     args = p.parse_args(argv)
     args.no_operator = args.no_operator or bool(args.only)

@@ -117,6 +117,8 @@ def measure(plan: Plan, workdir: Path, only: str | None = None) -> dict[str, Any
                 return _measure_search(plan, workdir, dsn, pg_desc)
             if only == "kratos":
                 return _measure_kratos(plan, workdir, admin, dsn, pg_desc)
+            if only == "ceiling":
+                return _measure_ceiling(plan, workdir, dsn, pg_desc)
             if only:
                 return _measure_part(only, plan, workdir, dsn, pg_desc)
             return _measure(plan, workdir, admin, dsn, pg_desc)
@@ -308,6 +310,52 @@ def _measure_kratos(plan: Plan, workdir: Path, admin: str, dsn: str, pg_desc: st
         "kratos": info,
         "runs": _runs_json(runs),
         "figures": rounds.judge(_kratos_figures(runs, plan.level)),
+    }
+
+
+def _measure_ceiling(plan: Plan, workdir: Path, dsn: str, pg_desc: str) -> dict[str, Any]:
+    """Only the REST get, unauthenticated and authenticated, against the composed ceiling
+    (`python -m bench --only-ceiling`)."""
+    ids, ids_file = _seed(plan, workdir, dsn)
+    with contextlib.ExitStack() as running:
+        svc = stack.start_service(dsn, workdir)
+        running.callback(svc.stop)
+        identity = running.enter_context(auth_bench.service_account(workdir))
+        (workdir / "authenticated").mkdir()
+        svc_auth = stack.start_service(dsn, workdir / "authenticated", **identity.service_env)
+        running.callback(svc_auth.stop)
+        ceiling = stack.start_ceiling("http", dsn, POOL_SIZE, workdir)
+        running.callback(ceiling.stop)
+        loads = Loads(plan, svc, ids, ids_file, dsn)
+        loads.warm(("get",))
+        auth_url = f"http://127.0.0.1:{svc_auth.info['http_port']}"
+        http_load.run(auth_url, "get", plan.level, 2, ids_file, _tag(), "warmup", identity.token_file)
+        steps = [
+            ("rest.get", loads.rest(loads.http, "get", "service-rest")),
+            (
+                "rest.get_authenticated",
+                loads.rest(auth_url, "get", "service-rest-auth", token=identity.token_file),
+            ),
+            (
+                "ceiling.rest.get",
+                loads.rest(f"http://127.0.0.1:{ceiling.info['port']}", "get", "ceiling-aiohttp"),
+            ),
+        ]
+        print(f"{plan.rounds} interleaved rounds: REST get against the composed ceiling", flush=True)
+        runs = rounds.interleave(plan.rounds, steps, _log)
+    figures = [
+        rounds.compare(
+            {"id": f"rest.get.c{plan.level}", "group": "service", "baseline": "composed ceiling"},
+            runs["rest.get"],
+            runs["ceiling.rest.get"],
+        ),
+        _authenticated_vs_ceiling(runs, plan.level),
+    ]
+    return {
+        "postgres": pg_desc,
+        "seed_users": plan.seed_users,
+        "runs": _runs_json(runs),
+        "figures": rounds.judge(figures),
     }
 
 
@@ -614,24 +662,29 @@ def _against_get(runs: dict[str, list[Run]], protocol: str, op: str, c: int) -> 
     return rounds.compare(fig, runs[f"{protocol}.{op}"], runs[f"{protocol}.get"])
 
 
-def _authenticated_figures(runs: dict[str, list[Run]], c: int) -> list[dict[str, Any]]:
+def _authenticated_vs_ceiling(runs: dict[str, list[Run]], c: int) -> dict[str, Any]:
     """REST get with a ServiceAccount token (TokenReview and SubjectAccessReview verdicts cached: every request
-    of a run but the first is a cache hit) against the composed ceiling, the same get unauthenticated, and the
-    peer's own authenticated read."""
+    of a run but the first is a cache hit) against the composed ceiling."""
+    return rounds.compare(
+        {
+            "id": f"rest.get_authenticated.c{c}",
+            "group": "service",
+            "what": f"REST get by id with a ServiceAccount token (cache hit), {c} concurrent",
+            "baseline": f"composed ceiling: a bare aiohttp handler running the store's get on a pool of {POOL_SIZE}",
+            "goal": "rps_ratio >= 0.8",
+        },
+        runs["rest.get_authenticated"],
+        runs["ceiling.rest.get"],
+    )
+
+
+def _authenticated_figures(runs: dict[str, list[Run]], c: int) -> list[dict[str, Any]]:
+    """The authenticated REST get against the composed ceiling, the same get unauthenticated, and the peer's own
+    authenticated read."""
     authenticated = runs["rest.get_authenticated"]
     what = f"REST get by id with a ServiceAccount token (cache hit), {c} concurrent"
     return [
-        rounds.compare(
-            {
-                "id": f"rest.get_authenticated.c{c}",
-                "group": "service",
-                "what": what,
-                "baseline": f"composed ceiling: a bare aiohttp handler running the store's get on a pool of {POOL_SIZE}",
-                "goal": "rps_ratio >= 0.8",
-            },
-            authenticated,
-            runs["ceiling.rest.get"],
-        ),
+        _authenticated_vs_ceiling(runs, c),
         rounds.compare(
             {
                 "id": f"rest.get_authenticated_vs_unauthenticated.c{c}",
