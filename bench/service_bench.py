@@ -140,18 +140,17 @@ def _measure_part(part: str, plan: Plan, workdir: Path, dsn: str, pg_desc: str) 
     ids, ids_file = _seed(plan, workdir, dsn)
     svc = stack.start_service(dsn, workdir)
     try:
-        http = f"http://127.0.0.1:{svc.info['http_port']}"
+        loads = Loads(plan, svc, ids, ids_file, dsn)
         if plan.warmup:
-            http_load.run(http, "get", plan.level, 2, ids_file, _tag(), "warmup")
+            http_load.run(loads.http, "get", plan.level, 2, ids_file, _tag(), "warmup")
         if part == "watchers":
-            figures = _watcher_figures(_get_with_watchers(http, plan, ids_file, dsn), plan)
+            figures = _watcher_figures(_get_with_watchers(loads.http, plan, ids_file, dsn), plan)
         elif part == "hashing":
-            loads = Loads(plan, svc, ids, ids_file, dsn)
             figures = [
                 _beside_figure(_get_beside(loads, "create", ids_file), "create", "create users", BESIDE_GOAL)
             ]
         else:
-            figures = _credential_figures(_credentials(http, plan, workdir, dsn, ids_file))
+            figures = _credential_figures(_credentials(loads, workdir))
     finally:
         svc.stop()
     return {"postgres": pg_desc, "seed_users": plan.seed_users, "figures": rounds.judge(figures)}
