@@ -18,6 +18,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
@@ -30,6 +31,7 @@ from tests.support.postgres import with_database
 SCHEMA = tools.KRATOS_MODULE / "identity.schema.json"
 SCHEMA_ID = "user"
 BATCH = 1000  # identities per seeding call (Kratos takes up to 2,000)
+SEEDERS = 2  # seeding calls at once: the database and Kratos each get a core's worth
 
 
 def _free_port() -> int:
@@ -139,37 +141,42 @@ class Kratos:
     def seed(self, users: list[dict[str, str]], ids_file: Path) -> list[str]:
         """The users as identities (their argon2id hashes imported as they are), through the admin API's batch
         create; writes the identities' ids to `ids_file`, one per line."""
-        ids: list[str] = []
-        for start in range(0, len(users), BATCH):
-            body = {
-                "identities": [
-                    {
-                        "create": {
-                            "schema_id": SCHEMA_ID,
-                            "traits": {
-                                k: u[k] for k in ("email", "nickname", "first_name", "last_name", "country")
-                            },
-                            "credentials": {"password": {"config": {"hashed_password": u["password_hash"]}}},
-                        }
-                    }
-                    for u in users[start : start + BATCH]
-                ]
-            }
-            request = urllib.request.Request(
-                f"{self.url}/admin/identities",
-                data=json.dumps(body).encode(),
-                method="PATCH",
-                headers={"Content-Type": "application/json"},
+        with ThreadPoolExecutor(SEEDERS) as pool:
+            batches = pool.map(
+                self._create_batch, (users[i : i + BATCH] for i in range(0, len(users), BATCH))
             )
-            with urllib.request.urlopen(request, timeout=300) as resp:
-                answer = json.loads(resp.read())
-            failed = [r for r in answer["identities"] if r.get("action") != "create"]
-            if failed:
-                raise RuntimeError(f"Kratos refused {len(failed)} seeded identities: {failed[:3]}")
-            ids += [r["identity"] for r in answer["identities"]]
+            ids = [identity for batch in batches for identity in batch]
         asyncio.run(self._execute(self.dsn, "VACUUM (ANALYZE)"))
         ids_file.write_text("\n".join(ids) + "\n")
         return ids
+
+    def _create_batch(self, users: list[dict[str, str]]) -> list[str]:
+        body = {
+            "identities": [
+                {
+                    "create": {
+                        "schema_id": SCHEMA_ID,
+                        "traits": {
+                            k: u[k] for k in ("email", "nickname", "first_name", "last_name", "country")
+                        },
+                        "credentials": {"password": {"config": {"hashed_password": u["password_hash"]}}},
+                    }
+                }
+                for u in users
+            ]
+        }
+        request = urllib.request.Request(
+            f"{self.url}/admin/identities",
+            data=json.dumps(body).encode(),
+            method="PATCH",
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=300) as resp:
+            answer = json.loads(resp.read())
+        failed = [r for r in answer["identities"] if r.get("action") != "create"]
+        if failed:
+            raise RuntimeError(f"Kratos refused {len(failed)} seeded identities: {failed[:3]}")
+        return [str(r["identity"]) for r in answer["identities"]]
 
     def quiesce(self, timeout: float = 60) -> None:
         """Wait until creates still queued in Kratos when the load stopped (each waits for its hash) are written."""
