@@ -162,7 +162,7 @@ SETTINGS: dict[str, Setting] = {
     "hash_workers": Setting("PASSWORD_HASH_WORKERS", "2", "Threads that hash passwords off the event loop."),
     "hash_nice": Setting(
         "PASSWORD_HASH_NICE",
-        "10",
+        "19",
         "How much lower the hashing threads' scheduling priority is than the event loop's (a nice increment, 0-19): while hashes keep every core busy, requests the loop answers are not queued behind them. 0: the same priority.",
     ),
     "breach_check_url": Setting(

@@ -41,7 +41,7 @@ async def test_hashing_threads_run_below_the_event_loop_by_the_setting(increment
 
 def test_the_setting_is_a_nice_increment() -> None:
     env = {"DATABASE_URL": "postgresql://u@localhost/db"}
-    assert Config.from_env(env).hash_nice == 10
+    assert Config.from_env(env).hash_nice == 19
     assert Config.from_env({**env, "PASSWORD_HASH_NICE": "0"}).hash_nice == 0
     for bad in ("-1", "20"):
         with pytest.raises(ConfigError, match=f"PASSWORD_HASH_NICE must be 0-19 .*not {bad}"):
