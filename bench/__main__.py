@@ -1,5 +1,5 @@
 """`python -m bench [--smoke] [--out DIR] [--no-service] [--no-operator] [--only-watchers|--only-search|--only-credentials|
---only-scim|--only-replicas]`
+--only-scim|--only-replicas|--only-kratos|--only-hashing|--only-ceiling]`
 
 Runs every measurement with its baseline in the same run, writes <out>/<UTC timestamp>.json and .png, prints
 the table. A full run also refreshes bench/results/latest.json and latest.png (the README's figures).
@@ -34,6 +34,7 @@ FULL = {
         import_batches=5,
         import_batch_size=1000,
         paging_users=1_000_000,
+        kratos=True,
     ),
     "operator": operator_bench.Plan(
         latency_count=40, rounds=3, scale_count=500, idle_seconds=30, resync_seconds=30, deadline_seconds=240
@@ -52,6 +53,7 @@ SMOKE = {
         import_batches=2,
         import_batch_size=100,
         paging_users=20_000,
+        kratos=False,
     ),
     "operator": operator_bench.Plan(
         latency_count=3, rounds=2, scale_count=10, idle_seconds=4, resync_seconds=2, deadline_seconds=60
@@ -131,6 +133,28 @@ def main(argv: list[str] | None = None) -> int:
         help="only the read-from-a-replica figures: throughput against primary-only, a consistency token's"
         " latency (implies --no-operator)",
     )
+    only.add_argument(
+        "--only-kratos",
+        action="store_const",
+        const="kratos",
+        dest="only",
+        help="only the figures against the Go peer, Ory Kratos (built on first use; implies --no-operator)",
+    )
+    only.add_argument(
+        "--only-hashing",
+        action="store_const",
+        const="hashing",
+        dest="only",
+        help="only the GET-while-16-clients-create figure (argon2id busy on the cores; implies --no-operator)",
+    )
+    only.add_argument(
+        "--only-ceiling",
+        action="store_const",
+        const="ceiling",
+        dest="only",
+        help="only the REST get, unauthenticated and authenticated, against its composed ceiling (implies"
+        " --no-operator)",
+    )
     args = p.parse_args(argv)
     args.no_operator = args.no_operator or bool(args.only)
     plans = SMOKE if args.smoke else FULL
@@ -154,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
             "service": {
                 "DB_POOL_MAX": service_bench.POOL_SIZE,
                 "argon2": "production defaults (time_cost 2, 19 MiB)",
-                "logging": "JSON, one access line per request (as deployed)",
+                "logging": "JSON, as deployed: an access line for every error, write and slow request and for 1 in"
+                " 100 fast, successful reads (ACCESS_LOG_SAMPLE)",
                 "event_loop": "asyncio (the standard loop), as `userservice serve` and the composed ceilings; the peer"
                 " runs uvloop and httptools, as its documentation recommends",
             },

@@ -15,6 +15,8 @@ import asyncpg
 import bcrypt
 
 from bench import stack
+from bench.stats import Run, percentile
+from userservice.passwords.hashing import lower_priority
 
 BCRYPT_COST = (
     4  # the lowest the service accepts: imported hashes are only stored, never checked, by an import
@@ -80,21 +82,39 @@ async def import_rates(base_url: str, dsn: str, batches: int, hashes: list[str])
     }
 
 
-def raw_verify_rate(seconds: float, workers: int) -> float:
-    """Verifications/s of argon2id at the service's costs, `workers` threads verifying for `seconds`
-    (argon2-cffi releases the GIL while it hashes, as in the service's pool)."""
+def raw_argon2(seconds: float, workers: int, op: str) -> Run:
+    """argon2id at the service's costs, `workers` threads hashing new passwords (op "hash") or verifying one
+    (op "verify") for `seconds` (argon2-cffi releases the GIL while it hashes, as in the service's pool), at the
+    scheduling priority of the service's hashing threads (PASSWORD_HASH_NICE)."""
     hasher = stack.service_hasher()
     password_hash = hasher.hash(stack.PASSWORD)
+    work = (
+        (lambda: hasher.hash(stack.PASSWORD))
+        if op == "hash"
+        else (lambda: hasher.verify(password_hash, stack.PASSWORD))
+    )
     deadline = time.monotonic() + seconds
 
-    def verify_until_deadline(_: int) -> int:
-        count = 0
+    def until_deadline(_: int) -> list[float]:
+        took = []
         while time.monotonic() < deadline:
-            hasher.verify(password_hash, stack.PASSWORD)
-            count += 1
-        return count
+            started = time.perf_counter()
+            work()
+            took.append(time.perf_counter() - started)
+        return took
 
     started = time.monotonic()
-    with ThreadPoolExecutor(workers) as pool:
-        done = sum(pool.map(verify_until_deadline, range(workers)))
-    return done / (time.monotonic() - started)
+    nice = stack.service_setting("hash_nice")
+    with ThreadPoolExecutor(workers, initializer=lower_priority, initargs=(nice,)) as pool:
+        took = [t for thread in pool.map(until_deadline, range(workers)) for t in thread]
+    return Run(
+        "argon2-cffi",
+        f"argon2id on {workers} threads",
+        op,
+        workers,
+        time.monotonic() - started,
+        len(took),
+        0,
+        percentile(took, 50) * 1000,
+        percentile(took, 99) * 1000,
+    )

@@ -101,16 +101,16 @@ def markdown(doc: dict[str, Any]) -> str:
 
 
 def goals(doc: dict[str, Any]) -> str:
-    """The README's table: every figure that has a goal, its measured ratio (median and spread over the rounds),
-    the goal and whether it is met."""
+    """The README's table: every figure that has a goal, or is reported without one ("reported": its ratio key),
+    its measured ratio (median and spread over the rounds), the goal and whether it is met."""
     out = [
         "| figure | value | baseline | ratio | goal | met |",
         "| --- | ---: | ---: | ---: | --- | --- |",
     ]
     for fig in doc["figures"]:
-        if "goal" not in fig:
+        if "goal" not in fig and "reported" not in fig:
             continue
-        key = fig["goal"].split(" ")[0]
+        key = fig["goal"].split(" ")[0] if "goal" in fig else fig["reported"]
         triple = next((t for t in _TRIPLES if key in t), None)
         value_key, base_key = (triple[0], triple[1]) if triple else (key, None)
         if key == "seconds":
@@ -125,8 +125,16 @@ def goals(doc: dict[str, Any]) -> str:
                     f"{_cell(fig, value_key)} {unit}".strip(),
                     f"{_cell(fig, base_key)} {unit}".strip() if base_key else "-",
                     _cell(fig, key) if key != value_key else "-",
-                    fig["goal"].replace(key, "ratio" if key != "seconds" else "seconds", 1),
-                    "yes" if met else "**no**" if met is False else "not measured",
+                    fig["goal"].replace(key, "ratio" if key != "seconds" else "seconds", 1)
+                    if "goal" in fig
+                    else "reported",
+                    "-"
+                    if "goal" not in fig
+                    else "yes"
+                    if met
+                    else "**no**"
+                    if met is False
+                    else "not measured",
                 ]
             )
             + " |"

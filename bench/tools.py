@@ -1,16 +1,19 @@
-"""The load tools: `wrk` (Debian package) for HTTP and `ghz` (`go install`, pinned) for gRPC; and the peer's
-virtualenv (bench/peer/requirements.txt).
+"""The load tools: `wrk` (Debian package) for HTTP and `ghz` (`go install`, pinned) for gRPC; the Python peer's
+virtualenv (bench/peer/requirements.txt); the Go peer, Ory Kratos, built from its tools module (bench/peer/kratos).
 
 Installed on first use so a fresh CI machine needs nothing by hand: `apt-get install wrk` when it is missing
-(as root), `go install` of ghz into .cache/tools/bin, the peer's pins into .cache/bench-peer.
+(as root), `go install` of ghz into .cache/tools/bin, the peer's pins into .cache/bench-peer, `go build` of Kratos
+into .cache/tools/bin (a full `make bench` only: the smoke run and the tests never build it).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -19,6 +22,9 @@ GHZ_MODULE = "github.com/bojand/ghz/cmd/ghz"
 GHZ_VERSION = "v0.120.0"
 PEER_REQUIREMENTS = ROOT / "bench" / "peer" / "requirements.txt"
 PEER_VENV = ROOT / ".cache" / "bench-peer"
+KRATOS_MODULE = (
+    ROOT / "bench" / "peer" / "kratos"
+)  # go.mod: `tool github.com/ory/kratos` at its pinned version
 
 
 def _versions() -> dict[str, str]:
@@ -94,3 +100,41 @@ def peer_python() -> str:
     subprocess.run([*pip, "-r", str(PEER_REQUIREMENTS)], check=True, capture_output=True)
     stamp.write_text(wanted)
     return str(python)
+
+
+def kratos_version() -> str:
+    """The Kratos version the tools module pins (its go.mod's require line)."""
+    found = re.search(r"^\s*github\.com/ory/kratos (v\S+)", (KRATOS_MODULE / "go.mod").read_text(), re.M)
+    if found is None:
+        raise RuntimeError(f"{KRATOS_MODULE / 'go.mod'} pins no github.com/ory/kratos version")
+    return found.group(1)
+
+
+def kratos() -> tuple[str, float | None]:
+    """The Kratos binary, and the seconds its build took when this call built it (None: it was there already).
+    Built with the tools module's go.mod and go.sum, so every dependency is the pinned one."""
+    path = TOOLS_BIN / f"kratos-{kratos_version()}"
+    if os.access(path, os.X_OK):
+        return str(path), None
+    go = shutil.which("go")
+    if not go:
+        raise RuntimeError("Kratos is missing and there is no Go toolchain to build it")
+    print(
+        f"building Ory Kratos {kratos_version()} (go build in bench/peer/kratos; minutes, once)", flush=True
+    )
+    TOOLS_BIN.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    started = time.monotonic()
+    built = subprocess.run(
+        [go, "build", "-o", str(partial), "github.com/ory/kratos"],
+        cwd=KRATOS_MODULE,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if built.returncode != 0:
+        raise RuntimeError(f"building Kratos failed:\n{built.stderr[-3000:]}")
+    partial.rename(path)
+    seconds = time.monotonic() - started
+    print(f"built Kratos in {seconds:.0f} s", flush=True)
+    return str(path), seconds

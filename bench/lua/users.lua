@@ -4,7 +4,9 @@
 -- OP: get (by random seeded id), list (country filter, page of 50), create (unique users), patch (random id),
 -- search (email prefix, page of 50: the prefix is bench/stack.py's SEARCH_EMAIL_PREFIX),
 -- verify (verifyPassword of a random seeded user with the right password; IDS_FILE then holds logins),
--- scim_get (SCIM get by random seeded id), scim_filter (SCIM filter userName eq "seed<i>" of a random seeded user).
+-- scim_get (SCIM get by random seeded id), scim_filter (SCIM filter userName eq "seed<i>" of a random seeded user);
+-- kratos_list (Ory Kratos's admin list, page of 50) and kratos_create (its admin create with a password):
+-- the Go peer's counterparts of list and create (its get is get with GET_PATH /admin/identities/).
 -- done() prints one JSON line, prefixed with BENCH, that bench/http_load.py reads.
 
 local threads = {}
@@ -66,6 +68,14 @@ function request()
   elseif op == "scim_filter" then
     -- bench/stack.py's seed() nicknames user i "seed<i>"
     return wrk.format("GET", "/scim/v2/Users?filter=userName%20eq%20%22seed" .. (math.random(#ids) - 1) .. "%22", auth)
+  elseif op == "kratos_list" then
+    return wrk.format("GET", "/admin/identities?page_size=50", auth)
+  elseif op == "kratos_create" then
+    local nick = "k" .. tag .. "t" .. tid .. "n" .. n
+    local body = '{"schema_id":"user","traits":{"first_name":"Ada","last_name":"Lovelace","nickname":"' .. nick ..
+      '","email":"' .. nick .. '@example.com","country":"GB"},' ..
+      '"credentials":{"password":{"config":{"password":"correct horse battery staple"}}}}'
+    return wrk.format("POST", "/admin/identities", with_auth(json_headers), body)
   elseif op == "verify" then
     return wrk.format("POST", "/v1/users:verifyPassword", with_auth(json_headers),
       '{"login":"' .. ids[math.random(#ids)] .. '","password":"correct horse battery staple"}')

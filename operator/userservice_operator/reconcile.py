@@ -19,7 +19,7 @@ from userservice_operator import status as status_mod
 from userservice_operator.apply import apply
 from userservice_operator.children import CHILDREN, OPTIONAL_CRDS, Child, Phase, migration
 from userservice_operator.children.common import MANAGED_BY, MIGRATION_HASH_LABEL, OWNER_NAMESPACE_LABEL
-from userservice_operator.children.context import BuildContext
+from userservice_operator.children.context import BuildContext, RolloutPlan
 from userservice_operator.children.env import database_secret
 from userservice_operator.children.migration import JobPhase, MigrationState
 from userservice_operator.crd import KIND
@@ -214,6 +214,29 @@ async def slo_budgets(ctx: Context, us: UserService) -> dict[str, float]:
     return await prometheus.error_budgets(ctx.prometheus_url, us)
 
 
+@dataclass(frozen=True)
+class _Workload:
+    """What applying the workload children left: the live Deployment and HPA, or why the apply failed."""
+
+    deployment: Manifest | None = None
+    hpa: Manifest | None = None
+    problem: Problem | None = None
+
+
+async def _apply_workload(step: _Pass, workload: list[Child], plan: RolloutPlan) -> _Workload:
+    """The workload children (the Deployment and its HPA only refer to each other by name: at once)."""
+    try:
+        lives = await asyncio.gather(
+            *(step.ensure(c, c.build(step.us, BuildContext(plan, step.ctx.runbooks))) for c in workload)
+        )
+    except ApiException as exc:
+        if exc.status not in (409, 422):
+            raise
+        return _Workload(problem=Problem("ApplyFailed", f"{exc.status} {exc.reason}: {str(exc.body)[:500]}"))
+    by_kind = dict(zip((c.kind for c in workload), lives, strict=True))
+    return _Workload(by_kind.get("Deployment"), by_kind.get("HorizontalPodAutoscaler"))
+
+
 async def reconcile(ctx: Context, body: Manifest) -> Outcome:
     """One pass: apply every wanted child (phase by phase, each phase's children at once), delete unwanted
     ones, write the status."""
@@ -232,10 +255,23 @@ async def _reconcile(step: _Pass) -> Outcome:
         optional_apis = await optional_apis_present(ctx.kube)
 
     # The support children are independent of one another: applied at once, beside the two reads the later
-    # phases need (one round trip of latency instead of one per child).
+    # phases need (one round trip of latency instead of one per child). With migrations off the rollout plan
+    # needs nothing but the Secret, so the workload children go out as soon as it is found, beside the support
+    # children's applies rather than after them: a new UserService's children in one round trip after the read.
     support = [c for c in CHILDREN if c.phase is Phase.SUPPORT and (optional_apis or not c.optional_api)]
-    (secret_problem, live_dep), gone = await asyncio.gather(
-        asyncio.gather(step.check_secret(), ctx.kube.get("Deployment", us.namespace, us.name)),
+    workload = [c for c in CHILDREN if c.phase is Phase.WORKLOAD]
+    plan_now = not us.spec.migrations.enabled
+
+    async def secret_then_workload() -> tuple[Problem | None, _Workload | None]:
+        problem = await step.check_secret()
+        if problem is not None or not plan_now:
+            return problem, None
+        return None, await _apply_workload(
+            step, workload, migration.plan_rollout(us, MigrationState(JobPhase.DISABLED), None)
+        )
+
+    ((secret_problem, applied), live_dep), gone = await asyncio.gather(
+        asyncio.gather(secret_then_workload(), ctx.kube.get("Deployment", us.namespace, us.name)),
         asyncio.gather(*(step.ensure_support(child) for child in support)),
     )
     if any(gone):
@@ -250,31 +286,27 @@ async def _reconcile(step: _Pass) -> Outcome:
     completed.pop("image", None)
     live_hpa: Manifest | None = None
     if secret_problem is None:
-        if us.spec.migrations.enabled:
-            (job_child,) = (c for c in CHILDREN if c.phase is Phase.MIGRATION)
-            mig = await step.migrate(job_child)
-            if mig.phase is JobPhase.SUCCEEDED:
-                completed = {"completedHash": migration.migration_hash(us), "completedImage": us.spec.image}
-            elif mig.phase is JobPhase.FAILED and old_status.get("migration", {}).get("job") != mig.job:
-                step.event("Warning", "MigrationFailed", f"{mig.message}; rollout held")
-        live_image, live_replicas = None, None
-        if live_dep is not None:
-            live_image = live_dep["spec"]["template"]["spec"]["containers"][0].get("image")
-            live_replicas = live_dep["spec"].get("replicas")
-        plan = migration.plan_rollout(us, mig, live_image, live_replicas)
-        workload = [c for c in CHILDREN if c.phase is Phase.WORKLOAD]
-        try:
-            # The workload children (the Deployment and its HPA) only refer to each other by name: at once.
-            lives = await asyncio.gather(
-                *(step.ensure(c, c.build(us, BuildContext(plan, ctx.runbooks))) for c in workload)
+        if applied is None:
+            if us.spec.migrations.enabled:
+                (job_child,) = (c for c in CHILDREN if c.phase is Phase.MIGRATION)
+                mig = await step.migrate(job_child)
+                if mig.phase is JobPhase.SUCCEEDED:
+                    completed = {
+                        "completedHash": migration.migration_hash(us),
+                        "completedImage": us.spec.image,
+                    }
+                elif mig.phase is JobPhase.FAILED and old_status.get("migration", {}).get("job") != mig.job:
+                    step.event("Warning", "MigrationFailed", f"{mig.message}; rollout held")
+            live_image, live_replicas = None, None
+            if live_dep is not None:
+                live_image = live_dep["spec"]["template"]["spec"]["containers"][0].get("image")
+                live_replicas = live_dep["spec"].get("replicas")
+            applied = await _apply_workload(
+                step, workload, migration.plan_rollout(us, mig, live_image, live_replicas)
             )
-            by_kind = dict(zip((c.kind for c in workload), lives, strict=True))
-            live_dep = by_kind.get("Deployment", live_dep)
-            live_hpa = by_kind.get("HorizontalPodAutoscaler", live_hpa)
-        except ApiException as exc:
-            if exc.status not in (409, 422):
-                raise
-            apply_problem = Problem("ApplyFailed", f"{exc.status} {exc.reason}: {str(exc.body)[:500]}")
+        live_dep = applied.deployment or live_dep
+        live_hpa = applied.hpa
+        apply_problem = applied.problem
     elif us.spec.migrations.enabled:
         mig = MigrationState(JobPhase.PENDING)
 

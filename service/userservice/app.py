@@ -34,6 +34,7 @@ from userservice.core.health import Health
 from userservice.core.maintenance import run as run_maintenance
 from userservice.core.users import UserCore
 from userservice.domain.throttle import LockoutPolicy
+from userservice.logs import AccessSampling
 from userservice.metrics import Metrics
 from userservice.passwords.hashing import Passwords
 from userservice.store.db import FairPool, create_pool
@@ -103,6 +104,7 @@ async def serve(
         config.argon2_parallelism,
         config.hash_workers,
         observe=metrics.password_hash_latency.observe,
+        nice=config.hash_nice,
     )
     breach = BreachCheck(
         config.breach_check_url, config.breach_check_timeout, config.breach_check_fail_open, metrics
@@ -168,6 +170,7 @@ async def serve(
         config.max_body_bytes,
         config.batch_max_body_bytes,
         consistency_tokens=tokens,
+        access_log=AccessSampling(config.access_log_sample, config.access_log_slow_seconds),
     )
     scim_api.attach(app, config.max_body_bytes)
     limits = ConnectionLimits(

@@ -82,6 +82,14 @@ SETTINGS: dict[str, Setting] = {
     ),
     "log_level": Setting("LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING or ERROR."),
     "log_format": Setting("LOG_FORMAT", "json", "json (one object per line) or text."),
+    "access_log_sample": Setting(
+        "ACCESS_LOG_SAMPLE",
+        "0.01",
+        "Share of fast, successful REST reads that get an access log line (0-1; 1: every request). Every error, every write and every request slower than ACCESS_LOG_SLOW_SECONDS always gets one; the metrics count every request.",
+    ),
+    "access_log_slow_seconds": Setting(
+        "ACCESS_LOG_SLOW_SECONDS", "0.1", "A REST request at least this slow always gets an access log line."
+    ),
     "shutdown_delay": Setting(
         "SHUTDOWN_DELAY_SECONDS",
         "0",
@@ -152,6 +160,11 @@ SETTINGS: dict[str, Setting] = {
     "argon2_memory_kib": Setting("ARGON2_MEMORY_KIB", "19456", "argon2id memory in KiB (OWASP: 19456)."),
     "argon2_parallelism": Setting("ARGON2_PARALLELISM", "1", "argon2id lanes."),
     "hash_workers": Setting("PASSWORD_HASH_WORKERS", "2", "Threads that hash passwords off the event loop."),
+    "hash_nice": Setting(
+        "PASSWORD_HASH_NICE",
+        "19",
+        "How much lower the hashing threads' scheduling priority is than the event loop's (a nice increment, 0-19): while hashes keep every core busy, requests the loop answers are not queued behind them. 0: the same priority.",
+    ),
     "breach_check_url": Setting(
         "BREACH_CHECK_URL",
         "",
@@ -266,6 +279,8 @@ class Config:
     migrate_on_start: bool
     log_level: str
     log_format: str
+    access_log_sample: float
+    access_log_slow_seconds: float
     shutdown_delay: float
     shutdown_grace: float
     max_body_bytes: int
@@ -286,6 +301,7 @@ class Config:
     argon2_memory_kib: int
     argon2_parallelism: int
     hash_workers: int
+    hash_nice: int
     breach_check_url: str
     breach_check_timeout: float
     breach_check_fail_open: bool
@@ -329,6 +345,12 @@ class Config:
             errors.append("READS_WITHOUT_TOKEN must be primary or replica")
         if values["log_format"] not in {"json", "text"}:
             errors.append("LOG_FORMAT must be json or text")
+        if not 0 <= values["access_log_sample"] <= 1:
+            errors.append(
+                f"ACCESS_LOG_SAMPLE must be 0-1 (a share of requests), not {values['access_log_sample']}"
+            )
+        if not 0 <= values["hash_nice"] <= 19:
+            errors.append(f"PASSWORD_HASH_NICE must be 0-19 (a nice increment), not {values['hash_nice']}")
         if bool(values["tls_cert_file"]) != bool(values["tls_key_file"]):
             errors.append("TLS_CERT_FILE and TLS_KEY_FILE are set together or not at all")
         if errors:

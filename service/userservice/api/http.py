@@ -25,7 +25,7 @@ from userservice.core.health import Health
 from userservice.core.users import UserCore
 from userservice.domain.caller import Caller
 from userservice.domain.errors import DomainError, invalid
-from userservice.domain.events import StartAt, WatcherTooSlow, parse_start
+from userservice.domain.events import StartAt, StoredEvent, WatcherTooSlow, parse_start
 from userservice.domain.listing import filter_from_query
 from userservice.domain.model import etag_matches
 from userservice.metrics import Metrics
@@ -44,6 +44,8 @@ METRICS = web.AppKey("metrics", Metrics)
 EVENT_SOURCE = web.AppKey("event_source", str)
 ACCESS = web.AppKey("access", Access)
 PRINCIPAL = web.RequestKey("principal", principals.Principal)
+ACCESS_LOG = web.AppKey("access_log", logs.AccessSampling)
+EVERY_REQUEST = logs.AccessSampling()
 
 LIST_PARAMS = frozenset(
     {
@@ -92,7 +94,9 @@ def _problem_for(exc: Exception) -> web.Response:
 
 @web.middleware
 async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Request id, access log and metrics for every request; converts every error to problem+json."""
+    """The one middleware of every request: request id, the caller's token and RBAC permission for the route's
+    operation (OPERATIONS; routes without one, /openapi.json and unknown paths, are open), metrics and the
+    access log (ACCESS_LOG_SAMPLE); converts every error to problem+json."""
     rid = logs.accepted_request_id(request.headers.get("X-Request-ID"))
     token = logs.request_id.set(rid)
     started = time.perf_counter()
@@ -100,6 +104,11 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         if consistency.HEADER in request.headers:  # checked with or without replicas: one rule for clients
             consistency.check(request.headers[consistency.HEADER], consistency.HEADER)
+        permission = OPERATIONS.get(request.match_info.handler)
+        if permission is not None:
+            request[PRINCIPAL] = await request.app[ACCESS].check(
+                request.headers.get("Authorization"), permission
+            )
         response = await handler(request)
     except web.HTTPException as exc:
         if exc.status < 400:
@@ -113,8 +122,11 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         response.headers["X-Request-ID"] = rid
     elapsed = time.perf_counter() - started
     route = _route_of(request)
-    request.app[METRICS].http_request_done(request.method, route, response.status, elapsed)
-    if route not in {"/healthz", "/readyz", "/metrics"}:
+    app = request.app
+    app[METRICS].http_request_done(request.method, route, response.status, elapsed)
+    if route not in {"/healthz", "/readyz", "/metrics"} and app.get(ACCESS_LOG, EVERY_REQUEST).keeps(
+        request.method, response.status, elapsed
+    ):
         caller = request.get(PRINCIPAL)
         log.info(
             "request",
@@ -128,17 +140,6 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
             },
         )
     return response
-
-
-@web.middleware
-async def authorize(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """The caller's token and RBAC permission for the route's operation (PERMISSIONS); routes without one
-    (/openapi.json, unknown paths) are open."""
-    permission = OPERATIONS.get(request.match_info.handler)
-    if permission is not None:
-        caller = await request.app[ACCESS].check(request.headers.get("Authorization"), permission)
-        request[PRINCIPAL] = caller
-    return await handler(request)
 
 
 def _caller(request: web.Request) -> Caller:
@@ -282,6 +283,30 @@ async def list_users(request: web.Request) -> web.Response:
     return _json({"users": [u.public() for u in page.users], "next_page_token": page.next_page_token})
 
 
+class SseFrames:
+    """Each event's SSE frame, encoded once however many watchers send it: the live fan-out hands every watcher
+    the same event objects, so a frame is looked up by the object itself (held here, so its id is not reused
+    while cached). Events read for one watcher alone (catching up) are new objects and encoded for it."""
+
+    def __init__(self, size: int = 256) -> None:
+        self._size = size
+        self._frames: dict[int, tuple[StoredEvent, bytes]] = {}
+
+    def frame(self, event: StoredEvent, source: str) -> bytes:
+        cached = self._frames.get(id(event))
+        if cached is not None and cached[0] is event:
+            return cached[1]
+        payload = jsoncodec.dumps(event.cloud_event(source))
+        frame = f"id: {event.cursor}\nevent: {event.type}\ndata: ".encode() + payload + b"\n\n"
+        self._frames[id(event)] = (event, frame)
+        if len(self._frames) > self._size:
+            del self._frames[next(iter(self._frames))]  # the oldest
+        return frame
+
+
+FRAMES = web.AppKey("sse_frames", SseFrames)
+
+
 def _start_cursor(request: web.Request) -> tuple[str, str] | None:
     """The client's resume position and the field it came in, if any."""
     if request.headers.get("Last-Event-ID"):
@@ -311,7 +336,7 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
         )
         await response.prepare(request)
         await response.write(b": connected\n\n")
-        source = app[EVENT_SOURCE]
+        source, frames = app[EVENT_SOURCE], app[FRAMES]
         gauge = app[METRICS].watchers.labels("sse")
         gauge.inc()
         last_write, cursor = time.monotonic(), ""
@@ -324,13 +349,7 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
                         await feed.send(response.write(b": keepalive\n\n"), cursor)
                         last_write = time.monotonic()
                     continue
-                payload = jsoncodec.dumps(event.cloud_event(source))
-                await feed.send(
-                    response.write(
-                        f"id: {event.cursor}\nevent: {event.type}\ndata: ".encode() + payload + b"\n\n"
-                    ),
-                    cursor,
-                )
+                await feed.send(response.write(frames.frame(event, source)), cursor)
                 last_write, cursor = time.monotonic(), str(event.cursor)
         except ConnectionResetError:
             pass  # the client went away
@@ -449,10 +468,13 @@ def build_app(
     max_body: int,
     batch_max_body: int,
     consistency_tokens: bool = False,
+    access_log: logs.AccessSampling = EVERY_REQUEST,
 ) -> web.Application:
-    """`consistency_tokens`: issue and honour read-your-writes tokens (only worth a middleware with replicas)."""
-    middlewares = [observe, authorize, *([consistency.rest_tokens] if consistency_tokens else [])]
+    """`consistency_tokens`: issue and honour read-your-writes tokens (only worth a middleware with replicas).
+    `access_log`: which requests get an access line."""
+    middlewares = [observe, *([consistency.rest_tokens] if consistency_tokens else [])]
     app = web.Application(middlewares=middlewares, client_max_size=max_body)
+    app[ACCESS_LOG], app[FRAMES] = access_log, SseFrames()
     app[CORE], app[CREDENTIALS], app[BATCH], app[BATCH_MAX_BODY] = core, credentials, batch, batch_max_body
     app[FEED], app[METRICS], app[EVENT_SOURCE], app[ACCESS] = feed, metrics_, event_source, access
     for method, path, handler, _ in ROUTES:

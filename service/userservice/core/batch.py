@@ -7,7 +7,7 @@ import asyncio
 import hashlib
 import json
 import logging
-import uuid
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from uuid import UUID
@@ -56,6 +56,12 @@ async def _check_free(conn: asyncpg.Connection, items: list[Imported]) -> None:
         ):
             if taken:
                 raise AlreadyExists(f"requests[{i}].user.{field}", f"a user with this {field} already exists")
+
+
+def random_ids(count: int) -> list[UUID]:
+    """`count` random (version 4) UUIDs from one draw of the system's randomness, not one draw each."""
+    raw = os.urandom(16 * count)
+    return [UUID(bytes=raw[i : i + 16], version=4) for i in range(0, 16 * count, 16)]
 
 
 class BatchCore:
@@ -111,8 +117,10 @@ class BatchCore:
                     users = await store.insert(
                         conn,
                         [
-                            (uuid.uuid4(), item.new, password_hash)
-                            for item, password_hash in zip(items, password_hashes, strict=True)
+                            (user_id, item.new, password_hash)
+                            for user_id, item, password_hash in zip(
+                                random_ids(len(items)), items, password_hashes, strict=True
+                            )
                         ],
                     )
                     await append_events(conn, self._metrics, events.CREATED, users, caller)

@@ -51,6 +51,8 @@ def _text(value: object, longest: int) -> str:
         raise ValueError("must be a string")
     if len(value) > 4 * longest:  # plainly too long: refuse before normalising it
         raise ValueError(f"must be at most {longest} characters")
+    if value.isascii() and value.isprintable():  # the only forbidden ASCII characters are controls (Cc)
+        return value
     for ch in value:
         if unicodedata.category(ch) in _FORBIDDEN:
             raise ValueError(
@@ -71,6 +73,15 @@ def check_name(value: object) -> str:
 
 
 def check_nickname(value: object) -> str:
+    # ASCII fast path: a nickname already of the allowed characters is its own PRECIS form (no width, case or
+    # normalisation mapping touches them).
+    if type(value) is str and NICKNAME_MIN <= len(value) <= NICKNAME_MAX and NICKNAME_RE.fullmatch(value):
+        return value
+    return check_nickname_full(value)
+
+
+def check_nickname_full(value: object) -> str:
+    """check_nickname through the PRECIS profile, whatever the input."""
     try:
         text = _USERNAME.enforce(_text(value, NICKNAME_MAX))
     except UnicodeError:
@@ -82,8 +93,31 @@ def check_nickname(value: object) -> str:
     return text
 
 
+# The common shape of an address, all ASCII: a dot-atom local part of letters, digits, '_', '+' and '-', and a domain
+# of LDH labels under an alphabetic top-level domain. email-validator answers such an address with the same local
+# part and the domain in lower case; labels with "--" (Punycode and the like) and special-use domains take the full
+# path, as does everything else.
+_ASCII_EMAIL = re.compile(
+    r"([A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*)@((?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63})"
+)
+_SPECIAL_USE = frozenset(email_validator.SPECIAL_USE_DOMAIN_NAMES)
+
+
 def check_email(value: object) -> str:
     """The address in canonical form (email-validator: NFC, IDNA domain in lower case); unique by lower()."""
+    if type(value) is str and len(value) <= EMAIL_MAX and (match := _ASCII_EMAIL.fullmatch(value)):
+        local, domain = match[1], match[2].lower()
+        if (
+            len(local) <= EMAIL_LOCAL_MAX
+            and "--" not in domain
+            and domain.rpartition(".")[2] not in _SPECIAL_USE
+        ):
+            return f"{local}@{domain}"
+    return check_email_full(value)
+
+
+def check_email_full(value: object) -> str:
+    """check_email through email-validator, whatever the input."""
     text = _text(value, EMAIL_MAX).strip()
     if len(text) > EMAIL_MAX:
         raise ValueError(f"must be at most {EMAIL_MAX} characters")

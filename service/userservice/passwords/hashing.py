@@ -1,10 +1,17 @@
 """argon2id password hashing, and verification of every accepted format (formats.py), run in
-worker threads so hashing never stalls the event loop."""
+worker threads so hashing never stalls the event loop.
+
+The worker threads run at a lower scheduling priority than the event loop's thread (Linux gives every thread a
+nice value of its own): while hashes keep every core busy, a request the loop has to answer still gets a core at
+once instead of waiting for a time slice behind them. Nothing else runs on those threads, so nothing else is slowed.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -22,12 +29,15 @@ class Passwords:
         parallelism: int,
         workers: int,
         observe: Callable[[float], None],
+        nice: int = 0,
     ) -> None:
         self._observe = observe  # told the seconds every hash or verification took, queueing included
         self._hasher = PasswordHasher(
             time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism, type=Type.ID
         )
-        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="argon2")
+        self._executor = ThreadPoolExecutor(
+            max_workers=workers, thread_name_prefix="argon2", initializer=lower_priority, initargs=(nice,)
+        )
         # A hash of nothing anyone knows: checking a password against it costs what checking a real one
         # does, so a login no user has takes as long to refuse as a wrong password.
         self._dummy = self._hasher.hash(secrets.token_urlsafe(32))
@@ -67,3 +77,12 @@ class Passwords:
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
+
+
+def lower_priority(increment: int) -> None:
+    """Raise the calling thread's nice value by `increment` (capped at 19). On Linux setpriority with a thread's
+    id changes that thread alone; an unprivileged process may always raise its own nice value."""
+    if increment <= 0:
+        return
+    thread = threading.get_native_id()
+    os.setpriority(os.PRIO_PROCESS, thread, min(19, os.getpriority(os.PRIO_PROCESS, thread) + increment))

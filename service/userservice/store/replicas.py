@@ -26,6 +26,7 @@ import logging
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 
@@ -87,10 +88,14 @@ class ReadRouter:
         self._token_wait = token_wait
         self._untokened_to_replica = untokened_to_replica
         self._turn = itertools.count()
+        self._counters: dict[tuple[str, str], Any] = {}
 
     def _count(self, pool: str, reason: str) -> None:
         if self._metrics is not None:
-            self._metrics.db_reads.labels(pool, reason).inc()
+            counter = self._counters.get((pool, reason))
+            if counter is None:  # labels() takes a lock and builds a key: once per (pool, reason)
+                counter = self._counters[(pool, reason)] = self._metrics.db_reads.labels(pool, reason)
+            counter.inc()
 
     def _pick(self, wanted: int | None) -> Replica | None:
         """The next replica in rotation, round robin; for a token, one already known to be past it if any."""
@@ -111,14 +116,22 @@ class ReadRouter:
                 return False
             await asyncio.sleep(TOKEN_POLL_SECONDS)
 
-    @contextlib.asynccontextmanager
-    async def acquire(self) -> AsyncIterator[asyncpg.Connection]:
+    def acquire(self) -> contextlib.AbstractAsyncContextManager[asyncpg.Connection]:
         """A connection whose data is at least as new as the request's consistency token asks."""
         request = consistency.current()
         wanted = request.read_after if request is not None else None
         to_replica = wanted is not None or self._untokened_to_replica
-        replica = self._pick(wanted) if to_replica else None
-        reason = "no_replica" if to_replica else "no_token"
+        if to_replica and self.replicas:
+            return self._from_replica(wanted)
+        # The primary's lease itself, without a generator around it: every read of a service with no replica
+        # (and every untokened read of one that keeps those on the primary) takes this path.
+        self._count("primary", "no_replica" if to_replica else "no_token")
+        return self._primary.acquire()
+
+    @contextlib.asynccontextmanager
+    async def _from_replica(self, wanted: int | None) -> AsyncIterator[asyncpg.Connection]:
+        replica = self._pick(wanted)
+        reason = "no_replica"
         if replica is not None:
             serving = False
             try:

@@ -462,7 +462,7 @@ async def test_change_events_carry_the_caller(
 
 
 async def test_the_access_log_names_the_principal_and_never_the_token(database: str, setup: Setup) -> None:
-    replica = ServiceProcess(database, env=service_env(setup)).start()
+    replica = ServiceProcess(database, env={**service_env(setup), "ACCESS_LOG_SAMPLE": "1"}).start()
     token = setup.tokens["may-all"]
     try:
         async with aiohttp.ClientSession(base_url=replica.http) as http:

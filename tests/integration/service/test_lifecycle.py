@@ -195,6 +195,37 @@ async def test_logs_are_json_with_request_id_and_never_a_password(database: str)
     assert secret not in json.dumps(replica.logs)
 
 
+async def test_the_sampled_access_log_keeps_every_error_and_write(database: str) -> None:
+    # No fast, successful read is sampled and none is slow: only errors and writes get a line.
+    replica = ServiceProcess(
+        database, env={"ACCESS_LOG_SAMPLE": "0", "ACCESS_LOG_SLOW_SECONDS": "3600"}
+    ).start()
+    missing = uuid.uuid4()
+    try:
+        async with aiohttp.ClientSession(base_url=replica.http) as http:
+            async with http.post("/v1/users", json=new_user()) as resp:
+                assert resp.status == 201
+                created = await resp.json()
+            for path, status in (
+                (f"/v1/users/{created['id']}", 200),
+                (f"/v1/users/{missing}", 404),
+                ("/v1/users/not-an-id", 400),
+                ("/v1/users?country=GB", 200),
+            ):
+                async with http.get(path) as resp:
+                    assert resp.status == status, path
+        replica.terminate()
+        await asyncio.to_thread(replica.wait)
+    finally:
+        replica.kill()
+    logged = [(r["method"], r["path"], r["status"]) for r in replica.logs if r.get("message") == "request"]
+    assert logged == [
+        ("POST", "/v1/users", 201),
+        ("GET", f"/v1/users/{missing}", 404),
+        ("GET", "/v1/users/not-an-id", 400),
+    ]
+
+
 async def test_grpc_request_ids_are_held_to_the_rest_rule(database: str) -> None:
     replica = ServiceProcess(database).start()
     try:

@@ -22,6 +22,7 @@ from userservice.api.http import ROUTES, rest_operations
 from userservice.clients import kubernetes as kubeapi
 from userservice.clients.kubernetes import from_kubeconfig
 from userservice.config import Config, ConfigError
+from userservice.logs import AccessSampling
 from userservice.v1 import user_service_pb2 as pb
 
 DSN = "postgresql://u@localhost/db"
@@ -213,3 +214,27 @@ def test_in_a_pod_the_mounted_token_is_used_and_re_read_as_the_kubelet_rotates_i
     assert endpoint.token() == "first"  # read again only after TOKEN_REREAD_SECONDS
     monkeypatch.setattr(kubeapi, "TOKEN_REREAD_SECONDS", 0.0)
     assert endpoint.token() == "rotated"
+
+
+def test_access_sampling_keeps_errors_writes_and_slow_requests_whatever_the_share() -> None:
+    none_sampled = AccessSampling(sample=0, slow_seconds=0.1)
+    assert not none_sampled.keeps("GET", 200, 0.01)
+    assert not none_sampled.keeps("GET", 304, 0.01)
+    assert none_sampled.keeps("GET", 404, 0.01)
+    assert none_sampled.keeps("GET", 500, 0.01)
+    assert none_sampled.keeps("GET", 200, 0.1)  # slow
+    assert none_sampled.keeps("POST", 201, 0.01)
+    assert none_sampled.keeps("PATCH", 200, 0.01)
+    every = AccessSampling(sample=1, slow_seconds=0.1)
+    assert all(every.keeps("GET", 200, 0.001) for _ in range(1000))
+    # A share between: some lines, not all (10,000 draws at 0.5 land far from both ends).
+    half = AccessSampling(sample=0.5, slow_seconds=0.1)
+    kept = sum(half.keeps("GET", 200, 0.001) for _ in range(10_000))
+    assert 3_000 < kept < 7_000
+
+
+@pytest.mark.parametrize("share", ["-0.1", "1.5"])
+def test_the_access_log_share_is_between_0_and_1(share: str) -> None:
+    env = {"DATABASE_URL": "postgresql://u@localhost/db", "ACCESS_LOG_SAMPLE": share}
+    with pytest.raises(ConfigError, match=f"ACCESS_LOG_SAMPLE must be 0-1 .*not {share}"):
+        Config.from_env(env)

@@ -213,3 +213,67 @@ def test_any_etag_list_parses_or_is_invalid(header: str) -> None:
         etag_versions(header, "etag")
     except InvalidArgument as exc:
         assert exc.violations[0].field == "etag"
+
+
+def _outcome(check: object, value: object) -> tuple[str, str]:
+    """What a checker answers: its value, or its refusal's message."""
+    try:
+        return ("ok", check(value))  # type: ignore[operator]
+    except ValueError as exc:
+        return ("refused", str(exc))
+
+
+_LABEL = st.from_regex(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,8}[A-Za-z0-9])?", fullmatch=True)
+# Mostly the fast path's shape, with its edges: special-use and numeric top-level domains, "--" labels, dots and
+# lengths at the limits, a non-ASCII character or a space anywhere.
+_EMAILS = st.one_of(
+    st.builds(
+        lambda local, labels, tld: f"{local}@{'.'.join(labels)}.{tld}",
+        st.from_regex(r"[A-Za-z0-9_+.-]{1,70}", fullmatch=True),
+        st.lists(
+            st.one_of(_LABEL, st.sampled_from(["ab--cd", "xn--bcher-kva", "A--B"])), min_size=1, max_size=4
+        ),
+        st.one_of(
+            st.from_regex(r"[A-Za-z]{1,64}", fullmatch=True),
+            st.sampled_from(
+                ["test", "TEST", "localhost", "onion", "arpa", "invalid", "local", "123", "xn--p1ai"]
+            ),
+        ),
+    ),
+    st.builds(
+        lambda local, domain: f"{local}@{domain}",
+        st.text(alphabet=st.characters(codec="utf-8"), min_size=1, max_size=70),
+        st.text(min_size=1, max_size=70),
+    ),
+    st.text(max_size=300),
+    st.builds(lambda n: "a" * n + "@example.com", st.integers(60, 250)),
+)
+
+
+@given(_EMAILS)
+def test_the_ascii_email_fast_path_answers_as_email_validator_does(email: str) -> None:
+    assert _outcome(fields.check_email, email) == _outcome(fields.check_email_full, email)
+
+
+@given(
+    st.one_of(
+        st.from_regex(r"[A-Za-z0-9._+@-]{0,40}", fullmatch=True),
+        st.from_regex(r"[A-Za-z0-9._+-]{1,60}@[A-Za-z0-9.-]{1,80}", fullmatch=True),
+        st.text(max_size=40),
+        st.text(alphabet=st.characters(max_codepoint=0xFFFF), max_size=40),
+    )
+)
+def test_the_ascii_nickname_fast_path_answers_as_the_precis_profile_does(nickname: str) -> None:
+    assert _outcome(fields.check_nickname, nickname) == _outcome(fields.check_nickname_full, nickname)
+
+
+@given(st.text(alphabet=st.characters(max_codepoint=0x7F)))
+def test_printable_ascii_is_exactly_the_ascii_no_text_field_forbids(text: str) -> None:
+    allowed = all(unicodedata.category(ch) not in fields._FORBIDDEN for ch in text)
+    assert text.isprintable() == allowed
+
+
+@pytest.mark.parametrize("value", [None, 42, ["a@example.com"], b"a@example.com"])
+def test_non_strings_are_refused_by_both_paths(value: object) -> None:
+    for check in (fields.check_email, fields.check_nickname):
+        assert _outcome(check, value) == ("refused", "must be a string")
