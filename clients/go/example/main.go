@@ -70,7 +70,7 @@ func main() {
 		RequestId: "example-" + randomHex(16),
 		User: &userservicev1.User{
 			FirstName: "Grace", LastName: "Hopper", Nickname: "grace" + suffix,
-			Email: "grace" + suffix + "@example.com", Country: "US", Password: "correct horse battery staple",
+			Email: "grace" + suffix + "@example.com", Country: "US", Password: randomHex(32),
 		},
 	})
 	if err != nil {

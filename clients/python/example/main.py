@@ -31,7 +31,7 @@ async def main() -> None:
                 nickname=f"grace{suffix}",
                 email=f"grace{suffix}@example.com",
                 country="US",
-                password="correct horse battery staple",
+                password=secrets.token_urlsafe(18),  # the new user's own; never printed
             )
         )
         print(f"created {created.id} {created.nickname}")

@@ -42,7 +42,7 @@ const created = await users.createUser(
       nickname: `grace${suffix}`,
       email: `grace${suffix}@example.com`,
       country: "US",
-      password: "correct horse battery staple",
+      password: randomBytes(18).toString("base64url"),
     },
   },
   options,
