@@ -1,7 +1,7 @@
 """The Python client against a real service that checks real ServiceAccount tokens: an exception per ErrorInfo
 reason, the token file read again after rotation and never shown, retries that wait out an outage, a create whose
-reply was lost retried with the same request id (one user, not two), and a deadline that holds when no answer
-comes."""
+reply was lost retried with the same request id (one user, not two), a deadline that holds when no answer comes,
+and TLS checked against a CA bundle."""
 
 from __future__ import annotations
 
@@ -17,10 +17,11 @@ import pytest
 
 from tests.integration.clients.conftest import TokenFiles
 from tests.integration.clients.support import user, watching_retries
-from tests.support.access import Setup
+from tests.support.access import Setup, service_env
 from tests.support.blackhole import black_hole_proxy
+from tests.support.certs import issue
 from tests.support.kube import free_port
-from tests.support.service import RunningService
+from tests.support.service import RunningService, in_process
 from userservice_client import Client, RetryPolicy, errors, messages
 
 pytestmark = pytest.mark.needs_kube
@@ -155,3 +156,30 @@ async def test_the_deadline_ends_a_call_that_gets_no_answer(
             assert proxy.black_hole() == 1
             with pytest.raises(errors.DeadlineExceeded):
                 await client.get_user(created.id, deadline=0.5)
+
+
+async def test_tls_with_a_ca_bundle(
+    database: str, callers: Setup, token_files: TokenFiles, tmp_path: Path
+) -> None:
+    """The server's certificate is checked against the CA bundle given; one from another CA is refused."""
+    ours, theirs = issue("userservice"), issue("someone else")
+    (tmp_path / "tls.crt").write_bytes(ours.cert_pem)
+    (tmp_path / "tls.key").write_bytes(ours.key_pem)
+    (tmp_path / "ca.crt").write_bytes(ours.ca_pem)
+    (tmp_path / "other-ca.crt").write_bytes(theirs.ca_pem)
+    env = {
+        **service_env(callers),
+        "TLS_CERT_FILE": str(tmp_path / "tls.crt"),
+        "TLS_KEY_FILE": str(tmp_path / "tls.key"),
+    }
+    async with in_process(database, env=env) as running:
+        async with Client(
+            running.grpc, token_file=token_files.allowed, ca_file=tmp_path / "ca.crt"
+        ) as client:
+            created = await client.create_user(user())
+            assert (await client.get_user(created.id)).id == created.id
+        async with Client(
+            running.grpc, token_file=token_files.allowed, ca_file=tmp_path / "other-ca.crt", deadline=5
+        ) as client:
+            with pytest.raises(errors.Unavailable):
+                await client.get_user(created.id)
