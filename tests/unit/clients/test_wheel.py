@@ -3,6 +3,7 @@ imports on its own (from the wheel, not from the repository)."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -12,9 +13,15 @@ ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_the_client_builds_as_a_wheel_that_imports(tmp_path: Path) -> None:
+    # Built from a copy: setuptools leaves build/ and *.egg-info beside the sources, and a stale build/ could
+    # put files into the wheel that the sources no longer have.
+    source = tmp_path / "source"
+    shutil.copytree(
+        ROOT / "clients/python", source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__")
+    )
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check", "--no-deps",
-         "-w", str(tmp_path / "dist"), str(ROOT / "clients/python")],
+         "-w", str(tmp_path / "dist"), str(source)],
         check=True,
     )  # fmt: skip
     (wheel,) = (tmp_path / "dist").glob("userservice_client-*.whl")
