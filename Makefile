@@ -42,7 +42,7 @@ constraints: ## re-resolve pyproject.toml's pins and their dependencies into con
 	rm -rf .cache/constraints-venv
 
 .PHONY: tools
-tools: ## build or find kube-apiserver, etcd, kubectl, helm, buf, kubeconform (cached in .cache/tools)
+tools: ## build or find kube-apiserver, etcd, kubectl, helm, buf, protoc-gen-go(-grpc), kubeconform (cached in .cache/tools)
 	bash hack/tools.sh
 
 .PHONY: cluster-tools
@@ -71,7 +71,7 @@ proto-generate: venv tools ts-deps ## regenerate the Python, Go and TypeScript c
 	bash hack/proto-generate.sh
 
 # The released API contract: `make lint` fails a proto change that would break a client built against it
-# (buf breaking, WIRE_JSON). Moved on purpose, by proto-baseline, when a version of the API ships; a breaking
+# (buf breaking: proto/buf.yaml's rules). Moved on purpose, by proto-baseline, when a version of the API ships; a breaking
 # change needs a new package version (userservice.v2) beside the old one instead.
 PROTO_BASELINE := breaking-baseline.json
 
