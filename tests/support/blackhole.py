@@ -97,6 +97,9 @@ class BlackHoleProxy:
                     pair.close()
 
     def close(self) -> None:
+        # shutdown() wakes the thread blocked in accept(); close() alone leaves it blocked for good.
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)
         self.listener.close()
         with self.lock:
             for pair in self.pairs:
