@@ -13,15 +13,18 @@ TOOLS_DIR := $(CURDIR)/.cache/tools
 KUBEBUILDER_ASSETS ?= $(TOOLS_DIR)/k8s/$(K8S_VERSION)-linux-amd64
 export KUBEBUILDER_ASSETS
 export PATH := $(TOOLS_DIR)/bin:$(BIN):$(PATH)
+# Go keeps its own module and build caches (go env GOMODCACHE GOCACHE), so a machine that built the tools once
+# reuses them from any clone; npm's downloads for clients/ts are cached beside the tools.
+export npm_config_cache ?= $(CURDIR)/.cache/npm
 PYTEST := $(BIN)/pytest
 
 .PHONY: help
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: pyproject.toml constraints.txt
+$(VENV)/.installed: pyproject.toml constraints.txt clients/python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]' -e clients/python
 	touch $@
 
 .PHONY: venv
@@ -31,13 +34,13 @@ venv: $(VENV)/.installed ## create the virtualenv with the pinned dependencies
 constraints: ## re-resolve pyproject.toml's pins and their dependencies into constraints.txt (then commit it)
 	rm -rf .cache/constraints-venv
 	$(PYTHON) -m venv .cache/constraints-venv
-	.cache/constraints-venv/bin/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	.cache/constraints-venv/bin/pip install --quiet --disable-pip-version-check -e '.[dev]' -e clients/python
 	{ sed -n '/^#/p' constraints.txt; .cache/constraints-venv/bin/pip freeze --exclude-editable; } > constraints.txt.new
 	mv constraints.txt.new constraints.txt
 	rm -rf .cache/constraints-venv
 
 .PHONY: tools
-tools: ## build or find kube-apiserver, etcd, kubectl, helm, buf, kubeconform (cached in .cache/tools)
+tools: ## build or find kube-apiserver, etcd, kubectl, helm, buf, protoc-gen-go(-grpc), kubeconform (cached in .cache/tools)
 	bash hack/tools.sh
 
 .PHONY: cluster-tools
@@ -53,9 +56,28 @@ run: venv ## serve REST on :8080, gRPC on :50051, health and metrics on :9090, o
 migrate: venv ## apply schema migrations to DATABASE_URL
 	$(BIN)/userservice migrate
 
+# clients/ts's packages (protoc-gen-es for proto-generate, TypeScript and Connect for its example) from its lockfile.
+clients/ts/node_modules/.package-lock.json: clients/ts/package.json clients/ts/package-lock.json
+	npm ci --prefix clients/ts --no-audit --no-fund
+	touch $@
+
+.PHONY: ts-deps
+ts-deps: clients/ts/node_modules/.package-lock.json ## install clients/ts's npm packages from its lockfile
+
 .PHONY: proto-generate
-proto-generate: venv tools ## regenerate the gRPC code from proto/ with buf (the generated code is committed)
+proto-generate: venv tools ts-deps ## regenerate the Python, Go and TypeScript code from proto/ with buf (committed)
 	bash hack/proto-generate.sh
+
+# The released API contract: `make lint` fails a proto change that would break a client built against it
+# (buf breaking: proto/buf.yaml's rules). Moved on purpose, by proto-baseline, when a version of the API ships; a breaking
+# change needs a new package version (userservice.v2) beside the old one instead.
+PROTO_BASELINE := breaking-baseline.json
+
+.PHONY: proto-baseline
+proto-baseline: venv tools ## record proto/ as the released contract `make lint` checks against (refused when it breaks the last one)
+	cd proto && buf breaking --against $(PROTO_BASELINE)
+	cd proto && buf build --exclude-source-info -o -#format=json | $(BIN)/python -m json.tool --indent 1 > $(PROTO_BASELINE).new
+	mv proto/$(PROTO_BASELINE).new proto/$(PROTO_BASELINE)
 
 .PHONY: docs
 docs: venv ## regenerate the reference docs (settings, user fields, the CRD) and the chart's dashboard, alert rules and adapter rule
@@ -63,23 +85,24 @@ docs: venv ## regenerate the reference docs (settings, user fields, the CRD) and
 	$(BIN)/python hack/gen-dashboard.py
 
 .PHONY: lint
-lint: venv tools ## ruff, mypy, the service's import layers (import-linter) and buf lint
+lint: venv tools ## ruff, mypy, the import contracts (import-linter), buf lint and buf breaking against the released contract
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
 	cd proto && buf lint
+	cd proto && buf breaking --against $(PROTO_BASELINE)
 
 .PHONY: test
-test: venv tools ## unit, integration (PostgreSQL, kube-apiserver), stateful and chart tests
+test: venv tools ts-deps ## unit, integration (PostgreSQL, kube-apiserver), stateful, chart and client tests
 	$(PYTEST) tests/unit tests/integration tests/stateful tests/chart
 
 .PHONY: test-unit
-test-unit: venv ## pure-function tests only
+test-unit: venv ts-deps ## pure-function tests (and the generated-code check)
 	$(PYTEST) tests/unit
 
 .PHONY: test-integration
-test-integration: venv tools ## tests against real PostgreSQL, gRPC/HTTP servers and kube-apiserver
+test-integration: venv tools ts-deps ## tests against real PostgreSQL, gRPC/HTTP servers and kube-apiserver
 	$(PYTEST) tests/integration
 
 .PHONY: test-chart

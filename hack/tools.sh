@@ -4,6 +4,7 @@
 #   kube-apiserver, kube-controller-manager, kubectl   go build from k8s.io/kubernetes  (module: tools/k8s)
 #   etcd                                               go build from go.etcd.io/etcd/server/v3 (module: tools/etcd)
 #   helm, buf, kubeconform                             go install <pkg>@<version>
+#   protoc-gen-go, protoc-gen-go-grpc (clients/go)     go install <pkg>@<version>
 #
 # `bash hack/tools.sh cluster` also builds what the local one-node cluster (hack/cluster.sh) needs:
 #
@@ -267,6 +268,8 @@ k8s_cmd kubectl
 etcd_server
 go_install helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION" helm_ldflags
 go_install buf github.com/bufbuild/buf/cmd/buf "$BUF_VERSION"
+go_install protoc-gen-go google.golang.org/protobuf/cmd/protoc-gen-go "$PROTOC_GEN_GO_VERSION"
+go_install protoc-gen-go-grpc google.golang.org/grpc/cmd/protoc-gen-go-grpc "$PROTOC_GEN_GO_GRPC_VERSION"
 go_install kubeconform github.com/yannh/kubeconform/cmd/kubeconform "$KUBECONFORM_VERSION" kubeconform_ldflags
 
 case "${1:-}" in

@@ -5,6 +5,11 @@ through untouched, so the client verifies the real server's certificate). `black
 connection open at that moment: from then on the bytes of either side are read and dropped, and a close by the
 server is not passed on, so the client sees a stream that stays open and delivers nothing, as behind a NAT or
 load balancer that lost its state. Connections made later pass normally.
+
+`lose_replies()` lets open connections still carry the client's bytes to the server but drops the server's
+answers; `cut()` then closes them: the client saw its request go out and the connection break, while the server
+did the work (a reply lost on the way back). `target_port` may be changed at any time: later connections go to
+the new port (a service that moved); a port nobody listens on makes every connection close at once.
 """
 
 from __future__ import annotations
@@ -20,11 +25,12 @@ class _Pair:
         self.client = client
         self.server = server
         self.frozen = False
+        self.replies_lost = False
 
     def pump(self, source: socket.socket, sink: socket.socket) -> None:
         try:
             while data := source.recv(65536):
-                if not self.frozen:
+                if not self.frozen and not (self.replies_lost and source is self.server):
                     sink.sendall(data)
         except OSError:
             pass
@@ -75,7 +81,25 @@ class BlackHoleProxy:
                 pair.frozen = True
         return len(live)
 
+    def lose_replies(self) -> int:
+        """From now on drop what the server sends on every connection open now; how many there were."""
+        with self.lock:
+            live = [pair for pair in self.pairs if not pair.frozen and not pair.replies_lost]
+            for pair in live:
+                pair.replies_lost = True
+        return len(live)
+
+    def cut(self) -> None:
+        """Close every connection whose replies are lost."""
+        with self.lock:
+            for pair in self.pairs:
+                if pair.replies_lost:
+                    pair.close()
+
     def close(self) -> None:
+        # shutdown() wakes the thread blocked in accept(); close() alone leaves it blocked for good.
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)
         self.listener.close()
         with self.lock:
             for pair in self.pairs:

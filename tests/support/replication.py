@@ -17,8 +17,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp
 import asyncpg
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 
 def _free_port() -> int:
@@ -154,3 +156,21 @@ def streaming_pair() -> Iterator[Replicated]:
 def replicated() -> Iterator[Replicated]:
     with streaming_pair() as pair:
         yield pair
+
+
+async def in_rotation(management: aiohttp.ClientSession) -> float | None:
+    """The first replica's `userservice_replica_in_rotation` gauge, from the service's management port."""
+    async with management.get("/metrics") as response:
+        text = await response.text()
+    for family in text_string_to_metric_families(text):
+        if family.name == "userservice_replica_in_rotation":
+            return next((s.value for s in family.samples if s.labels["replica"] == "0"), None)
+    return None
+
+
+async def until_in_rotation(management: aiohttp.ClientSession, wanted: float, within: float = 20) -> None:
+    """Until the read router has the replica in (1) or out of (0) its rotation."""
+    deadline = time.monotonic() + within
+    while await in_rotation(management) != wanted:
+        assert time.monotonic() < deadline, f"replica never reached in_rotation={wanted}"
+        await asyncio.sleep(0.05)

@@ -15,7 +15,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.postgres import create_database
-from tests.support.replication import Replicated
+from tests.support.replication import Replicated, until_in_rotation
 from tests.support.service import RunningService, in_process
 from tests.support.users import new_user
 from userservice.domain import consistency
@@ -64,22 +64,6 @@ async def reads(management: aiohttp.ClientSession) -> dict[tuple[str, str], floa
         for s in family.samples
         if s.name.endswith("_total")
     }
-
-
-async def in_rotation(management: aiohttp.ClientSession) -> float | None:
-    async with management.get("/metrics") as response:
-        text = await response.text()
-    for family in text_string_to_metric_families(text):
-        if family.name == "userservice_replica_in_rotation":
-            return next((s.value for s in family.samples if s.labels["replica"] == "0"), None)
-    return None
-
-
-async def until_in_rotation(management: aiohttp.ClientSession, wanted: float, within: float = 20) -> None:
-    deadline = time.monotonic() + within
-    while await in_rotation(management) != wanted:
-        assert time.monotonic() < deadline, f"replica never reached in_rotation={wanted}"
-        await asyncio.sleep(0.05)
 
 
 def delta(

@@ -11,9 +11,9 @@ import asyncpg
 import grpc
 import pytest
 
+from tests.support.pruning import prune_everything_so_far
 from tests.support.sse import SseEvent, read_events
 from tests.support.users import new_user
-from userservice.core.maintenance import prune_once
 from userservice.store.db import create_pool
 from userservice.v1 import user_service_pb2 as pb
 from userservice.v1 import user_service_pb2_grpc as pb_grpc
@@ -24,16 +24,6 @@ async def pool(database: str) -> AsyncIterator[asyncpg.Pool]:
     pool = await create_pool(database, 2, 10)
     yield pool
     await pool.close()
-
-
-async def prune_everything_so_far(pool: asyncpg.Pool) -> None:
-    """Every event committed so far passes retention: a pruning round two hours ago saw the stream's end."""
-    await pool.execute(
-        """INSERT INTO user_events_horizons (observed_at, tx)
-           VALUES (now() - interval '2 hours', pg_snapshot_xmax(pg_current_snapshot()))"""
-    )
-    pruned = await prune_once(pool, event_retention=3600, failure_window=3600)
-    assert pruned is not None and pruned[0] >= 1
 
 
 async def first_event(http: aiohttp.ClientSession, **params: str) -> tuple[aiohttp.ClientResponse, SseEvent]:

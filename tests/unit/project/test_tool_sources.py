@@ -20,9 +20,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[3]
 SCANNED = [ROOT / "tests", ROOT / "bench"]
 
-# Commands every machine of this project's kind starts with (the `env` machine description lists them; make comes
-# with gcc, and its registry probe ran curl).
-BASE_SYSTEM = {"bash", "openssl", "apt-get", "go", "make", "curl"}
+# Commands every machine of this project's kind starts with (the `env` machine description lists them, Node.js with
+# npm among them; make comes with gcc, and its registry probe ran curl).
+BASE_SYSTEM = {"bash", "openssl", "apt-get", "go", "make", "curl", "node", "npm"}
 # Commands a project file installs: command -> (package, file that installs it).
 INSTALLED_BY_PROJECT = {
     "docker": ("docker.io", "hack/docker.sh"),
