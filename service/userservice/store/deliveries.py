@@ -59,17 +59,21 @@ async def known(db: Db, uids: list[str]) -> set[str]:
     return {r["uid"] for r in rows}
 
 
-async def claim(db: Db, holder: str, uids: list[str], lease_seconds: float) -> set[str]:
-    """Renews the leases `holder` holds among `uids` and takes the lapsed ones; returns every uid it now holds."""
+async def claim(
+    db: Db, holder: str, uids: list[str], lease_seconds: float
+) -> dict[str, tuple[datetime, datetime]]:
+    """Renews the leases `holder` holds among `uids` and takes the lapsed ones. Returns every uid it now holds
+    with the lease's interval on the database's clock: from the statement's time to the new expiry. A takeover
+    needs the expiry to lie before the statement's time, so no two holders' intervals of one uid overlap."""
     rows = await db.fetch(
         """UPDATE subscription_deliveries SET holder = $1, lease_until = now() + make_interval(secs => $3)
            WHERE uid = ANY($2::text[]) AND (holder = $1 OR lease_until < now())
-           RETURNING uid""",
+           RETURNING uid, now() AS since, lease_until""",
         holder,
         uids,
         lease_seconds,
     )
-    return {r["uid"] for r in rows}
+    return {r["uid"]: (r["since"], r["lease_until"]) for r in rows}
 
 
 async def release(db: Db, holder: str) -> None:

@@ -14,6 +14,7 @@ import base64
 import json
 import secrets
 import time
+import urllib.request
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,7 @@ from aiohttp import web
 
 from tests.support.kube import KubeCluster
 from tests.support.receiver import Receiver
-from tests.support.service import RunningService, in_process
+from tests.support.service import RunningService, ServiceProcess, in_process
 from tests.support.users import new_user
 from userservice.store import outbox
 from userservice_operator.children.subscriptionaccess import rules
@@ -387,6 +388,50 @@ async def test_a_deleted_subscription_stops_and_leaves_nothing(
     await receiver.wait(lambda: created_subjects(receiver, control) == [user])
     assert len(receiver.attempts(path)) == settled
     push.delete("control")
+
+
+def delivered_by(process: ServiceProcess, subscription: str) -> float:
+    """The process's count of events its sink acknowledged, from its /metrics."""
+    with urllib.request.urlopen(f"{process.management}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    wanted = f'userservice_subscription_deliveries_total{{outcome="delivered",subscription="{subscription}"}}'
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(wanted))
+
+
+async def test_one_replica_delivers_and_another_takes_over_when_it_is_killed(
+    push: Push, receiver: Receiver, database: str
+) -> None:
+    """Two `userservice serve` processes: one holds the lease and delivers; SIGKILL it mid-batch, the other
+    takes over from the cursor in PostgreSQL. Everything arrives in order; at most the event in flight (maxInFlight
+    1) arrives twice."""
+    env = {**delivery_env(push), "SUBSCRIPTIONS_USERSERVICE": "replicated"}
+    processes = [ServiceProcess(database, env).start(), ServiceProcess(database, env).start()]
+    try:
+        path = "/failover"
+        receiver.keys[path] = [push.keys["hook-key"]]
+
+        async def slow(arrival: Any) -> None:
+            await asyncio.sleep(0.05)  # a batch stays in flight long enough to be cut
+
+        receiver.plans[path] = slow
+        push.apply(push.subscription("failover", {"uri": receiver.url + path}, userService="replicated"))
+        await push.status("failover", lambda s: "cursor" in s)
+        ids = await create_users(RunningService(processes[0].http, "", asyncio.Event()), 40)
+        await receiver.wait(lambda: len(created_subjects(receiver, path)) >= 10)
+        counts = [delivered_by(p, "failover") for p in processes]
+        assert sorted(c > 0 for c in counts) == [False, True], counts  # exactly one replica delivers
+        holder, other = (processes[0], processes[1]) if counts[0] else (processes[1], processes[0])
+        holder.kill()
+        await receiver.wait(lambda: set(ids) <= set(created_subjects(receiver, path)))
+        got = created_subjects(receiver, path)
+        assert list(dict.fromkeys(got)) == ids  # in order, nothing skipped
+        assert len(got) - len(set(got)) <= 1  # only the event in flight at the kill repeats
+        assert delivered_by(other, "failover") > 0
+        await push.status("failover", lambda s: ready(s)[0] == "True" and s["lag"]["events"] == 0)
+    finally:
+        push.delete("failover")
+        for process in processes:
+            process.kill()
 
 
 async def test_events_pruned_before_delivery_are_counted_and_reported(
