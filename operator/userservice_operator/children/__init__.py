@@ -22,6 +22,7 @@ from userservice_operator.children import (
     service,
     serviceaccount,
     servicemonitor,
+    subscriptionaccess,
 )
 from userservice_operator.children.context import Builder
 
@@ -70,6 +71,8 @@ CHILDREN: tuple[Child, ...] = (
         accessbinding.build,
         namespaced=False,
     ),
+    Child("Role", "rbac.authorization.k8s.io/v1", "roles", subscriptionaccess.build_role),
+    Child("RoleBinding", "rbac.authorization.k8s.io/v1", "rolebindings", subscriptionaccess.build_binding),
     Child("Service", "v1", "services", service.build),
     Child("NetworkPolicy", "networking.k8s.io/v1", "networkpolicies", networkpolicy.build),
     Child("PodDisruptionBudget", "policy/v1", "poddisruptionbudgets", pdb.build),
@@ -114,4 +117,5 @@ __all__ = [
     "service",
     "serviceaccount",
     "servicemonitor",
+    "subscriptionaccess",
 ]
