@@ -134,8 +134,13 @@ class Deliveries:
         return sub.start_at
 
     async def round(self) -> None:
-        """One round: list, make and forget rows, claim leases, start and stop workers."""
-        listed = await self._listed()
+        """One round: list, make and forget rows, claim leases, start and stop workers. While the API server
+        cannot list, the leases held are still renewed: delivery goes on for what is known."""
+        try:
+            listed = await self._listed()
+        except KubeUnavailable as exc:
+            log.warning("cannot list subscriptions; renewing the leases held", extra={"error": str(exc)})
+            listed = None
         if listed is not None:
             new = set(listed) - await deliveries.known(self._pool, list(listed))
             for uid in new:
@@ -280,7 +285,12 @@ class _Worker:
         for start in range(0, len(batch), window):
             events = batch[start : start + window]
             wanted = [e for e in events if self.sub.wants(e.type)]
-            await asyncio.gather(*(self._deliver(e) for e in wanted))
+            try:  # one failing for good (expired, the database) cancels the others of the window
+                async with asyncio.TaskGroup() as window_tasks:
+                    for event in wanted:
+                        window_tasks.create_task(self._deliver(event))
+            except ExceptionGroup as failed:
+                raise failed.exceptions[0] from None
             if not await deliveries.advance(
                 self._pool, self.sub.uid, self.owner.holder, events[-1].cursor, len(wanted)
             ):
@@ -304,7 +314,12 @@ class _Worker:
         if time.monotonic() - self._keys_read_at < settings.secret_reread and self._keys is not None:
             return self._keys
         path = f"/api/v1/namespaces/{self.sub.namespace}/secrets/{self.sub.secret_name}"
-        secret = await self.owner._kube.get(path)
+        try:
+            secret = await self.owner._kube.get(path)
+        except KubeUnavailable:
+            if self._keys is None:
+                raise
+            return self._keys  # the API server is away: the keys last read still sign
         data = (secret or {}).get("data") or {}
         where = f"Secret {self.sub.secret_name!r} key {self.sub.secret_key!r} (spec.signingSecretRef)"
         self._keys = None

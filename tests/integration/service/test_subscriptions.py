@@ -244,6 +244,39 @@ async def test_events_arrive_signed_in_order_and_the_status_shows_progress(
     push.delete("in-order")
 
 
+async def test_a_window_of_max_in_flight_events_is_sent_at_once(
+    push: Push, receiver: Receiver, service: RunningService
+) -> None:
+    """maxInFlight 4: four POSTs are open at the receiver together; every event arrives, windows in order."""
+    path = "/window"
+    open_now = 0
+    most = 0
+
+    async def hold(arrival: Any) -> None:
+        nonlocal open_now, most
+        open_now += 1
+        most = max(most, open_now)
+        await asyncio.sleep(0.2)  # long enough for the rest of the window to arrive meanwhile
+        open_now -= 1
+
+    receiver.plans[path] = hold
+    await subscribed(push, receiver, service, "window", delivery={"maxInFlight": 4})
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            f"{service.http}/v1/users:batchCreate",
+            json={"requests": [{"user": new_user()} for _ in range(8)]},
+        ) as resp,
+    ):  # one transaction: the eight events are there together, so the windows are 1-4 and 5-8
+        assert resp.status == 200, await resp.text()
+        ids = [u["id"] for u in (await resp.json())["users"]]
+    await receiver.wait(lambda: len(created_subjects(receiver, path)) >= 8)
+    got = created_subjects(receiver, path)
+    assert most == 4
+    assert [set(got[:4]), set(got[4:])] == [set(ids[:4]), set(ids[4:])]
+    push.delete("window")
+
+
 async def test_a_5xx_is_retried_with_the_same_id_until_it_succeeds(
     push: Push, receiver: Receiver, service: RunningService
 ) -> None:
