@@ -254,6 +254,7 @@ async def _reconcile(step: _Pass) -> Outcome:
         optional_apis = await optional_apis_present(ctx.kube)  # the CRDs went away
         if optional_apis:
             raise next(exc for exc in gone if exc is not None)
+    await asyncio.gather(*(step.ensure_support(c, secrets) for c in CHILDREN if c.phase is Phase.BINDING))
 
     apply_problem: Problem | None = None
     mig = MigrationState(JobPhase.DISABLED)

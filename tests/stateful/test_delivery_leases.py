@@ -24,7 +24,7 @@ async def test_no_two_holders_ever_hold_one_subscription_at_once(
 ) -> None:
     await pool.execute("DELETE FROM subscription_deliveries")
     for uid in SUBSCRIPTIONS:
-        await deliveries.ensure(pool, uid, "ns", "users", uid, None, Cursor(1, 0))
+        await deliveries.ensure(pool, uid, "ns", "users", uid, None, 1, Cursor(1, 0))
     runs = [
         await asyncio.create_subprocess_exec(
             sys.executable,

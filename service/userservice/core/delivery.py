@@ -69,6 +69,11 @@ class Deliveries:
         self.settings = settings
         self.holder = f"{uuid.uuid4()}"
         self._workers: dict[str, _Worker] = {}
+        # Shared by the workers until the next NOTIFY or round: one horizon, one read per cursor (caught-up
+        # subscriptions sit at the same cursor), and the newest pruned event, refreshed each round.
+        self._horizon: asyncio.Future[int] | None = None
+        self._reads: dict[Cursor, asyncio.Future[list[StoredEvent]]] = {}
+        self.pruned = Cursor(0, 0)
         self._notified = asyncio.Event()
         feed.wakes(self._notified)
         self._path = (
@@ -100,8 +105,36 @@ class Deliveries:
         while True:
             await self._notified.wait()
             self._notified.clear()
+            self._refresh()
             for worker in self._workers.values():
                 worker.wakeup.set()
+
+    def _refresh(self) -> None:
+        """Something may have committed: the next reads take a new horizon."""
+        self._horizon = None
+        self._reads = {}
+
+    async def _read_horizon(self) -> int:
+        return (await outbox.horizon(self._pool)).tx
+
+    async def horizon(self) -> int:
+        """The visibility horizon, one query for every worker between two NOTIFYs (an older horizon only
+        delays: every event below it has committed)."""
+        if self._horizon is None:
+            self._horizon = asyncio.ensure_future(self._read_horizon())
+        return await asyncio.shield(self._horizon)
+
+    async def events_after(self, cursor: Cursor) -> list[StoredEvent]:
+        """The next events after `cursor` in commit order, below the shared horizon; workers at the same
+        cursor share one query."""
+        shared = self._reads
+        before = await self.horizon()
+        read = shared.get(cursor)
+        if read is None:
+            read = shared[cursor] = asyncio.ensure_future(
+                outbox.read_after(self._pool, cursor, before, BATCH)
+            )
+        return await asyncio.shield(read)
 
     async def _listed(self) -> dict[str, tuple[subs.Subscription, dict[str, Any]]] | None:
         """This instance's subscriptions by uid, with their status; None when the API cannot say (then no
@@ -136,6 +169,8 @@ class Deliveries:
     async def round(self) -> None:
         """One round: list, make and forget rows, claim leases, start and stop workers. While the API server
         cannot list, the leases held are still renewed: delivery goes on for what is known."""
+        self._refresh()  # a NOTIFY may have been missed: nothing read before this round is reused
+        self.pruned = await outbox.pruned_through(self._pool)
         try:
             listed = await self._listed()
         except KubeUnavailable as exc:
@@ -143,20 +178,12 @@ class Deliveries:
             listed = None
         if listed is not None:
             new = set(listed) - await deliveries.known(self._pool, list(listed))
-            for uid in new:
-                sub = listed[uid][0]
-                await deliveries.ensure(
-                    self._pool,
-                    uid,
-                    sub.namespace,
-                    sub.user_service,
-                    sub.name,
-                    None if sub.types is None else sorted(sub.types),
-                    await self._start_cursor(sub),
-                )
-            for uid in set(listed) - new:  # keep the types current for retention's count
-                sub = listed[uid][0]
-                if uid in self._workers and self._workers[uid].sub.types != sub.types:
+            for uid, (sub, _) in listed.items():
+                worker = self._workers.get(uid)
+                if uid in new or (
+                    worker is not None
+                    and (worker.sub.types, worker.sub.generation) != (sub.types, sub.generation)
+                ):
                     await deliveries.ensure(
                         self._pool,
                         uid,
@@ -164,7 +191,8 @@ class Deliveries:
                         sub.user_service,
                         sub.name,
                         None if sub.types is None else sorted(sub.types),
-                        Cursor(0, 0),
+                        sub.generation,
+                        await self._start_cursor(sub) if uid in new else Cursor(0, 0),
                     )
             await self._stop_workers([uid for uid in self._workers if uid not in listed])
             await deliveries.forget_except(
@@ -210,6 +238,7 @@ class _Worker:
         self.lease_deadline = 0.0
         self.lease_renewed = asyncio.Event()
         self._sender = Sender(sub.url, owner.settings.cluster_networks, sub.allow_outside_cluster)
+        self._cursor: Cursor | None = None  # as in the row, which only this process moves while it holds it
         self._keys: tuple[bytes, ...] | None = None
         self._keys_read_at = -1e9
         self._problem: tuple[str, str] | None = None
@@ -268,19 +297,17 @@ class _Worker:
 
     async def _deliver_some(self) -> bool:
         """Delivers the next batch; True when there may be more right away."""
-        row = await deliveries.load(self._pool, self.sub.uid)
-        if row is None:
-            return False  # the round forgets this worker soon
-        cursor = row.cursor
-        pruned = await outbox.pruned_through(self._pool)
-        if cursor < pruned:
-            await deliveries.skip_expired(
-                self._pool, self.sub.uid, self.owner.holder, pruned, self.sub.generation
-            )
+        if self._cursor is None:
+            row = await deliveries.load(self._pool, self.sub.uid)
+            if row is None:
+                return False  # the round forgets this worker soon
+            self._cursor = row.cursor
+        pruned = self.owner.pruned
+        if self._cursor < pruned:
+            await deliveries.skip_expired(self._pool, self.sub.uid, self.owner.holder, pruned)
             self._status_due.set()
-            cursor = pruned
-        horizon = await outbox.horizon(self._pool)
-        batch = await outbox.read_after(self._pool, cursor, horizon.tx, BATCH)
+            self._cursor = pruned
+        batch = await self.owner.events_after(self._cursor)
         window = max(1, self.sub.delivery.max_in_flight)
         for start in range(0, len(batch), window):
             events = batch[start : start + window]
@@ -295,7 +322,9 @@ class _Worker:
                 self._pool, self.sub.uid, self.owner.holder, events[-1].cursor, len(wanted)
             ):
                 self.lease_deadline = 0.0  # another process took the lease: no more POSTs; the round ends us
+                self._cursor = None
                 return False
+            self._cursor = events[-1].cursor
             if wanted:
                 self._problem = None
                 self._status_due.set()
@@ -364,7 +393,9 @@ class _Worker:
             self._status_due.set()
             attempt += 1
             await deliveries.failed(self._pool, self.sub.uid, self.owner.holder)
-            if await outbox.pruned_through(self._pool) >= event.cursor:
+            pruned = await outbox.pruned_through(self._pool)
+            if pruned >= event.cursor:
+                self.owner.pruned = max(self.owner.pruned, pruned)  # the next batch skips past it
                 raise _Expired
             delay = subs.backoff(attempt, self.sub.delivery.min_backoff, self.sub.delivery.max_backoff)
             if result is not None and result.status in (429, 503):
@@ -396,9 +427,10 @@ class _Worker:
         row = await deliveries.load(self._pool, self.sub.uid)
         if row is None:
             return
-        horizon = await outbox.horizon(self._pool)
         types = None if self.sub.types is None else sorted(self.sub.types)
-        lag_events, lag_seconds = await deliveries.lag(self._pool, row.cursor, horizon.tx, types, LAG_CAP)
+        lag_events, lag_seconds = await deliveries.lag(
+            self._pool, row.cursor, await self.owner.horizon(), types, LAG_CAP
+        )
         self._metrics.subscription_lag_events.labels(self.sub.name).set(lag_events)
         self._metrics.subscription_lag_seconds.labels(self.sub.name).set(lag_seconds)
         progress = subs.Progress(

@@ -35,20 +35,24 @@ async def ensure(
     user_service: str,
     name: str,
     types: list[str] | None,
+    generation: int,
     start: Cursor,
 ) -> None:
-    """Makes the row of a new subscription starting after `start`; an existing row keeps its cursor (the
-    types are kept current: retention counts only the events the sink wants)."""
+    """Makes the row of a new subscription starting after `start`; an existing row keeps its cursor and gets
+    the current types (retention counts only the events the sink wants) and generation."""
     await db.execute(
-        """INSERT INTO subscription_deliveries (uid, namespace, user_service, name, types, cursor_tx, cursor_seq)
-           VALUES ($1, $2, $3, $4, $5, $6::text::xid8, $7)
-           ON CONFLICT (uid) DO UPDATE SET types = EXCLUDED.types
-           WHERE subscription_deliveries.types IS DISTINCT FROM EXCLUDED.types""",
+        """INSERT INTO subscription_deliveries
+               (uid, namespace, user_service, name, types, generation, cursor_tx, cursor_seq)
+           VALUES ($1, $2, $3, $4, $5, $6, $7::text::xid8, $8)
+           ON CONFLICT (uid) DO UPDATE SET types = EXCLUDED.types, generation = EXCLUDED.generation
+           WHERE (subscription_deliveries.types, subscription_deliveries.generation)
+                 IS DISTINCT FROM (EXCLUDED.types, EXCLUDED.generation)""",
         uid,
         namespace,
         user_service,
         name,
         types,
+        generation,
         str(start.tx),
         start.seq,
     )
@@ -128,18 +132,16 @@ async def failed(db: Db, uid: str, holder: str) -> bool:
     return done is not None
 
 
-async def skip_expired(db: Db, uid: str, holder: str, pruned: Cursor, generation: int) -> bool:
-    """Moves a cursor that retention overtook to the newest pruned event (every later one is kept), marking
-    the subscription's generation as having lost events (their number was counted when they were pruned)."""
+async def skip_expired(db: Db, uid: str, holder: str, pruned: Cursor) -> bool:
+    """Moves a cursor that retention overtook to the newest pruned event (every later one is kept); the
+    events lost were counted when they were pruned."""
     done = await db.fetchval(
-        """UPDATE subscription_deliveries
-           SET cursor_tx = $3::text::xid8, cursor_seq = $4, expired_generation = $5
+        """UPDATE subscription_deliveries SET cursor_tx = $3::text::xid8, cursor_seq = $4
            WHERE uid = $1 AND holder = $2 AND (cursor_tx, cursor_seq) < ($3::text::xid8, $4) RETURNING 1""",
         uid,
         holder,
         str(pruned.tx),
         pruned.seq,
-        generation,
     )
     return done is not None
 
@@ -180,9 +182,10 @@ async def lag(db: Db, cursor: Cursor, before: int, types: list[str] | None, cap:
 
 async def count_expiring(conn: asyncpg.Connection, below: str) -> None:
     """In the pruning transaction, before events below the horizon `below` are deleted: adds to each
-    subscription the wanted events it has not been given that are about to go."""
+    subscription the wanted events it has not been given that are about to go, and marks its generation as
+    having lost events (whether or not its deliverer ever reads past the gap)."""
     await conn.execute(
-        """UPDATE subscription_deliveries d SET expired = d.expired + lost.n
+        """UPDATE subscription_deliveries d SET expired = d.expired + lost.n, expired_generation = d.generation
            FROM (SELECT d2.uid, count(e.*) AS n FROM subscription_deliveries d2
                  JOIN user_events e ON e.tx < $1::text::xid8
                    AND (e.tx, e.seq) > (d2.cursor_tx, d2.cursor_seq)

@@ -9,14 +9,15 @@ CREATE TABLE subscription_deliveries (
     user_service        text        NOT NULL,
     name                text        NOT NULL,
     types               text[],     -- the event types the sink wants; NULL: all (retention counts only these)
+    generation          bigint      NOT NULL DEFAULT 0,  -- the subscription's metadata.generation, kept current
     cursor_tx           xid8        NOT NULL,
     cursor_seq          bigint      NOT NULL,
     holder              text,
     lease_until         timestamptz NOT NULL DEFAULT '-infinity',
     delivered           bigint      NOT NULL DEFAULT 0,
     failed              bigint      NOT NULL DEFAULT 0,
-    expired             bigint      NOT NULL DEFAULT 0,
-    expired_generation  bigint,
+    expired             bigint      NOT NULL DEFAULT 0,  -- events pruned before they were delivered
+    expired_generation  bigint,     -- the generation when that last happened: reported until the spec changes
     last_delivered_at   timestamptz,
     created_at          timestamptz NOT NULL DEFAULT now()
 );
