@@ -25,6 +25,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from uuid import UUID
 
 import asyncpg
 
@@ -43,6 +44,7 @@ log = logging.getLogger(__name__)
 
 BATCH = 100  # events read per query
 LAG_CAP = 100_000  # lag is counted up to this many events
+BODIES_KEPT = 10 * BATCH  # encoded events kept for the other subscriptions reading the same ones
 
 
 class _Expired(Exception):
@@ -73,6 +75,7 @@ class Deliveries:
         # subscriptions sit at the same cursor), and the newest pruned event, refreshed each round.
         self._horizon: asyncio.Future[int] | None = None
         self._reads: dict[Cursor, asyncio.Future[list[StoredEvent]]] = {}
+        self._bodies: dict[UUID, bytes] = {}
         self.pruned = Cursor(0, 0)
         self._notified = asyncio.Event()
         feed.wakes(self._notified)
@@ -113,6 +116,8 @@ class Deliveries:
         """Something may have committed: the next reads take a new horizon."""
         self._horizon = None
         self._reads = {}
+        if len(self._bodies) > BODIES_KEPT:
+            self._bodies = {}
 
     async def _read_horizon(self) -> int:
         return (await outbox.horizon(self._pool)).tx
@@ -123,6 +128,13 @@ class Deliveries:
         if self._horizon is None:
             self._horizon = asyncio.ensure_future(self._read_horizon())
         return await asyncio.shield(self._horizon)
+
+    def body(self, event: StoredEvent) -> bytes:
+        """The event as POSTed (the same bytes for every subscription; kept for the current reads)."""
+        encoded = self._bodies.get(event.id)
+        if encoded is None:
+            encoded = self._bodies[event.id] = jsoncodec.dumps(event.cloud_event(self.settings.source))
+        return encoded
 
     async def events_after(self, cursor: Cursor) -> list[StoredEvent]:
         """The next events after `cursor` in commit order, below the shared horizon; workers at the same
@@ -245,6 +257,9 @@ class _Worker:
         self._written = status  # the status as last written (or listed)
         self._status_due = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        # Bound once: .labels() validates and locks on every call, and these run on every delivery.
+        self._delivered = self._metrics.subscription_deliveries.labels(sub.name, "delivered")
+        self._latency = self._metrics.subscription_latency.labels(sub.name)
 
     def start(self) -> None:
         name = self.sub.name
@@ -312,12 +327,10 @@ class _Worker:
         for start in range(0, len(batch), window):
             events = batch[start : start + window]
             wanted = [e for e in events if self.sub.wants(e.type)]
-            try:  # one failing for good (expired, the database) cancels the others of the window
-                async with asyncio.TaskGroup() as window_tasks:
-                    for event in wanted:
-                        window_tasks.create_task(self._deliver(event))
-            except ExceptionGroup as failed:
-                raise failed.exceptions[0] from None
+            if len(wanted) == 1:  # maxInFlight 1, the default: no task needed
+                await self._deliver(wanted[0])
+            elif wanted:
+                await self._deliver_window(wanted)
             if not await deliveries.advance(
                 self._pool, self.sub.uid, self.owner.holder, events[-1].cursor, len(wanted)
             ):
@@ -331,6 +344,15 @@ class _Worker:
         if not batch:
             self._status_due.set()  # lag may have changed (e.g. events of unwanted types only)
         return len(batch) == BATCH
+
+    async def _deliver_window(self, events: list[StoredEvent]) -> None:
+        """POSTs the events at once; one failing for good (expired, the database) cancels the others."""
+        try:
+            async with asyncio.TaskGroup() as window:
+                for event in events:
+                    window.create_task(self._deliver(event))
+        except ExceptionGroup as failed:
+            raise failed.exceptions[0] from None
 
     async def _lease_held(self) -> None:
         """Returns once the lease's local deadline lies ahead (it is renewed every round)."""
@@ -366,7 +388,7 @@ class _Worker:
 
     async def _deliver(self, event: StoredEvent) -> None:
         """POSTs one event until its sink answers 2xx; raises _Expired when retention deletes it first."""
-        body = jsoncodec.dumps(event.cloud_event(self.owner.settings.source))
+        body = self.owner.body(event)
         name = self.sub.name
         attempt = 0
         while True:
@@ -382,12 +404,11 @@ class _Worker:
                     self.sub.delivery.timeout,
                 )
                 outcome = _outcome(result)
-            self._metrics.subscription_deliveries.labels(name, outcome).inc()
             if result is not None and result.ok:
-                self._metrics.subscription_latency.labels(name).observe(
-                    max(0.0, (datetime.now(UTC) - event.time).total_seconds())
-                )
+                self._delivered.inc()
+                self._latency.observe(max(0.0, (datetime.now(UTC) - event.time).total_seconds()))
                 return
+            self._metrics.subscription_deliveries.labels(name, outcome).inc()
             if result is not None:
                 self._problem = (result.reason, result.message)
             self._status_due.set()
