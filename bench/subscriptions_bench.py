@@ -355,10 +355,10 @@ def _throughput_figure(
                 "group": "subscriptions",
                 "what": f"deliveries per second, a burst of {burst} events to {n} subscription(s) (maxInFlight 1)",
                 "tool": "aiohttp receiver",
-                "deliveries_per_second": round(rate, 1),
+                "deliveries_per_s": round(rate, 1),
                 "baseline": f"the same burst fanned out to {MANY} SSE watchers: events received per second",
-                "baseline_deliveries_per_second": round(sse_rate, 1),
-                "ratio": ratio(rate, sse_rate),
+                "baseline_deliveries_per_s": round(sse_rate, 1),
+                "deliveries_ratio": ratio(rate, sse_rate),
             }
         )
     return figures
