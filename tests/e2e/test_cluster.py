@@ -928,7 +928,7 @@ def test_6_the_kubelet_restarts_an_operator_that_stops_answering_and_it_reconcil
 
 # 7 ------------------------------------------------------------------------------------------------------------
 def test_7_deleting_the_usvc_garbage_collects_its_children(deployed: Deployed) -> None:
-    kinds = "deployment,service,hpa,pdb,job,servicemonitor,replicaset,pod,serviceaccount,networkpolicy"
+    kinds = "deployment,service,hpa,pdb,job,servicemonitor,replicaset,pod,serviceaccount,networkpolicy,role,rolebinding"
     binding = f"userservice-access-reviewer:{deployed.namespace}:{NAME}"
     name_of = ("get", "clusterrolebinding", binding, "-o", "jsonpath={.metadata.name}")
     assert kubectl(*name_of) == binding
