@@ -277,6 +277,58 @@ async def test_a_window_of_max_in_flight_events_is_sent_at_once(
     push.delete("window")
 
 
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"sink": {"ref": {"name": "a"}, "uri": "http://a.b/"}}, "exactly one of ref"),
+        ({"sink": {"uri": "ftp://a.b/"}}, "absolute http:// or https:// URL"),
+        ({"sink": {"ref": {"name": "a"}, "allowOutsideCluster": True}}, "applies to a uri only"),
+        ({"delivery": {"minBackoffSeconds": 9, "maxBackoffSeconds": 2}}, "must not exceed maxBackoffSeconds"),
+        ({"types": ["io.userservice.user.nope.v1"]}, "Unsupported value"),
+        ({"startAt": "yesterday"}, "spec.startAt"),
+    ],
+)
+def test_the_api_server_refuses_bad_specs_naming_the_field(
+    push: Push, change: dict[str, Any], message: str
+) -> None:
+    bad = push.subscription("bad", {"uri": "http://sink.example/"})
+    bad["spec"].update(change)
+    out = push.cluster.kubectl("apply", "-f", "-", input=json.dumps(bad), check=False)
+    assert out.returncode != 0 and message in out.stderr, out.stderr
+
+
+def test_fixed_fields_cannot_change(push: Push) -> None:
+    push.apply(push.subscription("fixed", {"uri": "http://sink.example/"}, userService="nobody"))
+    try:
+        moved = push.subscription("fixed", {"uri": "http://sink.example/"}, userService="other")
+        out = push.cluster.kubectl("apply", "-f", "-", input=json.dumps(moved), check=False)
+        assert out.returncode != 0 and "spec.userService cannot change" in out.stderr, out.stderr
+    finally:
+        push.delete("fixed")
+
+
+async def test_the_sink_guard_refuses_metadata_addresses_and_redirects_are_not_followed(
+    push: Push, receiver: Receiver, service: RunningService
+) -> None:
+    push.apply(push.subscription("metadata", {"uri": "http://169.254.169.254/latest/meta-data/"}))
+    redirect = "/redirecting"
+    receiver.keys[redirect] = [push.keys["hook-key"]]
+    receiver.plans[redirect] = lambda arrival: web.Response(status=307, headers={"Location": "/elsewhere"})
+    push.apply(push.subscription("redirecting", {"uri": receiver.url + redirect}))
+    try:
+        await push.status("metadata", lambda s: "cursor" in s)
+        await push.status("redirecting", lambda s: "cursor" in s)
+        await create_users(service, 1)
+        refused = await push.status("metadata", lambda s: ready(s) == ("False", "SinkRefused"))
+        assert "169.254.169.254" in refused["conditions"][0]["message"]
+        rejected = await push.status("redirecting", lambda s: ready(s) == ("False", "SinkRejecting"))
+        assert "307 (redirects are not followed)" in rejected["conditions"][0]["message"]
+        assert receiver.attempts("/elsewhere") == []
+    finally:
+        push.delete("metadata")
+        push.delete("redirecting")
+
+
 async def test_a_5xx_is_retried_with_the_same_id_until_it_succeeds(
     push: Push, receiver: Receiver, service: RunningService
 ) -> None:
