@@ -77,6 +77,7 @@ class Deliveries:
         self._reads: dict[Cursor, asyncio.Future[list[StoredEvent]]] = {}
         self._bodies: dict[UUID, bytes] = {}
         self.pruned = Cursor(0, 0)
+        self._list_error = ""  # why the last round could not list (logged when it changes)
         self._notified = asyncio.Event()
         feed.wakes(self._notified)
         self._path = (
@@ -148,13 +149,12 @@ class Deliveries:
             )
         return await asyncio.shield(read)
 
-    async def _listed(self) -> dict[str, tuple[subs.Subscription, dict[str, Any]]] | None:
-        """This instance's subscriptions by uid, with their status; None when the API cannot say (then no
-        row is deleted and no worker stopped for it)."""
+    async def _listed(self) -> dict[str, tuple[subs.Subscription, dict[str, Any]]]:
+        """This instance's subscriptions by uid, with their status. Raises KubeUnavailable when the API cannot
+        say (then no row is deleted and no worker stopped for it)."""
         listed = await self._kube.get(self._path)
         if listed is None:
-            log.warning("the UserEventSubscription API is not served (is its CRD installed?)")
-            return None
+            raise KubeUnavailable("the UserEventSubscription API is not served (is its CRD installed?)")
         found: dict[str, tuple[subs.Subscription, dict[str, Any]]] = {}
         for item in listed.get("items") or []:
             if (item.get("spec") or {}).get("userService") != self.settings.user_service:
@@ -185,8 +185,11 @@ class Deliveries:
         self.pruned = await outbox.pruned_through(self._pool)
         try:
             listed = await self._listed()
+            self._list_error = ""
         except KubeUnavailable as exc:
-            log.warning("cannot list subscriptions; renewing the leases held", extra={"error": str(exc)})
+            if str(exc) != self._list_error:  # once per cause, not every round
+                log.warning("cannot list subscriptions; renewing the leases held", extra={"error": str(exc)})
+            self._list_error = str(exc)
             listed = None
         if listed is not None:
             new = set(listed) - await deliveries.known(self._pool, list(listed))
