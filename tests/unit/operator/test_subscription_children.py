@@ -118,6 +118,8 @@ def test_subscription_crd_names_and_columns() -> None:
     assert crd["spec"]["names"]["plural"] == service_side.PLURAL
     (version,) = crd["spec"]["versions"]
     assert version["name"] == service_side.API_VERSION and version["subresources"] == {"status": {}}
+    # `kubectl get userservice NAME` must keep naming one kind: not in UserService's category
+    assert "categories" not in crd["spec"]["names"]
     columns = [c["name"] for c in version["additionalPrinterColumns"] if not c.get("priority")]
     assert columns == ["Ready", "Sink", "Lag", "Last delivered", "Age"]
 
