@@ -67,7 +67,7 @@ class Deliveries:
     def __init__(
         self, pool: asyncpg.Pool, kube: KubeApi, feed: EventFeed, metrics: Metrics, settings: Settings
     ) -> None:
-        self._pool, self._kube, self._feed, self._metrics = pool, kube, feed, metrics
+        self._pool, self._kube, self._metrics = pool, kube, metrics
         self.settings = settings
         self.holder = f"{uuid.uuid4()}"
         self._workers: dict[str, _Worker] = {}
