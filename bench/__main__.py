@@ -1,5 +1,5 @@
 """`python -m bench [--smoke] [--out DIR] [--no-service] [--no-operator] [--only-watchers|--only-search|--only-credentials|
---only-scim|--only-replicas|--only-kratos|--only-hashing|--only-ceiling]`
+--only-scim|--only-replicas|--only-kratos|--only-hashing|--only-ceiling|--only-subscriptions]`
 
 Runs every measurement with its baseline in the same run, writes <out>/<UTC timestamp>.json and .png, prints
 the table. A full run also refreshes bench/results/latest.json and latest.png (the README's figures).
@@ -19,7 +19,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from bench import operator_bench, replicas_bench, results, rounds, service_bench, tools
+from bench import operator_bench, replicas_bench, results, rounds, service_bench, subscriptions_bench, tools
 
 FULL = {
     "service": service_bench.Plan(
@@ -155,6 +155,14 @@ def main(argv: list[str] | None = None) -> int:
         help="only the REST get, unauthenticated and authenticated, against its composed ceiling (implies"
         " --no-operator)",
     )
+    only.add_argument(
+        "--only-subscriptions",
+        action="store_const",
+        const="subscriptions",
+        dest="only",
+        help="only the push-delivery figures: commit to receiver against SSE, deliveries per second, GET beside"
+        " delivery (implies --no-operator)",
+    )
     args = p.parse_args(argv)
     args.no_operator = args.no_operator or bool(args.only)
     plans = SMOKE if args.smoke else FULL
@@ -203,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
                     "grpc": f"ghz {tools.GHZ_VERSION} (go install)",
                     "database_baseline": "python -m bench.pgload: asyncpg in a separate process",
                 }
-                if args.only != "replicas":
+                if args.only not in ("replicas", "subscriptions"):
                     service = service_bench.measure(plans["service"], workdir, args.only)
                     doc["service"] = {k: v for k, v in service.items() if k != "figures"}
                     doc["figures"].extend(service["figures"])
@@ -211,6 +219,10 @@ def main(argv: list[str] | None = None) -> int:
                     replicas = replicas_bench.measure(plans["service"], workdir)
                     doc["replicas"] = {k: v for k, v in replicas.items() if k != "figures"}
                     doc["figures"].extend(replicas["figures"])
+                if args.only in (None, "subscriptions"):
+                    subscriptions = subscriptions_bench.measure(plans["service"], workdir)
+                    doc["subscriptions"] = {k: v for k, v in subscriptions.items() if k != "figures"}
+                    doc["figures"].extend(subscriptions["figures"])
             if not args.no_operator:
                 op = (
                     operator_run.result()

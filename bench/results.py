@@ -52,8 +52,16 @@ _TRIPLES = (
     ("seconds", "baseline_seconds", "seconds_ratio"),
     ("writes_per_us_per_min", "baseline_writes_per_us_per_min", "writes_ratio"),
     ("rss_mib", "baseline_rss_mib", "rss_ratio"),
+    ("deliveries_per_s", "baseline_deliveries_per_s", "deliveries_ratio"),
 )
-_UNITS = {"rps": "req/s", "users_per_s": "users/s", "p50_ms": "ms", "p99_ms": "ms", "seconds": "s"}
+_UNITS = {
+    "rps": "req/s",
+    "users_per_s": "users/s",
+    "p50_ms": "ms",
+    "p99_ms": "ms",
+    "seconds": "s",
+    "deliveries_per_s": "/s",
+}
 
 
 def _rows(doc: dict[str, Any]) -> list[tuple[str, ...]]:

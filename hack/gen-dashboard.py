@@ -415,6 +415,54 @@ def build() -> db.Dashboard:
         )
     )
 
+    d.with_row(db.Row("Push delivery (UserEventSubscriptions)"))
+    d.with_panel(
+        series(
+            "Deliveries / s",
+            [
+                query(
+                    f"sum by (subscription, outcome) (rate(userservice_subscription_deliveries_total{{{SEL}}}{RATE}))",
+                    "{{subscription}} {{outcome}}",
+                )
+            ],
+            "ops",
+            "POSTs to each subscription's sink by outcome: delivered (2xx), throttled (429/503), rejected, "
+            "unreachable, refused (the sink guard), no_signing_key.",
+        )
+    )
+    d.with_panel(
+        series(
+            "Commit to 2xx latency",
+            percentiles(
+                "userservice_subscription_delivery_latency_seconds_bucket",
+                SEL,
+                ("0.5", "0.99"),
+                "subscription, le",
+            ),
+            "s",
+            "From the change's transaction to its sink's 2xx, retries included, per subscription.",
+        )
+    )
+    d.with_panel(
+        series(
+            "Lag",
+            [
+                query(
+                    f"max by (subscription) (userservice_subscription_lag_seconds{{{SEL}}})",
+                    "{{subscription}} seconds",
+                ),
+                query(
+                    f"max by (subscription) (userservice_subscription_lag_events{{{SEL}}})",
+                    "{{subscription}} events",
+                ),
+            ],
+            "none",
+            "Age of the oldest undelivered event and how many wait, per subscription (reported by the pod "
+            "delivering it). UserServiceSubscriptionLagging fires past 5 minutes for 10 minutes.",
+            thresholds=[("green", None), ("red", 300)],
+        )
+    )
+
     d.with_row(db.Row("Operator"))
     d.with_panel(
         series(

@@ -13,6 +13,7 @@ from hack.docgen import (
     configuration,
     operator_children,
     operator_spec,
+    subscription_spec,
 )
 
 # (page, render): render takes the committed page and returns it with its generated part current.
@@ -22,6 +23,7 @@ PAGES: tuple[tuple[str, Callable[[str], str]], ...] = (
     (api_permissions.PAGE, api_permissions.render),
     (operator_spec.PAGE, operator_spec.render),
     (operator_children.PAGE, operator_children.render),
+    (subscription_spec.PAGE, subscription_spec.render),
     (adapter_rules.CHART_FILE, adapter_rules.render_chart_file),
     (adapter_rules.PAGE, adapter_rules.render_page),
     (chart_rules.CHART_FILE, chart_rules.render_chart_file),

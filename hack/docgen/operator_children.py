@@ -10,6 +10,7 @@ BLOCK = "child kinds"
 
 WHEN = {
     Phase.SUPPORT: "every pass",
+    Phase.BINDING: "every pass, after the kinds above (its Role must exist)",
     Phase.MIGRATION: "once per migration hash, never patched",
     Phase.WORKLOAD: "once the database Secret exists, per the rollout plan",
 }

@@ -1,4 +1,5 @@
-"""The UserService CRD, loaded from crd.yaml: the one source the chart ships and the tests install."""
+"""The CRDs, loaded from crd.yaml (UserService) and subscription_crd.yaml (UserEventSubscription): the one
+source of each, which the chart ships and the tests install."""
 
 from __future__ import annotations
 
@@ -13,6 +14,10 @@ API_VERSION = f"{GROUP}/{VERSION}"
 KIND = "UserService"
 PLURAL = "userservices"
 CRD_NAME = f"{PLURAL}.{GROUP}"
+SUBSCRIPTION_KIND = "UserEventSubscription"
+SUBSCRIPTION_PLURAL = "usereventsubscriptions"
+SUBSCRIPTION_CRD_NAME = f"{SUBSCRIPTION_PLURAL}.{GROUP}"
+SUBSCRIPTION_CRD_FILE = "subscription_crd.yaml"
 
 
 def crd_text() -> str:
@@ -23,6 +28,17 @@ def crd_text() -> str:
 def load_crd() -> dict[str, Any]:
     """The CRD manifest as a dict."""
     doc = yaml.safe_load(crd_text())
+    assert isinstance(doc, dict)
+    return doc
+
+
+def subscription_crd_text() -> str:
+    """The UserEventSubscription CRD exactly as shipped (YAML)."""
+    return (resources.files(__package__) / SUBSCRIPTION_CRD_FILE).read_text(encoding="utf-8")
+
+
+def load_subscription_crd() -> dict[str, Any]:
+    doc = yaml.safe_load(subscription_crd_text())
     assert isinstance(doc, dict)
     return doc
 

@@ -14,8 +14,8 @@ from typing import Any
 import kopf
 
 from userservice_operator.children import WATCHED_CHILDREN, Child
-from userservice_operator.crd import GROUP, PLURAL, VERSION
-from userservice_operator.reconcile import CHILD_SELECTOR, child_owner
+from userservice_operator.crd import GROUP, PLURAL, SUBSCRIPTION_PLURAL, VERSION
+from userservice_operator.reconcile import CHILD_SELECTOR, child_owner, subscription_owner
 from userservice_operator.runtime import Controller
 
 
@@ -70,6 +70,14 @@ def register(
             await _controller(memo).collect(meta.get("namespace", ""), meta.get("name", ""))
             return
         _controller(memo).observe(copy.deepcopy(obj))
+
+    # A subscription's signing Secret is one its UserService's pods may read (children/subscriptionaccess.py):
+    # any change to a subscription is a pass of the UserService it names.
+    @kopf.on.event(GROUP, VERSION, SUBSCRIPTION_PLURAL, registry=registry, id="subscriptions")
+    async def subscription_event(event: Any, memo: Any, **_: Any) -> None:
+        owner = subscription_owner(event.get("object") or {})
+        if owner is not None:
+            _controller(memo).kick(*owner)
 
     # The optional kinds are not watched: their CRDs can vanish under a watch (runtime.Controller polls them).
     for child in WATCHED_CHILDREN:

@@ -16,7 +16,7 @@ from kubernetes import client as k8s_client
 from kubernetes.client.exceptions import ApiException
 
 from userservice_operator.children import CHILDREN
-from userservice_operator.crd import API_VERSION, KIND, PLURAL
+from userservice_operator.crd import API_VERSION, KIND, PLURAL, SUBSCRIPTION_KIND, SUBSCRIPTION_PLURAL
 from userservice_operator.metrics import OperatorMetrics
 from userservice_operator.spec import Manifest
 
@@ -51,6 +51,7 @@ KINDS: Mapping[str, Resource] = MappingProxyType(
         "Event": Resource("v1", "events"),
         "Lease": Resource("coordination.k8s.io/v1", "leases"),
         KIND: Resource(API_VERSION, PLURAL),
+        SUBSCRIPTION_KIND: Resource(API_VERSION, SUBSCRIPTION_PLURAL),
         "CustomResourceDefinition": Resource(
             "apiextensions.k8s.io/v1", "customresourcedefinitions", namespaced=False
         ),

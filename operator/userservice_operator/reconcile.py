@@ -22,7 +22,7 @@ from userservice_operator.children.common import MANAGED_BY, MIGRATION_HASH_LABE
 from userservice_operator.children.context import BuildContext, RolloutPlan
 from userservice_operator.children.env import database_secret
 from userservice_operator.children.migration import JobPhase, MigrationState
-from userservice_operator.crd import KIND
+from userservice_operator.crd import KIND, SUBSCRIPTION_KIND
 from userservice_operator.events import Recorder, condition_events
 from userservice_operator.kube import Kube
 from userservice_operator.spec import Manifest, UserService
@@ -131,10 +131,10 @@ class _Pass:
             self.event("Normal", "Applied", f"applied {kind} {name} (spec change or drift)")
         return self.saw(result.live)
 
-    async def ensure_support(self, child: Child) -> ApiException | None:
+    async def ensure_support(self, child: Child, secrets: tuple[str, ...]) -> ApiException | None:
         """Apply a support child; the 404 of an optional kind whose CRD went away is returned, not raised."""
         try:
-            await self.ensure(child, child.build(self.us, BuildContext(None, self.ctx.runbooks)))
+            await self.ensure(child, child.build(self.us, BuildContext(None, self.ctx.runbooks, secrets)))
         except ApiException as exc:
             if exc.status != 404 or not child.optional_api:
                 raise
@@ -174,6 +174,17 @@ class _Pass:
                 and MIGRATION_HASH_LABEL in (job["metadata"].get("labels") or {})
             ):
                 await self.ctx.kube.delete(child.kind, us.namespace, jname)
+
+    async def signing_secrets(self) -> tuple[str, ...]:
+        """The Secrets named by the signingSecretRef of this UserService's UserEventSubscriptions: its pods may
+        read exactly these (children/subscriptionaccess.py). None while that CRD is not installed."""
+        try:
+            listed = await self.ctx.kube.list(SUBSCRIPTION_KIND, self.us.namespace)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            return ()
+        return signing_secrets(listed, self.us.name)
 
     async def check_secret(self) -> Problem | None:
         """What keeps the pods from starting: the database Secret or its key missing, or a connection budget
@@ -270,14 +281,20 @@ async def _reconcile(step: _Pass) -> Outcome:
             step, workload, migration.plan_rollout(us, MigrationState(JobPhase.DISABLED), None)
         )
 
-    ((secret_problem, applied), live_dep), gone = await asyncio.gather(
+    async def signing_secrets_then_support() -> tuple[tuple[str, ...], list[ApiException | None]]:
+        # The pods' Role names the subscriptions' signing Secrets: listed here, beside the workload's path.
+        secrets = await step.signing_secrets()
+        return secrets, await asyncio.gather(*(step.ensure_support(child, secrets) for child in support))
+
+    ((secret_problem, applied), live_dep), (secrets, gone) = await asyncio.gather(
         asyncio.gather(secret_then_workload(), ctx.kube.get("Deployment", us.namespace, us.name)),
-        asyncio.gather(*(step.ensure_support(child) for child in support)),
+        signing_secrets_then_support(),
     )
     if any(gone):
         optional_apis = await optional_apis_present(ctx.kube)  # the CRDs went away
         if optional_apis:
             raise next(exc for exc in gone if exc is not None)
+    await asyncio.gather(*(step.ensure_support(c, secrets) for c in CHILDREN if c.phase is Phase.BINDING))
 
     apply_problem: Problem | None = None
     mig = MigrationState(JobPhase.DISABLED)
@@ -333,6 +350,28 @@ async def _reconcile(step: _Pass) -> Outcome:
         retry=secret_problem.message if secret_problem else "",
         versions={**step.live, **({(KIND, us.name): resource_version} if resource_version else {})},
     )
+
+
+def signing_secrets(subscriptions: list[Manifest], user_service: str) -> tuple[str, ...]:
+    """The signing Secrets of the subscriptions naming `user_service`, sorted, each once."""
+    return tuple(
+        sorted(
+            {
+                str(ref["name"])
+                for sub in subscriptions
+                if (spec := sub.get("spec") or {}).get("userService") == user_service
+                and isinstance(ref := spec.get("signingSecretRef"), dict)
+                and ref.get("name")
+            }
+        )
+    )
+
+
+def subscription_owner(body: Manifest) -> tuple[str, str] | None:
+    """(namespace, name) of the UserService a UserEventSubscription names."""
+    name = (body.get("spec") or {}).get("userService")
+    namespace = (body.get("metadata") or {}).get("namespace")
+    return (str(namespace), str(name)) if name and namespace else None
 
 
 def child_owner(body: Manifest) -> tuple[str, str] | None:

@@ -14,6 +14,7 @@ import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+import asyncpg
 import grpc
 from aiohttp import web
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -26,13 +27,17 @@ from userservice.api import http as http_api
 from userservice.api.connections import ConnectionLimits, GuardedRunner
 from userservice.api.scim import routes as scim_api
 from userservice.clients.breach import BreachCheck
-from userservice.config import Config, read_urls
+from userservice.clients.kubernetes import KubeApi, endpoint
+from userservice.config import Config, ConfigError, read_urls, subscriptions_namespace
 from userservice.core.batch import BatchCore
 from userservice.core.credentials import Credentials, Throttling
+from userservice.core.delivery import Deliveries
+from userservice.core.delivery import Settings as DeliverySettings
 from userservice.core.feed import EventFeed
 from userservice.core.health import Health
 from userservice.core.maintenance import run as run_maintenance
 from userservice.core.users import UserCore
+from userservice.domain.subscriptions import parse_networks
 from userservice.domain.throttle import LockoutPolicy
 from userservice.logs import AccessSampling
 from userservice.metrics import Metrics
@@ -66,6 +71,35 @@ async def _track_grpc_health(service: Health, servicer: health.aio.HealthService
         for name in ("", grpc_api.SERVICE_NAME):
             await servicer.set(name, status)
         await asyncio.sleep(HEALTH_POLL_SECONDS)
+
+
+def _deliveries(config: Config, pool: asyncpg.Pool, feed: EventFeed, metrics: Metrics) -> Deliveries | None:
+    """Push delivery of the UserService named by SUBSCRIPTIONS_USERSERVICE; None when unset."""
+    if not config.subscriptions_user_service:
+        return None
+    found = endpoint(config.kubeconfig)
+    namespace = subscriptions_namespace(config)
+    if found is None or not namespace:
+        raise ConfigError(
+            "SUBSCRIPTIONS_USERSERVICE needs the Kubernetes API (in a pod, or KUBECONFIG) and a namespace"
+            " (in a pod, or SUBSCRIPTIONS_NAMESPACE / AUTH_NAMESPACE)"
+        )
+    return Deliveries(
+        pool,
+        KubeApi(found),
+        feed,
+        metrics,
+        DeliverySettings(
+            namespace=namespace,
+            user_service=config.subscriptions_user_service,
+            poll=config.subscription_poll,
+            lease=config.subscription_lease,
+            status_interval=config.subscription_status_interval,
+            secret_reread=config.subscription_secret_reread,
+            cluster_networks=parse_networks(config.subscription_cluster_networks),
+            source=config.event_source,
+        ),
+    )
 
 
 async def serve(
@@ -226,6 +260,9 @@ async def serve(
             name="maintenance",
         ),
     ]
+    deliveries = _deliveries(config, pool, feed, metrics)
+    if deliveries is not None:
+        background.append(asyncio.create_task(deliveries.run(), name="deliveries"))
     if replicas:
         background.append(
             asyncio.create_task(
@@ -263,6 +300,8 @@ async def serve(
         task.cancel()
     await asyncio.gather(*background, return_exceptions=True)
     await feed.close()
+    if deliveries is not None:
+        await deliveries.close()
     await asyncio.gather(
         asyncio.wait_for(pool.close(), timeout=config.shutdown_grace), reads.close(config.shutdown_grace)
     )

@@ -156,6 +156,41 @@ SETTINGS: dict[str, Setting] = {
         "2592000",
         "How long a deleted user can be undeleted: its purge_time is this long after its delete_time.",
     ),
+    "subscriptions_user_service": Setting(
+        "SUBSCRIPTIONS_USERSERVICE",
+        "",
+        "Name of the UserService whose UserEventSubscriptions this process delivers (the operator sets it). Empty: no push delivery.",
+    ),
+    "subscriptions_namespace": Setting(
+        "SUBSCRIPTIONS_NAMESPACE",
+        "",
+        "Namespace of those subscriptions and their signing Secrets. Empty: the pod's own namespace, else AUTH_NAMESPACE.",
+    ),
+    "subscription_poll": Setting(
+        "SUBSCRIPTION_POLL_SECONDS",
+        "2",
+        "How often the subscriptions are listed and delivery leases renewed or taken over; a deleted subscription stops within about this long.",
+    ),
+    "subscription_lease": Setting(
+        "SUBSCRIPTION_LEASE_SECONDS",
+        "10",
+        "A replica delivering a subscription must renew its lease this often; another replica takes over within this plus one poll after it dies. At least twice SUBSCRIPTION_POLL_SECONDS.",
+    ),
+    "subscription_status_interval": Setting(
+        "SUBSCRIPTION_STATUS_SECONDS",
+        "5",
+        "At most one status write per subscription this often (and only when it changed).",
+    ),
+    "subscription_secret_reread": Setting(
+        "SUBSCRIPTION_SECRET_SECONDS",
+        "30",
+        "A subscription's signing Secret is read again this often: a rotated key signs within this long.",
+    ),
+    "subscription_cluster_networks": Setting(
+        "SUBSCRIPTION_CLUSTER_NETWORKS",
+        "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,100.64.0.0/10,fc00::/7",
+        "CIDRs (comma separated) counted as inside the cluster: a sink may resolve only to these, or to a public address when its spec sets allowOutsideCluster. Name the cluster's pod and Service networks.",
+    ),
     "argon2_time_cost": Setting("ARGON2_TIME_COST", "2", "argon2id iterations (OWASP: 2 with 19 MiB)."),
     "argon2_memory_kib": Setting("ARGON2_MEMORY_KIB", "19456", "argon2id memory in KiB (OWASP: 19456)."),
     "argon2_parallelism": Setting("ARGON2_PARALLELISM", "1", "argon2id lanes."),
@@ -297,6 +332,13 @@ class Config:
     event_source: str
     maintenance_interval: float
     delete_retention: float
+    subscriptions_user_service: str
+    subscriptions_namespace: str
+    subscription_poll: float
+    subscription_lease: float
+    subscription_status_interval: float
+    subscription_secret_reread: float
+    subscription_cluster_networks: str
     argon2_time_cost: int
     argon2_memory_kib: int
     argon2_parallelism: int
@@ -343,6 +385,7 @@ class Config:
         )
         if values["reads_without_token"] not in {"primary", "replica"}:
             errors.append("READS_WITHOUT_TOKEN must be primary or replica")
+        errors.extend(_subscription_errors(values))
         if values["log_format"] not in {"json", "text"}:
             errors.append("LOG_FORMAT must be json or text")
         if not 0 <= values["access_log_sample"] <= 1:
@@ -365,6 +408,31 @@ class Config:
         if errors:
             raise ConfigError("; ".join(errors))
         return Config(**values)
+
+
+def _subscription_errors(values: dict[str, Any]) -> list[str]:
+    errors = []
+    if values["subscription_poll"] <= 0 or values["subscription_lease"] < 2 * values["subscription_poll"]:
+        errors.append(
+            "SUBSCRIPTION_POLL_SECONDS must be above 0 and SUBSCRIPTION_LEASE_SECONDS at least twice it"
+            " (a lease must survive a late renewal)"
+        )
+    for part in values["subscription_cluster_networks"].split(","):
+        try:
+            if part.strip():
+                ipaddress.ip_network(part.strip(), strict=False)
+        except ValueError:
+            errors.append(f"SUBSCRIPTION_CLUSTER_NETWORKS: {part.strip()!r} is not a CIDR such as 10.0.0.0/8")
+    return errors
+
+
+def subscriptions_namespace(config: Config) -> str:
+    """Where the subscriptions live: SUBSCRIPTIONS_NAMESPACE, else the pod's namespace, else AUTH_NAMESPACE."""
+    if config.subscriptions_namespace:
+        return config.subscriptions_namespace
+    if IN_CLUSTER_NAMESPACE.is_file():
+        return IN_CLUSTER_NAMESPACE.read_text().strip()
+    return config.auth_namespace
 
 
 IN_CLUSTER_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")

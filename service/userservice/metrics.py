@@ -8,6 +8,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+# Push delivery, from a change's transaction to its sink's 2xx: retries and outages make it span minutes.
+DELIVERY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 # The HTTP methods kept as label values; any other (clients may send anything) is counted as "other", so a
 # client cannot make unbounded series.
@@ -156,6 +158,35 @@ class Metrics:
             "userservice_replica_lag_bytes",
             "WAL the replica has yet to replay, from the primary's last sampled position.",
             ["replica"],
+            registry=r,
+        )
+        # Push delivery: one label value per UserEventSubscription of the instance (the series of a deleted
+        # subscription's lag are removed; counters stay until the process restarts).
+        self.subscription_deliveries = Counter(
+            "userservice_subscription_deliveries",
+            "Attempts to POST an event to a subscription's sink by outcome: delivered (2xx), throttled (429 or 503),"
+            " rejected (any other status, redirects included), unreachable (no connection or no answer in time),"
+            " refused (the sink guard), no_signing_key (the signing Secret or key is missing or malformed).",
+            ["subscription", "outcome"],
+            registry=r,
+        )
+        self.subscription_latency = Histogram(
+            "userservice_subscription_delivery_latency_seconds",
+            "From the change's transaction to its sink's 2xx, retries included.",
+            ["subscription"],
+            buckets=DELIVERY_BUCKETS,
+            registry=r,
+        )
+        self.subscription_lag_events = Gauge(
+            "userservice_subscription_lag_events",
+            "Events of the wanted types committed and not yet delivered (reported by the replica delivering it).",
+            ["subscription"],
+            registry=r,
+        )
+        self.subscription_lag_seconds = Gauge(
+            "userservice_subscription_lag_seconds",
+            "Age of the oldest event not yet delivered (0 when none waits).",
+            ["subscription"],
             registry=r,
         )
         # Label children bound once per label set: .labels() validates and locks on every call.

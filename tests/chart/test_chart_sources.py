@@ -13,13 +13,17 @@ from tests.chart.support import CHART, OPERATOR_PKG, ROOT, docs, helm_template
 from userservice_operator.children import CHILDREN
 
 
-def test_crd_copy_matches_the_operator_source() -> None:
-    copy = CHART / "crds" / "userservices.userservice.io.yaml"
-    assert copy.read_text() == (OPERATOR_PKG / "crd.yaml").read_text(), (
-        "charts/userservice-operator/crds/ drifted from operator/userservice_operator/crd.yaml: "
-        "run `bash hack/chart-sync.sh`"
-    )
-    assert [p.name for p in (CHART / "crds").iterdir()] == ["userservices.userservice.io.yaml"]
+def test_crd_copies_match_the_operator_sources() -> None:
+    sources = {
+        "userservices.userservice.io.yaml": "crd.yaml",
+        "usereventsubscriptions.userservice.io.yaml": "subscription_crd.yaml",
+    }
+    for copy, source in sources.items():
+        assert (CHART / "crds" / copy).read_text() == (OPERATOR_PKG / source).read_text(), (
+            f"charts/userservice-operator/crds/{copy} drifted from operator/userservice_operator/{source}: "
+            "run `bash hack/chart-sync.sh`"
+        )
+    assert sorted(p.name for p in (CHART / "crds").iterdir()) == sorted(sources)
 
 
 def test_rbac_copy_matches_the_operator_source() -> None:

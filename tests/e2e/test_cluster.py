@@ -10,8 +10,10 @@ order; each later step needs the earlier ones.
 from __future__ import annotations
 
 import abc
+import base64
 import collections
 import json
+import os
 import threading
 import time
 import urllib.error
@@ -25,6 +27,7 @@ from typing import Any, Self
 
 import grpc
 import pytest
+import yaml
 from google.protobuf import field_mask_pb2
 
 from tests.e2e.conftest import IMAGE, OPERATOR_NAMESPACE, HostPostgres, kubectl, run
@@ -535,6 +538,127 @@ def test_2_watch_events_on_one_pod_while_writing_through_another(deployed: Deplo
         channel.close()
 
 
+# A webhook receiver for the sample UserEventSubscription (deploy/samples/subscription.yaml: Service `user-events`,
+# port 8080, path /events), run by the image under test with the standard library only: it checks each POST's
+# Standard Webhooks signature against the key mounted from the Secret (401 otherwise), keeps the verified events
+# and lists them, in arrival order, at GET /received.
+RECEIVER = """
+import base64, hashlib, hmac, json, threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+keys = [base64.b64decode(k[6:]) for k in open("/etc/hooks/key").read().split()]
+got, lock = [], threading.Lock()
+class Handler(BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        signed = f"{self.headers['webhook-id']}.{self.headers['webhook-timestamp']}.".encode() + body
+        mine = {"v1," + base64.b64encode(hmac.new(k, signed, hashlib.sha256).digest()).decode() for k in keys}
+        if not mine & set(self.headers["webhook-signature"].split()):
+            self.send_response(401); self.end_headers(); return
+        event = json.loads(body)
+        with lock:
+            got.append({"id": event["id"], "type": event["type"], "subject": event["subject"]})
+        self.send_response(204); self.end_headers()
+    def do_GET(self):
+        with lock:
+            body = json.dumps(got).encode()
+        self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+ThreadingHTTPServer(("", 8080), Handler).serve_forever()
+"""
+
+
+def receiver_manifests(namespace: str) -> list[dict[str, Any]]:
+    labels = {"app": "user-events"}
+    container = {
+        "name": "receiver",
+        "image": IMAGE,
+        "imagePullPolicy": "Never",
+        "command": ["python", "-c", RECEIVER],
+        "ports": [{"containerPort": 8080}],
+        "readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1},
+        "volumeMounts": [{"name": "key", "mountPath": "/etc/hooks", "readOnly": True}],
+        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+    }
+    pod_spec = {
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": 10001,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "automountServiceAccountToken": False,
+        "containers": [container],
+        "volumes": [{"name": "key", "secret": {"secretName": "users-hooks"}}],
+    }
+    return [
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "user-events", "namespace": namespace},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": labels},
+                "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "user-events", "namespace": namespace},
+            "spec": {"selector": labels, "ports": [{"port": 8080, "targetPort": 8080}]},
+        },
+    ]
+
+
+def received(deployed: Deployed) -> list[str]:
+    """Subjects of the created events the receiver verified, in arrival order (through its ClusterIP)."""
+    ip = get_json("-n", deployed.namespace, "get", "service", "user-events")["spec"]["clusterIP"]
+    status, body = http("GET", f"http://{ip}:8080/received", token=False)
+    assert status == 200, body
+    return [e["subject"] for e in json.loads(body) if e["type"] == "io.userservice.user.created.v1"]
+
+
+def subscription_columns(deployed: Deployed) -> dict[str, str]:
+    out = kubectl("-n", deployed.namespace, "get", "usereventsubscriptions", "user-events")
+    header, row = out.splitlines()[:2]
+    # "LAST DELIVERED" is one column of two words: split on runs of two or more spaces.
+    split = lambda line: [c for c in line.split("  ") if c.strip()]  # noqa: E731
+    return dict(zip((c.strip() for c in split(header)), (c.strip() for c in split(row)), strict=False))
+
+
+def test_2_a_subscription_delivers_signed_events_to_a_receiver_deployment(deployed: Deployed) -> None:
+    """The sample subscription, applied with kubectl, to a receiver Deployment that checks signatures: users
+    created through the API arrive in order, and `kubectl get usereventsubscriptions` shows Ready and no lag."""
+    assert deployed.http, "step 1 did not pass"
+    ns = deployed.namespace
+    key = "whsec_" + base64.b64encode(os.urandom(32)).decode()
+    kubectl("-n", ns, "create", "secret", "generic", "users-hooks", f"--from-literal=key={key}")
+    kubectl("apply", "-f", "-", input="\n---\n".join(json.dumps(d) for d in receiver_manifests(ns)))
+    kubectl("-n", ns, "rollout", "status", "deployment/user-events", "--timeout=120s", timeout=150)
+    samples = yaml.safe_load_all(
+        (Path(__file__).resolve().parents[2] / "deploy/samples/subscription.yaml").read_text()
+    )
+    (subscription,) = [d for d in samples if d and d["kind"] == "UserEventSubscription"]
+    kubectl("-n", ns, "apply", "-f", "-", input=json.dumps(subscription))
+    wait_until(
+        "the subscription is Ready", lambda: subscription_columns(deployed).get("READY") == "True", 120
+    )
+    ids = []
+    for _ in range(5):
+        status, body = http("POST", deployed.http + "/v1/users", new_user())
+        assert status == 201, body
+        ids.append(json.loads(body)["id"])
+    wait_until("the users arrive at the receiver, in order", lambda: received(deployed) == ids, 60, every=1)
+    columns = wait_until(
+        "the status shows no lag", lambda: (c := subscription_columns(deployed)).get("LAG") == "0" and c, 60
+    )
+    assert columns["READY"] == "True" and columns["SINK"] == f"http://user-events.{ns}.svc:8080/events", (
+        columns
+    )
+    assert columns["LAST DELIVERED"] != "<none>", columns
+
+
 # load ---------------------------------------------------------------------------------------------------------
 class Threaded(abc.ABC):
     """Runs `_run` on `threads` daemon threads from `with` until its end, which sets `_stop` (the subclasses are
@@ -702,8 +826,19 @@ def test_5_image_change_migrates_first_then_rolls_without_a_failed_request(deplo
 
 
 # 6 ------------------------------------------------------------------------------------------------------------
+def delivering_pod(deployed: Deployed) -> str:
+    """The pod delivering the subscription: the only one reporting its lag (the others hold no lease)."""
+    for pod in deployed.ready_pods():
+        status, body = http("GET", f"http://{pod['status']['podIP']}:9090/metrics", token=False)
+        if status == 200 and b'userservice_subscription_lag_events{subscription="user-events"}' in body:
+            return str(pod["metadata"]["name"])
+    raise AssertionError("no pod reports the subscription's lag")
+
+
 def test_6_pod_deleted_under_load_loses_no_acknowledged_write(deployed: Deployed) -> None:
-    victim = deployed.ready_pods()[0]["metadata"]["name"]
+    """The pod delivering the subscription is deleted while users are written: no acknowledged write is lost, and
+    every one of them reaches the receiver, in order, once another pod has taken the subscription over."""
+    victim = wait_until("a pod delivers the subscription", lambda: delivering_pod(deployed), 60)
     with Writer(deployed.http, threads=2, limit=300) as writer:
         time.sleep(3)
         kubectl("-n", deployed.namespace, "delete", "pod", victim, "--wait=false")
@@ -720,6 +855,20 @@ def test_6_pod_deleted_under_load_loses_no_acknowledged_write(deployed: Deployed
     assert writer.acked
     assert deployed.count_users(writer.acked) == len(writer.acked)
     print(f"pod deletion: {len(writer.acked)} acknowledged writes, {len(writer.failures)} failed requests")
+    # Writers run in parallel, so the commit order is the outbox's, not `acked`'s.
+    wait_until(
+        "every acknowledged user reaches the receiver",
+        lambda: set(writer.acked) <= set(received(deployed)),
+        120,
+    )
+    got = received(deployed)
+    stream = deployed.postgres.psql(
+        "SELECT subject FROM user_events WHERE type = 'io.userservice.user.created.v1' ORDER BY tx, seq",
+        deployed.database,
+    ).split()
+    assert list(dict.fromkeys(got)) == [s for s in stream if s in set(got)], "not in the stream's order"
+    # At least once: a pod that stops (this deletion, a scale-down) may deliver its in-flight event again.
+    print(f"subscription: {len(set(got))} users delivered, {len(got) - len(set(got))} delivered twice")
 
 
 def operator_pod() -> dict[str, Any]:
@@ -779,7 +928,7 @@ def test_6_the_kubelet_restarts_an_operator_that_stops_answering_and_it_reconcil
 
 # 7 ------------------------------------------------------------------------------------------------------------
 def test_7_deleting_the_usvc_garbage_collects_its_children(deployed: Deployed) -> None:
-    kinds = "deployment,service,hpa,pdb,job,servicemonitor,replicaset,pod,serviceaccount,networkpolicy"
+    kinds = "deployment,service,hpa,pdb,job,servicemonitor,replicaset,pod,serviceaccount,networkpolicy,role,rolebinding"
     binding = f"userservice-access-reviewer:{deployed.namespace}:{NAME}"
     name_of = ("get", "clusterrolebinding", binding, "-o", "jsonpath={.metadata.name}")
     assert kubectl(*name_of) == binding

@@ -22,12 +22,16 @@ from userservice_operator.children import (
     service,
     serviceaccount,
     servicemonitor,
+    subscriptionaccess,
 )
 from userservice_operator.children.context import Builder
 
 
 class Phase(enum.Enum):
     SUPPORT = "support"  # applied on every pass, whatever the database and migrations do
+    # Applied on every pass once the support kinds are: a RoleBinding's Role must exist when the API server
+    # checks that the operator may grant what it binds.
+    BINDING = "binding"
     MIGRATION = "migration"  # created once per migration hash, never patched (see children/migration.py)
     WORKLOAD = "workload"  # applied once the rollout plan is known (the database Secret exists)
 
@@ -69,6 +73,14 @@ CHILDREN: tuple[Child, ...] = (
         "clusterrolebindings",
         accessbinding.build,
         namespaced=False,
+    ),
+    Child("Role", "rbac.authorization.k8s.io/v1", "roles", subscriptionaccess.build_role),
+    Child(
+        "RoleBinding",
+        "rbac.authorization.k8s.io/v1",
+        "rolebindings",
+        subscriptionaccess.build_binding,
+        Phase.BINDING,
     ),
     Child("Service", "v1", "services", service.build),
     Child("NetworkPolicy", "networking.k8s.io/v1", "networkpolicies", networkpolicy.build),
@@ -114,4 +126,5 @@ __all__ = [
     "service",
     "serviceaccount",
     "servicemonitor",
+    "subscriptionaccess",
 ]

@@ -25,6 +25,8 @@ class BuildContext:
 
     plan: RolloutPlan | None = None
     runbooks: str = RUNBOOKS  # where docs/runbooks.md is published (alerts link their section)
+    # The Secrets named by spec.signingSecretRef of the UserEventSubscriptions naming this UserService.
+    signing_secrets: tuple[str, ...] = ()
 
 
 Builder = Callable[[UserService, BuildContext | None], Manifest | None]

@@ -124,6 +124,7 @@ def access_env(us: UserService) -> list[dict[str, Any]]:
         {"name": "AUTH_MODE", "value": "kubernetes"},
         {"name": "AUTH_AUDIENCE", "value": us.audience()},
         {"name": "AUTH_NAMESPACE", "value": us.namespace},
+        {"name": "SUBSCRIPTIONS_USERSERVICE", "value": us.name},
         {"name": "AUTH_CACHE_SECONDS", "value": str(us.spec.auth.cache_seconds)},
     ]
     if us.spec.tls is not None:

@@ -26,6 +26,7 @@ OPERATOR_ENV: Mapping[str, str] = MappingProxyType(
         "AUTH_CACHE_SECONDS": "from spec.auth.cacheSeconds",
         "TLS_CERT_FILE": "from spec.tls",
         "TLS_KEY_FILE": "from spec.tls",
+        "SUBSCRIPTIONS_USERSERVICE": "to the name of the UserService (its pods deliver its UserEventSubscriptions)",
     }
 )
 

@@ -1,4 +1,5 @@
-"""PrometheusRule (monitoring.coreos.com/v1): availability, error-rate, latency and event-feed alerts, and the
+"""PrometheusRule (monitoring.coreos.com/v1): availability, error-rate, latency, event-feed and push-delivery
+alerts, and the
 recording rules and burn-rate alerts of spec.slo (children/slo.py) in a group of their own.
 
 Alerts exist only where their inputs do: every series they read comes from the ServiceMonitor's scrape, so
@@ -15,6 +16,8 @@ from userservice_operator.children.common import metadata, with_hash
 from userservice_operator.children.context import BuildContext
 from userservice_operator.children.promql import HTTP_TRAFFIC, HTTP_UNARY, runbook_url, with_selector
 from userservice_operator.spec import Manifest, UserService
+
+SUBSCRIPTION_LAG_SECONDS = 300
 
 
 def _alert(
@@ -93,6 +96,17 @@ def build(us: UserService, ctx: BuildContext | None = None) -> Manifest | None:
             "warning",
             instance,
             f"A transaction open for over 30 s in the database of {namespace}/{name} delays every change event.",
+        ),
+        # A failing sink and a slow one look the same here: the oldest undelivered event grows old.
+        _alert(
+            runbooks,
+            "UserServiceSubscriptionLagging",
+            f"max by (subscription) (userservice_subscription_lag_seconds{{{sel}}}) > {SUBSCRIPTION_LAG_SECONDS}",
+            "10m",
+            "warning",
+            instance,
+            f"UserEventSubscription {{{{ $labels.subscription }}}} of {namespace}/{name} has left an event"
+            f" undelivered for over {SUBSCRIPTION_LAG_SECONDS // 60} minutes.",
         ),
     ]
     groups = [{"name": f"userservice.{namespace}.{name}", "rules": rules}]

@@ -20,7 +20,7 @@ from userservice.access.errors import PermissionDenied, TokenRefused
 from userservice.access.permissions import GROUP, Permission
 from userservice.access.principal import ANONYMOUS, Principal, authtype_of
 from userservice.access.verdicts import Verdicts
-from userservice.clients.kubernetes import ACCESS_REVIEWS, TOKEN_REVIEWS, KubeApi, from_kubeconfig, in_cluster
+from userservice.clients.kubernetes import ACCESS_REVIEWS, TOKEN_REVIEWS, KubeApi, endpoint
 from userservice.config import Config, ConfigError
 
 log = logging.getLogger(__name__)
@@ -150,11 +150,11 @@ class Access(Protocol):
 def access_for(config: Config) -> Access:
     if config.auth_mode == "none":
         return OpenGate()
-    endpoint = in_cluster() or (from_kubeconfig(config.kubeconfig) if config.kubeconfig else None)
-    if endpoint is None:
+    found = endpoint(config.kubeconfig)
+    if found is None:
         raise ConfigError("AUTH_MODE=kubernetes needs the in-cluster ServiceAccount (in a pod) or KUBECONFIG")
     return Gate(
-        KubeApi(endpoint),
+        KubeApi(found),
         config.auth_audience,
         config.auth_namespace,
         config.auth_cache_seconds,

@@ -1,4 +1,6 @@
-"""The two Kubernetes API calls the service makes (TokenReview, SubjectAccessReview), over aiohttp.
+"""The Kubernetes API calls the service makes, over aiohttp: TokenReview and SubjectAccessReview (access), and
+for push delivery: list its namespace's UserEventSubscriptions, read a signing Secret by name, patch a
+subscription's status.
 
 In a pod: the in-cluster config (KUBERNETES_SERVICE_HOST/PORT, the mounted ServiceAccount token, re-read as the
 kubelet rotates it, and the cluster CA). Elsewhere: the current context of KUBECONFIG (a token, a token file
@@ -35,6 +37,10 @@ ACCESS_REVIEWS = "/apis/authorization.k8s.io/v1/subjectaccessreviews"
 
 class AccessUnavailable(DomainError):
     """The Kubernetes API could not be asked who the caller is or what it may do."""
+
+
+class KubeUnavailable(Exception):
+    """The Kubernetes API could not be reached or refused a read or write (the message names the path)."""
 
 
 class _TokenFile:
@@ -116,6 +122,11 @@ def from_kubeconfig(path: str) -> Endpoint:
     return Endpoint(cluster["server"].rstrip("/"), tls, token)
 
 
+def endpoint(kubeconfig: str) -> Endpoint | None:
+    """The in-cluster ServiceAccount in a pod, else KUBECONFIG's current context, else None."""
+    return in_cluster() or (from_kubeconfig(kubeconfig) if kubeconfig else None)
+
+
 class KubeApi:
     def __init__(self, endpoint: Endpoint) -> None:
         self._endpoint = endpoint
@@ -131,14 +142,42 @@ class KubeApi:
             )
         return self._session
 
+    def _headers(self) -> dict[str, str]:
+        token = self._endpoint.token
+        if token is None:
+            return {}
+        return {"Authorization": f"Bearer {token if isinstance(token, str) else token()}"}
+
+    async def get(self, path: str) -> dict[str, Any] | None:
+        """GETs an object or list; None when it does not exist. Never logs the body: a Secret's holds its data."""
+        try:
+            async with self._client().get(path, headers=self._headers()) as response:
+                if response.status == 404:
+                    return None
+                if response.status != 200:
+                    raise KubeUnavailable(f"GET {path}: the Kubernetes API answered {response.status}")
+                answer: dict[str, Any] = await response.json()
+                return answer
+        except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
+            raise KubeUnavailable(f"GET {path}: {type(exc).__name__}") from None
+
+    async def merge_patch(self, path: str, body: dict[str, Any]) -> bool:
+        """Merge-patches an object (a status subresource); False when it no longer exists."""
+        headers = {**self._headers(), "Content-Type": "application/merge-patch+json"}
+        try:
+            async with self._client().patch(path, data=jsoncodec.dumps(body), headers=headers) as response:
+                if response.status == 404:
+                    return False
+                if response.status != 200:
+                    raise KubeUnavailable(f"PATCH {path}: the Kubernetes API answered {response.status}")
+                return True
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise KubeUnavailable(f"PATCH {path}: {type(exc).__name__}") from None
+
     async def create(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         """POSTs a review and returns its status. Never logs the body: a TokenReview's holds the token."""
-        token = self._endpoint.token
-        headers = {}
-        if token is not None:
-            headers["Authorization"] = f"Bearer {token if isinstance(token, str) else token()}"
         try:
-            async with self._client().post(path, json=body, headers=headers) as response:
+            async with self._client().post(path, json=body, headers=self._headers()) as response:
                 if response.status != 201 and response.status != 200:
                     log.warning(
                         "kubernetes API refused a review",

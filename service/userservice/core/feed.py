@@ -90,6 +90,7 @@ class EventFeed:
         # Every event up to here was handed to the live watchers; None while there are none.
         self._position: Cursor | None = None
         self._wakeup = asyncio.Event()
+        self._also_wake: list[asyncio.Event] = []  # push deliverers, woken by the same NOTIFY
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -113,6 +114,12 @@ class EventFeed:
 
     def _wake(self, *_: object) -> None:
         self._wakeup.set()
+        for event in self._also_wake:
+            event.set()
+
+    def wakes(self, event: asyncio.Event) -> None:
+        """Sets `event` on every NOTIFY too (push delivery shares the process's one LISTEN connection)."""
+        self._also_wake.append(event)
 
     async def _listen(self) -> None:
         """Keeps one LISTEN connection open, reconnecting with backoff."""

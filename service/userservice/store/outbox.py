@@ -9,6 +9,7 @@ from uuid import UUID
 import asyncpg
 
 from userservice.domain.events import Cursor, StoredEvent
+from userservice.store import deliveries
 
 CHANNEL = "userservice_events"
 
@@ -169,7 +170,8 @@ async def pruned_through(conn: asyncpg.Connection | asyncpg.Pool) -> Cursor:
 
 async def prune(conn: asyncpg.Connection, retention_seconds: float) -> int:
     """Records the current horizon, then deletes the events below the newest horizon recorded at least
-    `retention_seconds` ago (visible to every reader for that long), remembering the newest one deleted."""
+    `retention_seconds` ago (visible to every reader for that long), remembering the newest one deleted. In the
+    same transaction, each push subscription counts the events it loses (never silently)."""
     now = await horizon(conn)
     await conn.execute("INSERT INTO user_events_horizons (tx) VALUES ($1::text::xid8)", str(now.tx))
     cutoff = await conn.fetchrow(
@@ -179,6 +181,7 @@ async def prune(conn: asyncpg.Connection, retention_seconds: float) -> int:
     )
     if cutoff is None:
         return 0
+    await deliveries.count_expiring(conn, cutoff["tx"])
     deleted: int = await conn.fetchval(
         """WITH gone AS (DELETE FROM user_events WHERE tx < $1::text::xid8 RETURNING tx, seq),
                 newest AS (SELECT tx, seq FROM gone ORDER BY tx DESC, seq DESC LIMIT 1),

@@ -27,7 +27,7 @@ import yaml
 
 from tests.integration.operator.helpers import reconciled, secret, userservice
 from tests.support.kube import KubeCluster, free_port
-from userservice_operator.crd import crd_text, rbac_text
+from userservice_operator.crd import SUBSCRIPTION_CRD_NAME, crd_text, rbac_text, subscription_crd_text
 
 OPERATOR_USER = "userservice-operator"
 LEASE_NAMESPACE = "userservice-system"
@@ -180,9 +180,11 @@ class Operator:
 
 
 def install_operator_api(cluster: KubeCluster) -> None:
-    """CRD (from the operator package), RBAC (rbac.yaml) bound to the operator's user, its lease namespace."""
+    """CRDs (from the operator package), RBAC (rbac.yaml) bound to the operator's user, its lease namespace."""
     cluster.kubectl("apply", "--server-side", "-f", "-", input=crd_text())
+    cluster.kubectl("apply", "--server-side", "-f", "-", input=subscription_crd_text())
     cluster.wait_established("userservices.userservice.io")
+    cluster.wait_established(SUBSCRIPTION_CRD_NAME)
     # the OpenAPI document (kubectl explain, client-side validation) is published a moment later
     wait_for(lambda: cluster.kubectl("explain", "userservices.spec", check=False).returncode == 0, 60)
     cluster.kubectl("create", "namespace", LEASE_NAMESPACE, check=False)

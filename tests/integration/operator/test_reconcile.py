@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.integration.operator.conftest import Operator, install_operator_api, wait_for
 from tests.integration.operator.helpers import (
@@ -533,6 +534,28 @@ def test_samples_apply(operator_cluster: KubeCluster, it_namespace: str) -> None
     wait_for(lambda: get(operator_cluster, ns, "hpa", "users"), 30)
     us = wait_for(lambda: reconciled(operator_cluster, ns, "users"), 30)
     assert condition(us, "MigrationsComplete")["status"] == "True"
+    # The sample subscription's signing Secret is readable by the instance's pods, by name only: the operator,
+    # under its own least-privilege RBAC, could grant it (the API server refuses to grant what one lacks).
+    account = f"system:serviceaccount:{ns}:users"
+
+    def can(*args: str) -> bool:
+        out = operator_cluster.kubectl("auth", "can-i", *args, "-n", ns, f"--as={account}", check=False)
+        return out.stdout.strip() == "yes"
+
+    wait_for(lambda: can("get", "secret/users-hooks"), 30)
+    assert can("list", "usereventsubscriptions.userservice.io")
+    assert can("patch", "usereventsubscriptions.userservice.io", "--subresource=status")
+    assert not can("get", "secret/users-db") and not can("list", "secrets")
+    assert not can("update", "usereventsubscriptions.userservice.io")
+    # A second subscription naming another Secret: the Role follows.
+    sub = yaml.safe_load_all((samples / "subscription.yaml").read_text())
+    (sample,) = [d for d in sub if d and d["kind"] == "UserEventSubscription"]
+    sample["metadata"]["name"] = "audit"
+    sample["spec"]["signingSecretRef"]["name"] = "audit-hooks"
+    operator_cluster.kubectl("-n", ns, "apply", "-f", "-", input=json.dumps(sample))
+    wait_for(lambda: can("get", "secret/audit-hooks"), 30)
+    operator_cluster.kubectl("-n", ns, "delete", "usereventsubscription", "audit")
+    wait_for(lambda: not can("get", "secret/audit-hooks"), 30)
 
 
 def test_hundred_userservices(

@@ -381,7 +381,11 @@ def test_defaults_applied_by_api_server(operator_cluster: KubeCluster) -> None:
         ("patch", "userservices.userservice.io/status", "yes"),
         ("delete", "userservices.userservice.io", "no"),
         ("create", "pods", "no"),
-        ("create", "roles.rbac.authorization.k8s.io", "no"),
+        ("create", "roles.rbac.authorization.k8s.io", "yes"),  # each UserService's subscription Role
+        ("bind", "roles.rbac.authorization.k8s.io", "no"),
+        ("escalate", "roles.rbac.authorization.k8s.io", "no"),
+        ("get", "usereventsubscriptions.userservice.io", "yes"),
+        ("update", "usereventsubscriptions.userservice.io", "no"),
         ("create", "serviceaccounts", "yes"),
         ("patch", "networkpolicies.networking.k8s.io", "yes"),
         ("create", "tokenreviews.authentication.k8s.io", "no"),
