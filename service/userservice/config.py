@@ -198,7 +198,7 @@ SETTINGS: dict[str, Setting] = {
     "hash_nice": Setting(
         "PASSWORD_HASH_NICE",
         "19",
-        "How much lower the hashing threads' scheduling priority is than the event loop's (a nice increment, 0-19): while hashes keep every core busy, requests the loop answers are not queued behind them. 0: the same priority.",
+        "How much lower the hashing threads' scheduling priority is than the event loop's (a nice increment, 0-19): while hashes keep every core busy, requests the loop answers are not queued behind them. The price: a read load that keeps every core busy slows creates down (at 19, to a few per second); 10 shares more evenly, 0 is the same priority.",
     ),
     "breach_check_url": Setting(
         "BREACH_CHECK_URL",
