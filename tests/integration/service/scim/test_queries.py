@@ -19,8 +19,9 @@ SEARCH = "urn:ietf:params:scim:api:messages:2.0:SearchRequest"
 
 @pytest.fixture(scope="module")
 async def people(scim: aiohttp.ClientSession) -> dict[str, Any]:
-    """Five users sharing a tag (so every filter below can be scoped to them), made one after the other."""
-    group = uuid.uuid4().hex[:8]
+    """Five users sharing a tag (so every filter below can be scoped to them), made one after the other. The tag
+    starts with a letter, so its upper case differs from it (the case-exact externalId filters need that)."""
+    group = "t" + uuid.uuid4().hex[:7]
     made = []
     for i, (given, family, active) in enumerate(
         [
