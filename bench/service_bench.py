@@ -311,20 +311,28 @@ def _start_kratos(
     return _kratos_steps(loads, go, kratos_ids, stack.service_setting("hash_workers")), info
 
 
+def _start_services(
+    running: contextlib.ExitStack, workdir: Path, dsn: str
+) -> tuple[stack.Process, str, auth_bench.Identity]:
+    """The service twice, stopped when `running` closes: without authentication, and checking every caller's
+    token against a kube-apiserver (its URL and the caller's identity beside it)."""
+    svc = stack.start_service(dsn, workdir)
+    running.callback(svc.stop)
+    identity = running.enter_context(auth_bench.service_account(workdir))
+    (workdir / "authenticated").mkdir()
+    svc_auth = stack.start_service(dsn, workdir / "authenticated", **identity.service_env)
+    running.callback(svc_auth.stop)
+    return svc, f"http://127.0.0.1:{svc_auth.info['http_port']}", identity
+
+
 def _measure_kratos(plan: Plan, workdir: Path, admin: str, dsn: str, pg_desc: str) -> dict[str, Any]:
     """Only the figures against the Go peer (`python -m bench --only-kratos`)."""
     ids, ids_file = _seed(plan, workdir, dsn)
     with contextlib.ExitStack() as running:
-        svc = stack.start_service(dsn, workdir)
-        running.callback(svc.stop)
-        identity = running.enter_context(auth_bench.service_account(workdir))
-        (workdir / "authenticated").mkdir()
-        svc_auth = stack.start_service(dsn, workdir / "authenticated", **identity.service_env)
-        running.callback(svc_auth.stop)
+        svc, auth_url, identity = _start_services(running, workdir, dsn)
         loads = Loads(plan, svc, ids, ids_file, dsn)
         go_peer, info = _start_kratos(loads, admin, workdir, running, len(ids))
         loads.warm(("get", "list"))
-        auth_url = f"http://127.0.0.1:{svc_auth.info['http_port']}"
         http_load.run(auth_url, "get", plan.level, 2, ids_file, _tag(), "warmup", identity.token_file)
         own = [
             (
@@ -351,17 +359,11 @@ def _measure_ceiling(plan: Plan, workdir: Path, dsn: str, pg_desc: str) -> dict[
     (`python -m bench --only-ceiling`)."""
     ids, ids_file = _seed(plan, workdir, dsn)
     with contextlib.ExitStack() as running:
-        svc = stack.start_service(dsn, workdir)
-        running.callback(svc.stop)
-        identity = running.enter_context(auth_bench.service_account(workdir))
-        (workdir / "authenticated").mkdir()
-        svc_auth = stack.start_service(dsn, workdir / "authenticated", **identity.service_env)
-        running.callback(svc_auth.stop)
+        svc, auth_url, identity = _start_services(running, workdir, dsn)
         ceiling = stack.start_ceiling("http", dsn, POOL_SIZE, workdir)
         running.callback(ceiling.stop)
         loads = Loads(plan, svc, ids, ids_file, dsn)
         loads.warm(("get",))
-        auth_url = f"http://127.0.0.1:{svc_auth.info['http_port']}"
         http_load.run(auth_url, "get", plan.level, 2, ids_file, _tag(), "warmup", identity.token_file)
         steps = [
             ("rest.get", loads.rest(loads.http, "get", "service-rest")),
@@ -410,10 +412,7 @@ def _measure(plan: Plan, workdir: Path, admin: str, dsn: str, pg_desc: str) -> d
             running.callback(proc.stop)
             return proc
 
-        svc = start(stack.start_service(dsn, workdir))
-        identity = running.enter_context(auth_bench.service_account(workdir))
-        (workdir / "authenticated").mkdir()
-        svc_auth = start(stack.start_service(dsn, workdir / "authenticated", **identity.service_env))
+        svc, auth_url, identity = _start_services(running, workdir, dsn)
         ceiling_http = start(stack.start_ceiling("http", dsn, POOL_SIZE, workdir))
         ceiling_grpc = start(stack.start_ceiling("grpc", dsn, POOL_SIZE, workdir))
         peer = start(stack.start_peer(dsn, POOL_SIZE, workdir))
@@ -422,7 +421,6 @@ def _measure(plan: Plan, workdir: Path, admin: str, dsn: str, pg_desc: str) -> d
             _start_kratos(loads, admin, workdir, running, len(ids) + 1) if plan.kratos else ({}, {})
         )
         loads.warm(("get", "list"))
-        auth_url = f"http://127.0.0.1:{svc_auth.info['http_port']}"
         peer_url = f"http://127.0.0.1:{peer.info['port']}"
         peer_token = auth_bench.peer_token(peer_url, workdir)
         for url, token, path in ((peer_url, None, "/v1/users/"), (peer_url, peer_token, "/users/")):
