@@ -281,12 +281,15 @@ async def _reconcile(step: _Pass) -> Outcome:
             step, workload, migration.plan_rollout(us, MigrationState(JobPhase.DISABLED), None)
         )
 
-    async def signing_secrets_then_support() -> tuple[tuple[str, ...], list[ApiException | None]]:
-        # The pods' Role names the subscriptions' signing Secrets: listed here, beside the workload's path.
+    async def signing_secrets_then_support() -> list[ApiException | None]:
+        # The pods' Role names the subscriptions' signing Secrets: listed here, beside the workload's path; its
+        # RoleBinding follows the Role (the API server checks a binding against the role it names).
         secrets = await step.signing_secrets()
-        return secrets, await asyncio.gather(*(step.ensure_support(child, secrets) for child in support))
+        gone = await asyncio.gather(*(step.ensure_support(child, secrets) for child in support))
+        await asyncio.gather(*(step.ensure_support(c, secrets) for c in CHILDREN if c.phase is Phase.BINDING))
+        return gone
 
-    ((secret_problem, applied), live_dep), (secrets, gone) = await asyncio.gather(
+    ((secret_problem, applied), live_dep), gone = await asyncio.gather(
         asyncio.gather(secret_then_workload(), ctx.kube.get("Deployment", us.namespace, us.name)),
         signing_secrets_then_support(),
     )
@@ -294,7 +297,6 @@ async def _reconcile(step: _Pass) -> Outcome:
         optional_apis = await optional_apis_present(ctx.kube)  # the CRDs went away
         if optional_apis:
             raise next(exc for exc in gone if exc is not None)
-    await asyncio.gather(*(step.ensure_support(c, secrets) for c in CHILDREN if c.phase is Phase.BINDING))
 
     apply_problem: Problem | None = None
     mig = MigrationState(JobPhase.DISABLED)
