@@ -25,7 +25,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
-from bench import tools
+from bench import stack, tools
 from tests.support.postgres import with_database
 
 SCHEMA = tools.KRATOS_MODULE / "identity.schema.json"
@@ -178,32 +178,12 @@ class Kratos:
             raise RuntimeError(f"Kratos refused {len(failed)} seeded identities: {failed[:3]}")
         return [str(r["identity"]) for r in answer["identities"]]
 
-    def quiesce(self, timeout: float = 60) -> None:
+    def quiesce(self) -> None:
         """Wait until creates still queued in Kratos when the load stopped (each waits for its hash) are written."""
-
-        async def wait() -> None:
-            conn = await asyncpg.connect(self.dsn)
-            try:
-                last, deadline = None, time.monotonic() + timeout
-                while time.monotonic() < deadline:
-                    count = await conn.fetchval("SELECT count(*) FROM identities")
-                    if count == last:
-                        return
-                    last = count
-                    await asyncio.sleep(0.3)
-            finally:
-                await conn.close()
-
-        asyncio.run(wait())
+        stack.quiesce(self.dsn, "SELECT count(*) FROM identities")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        stack.terminate(self.proc)
         asyncio.run(self._execute(self.admin_dsn, f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)'))
 
 

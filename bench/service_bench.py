@@ -18,8 +18,6 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-import asyncpg
-
 from bench import (
     auth_bench,
     credentials_bench,
@@ -60,6 +58,10 @@ class Plan:
     kratos: bool  # the Go peer (built on the first full run; never in the smoke run)
 
 
+# Every write appends a change event: their count settles once queued writes have committed.
+EVENTS_COUNT = "SELECT count(*) FROM user_events"
+
+
 def _tag() -> str:
     return uuid.uuid4().hex[:6]
 
@@ -79,26 +81,6 @@ def _pgload(dsn: str, op: str, c: int, seconds: float, ids_file: Path) -> Run:
         data["p50_ms"],
         data["p99_ms"],
     )
-
-
-def _quiesce(dsn: str, timeout: float = 60) -> None:
-    """Wait until requests still queued in the server (a create waits for its hash) have committed, so one
-    run's load does not spill into the next."""
-
-    async def wait() -> None:
-        conn = await asyncpg.connect(dsn)
-        try:
-            last, deadline = None, time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                head = await conn.fetchval("SELECT count(*) FROM user_events")
-                if head == last:
-                    return
-                last = head
-                await asyncio.sleep(0.3)
-        finally:
-            await conn.close()
-
-    asyncio.run(wait())
 
 
 def _log(run: Run) -> Run:
@@ -242,7 +224,7 @@ class Loads:
 
         def run() -> Run:
             result = step()
-            _quiesce(self.dsn)
+            stack.quiesce(self.dsn, EVENTS_COUNT)
             return result
 
         return run
@@ -464,7 +446,7 @@ def _measure(plan: Plan, workdir: Path, admin: str, dsn: str, pg_desc: str) -> d
         )
         runs = rounds.interleave(plan.rounds, _with_go_peer(steps, go_peer), _log)
         under = _get_beside(loads, "create", ids_file)
-        _quiesce(dsn)
+        stack.quiesce(dsn, EVENTS_COUNT)
         watched = _get_with_watchers(loads.http, plan, ids_file, dsn)
         credentials = _credentials(loads, workdir)
         print("event latency", flush=True)
@@ -510,7 +492,7 @@ def _get_beside(loads: Loads, op: str, op_file: Path) -> dict[str, list[Run]]:
         thread.join()
         _log(out["load"][-1])
         if op == "create":
-            _quiesce(loads.dsn)
+            stack.quiesce(loads.dsn, EVENTS_COUNT)
     return out
 
 
@@ -531,7 +513,7 @@ def _credentials(loads: Loads, workdir: Path) -> dict[str, Any]:
         f"  COPY {rounds.median(imported['baseline_users_per_s']):9.1f} users/s",
         flush=True,
     )
-    _quiesce(dsn)
+    stack.quiesce(dsn, EVENTS_COUNT)
     logins_file = workdir / "logins.txt"
     logins_file.write_text("".join(f"seed{i}\n" for i in range(plan.seed_users)))
     workers = stack.service_setting("hash_workers")
@@ -589,12 +571,12 @@ def _get_with_watchers(http: str, plan: Plan, ids_file: Path, dsn: str) -> dict[
             out["writes"].append(get())
             out["delivered"] += writing.events
             out["created"] += writing.created
-        _quiesce(dsn)
+        stack.quiesce(dsn, EVENTS_COUNT)
         # The same creates without watchers: how much of the difference the creates (argon2id) cost by themselves.
         with watchers_bench.Watchers(http, 0, plan.watcher_creates_per_second):
             time.sleep(1)
             out["creates_only"].append(get())
-        _quiesce(dsn)
+        stack.quiesce(dsn, EVENTS_COUNT)
     return out
 
 

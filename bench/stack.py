@@ -156,13 +156,7 @@ class Process:
         return self.proc.pid
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        terminate(self.proc)
 
 
 def start_service(dsn: str, workdir: Path, launch: list[str] | None = None, **env: str) -> Process:
@@ -217,3 +211,34 @@ def start_peer(dsn: str, pool_size: int, workdir: Path) -> Process:
     )
     proc.wait_ready(180)
     return proc
+
+
+def terminate(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL if it is still there 30 s later."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+def quiesce(dsn: str, count_query: str, timeout: float = 60) -> None:
+    """Wait until `count_query` gives the same count twice 0.3 s apart: requests still queued in a server when its
+    load stopped (a create waits for its hash) have committed, so one run's load does not spill into the next."""
+
+    async def wait() -> None:
+        conn = await asyncpg.connect(dsn)
+        try:
+            last, deadline = None, time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                count = await conn.fetchval(count_query)
+                if count == last:
+                    return
+                last = count
+                await asyncio.sleep(0.3)
+        finally:
+            await conn.close()
+
+    asyncio.run(wait())
