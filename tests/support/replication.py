@@ -22,6 +22,8 @@ import asyncpg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.support.postgres import create_database
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -156,6 +158,15 @@ def streaming_pair() -> Iterator[Replicated]:
 def replicated() -> Iterator[Replicated]:
     with streaming_pair() as pair:
         yield pair
+
+
+@pytest.fixture(scope="module")
+async def replicated_database(replicated: Replicated) -> str:
+    """A migrated database of the module's pair, created on the primary and replayed on the standby."""
+    dsn = await create_database(replicated.primary.dsn())
+    name = dsn.rsplit("/", 1)[1]
+    await replicated.wait_replayed(name)
+    return name
 
 
 async def in_rotation(management: aiohttp.ClientSession) -> float | None:

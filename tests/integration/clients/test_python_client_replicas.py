@@ -11,26 +11,17 @@ import asyncpg
 import pytest
 
 from tests.integration.clients.support import user
-from tests.support.postgres import create_database
 from tests.support.replication import Replicated, until_in_rotation
 from tests.support.service import RunningService, in_process
 from userservice_client import Client, errors, messages
 
 
 @pytest.fixture(scope="module")
-async def database_name(replicated: Replicated) -> str:
-    dsn = await create_database(replicated.primary.dsn())
-    name = dsn.rsplit("/", 1)[1]
-    await replicated.wait_replayed(name)
-    return name
-
-
-@pytest.fixture(scope="module")
-async def service(replicated: Replicated, database_name: str) -> AsyncIterator[RunningService]:
+async def service(replicated: Replicated, replicated_database: str) -> AsyncIterator[RunningService]:
     """Reads without a token go to the replica, so only the token keeps a read from being stale."""
     async with in_process(
-        replicated.primary.dsn(database_name),
-        database_read_url=replicated.standby.dsn(database_name),
+        replicated.primary.dsn(replicated_database),
+        database_read_url=replicated.standby.dsn(replicated_database),
         reads_without_token="replica",
         read_token_wait=0.3,
         replica_probe_interval=0.1,
@@ -42,9 +33,9 @@ async def service(replicated: Replicated, database_name: str) -> AsyncIterator[R
 
 
 async def test_a_session_reads_its_own_writes_while_the_replica_lags(
-    service: RunningService, replicated: Replicated, database_name: str
+    service: RunningService, replicated: Replicated, replicated_database: str
 ) -> None:
-    standby = await asyncpg.connect(replicated.standby.dsn(database_name))
+    standby = await asyncpg.connect(replicated.standby.dsn(replicated_database))
     try:
         await standby.execute("SELECT pg_wal_replay_pause()")
         async with Client(service.grpc) as session:

@@ -14,7 +14,6 @@ import grpc
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.postgres import create_database
 from tests.support.replication import Replicated, until_in_rotation
 from tests.support.service import RunningService, in_process
 from tests.support.users import new_user
@@ -27,18 +26,10 @@ TOKEN_WAIT = 0.3
 
 
 @pytest.fixture(scope="module")
-async def database_name(replicated: Replicated) -> str:
-    dsn = await create_database(replicated.primary.dsn())
-    name = dsn.rsplit("/", 1)[1]
-    await replicated.wait_replayed(name)
-    return name
-
-
-@pytest.fixture(scope="module")
-async def service(replicated: Replicated, database_name: str) -> AsyncIterator[RunningService]:
+async def service(replicated: Replicated, replicated_database: str) -> AsyncIterator[RunningService]:
     async with in_process(
-        replicated.primary.dsn(database_name),
-        database_read_url=replicated.standby.dsn(database_name),
+        replicated.primary.dsn(replicated_database),
+        database_read_url=replicated.standby.dsn(replicated_database),
         read_token_wait=TOKEN_WAIT,
         replica_probe_interval=0.1,
         replica_max_lag=2.0,
@@ -82,7 +73,7 @@ async def test_a_write_carries_a_token_and_a_read_with_it_is_served_by_the_caugh
     http: aiohttp.ClientSession,
     management: aiohttp.ClientSession,
     replicated: Replicated,
-    database_name: str,
+    replicated_database: str,
 ) -> None:
     await until_in_rotation(management, 1)
     user, token = await create(http)
@@ -94,11 +85,11 @@ async def test_a_write_carries_a_token_and_a_read_with_it_is_served_by_the_caugh
             assert (await response.json())["id"] == user["id"]
     after = await reads(management)
     assert delta(after, before, ("0", "replica")) == 5
-    standby = await asyncpg.connect(replicated.standby.dsn(database_name))
+    standby = await asyncpg.connect(replicated.standby.dsn(replicated_database))
     try:
         on_replica = await standby.fetchval(
             "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'userservice' AND datname = $1",
-            database_name,
+            replicated_database,
         )
     finally:
         await standby.close()
@@ -123,12 +114,12 @@ async def test_a_token_read_never_sees_stale_data_while_replay_is_paused(
     http: aiohttp.ClientSession,
     management: aiohttp.ClientSession,
     replicated: Replicated,
-    database_name: str,
+    replicated_database: str,
 ) -> None:
     await until_in_rotation(management, 1)
     user, _ = await create(http)
-    await replicated.wait_replayed(database_name)
-    standby = await asyncpg.connect(replicated.standby.dsn(database_name))
+    await replicated.wait_replayed(replicated_database)
+    standby = await asyncpg.connect(replicated.standby.dsn(replicated_database))
     try:
         await standby.execute("SELECT pg_wal_replay_pause()")
         async with http.patch(f"/v1/users/{user['id']}", json={"first_name": "Paused"}) as response:
@@ -211,12 +202,12 @@ async def test_a_stopped_replica_leaves_the_rotation_reads_still_succeed_readine
 
 
 async def test_with_reads_without_token_set_to_replica_plain_reads_go_to_the_replica_and_lag_is_measured(
-    replicated: Replicated, database_name: str
+    replicated: Replicated, replicated_database: str
 ) -> None:
     async with (
         in_process(
-            replicated.primary.dsn(database_name),
-            database_read_url=replicated.standby.dsn(database_name),
+            replicated.primary.dsn(replicated_database),
+            database_read_url=replicated.standby.dsn(replicated_database),
             reads_without_token="replica",
             replica_probe_interval=0.1,
         ) as running,
@@ -225,7 +216,7 @@ async def test_with_reads_without_token_set_to_replica_plain_reads_go_to_the_rep
     ):
         await until_in_rotation(management, 1)
         user, _ = await create(http)
-        await replicated.wait_replayed(database_name)
+        await replicated.wait_replayed(replicated_database)
         before = await reads(management)
         async with http.get(f"/v1/users/{user['id']}") as response:
             assert response.status == 200
@@ -248,11 +239,13 @@ async def test_with_reads_without_token_set_to_replica_plain_reads_go_to_the_rep
                 break
             assert time.monotonic() < deadline, lag
             await asyncio.sleep(0.1)
-        assert replicated.standby.dsn(database_name) not in text  # the replica is known by its index only
+        assert (
+            replicated.standby.dsn(replicated_database) not in text
+        )  # the replica is known by its index only
 
 
 async def test_without_replicas_writes_carry_no_token_a_sent_one_is_ignored_and_a_malformed_one_refused(
-    replicated: Replicated, database_name: str, http: aiohttp.ClientSession
+    replicated: Replicated, replicated_database: str, http: aiohttp.ClientSession
 ) -> None:
     """The rule for a token a client sends is one, with or without replicas: a client that sends nonsense learns it
     on its laptop, not when the instance gains a replica."""
@@ -261,7 +254,7 @@ async def test_without_replicas_writes_carry_no_token_a_sent_one_is_ignored_and_
     ) as response:  # the module's service reads from a replica
         issued = response.headers[HEADER]
     async with (
-        in_process(replicated.primary.dsn(database_name)) as running,
+        in_process(replicated.primary.dsn(replicated_database)) as running,
         aiohttp.ClientSession(base_url=running.http) as plain,
         grpc.aio.insecure_channel(running.grpc) as channel,
     ):
