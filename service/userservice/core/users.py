@@ -142,8 +142,8 @@ class UserCore:
                     conn,
                     idempotency_key,
                     fingerprint,
-                    password_hash or "",
-                    self._idempotency_ttl,  # SCIM sends no key
+                    password_hash or "",  # a user without a password: the key keeps no hash
+                    self._idempotency_ttl,
                 ):
                     user = await store.insert(conn, uuid.uuid4(), new, password_hash)
                     await self._append(conn, events.CREATED, user, caller)
