@@ -129,10 +129,23 @@ def complete_job(cluster: KubeCluster, namespace: str, name: str, *, failed: boo
 def resource_versions(cluster: KubeCluster, namespace: str) -> dict[str, str]:
     kinds = (
         "userservices,deployments,services,poddisruptionbudgets,horizontalpodautoscalers,jobs,"
-        "serviceaccounts,networkpolicies"
+        "serviceaccounts,networkpolicies,roles,rolebindings"
     )
     out = cluster.kubectl("-n", namespace, "get", kinds, "-o", "json").stdout
     return {
         f"{i['kind']}/{i['metadata']['name']}": i["metadata"]["resourceVersion"]
         for i in json.loads(out)["items"]
     }
+
+
+CHILD_WRITE_REASONS = frozenset({"Created", "Applied", "Recreated", "Deleted"})
+
+
+def child_write_events(cluster: KubeCluster, namespace: str) -> list[str]:
+    """The operator's Events of writes to children in `namespace` (one per write), as "reason: message"."""
+    out = cluster.kubectl("-n", namespace, "get", "events", "-o", "json").stdout
+    return sorted(
+        f"{e['reason']}: {e['message']}"
+        for e in json.loads(out)["items"]
+        if e.get("reportingComponent") == "userservice-operator" and e.get("reason") in CHILD_WRITE_REASONS
+    )
