@@ -10,7 +10,8 @@ BLOCK = "child kinds"
 
 WHEN = {
     Phase.SUPPORT: "every pass",
-    Phase.BINDING: "every pass, after the kinds above (its Role must exist)",
+    Phase.SUBSCRIPTIONS: "every pass, once the UserEventSubscriptions naming it are listed (its rules name their signing Secrets)",
+    Phase.BINDING: "every pass, after the Role (the API server checks a binding against the role it names)",
     Phase.MIGRATION: "once per migration hash, never patched",
     Phase.WORKLOAD: "once the database Secret exists, per the rollout plan",
 }

@@ -121,8 +121,14 @@ class Kube:
             raise
         return dict(result)
 
-    async def list(self, kind: str, namespace: str | None, label_selector: str = "") -> list[Manifest]:
+    async def list(
+        self, kind: str, namespace: str | None, label_selector: str = "", *, cached: bool = False
+    ) -> list[Manifest]:
+        """`cached`: any version the API server's watch cache holds (resourceVersion=0), without waiting for
+        that cache to be as current as etcd."""
         query = [("labelSelector", label_selector)] if label_selector else []
+        if cached:
+            query.append(("resourceVersion", "0"))
         result = await self.request("GET", KINDS[kind].path(namespace), query=query)
         return list(result.get("items") or [])
 

@@ -179,7 +179,9 @@ class _Pass:
         """The Secrets named by the signingSecretRef of this UserService's UserEventSubscriptions: its pods may
         read exactly these (children/subscriptionaccess.py). None while that CRD is not installed."""
         try:
-            listed = await self.ctx.kube.list(SUBSCRIPTION_KIND, self.us.namespace)
+            # From the API server's watch cache: a subscription's change reaches the operator through that cache's
+            # watch and starts this pass, so the cache already holds it; a fresh list would wait for the cache.
+            listed = await self.ctx.kube.list(SUBSCRIPTION_KIND, self.us.namespace, cached=True)
         except ApiException as exc:
             if exc.status != 404:
                 raise
@@ -281,17 +283,18 @@ async def _reconcile(step: _Pass) -> Outcome:
             step, workload, migration.plan_rollout(us, MigrationState(JobPhase.DISABLED), None)
         )
 
-    async def signing_secrets_then_support() -> list[ApiException | None]:
-        # The pods' Role names the subscriptions' signing Secrets: listed here, beside the workload's path; its
-        # RoleBinding follows the Role (the API server checks a binding against the role it names).
+    async def subscription_access() -> None:
+        # The pods' Role names the subscriptions' signing Secrets, and its RoleBinding follows the Role (the API
+        # server checks a binding against the role it names). A path of their own: the API server's checks of
+        # what the operator may grant read its caches, which under writes take up to 100 ms to be current.
         secrets = await step.signing_secrets()
-        gone = await asyncio.gather(*(step.ensure_support(child, secrets) for child in support))
-        await asyncio.gather(*(step.ensure_support(c, secrets) for c in CHILDREN if c.phase is Phase.BINDING))
-        return gone
+        for phase in (Phase.SUBSCRIPTIONS, Phase.BINDING):
+            await asyncio.gather(*(step.ensure_support(c, secrets) for c in CHILDREN if c.phase is phase))
 
-    ((secret_problem, applied), live_dep), gone = await asyncio.gather(
+    ((secret_problem, applied), live_dep), gone, _ = await asyncio.gather(
         asyncio.gather(secret_then_workload(), ctx.kube.get("Deployment", us.namespace, us.name)),
-        signing_secrets_then_support(),
+        asyncio.gather(*(step.ensure_support(child, ()) for child in support)),
+        subscription_access(),
     )
     if any(gone):
         optional_apis = await optional_apis_present(ctx.kube)  # the CRDs went away

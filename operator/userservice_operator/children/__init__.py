@@ -29,8 +29,11 @@ from userservice_operator.children.context import Builder
 
 class Phase(enum.Enum):
     SUPPORT = "support"  # applied on every pass, whatever the database and migrations do
-    # Applied on every pass once the support kinds are: a RoleBinding's Role must exist when the API server
-    # checks that the operator may grant what it binds.
+    # Applied on every pass once the UserEventSubscriptions naming the UserService are listed: the Role's rules
+    # name their signing Secrets.
+    SUBSCRIPTIONS = "subscriptions"
+    # Applied on every pass after the Role: a RoleBinding's Role must exist when the API server checks that the
+    # operator may grant what it binds.
     BINDING = "binding"
     MIGRATION = "migration"  # created once per migration hash, never patched (see children/migration.py)
     WORKLOAD = "workload"  # applied once the rollout plan is known (the database Secret exists)
@@ -74,7 +77,9 @@ CHILDREN: tuple[Child, ...] = (
         accessbinding.build,
         namespaced=False,
     ),
-    Child("Role", "rbac.authorization.k8s.io/v1", "roles", subscriptionaccess.build_role),
+    Child(
+        "Role", "rbac.authorization.k8s.io/v1", "roles", subscriptionaccess.build_role, Phase.SUBSCRIPTIONS
+    ),
     Child(
         "RoleBinding",
         "rbac.authorization.k8s.io/v1",
