@@ -194,11 +194,15 @@ SETTINGS: dict[str, Setting] = {
     "argon2_time_cost": Setting("ARGON2_TIME_COST", "2", "argon2id iterations (OWASP: 2 with 19 MiB)."),
     "argon2_memory_kib": Setting("ARGON2_MEMORY_KIB", "19456", "argon2id memory in KiB (OWASP: 19456)."),
     "argon2_parallelism": Setting("ARGON2_PARALLELISM", "1", "argon2id lanes."),
-    "hash_workers": Setting("PASSWORD_HASH_WORKERS", "2", "Threads that hash passwords off the event loop."),
+    "hash_workers": Setting(
+        "PASSWORD_HASH_WORKERS",
+        "2",
+        "Threads that hash passwords off the event loop, and as many processes (started on first use) that estimate the strength of new passwords: that estimate is pure Python, and in a thread it would hold the event loop up.",
+    ),
     "hash_nice": Setting(
         "PASSWORD_HASH_NICE",
         "19",
-        "How much lower the hashing threads' scheduling priority is than the event loop's (a nice increment, 0-19): while hashes keep every core busy, requests the loop answers are not queued behind them. The price: a read load that keeps every core busy slows creates down (at 19, to a few per second); 10 shares more evenly, 0 is the same priority.",
+        "How much lower the hashing threads' and strength processes' scheduling priority is than the event loop's (a nice increment, 0-19): while hashes keep every core busy, requests the loop answers are not queued behind them. The price: a read load that keeps every core busy slows creates down (at 19, to a few per second); 10 shares more evenly, 0 is the same priority.",
     ),
     "breach_check_url": Setting(
         "BREACH_CHECK_URL",
