@@ -23,7 +23,7 @@ from bench import operator_bench, replicas_bench, results, rounds, service_bench
 
 FULL = {
     "service": service_bench.Plan(
-        seconds=3,
+        seconds=2,
         level=16,
         rounds=3,
         seed_users=20000,
@@ -37,7 +37,7 @@ FULL = {
         kratos=True,
     ),
     "operator": operator_bench.Plan(
-        latency_count=40, rounds=3, scale_count=500, idle_seconds=30, resync_seconds=30, deadline_seconds=240
+        latency_count=40, rounds=3, scale_count=500, idle_seconds=20, resync_seconds=20, deadline_seconds=240
     ),
 }
 SMOKE = {

@@ -102,17 +102,17 @@ class _Watchers:
         self.count = [0] * count
         self.arrived = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._streams: list[aiohttp.ClientResponse] = []
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> _Watchers:
         self._session = aiohttp.ClientSession(base_url=self.base, connector=aiohttp.TCPConnector(limit=0))
-        opened = []
         for _ in range(self.n):
             resp = await self._session.get("/v1/events", timeout=aiohttp.ClientTimeout(total=None))
+            self._streams.append(resp)
             if resp.status != 200 or await resp.content.readline() != b": connected\n":
                 raise RuntimeError(f"event stream refused: {resp.status}")
-            opened.append(resp)
-        self._tasks = [asyncio.create_task(self._read(i, resp)) for i, resp in enumerate(opened)]
+        self._tasks = [asyncio.create_task(self._read(i, resp)) for i, resp in enumerate(self._streams)]
         return self
 
     async def _read(self, index: int, resp: aiohttp.ClientResponse) -> None:
@@ -131,6 +131,8 @@ class _Watchers:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        for resp in self._streams:
+            resp.close()
         assert self._session is not None
         await self._session.close()
 
@@ -149,22 +151,37 @@ def _subscription(name: str, url: str) -> dict[str, Any]:
     }
 
 
-def _subscribe(kube: KubeCluster, receiver_url: str, names: list[str]) -> None:
+def _subscribe(kube: KubeCluster, dsn: str, receiver_url: str, names: list[str]) -> None:
     docs = [_subscription(n, f"{receiver_url}/{n}") for n in names]
     kube.kubectl("apply", "-f", "-", input="\n---\n".join(json.dumps(d) for d in docs))
+
+    async def held() -> int:
+        conn = await asyncpg.connect(dsn)
+        try:
+            return int(
+                await conn.fetchval(
+                    """SELECT count(*) FROM subscription_deliveries
+                       WHERE namespace = $1 AND name = ANY($2::text[]) AND holder IS NOT NULL
+                         AND lease_until > now()""",
+                    NAMESPACE,
+                    names,
+                )
+            )
+        finally:
+            await conn.close()
+
+    # Every one taken (its cursor placed and its lease held by the service) before anything is committed: read
+    # from the database, where it happens, rather than from the status the service writes seconds later.
     deadline = time.monotonic() + 120
-    while True:  # every one taken (its status written) before anything is committed
-        items = json.loads(kube.kubectl("-n", NAMESPACE, "get", "uesub", "-o", "json").stdout)["items"]
-        taken = {i["metadata"]["name"] for i in items if (i.get("status") or {}).get("cursor")}
-        if set(names) <= taken:
-            return
+    while asyncio.run(held()) < len(names):
         if time.monotonic() > deadline:
-            raise RuntimeError(f"subscriptions not taken: {sorted(set(names) - taken)}")
-        time.sleep(0.3)
+            raise RuntimeError(f"subscriptions not taken: {names}")
+        time.sleep(0.1)
 
 
 def _unsubscribe(kube: KubeCluster, dsn: str, names: list[str]) -> None:
-    kube.kubectl("-n", NAMESPACE, "delete", "uesub", *names, "--wait=true")
+    # Not kubectl's --wait: with many objects it polls them for seconds after they are gone (16 s for 50).
+    kube.kubectl("-n", NAMESPACE, "delete", "uesub", *names, "--wait=false")
 
     async def rows() -> int:
         conn = await asyncpg.connect(dsn)
@@ -174,10 +191,13 @@ def _unsubscribe(kube: KubeCluster, dsn: str, names: list[str]) -> None:
             await conn.close()
 
     deadline = time.monotonic() + 60
-    while asyncio.run(rows()):  # the service stopped delivering them and forgot them
+    # the objects are gone, and the service stopped delivering them and forgot them
+    while kube.kubectl(
+        "-n", NAMESPACE, "get", "uesub", *names, "--ignore-not-found", "-o", "name"
+    ).stdout.strip() or asyncio.run(rows()):
         if time.monotonic() > deadline:
-            raise RuntimeError("deleted subscriptions are still delivered")
-        time.sleep(0.3)
+            raise RuntimeError("deleted subscriptions are still there or still delivered")
+        time.sleep(0.1)
 
 
 async def _arrival(
@@ -296,7 +316,7 @@ def _latency_figures(
     loop: _Loop, kube: KubeCluster, dsn: str, uid: UUID, base: str, receiver: _Receiver, count: int
 ) -> list[dict[str, Any]]:
     print(f"subscriptions: commit to receiver and to an SSE watcher, {count} commits", flush=True)
-    _subscribe(kube, receiver.url, ["latency"])
+    _subscribe(kube, dsn, receiver.url, ["latency"])
 
     async def run() -> tuple[list[float], list[float]]:
         async with _Watchers(base, 1) as watchers:
@@ -340,7 +360,7 @@ def _throughput_figure(
     for n in (1, MANY):
         names = [f"burst-{n}-{i}" for i in range(n)]
         print(f"subscriptions: a burst of {burst} events to {n} subscription(s)", flush=True)
-        _subscribe(kube, receiver.url, names)
+        _subscribe(kube, dsn, receiver.url, names)
 
         async def deliver(names: list[str] = names) -> float:
             committed = await _burst(dsn, uid, burst)
@@ -384,7 +404,7 @@ def _get_figure(
     def load(target: str, subscribed: bool) -> Callable[[], Run]:
         def step() -> Run:
             if subscribed:
-                _subscribe(kube, receiver.url, names)
+                _subscribe(kube, dsn, receiver.url, names)
             stop = asyncio.Event()
             writer = asyncio.run_coroutine_threadsafe(_trickle(dsn, uid, stop), loop.loop)
             try:
