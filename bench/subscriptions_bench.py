@@ -180,8 +180,14 @@ def _subscribe(kube: KubeCluster, dsn: str, receiver_url: str, names: list[str])
 
 
 def _unsubscribe(kube: KubeCluster, dsn: str, names: list[str]) -> None:
-    # Not kubectl's --wait: with many objects it polls them for seconds after they are gone (16 s for 50).
-    kube.kubectl("-n", NAMESPACE, "delete", "uesub", *names, "--wait=false")
+    """Deletes every subscription of the namespace (only `names` are there) in one request: kubectl's own delete
+    and get of many names go one object at a time under its client-side rate limit (8 s and 18 s for 50)."""
+    collection = f"/apis/userservice.io/v1alpha1/namespaces/{NAMESPACE}/usereventsubscriptions"
+    kube.kubectl("delete", "--raw", collection)
+
+    def remaining() -> set[str]:
+        items = json.loads(kube.kubectl("get", "--raw", collection).stdout)["items"]
+        return {i["metadata"]["name"] for i in items} & set(names)
 
     async def rows() -> int:
         conn = await asyncpg.connect(dsn)
@@ -191,10 +197,7 @@ def _unsubscribe(kube: KubeCluster, dsn: str, names: list[str]) -> None:
             await conn.close()
 
     deadline = time.monotonic() + 60
-    # the objects are gone, and the service stopped delivering them and forgot them
-    while kube.kubectl(
-        "-n", NAMESPACE, "get", "uesub", *names, "--ignore-not-found", "-o", "name"
-    ).stdout.strip() or asyncio.run(rows()):
+    while remaining() or asyncio.run(rows()):  # gone, and the service stopped delivering them and forgot them
         if time.monotonic() > deadline:
             raise RuntimeError("deleted subscriptions are still there or still delivered")
         time.sleep(0.1)
