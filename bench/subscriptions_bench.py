@@ -39,6 +39,13 @@ from tests.support.postgres import create_database
 from userservice.domain import events
 from userservice.store import outbox
 from userservice.store.db import create_pool
+from userservice_operator.crd import (
+    GROUP,
+    SUBSCRIPTION_CRD_NAME,
+    SUBSCRIPTION_PLURAL,
+    VERSION,
+    subscription_crd_text,
+)
 
 NAMESPACE = "bench"
 INSTANCE = "users"
@@ -151,29 +158,26 @@ def _subscription(name: str, url: str) -> dict[str, Any]:
     }
 
 
-def _subscribe(kube: KubeCluster, dsn: str, receiver_url: str, names: list[str]) -> None:
-    docs = [_subscription(n, f"{receiver_url}/{n}") for n in names]
-    kube.kubectl("apply", "-f", "-", input="\n---\n".join(json.dumps(d) for d in docs))
-
-    async def held() -> int:
+def _count(dsn: str, query: str, *args: object) -> int:
+    async def count() -> int:
         conn = await asyncpg.connect(dsn)
         try:
-            return int(
-                await conn.fetchval(
-                    """SELECT count(*) FROM subscription_deliveries
-                       WHERE namespace = $1 AND name = ANY($2::text[]) AND holder IS NOT NULL
-                         AND lease_until > now()""",
-                    NAMESPACE,
-                    names,
-                )
-            )
+            return int(await conn.fetchval(query, *args))
         finally:
             await conn.close()
 
+    return asyncio.run(count())
+
+
+def _subscribe(kube: KubeCluster, dsn: str, receiver_url: str, names: list[str]) -> None:
+    docs = [_subscription(n, f"{receiver_url}/{n}") for n in names]
+    kube.kubectl("apply", "-f", "-", input="\n---\n".join(json.dumps(d) for d in docs))
+    held = """SELECT count(*) FROM subscription_deliveries
+              WHERE namespace = $1 AND name = ANY($2::text[]) AND holder IS NOT NULL AND lease_until > now()"""
     # Every one taken (its cursor placed and its lease held by the service) before anything is committed: read
     # from the database, where it happens, rather than from the status the service writes seconds later.
     deadline = time.monotonic() + 120
-    while asyncio.run(held()) < len(names):
+    while _count(dsn, held, NAMESPACE, names) < len(names):
         if time.monotonic() > deadline:
             raise RuntimeError(f"subscriptions not taken: {names}")
         time.sleep(0.1)
@@ -182,22 +186,17 @@ def _subscribe(kube: KubeCluster, dsn: str, receiver_url: str, names: list[str])
 def _unsubscribe(kube: KubeCluster, dsn: str, names: list[str]) -> None:
     """Deletes every subscription of the namespace (only `names` are there) in one request: kubectl's own delete
     and get of many names go one object at a time under its client-side rate limit (8 s and 18 s for 50)."""
-    collection = f"/apis/userservice.io/v1alpha1/namespaces/{NAMESPACE}/usereventsubscriptions"
+    collection = f"/apis/{GROUP}/{VERSION}/namespaces/{NAMESPACE}/{SUBSCRIPTION_PLURAL}"
     kube.kubectl("delete", "--raw", collection)
 
     def remaining() -> set[str]:
         items = json.loads(kube.kubectl("get", "--raw", collection).stdout)["items"]
         return {i["metadata"]["name"] for i in items} & set(names)
 
-    async def rows() -> int:
-        conn = await asyncpg.connect(dsn)
-        try:
-            return int(await conn.fetchval("SELECT count(*) FROM subscription_deliveries"))
-        finally:
-            await conn.close()
-
     deadline = time.monotonic() + 60
-    while remaining() or asyncio.run(rows()):  # gone, and the service stopped delivering them and forgot them
+    while remaining() or _count(
+        dsn, "SELECT count(*) FROM subscription_deliveries"
+    ):  # gone, and the service stopped delivering them and forgot them
         if time.monotonic() > deadline:
             raise RuntimeError("deleted subscriptions are still there or still delivered")
         time.sleep(0.1)
@@ -270,8 +269,6 @@ def measure(plan: Plan, workdir: Path) -> dict[str, Any]:
         stack.postgres() as (admin, described),
         running_cluster(workdir / "kube", controller_manager=False) as kube,
     ):
-        from userservice_operator.crd import SUBSCRIPTION_CRD_NAME, subscription_crd_text
-
         kube.kubectl("apply", "--server-side", "-f", "-", input=subscription_crd_text())
         kube.wait_established(SUBSCRIPTION_CRD_NAME)
         kube.kubectl("create", "namespace", NAMESPACE)
