@@ -244,7 +244,11 @@ def shared_operator(operator_cluster: KubeCluster, operator_workdir: Path) -> It
     ).start()
     canary = f"it-canary-{uuid.uuid4().hex[:6]}"
     operator_cluster.kubectl("create", "namespace", canary)
-    op.wait_serving(canary)
+    try:
+        op.wait_serving(canary)
+    except BaseException:
+        op.stop()  # a hung start must not outlive the session
+        raise
     yield op
     op.stop()
     shutil.copy(op.log_path, operator_workdir / "operator-shared.final.log")
