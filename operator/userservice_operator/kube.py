@@ -50,6 +50,7 @@ KINDS: Mapping[str, Resource] = MappingProxyType(
         "Secret": Resource("v1", "secrets"),
         "Event": Resource("v1", "events"),
         "Lease": Resource("coordination.k8s.io/v1", "leases"),
+        "Namespace": Resource("v1", "namespaces", namespaced=False),
         KIND: Resource(API_VERSION, PLURAL),
         SUBSCRIPTION_KIND: Resource(API_VERSION, SUBSCRIPTION_PLURAL),
         "CustomResourceDefinition": Resource(

@@ -16,7 +16,7 @@ from kopf._cogs.structs.references import Insights  # not exported by kopf 1.45;
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 
-from userservice_operator import handlers
+from userservice_operator import handlers, namespaces
 from userservice_operator.kube import Kube
 from userservice_operator.leader import LeaderElector, LeaseConfig
 from userservice_operator.liveness import Liveness
@@ -159,6 +159,14 @@ async def lead(
     liveness.lead(kopf_tasks, insights, controller.stalled)
     failing = asyncio.create_task(liveness.failed(), name="liveness")
     stopping = asyncio.create_task(stop.wait())
+    helpers = [failing, stopping]
+    if not args.all_namespaces:
+        helpers.append(
+            asyncio.create_task(
+                namespaces.keep_listing(kube, insights, args.namespace, args.resync_seconds),
+                name="namespace listing",
+            )
+        )
     # kopf's root tasks are awaited here rather than through kopf.run_tasks: when it stops, that cancels every
     # task of the loop it did not see start, this process's own shutdown included.
     await asyncio.wait({*kopf_tasks, keep, failing, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -175,7 +183,7 @@ async def lead(
         ended = next(t for t in kopf_tasks if t.done())
         error = None if ended.cancelled() else ended.exception()
         log.error("kopf's %s stopped: %r; exiting", ended.get_name(), error)
-    for task in (*kopf_tasks, keep, failing, stopping):
+    for task in (*kopf_tasks, keep, *helpers):
         task.cancel()
     # The workers are what writes (kopf does not): stopped before the Lease is released. A failed kopf is not
     # waited for at all (its tasks may never finish; the process exits without them), a stopping one within

@@ -65,8 +65,10 @@ class Operator:
         args: list[str],
         name: str,
         command: tuple[str, ...] = (str(EXE),),
+        env: dict[str, str] | None = None,
     ) -> None:
         self.cluster = cluster
+        self.env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"} | (env or {})
         self.health_port = free_port()
         self.metrics_port = free_port()
         self.log_path = workdir / f"operator-{name}.log"
@@ -88,8 +90,7 @@ class Operator:
 
     def start(self) -> Operator:
         log = self.log_path.open("ab")
-        env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
-        self.proc = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT, env=env)
+        self.proc = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT, env=self.env)
         log.close()
         wait_for(self.healthy, 30, what="operator /healthz")
         return self
@@ -266,9 +267,15 @@ def start_operator(
         name: str | None = None,
         cluster: KubeCluster | None = None,
         command: tuple[str, ...] = (str(EXE),),
+        env: dict[str, str] | None = None,
     ) -> Operator:
         op = Operator(
-            cluster or operator_cluster, operator_workdir, list(args), name or uuid.uuid4().hex[:6], command
+            cluster or operator_cluster,
+            operator_workdir,
+            list(args),
+            name or uuid.uuid4().hex[:6],
+            command,
+            env,
         )
         started.append(op)
         return op.start()

@@ -346,3 +346,37 @@ def test_passes_that_never_end_fail_liveness(
     assert op.exit_code() == 1, op.log()
     measured(f"reconcile passes blocked (--stall-seconds {stall:.0f}): /healthz failed", failed, bound)
     measured("reconcile passes blocked: exited", time.monotonic() - blocked, bound + 10)
+
+
+# --- 7. a namespace created while kopf lists the namespaces ----------------------------------------------------
+def test_namespace_created_between_kopf_listings_is_served(
+    operator_cluster: KubeCluster, start_operator: Callable[..., Operator]
+) -> None:
+    """kopf ignores the namespaces its watch's own listing returns: one created after its first listing and
+    before that one would never be served (namespaces.py lists them again on each resync)."""
+    cluster = operator_cluster
+    pattern = f"late-{uuid.uuid4().hex[:6]}"
+    ns = f"{pattern}-a"
+    create = [
+        str(cluster.assets / "kubectl"),
+        f"--kubeconfig={cluster.kubeconfig}",
+        "create",
+        "namespace",
+        ns,
+    ]
+    try:
+        op = start_operator(
+            f"--namespace={pattern}-*",
+            f"--lease-name=lease-{pattern}",
+            "--resync-seconds=3",
+            name=f"late-{pattern}",
+            command=FAULTY,
+            env={"RUN_BETWEEN_NAMESPACE_LISTINGS": json.dumps(create)},
+        )
+        took = op.wait_serving(ns)
+        log = op.log(tail=400)
+        assert "between the namespace listings" in log, log
+        assert f"namespace {ns} matches --namespace but kopf's watch missed it" in log, log
+        measured("namespace created between kopf's two listings: served", took, 30)
+    finally:
+        cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
