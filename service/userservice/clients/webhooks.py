@@ -75,6 +75,8 @@ class Sender:
         self._shown = shown_url(url)
         self._cluster, self._outside = cluster, outside_allowed
         self._session: aiohttp.ClientSession | None = None
+        # The URL and the guard are fixed per Sender: an IP literal is checked once.
+        self._refused = _literal_refused(url, cluster, outside_allowed)
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -86,16 +88,8 @@ class Sender:
             )
         return self._session
 
-    def _literal_refused(self) -> str | None:
-        host = urlsplit(self.url).hostname or ""
-        try:
-            address = ipaddress.ip_address(host)
-        except ValueError:
-            return None  # a name: the resolver checks it
-        return address_refused(address, self._cluster, self._outside)
-
     async def post(self, body: bytes, headers: dict[str, str], within: float) -> Attempt:
-        if why := self._literal_refused():
+        if why := self._refused:
             return Attempt(None, SINK_REFUSED, f"{self._shown}: {why}")
         try:
             async with self._client().post(
@@ -127,6 +121,17 @@ class Sender:
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
+
+
+def _literal_refused(url: str, cluster: tuple[Network, ...], outside_allowed: bool) -> str | None:
+    """Why the guard refuses a sink whose host is an IP literal; None for an allowed one or a name (the resolver
+    checks names on every connection)."""
+    host = urlsplit(url).hostname or ""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    return address_refused(address, cluster, outside_allowed)
 
 
 async def _drain(response: aiohttp.ClientResponse) -> None:
