@@ -105,21 +105,24 @@ async def load(db: Db, uid: str) -> Row | None:
     )
 
 
-async def advance(db: Db, uid: str, holder: str, cursor: Cursor, delivered: int) -> bool:
-    """Moves the cursor past events the sink acknowledged (`delivered` of them) or does not want; False when
-    `holder` no longer holds the lease (nothing is written then)."""
-    done = await db.fetchval(
-        """UPDATE subscription_deliveries
-           SET cursor_tx = $3::text::xid8, cursor_seq = $4, delivered = delivered + $5,
-               last_delivered_at = CASE WHEN $5 > 0 THEN now() ELSE last_delivered_at END
-           WHERE uid = $1 AND holder = $2 RETURNING 1""",
-        uid,
+async def advance(db: Db, holder: str, moves: list[tuple[str, Cursor, int]]) -> set[str]:
+    """Moves each (uid, cursor, delivered) subscription's cursor past events its sink acknowledged (`delivered` of
+    them) or does not want, in one statement; the uids whose lease `holder` still holds (nothing is written for
+    the others). A uid appears at most once."""
+    rows = await db.fetch(
+        """UPDATE subscription_deliveries AS d
+           SET cursor_tx = m.tx::xid8, cursor_seq = m.seq, delivered = d.delivered + m.delivered,
+               last_delivered_at = CASE WHEN m.delivered > 0 THEN now() ELSE d.last_delivered_at END
+           FROM unnest($2::text[], $3::text[], $4::bigint[], $5::bigint[]) AS m(uid, tx, seq, delivered)
+           WHERE d.uid = m.uid AND d.holder = $1
+           RETURNING d.uid""",
         holder,
-        str(cursor.tx),
-        cursor.seq,
-        delivered,
+        [uid for uid, _, _ in moves],
+        [str(cursor.tx) for _, cursor, _ in moves],
+        [cursor.seq for _, cursor, _ in moves],
+        [delivered for _, _, delivered in moves],
     )
-    return done is not None
+    return {row["uid"] for row in rows}
 
 
 async def failed(db: Db, uid: str, holder: str) -> bool:
