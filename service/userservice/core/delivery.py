@@ -11,8 +11,8 @@ A worker reads events as the feed does (below the visibility horizon, in commit 
 maxInFlight of them at once, retries each until its sink answers 2xx (Retry-After on 429 and 503, otherwise
 exponential backoff with jitter), then moves the cursor past them with the counters, and waits for that write
 before its next POST. A process killed mid-window repeats at most that window. The cursor writes of all workers
-are grouped (`_CursorWrites`): one statement for every write that waited while the previous one ran. A worker never starts a POST after its lease's local
-deadline (the lease length less one round), so two replicas overlap only by a POST already under way.
+are grouped (`_CursorWrites`). A worker never starts a POST after its lease's local deadline (the lease length
+less one round), so two replicas overlap only by a POST already under way.
 """
 
 from __future__ import annotations
@@ -66,9 +66,9 @@ class Settings:
 
 class _CursorWrites:
     """The workers' cursor writes, grouped: a write goes out at once when none is under way, else with every
-    other write that waited for it, in one statement. Each commit woke every subscription together, and their
-    one UPDATE each (1,000 a second for 50 subscriptions at 20 commits a second) cost the service and
-    PostgreSQL more than the POSTs; the writes that wait together now take one."""
+    other write that waited for it, in one statement. A commit wakes every subscription at once: one UPDATE
+    each would be 1,000 statements a second for 50 subscriptions at 20 commits a second, more work for the
+    service and PostgreSQL than the POSTs themselves."""
 
     def __init__(self, pool: asyncpg.Pool, holder: str) -> None:
         self._pool, self._holder = pool, holder
