@@ -29,7 +29,7 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
-    """jsonb goes both ways in its binary format, which binary COPY (a batch's users and events) requires of
+    """jsonb goes both ways in its binary format, which binary COPY (a batch's events) requires of
     every column it writes: a text-format codec would make asyncpg refuse the COPY."""
     await conn.set_type_codec(
         "jsonb",
