@@ -7,6 +7,7 @@ times faster than the standard library (the list profile in docs/performance.md)
 
 from __future__ import annotations
 
+import json
 from typing import Any
 from uuid import UUID
 
@@ -24,5 +25,12 @@ def dumps(value: Any) -> bytes:
     return orjson.dumps(value, default=_default)
 
 
-def dumps_text(value: Any) -> str:
-    return dumps(value).decode()
+def dumps_jsonb(value: Any) -> bytes:
+    """jsonb's binary format: a version byte, 1, then the JSON text (binary COPY takes only this format)."""
+    return b"\x01" + dumps(value)
+
+
+def loads_jsonb(data: bytes) -> Any:
+    if data[:1] != b"\x01":
+        raise ValueError(f"unknown jsonb binary format version {data[:1]!r}")
+    return json.loads(data[1:])

@@ -105,9 +105,12 @@ class BatchCore:
         )
         pending = iter(hashed)
         password_hashes = [item.password_hash or next(pending) for item in items]
-        fingerprint = _fingerprint(items)
-        secrets = json.dumps([item.new.password for item in items])
-        secrets_hash = await self._passwords.hash(secrets) if idempotency_key is not None else ""
+        if idempotency_key is None:  # no replay to compare with
+            fingerprint = secrets = secrets_hash = ""
+        else:
+            fingerprint = _fingerprint(items)
+            secrets = json.dumps([item.new.password for item in items])
+            secrets_hash = await self._passwords.hash(secrets)
         async with self._db.acquire() as conn:
             async with conn.transaction():
                 if idempotency_key is None or await idempotency.claim(

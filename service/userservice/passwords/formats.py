@@ -89,14 +89,13 @@ def _ab64(text: str) -> bytes:
     return _b64(text.replace(".", "+"))
 
 
-_BCRYPT_ALPHABET = str.maketrans(
-    "./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789",
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
-)
-
-
-def _bcrypt64(text: str) -> bytes:
-    return _b64(text.translate(_BCRYPT_ALPHABET))
+# bcrypt's base64 digits, in the order of their values. Its salt (22 digits for 16 bytes) and hash (31 digits for 23
+# bytes) leave the low 4 and 2 bits of their last digit unused: canonical when those bits are zero. The pattern has
+# checked the digits and lengths, so the last digits are all that is left to check (bcrypt refuses any other salt at
+# every check; any other hash never matches).
+_BCRYPT_DIGITS = "./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+_BCRYPT_SALT_ENDS = frozenset(_BCRYPT_DIGITS[::16])
+_BCRYPT_HASH_ENDS = frozenset(_BCRYPT_DIGITS[::4])
 
 
 def _digest(raw: bytes) -> bytes:
@@ -133,8 +132,8 @@ def _parse(encoded: str) -> Parsed:
             cost = int(m.group(1))
             if cost < BCRYPT_MIN_COST:
                 raise Refused(f"bcrypt's cost must be at least {BCRYPT_MIN_COST}")
-            if len(_bcrypt64(m.group(2))) != 16 or len(_bcrypt64(m.group(3))) != 23:
-                raise binascii.Error("wrong length")
+            if m.group(2)[-1] not in _BCRYPT_SALT_ENDS or m.group(3)[-1] not in _BCRYPT_HASH_ENDS:
+                raise binascii.Error("not canonical")
             return _bounded(BCRYPT, 2**cost)
         if (m := _SCRYPT.fullmatch(encoded)) is not None:
             log_n, r, p = (int(g) for g in m.groups()[:3])

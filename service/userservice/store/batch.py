@@ -24,30 +24,50 @@ async def taken(
     return {r["nickname"] for r in rows}, {r["email"] for r in rows}
 
 
+# The columns a batch writes; the others take their defaults.
+_COPIED = (
+    "id",
+    "first_name",
+    "last_name",
+    "nickname",
+    "email",
+    "country",
+    "password_hash",
+    "active",
+    "external_id",
+    "display_name",
+)
+
+
 async def insert(conn: asyncpg.Connection, rows: list[tuple[UUID, NewUser, str | None]]) -> list[User]:
-    """Inserts every (id, user, password hash) in one statement, one round trip for the whole batch; the users
-    come back in the order given."""
+    """Writes every (id, user, password hash) with one binary COPY, then reads them back with one SELECT (COPY
+    returns no rows); the users come back in the order given. A unique index that refuses a row (a user created
+    meanwhile) fails the whole COPY: AlreadyExists, and the caller's transaction leaves nothing behind."""
     try:
-        records = await conn.fetch(
-            f"""INSERT INTO users
-                    (id, first_name, last_name, nickname, email, country, password_hash, active, external_id,
-                     display_name)
-                SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-                                     $7::text[], $8::bool[], $9::text[], $10::text[])
-                RETURNING {COLUMNS}""",
-            [user_id for user_id, _, _ in rows],
-            [new.first_name for _, new, _ in rows],
-            [new.last_name for _, new, _ in rows],
-            [new.nickname for _, new, _ in rows],
-            [new.email for _, new, _ in rows],
-            [new.country for _, new, _ in rows],
-            [password_hash for _, _, password_hash in rows],
-            [new.active for _, new, _ in rows],
-            [new.external_id for _, new, _ in rows],
-            [new.display_name for _, new, _ in rows],
+        await conn.copy_records_to_table(
+            "users",
+            records=[
+                (
+                    user_id,
+                    new.first_name,
+                    new.last_name,
+                    new.nickname,
+                    new.email,
+                    new.country,
+                    password_hash,
+                    new.active,
+                    new.external_id,
+                    new.display_name,
+                )
+                for user_id, new, password_hash in rows
+            ],
+            columns=_COPIED,
         )
     except asyncpg.UniqueViolationError as exc:
         raise already_exists(exc) from None
+    records = await conn.fetch(
+        f"SELECT {COLUMNS} FROM users WHERE id = ANY($1::uuid[])", [user_id for user_id, _, _ in rows]
+    )
     by_id = {record["id"]: row_user(record) for record in records}
     return [by_id[user_id] for user_id, _, _ in rows]
 

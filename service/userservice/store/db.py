@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 
 import asyncpg
 
@@ -30,7 +29,15 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
-    await conn.set_type_codec("jsonb", encoder=jsoncodec.dumps_text, decoder=json.loads, schema="pg_catalog")
+    """jsonb goes both ways in its binary format, which binary COPY (a batch's events) requires of
+    every column it writes: a text-format codec would make asyncpg refuse the COPY."""
+    await conn.set_type_codec(
+        "jsonb",
+        encoder=jsoncodec.dumps_jsonb,
+        decoder=jsoncodec.loads_jsonb,
+        schema="pg_catalog",
+        format="binary",
+    )
 
 
 async def _release_as_is(conn: asyncpg.Connection) -> None:

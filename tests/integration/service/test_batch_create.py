@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import uuid
 from typing import Any
 
@@ -14,6 +16,7 @@ from grpc_status import rpc_status
 from passlib import hash as passlib_hash
 
 from tests.support.users import new_user
+from userservice.store import batch as batch_store
 from userservice.v1 import user_service_pb2 as pb
 from userservice.v1 import user_service_pb2_grpc as pb_grpc
 
@@ -107,6 +110,65 @@ async def test_all_or_none_when_a_nickname_is_taken(http: aiohttp.ClientSession,
     status, body, _ = await batch(http, users)
     assert status == 409 and body["errors"][0]["field"] == "requests[1].user.nickname"
     assert await count_users(database, [u["email"] for u in users]) == 0
+
+
+async def test_a_user_created_after_the_batchs_own_check_fails_the_whole_batch(
+    http: aiohttp.ClientSession, database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The unique indexes guard the write itself: a nickname a concurrent create took after the batch's check is
+    the same 409, and neither the batch's users nor any event of theirs is left."""
+    status, body, _ = await batch(http, [new_user()])
+    taken = body["users"][0]["nickname"]
+
+    async def nothing_taken(
+        conn: object, nicknames: list[str], emails: list[str]
+    ) -> tuple[set[str], set[str]]:
+        return set(), set()  # the race: the check saw the nickname free
+
+    monkeypatch.setattr(batch_store, "taken", nothing_taken)
+    conn = await asyncpg.connect(database)
+    try:
+        events_before = await conn.fetchval("SELECT count(*) FROM user_events")
+        users = [new_user(), new_user(nickname=taken), new_user()]
+        status, body, _ = await batch(http, users)
+        assert status == 409 and body["errors"][0]["field"] == "nickname", body
+        assert await count_users(database, [u["email"] for u in users]) == 0
+        assert await conn.fetchval("SELECT count(*) FROM user_events") == events_before
+    finally:
+        await conn.close()
+
+
+async def test_a_batchs_events_follow_its_order_in_one_transaction_with_one_notification(
+    http: aiohttp.ClientSession, database: str
+) -> None:
+    """Each user's created event in request order (their cursors follow it), the caller recorded as for a single
+    create, and one NOTIFY for the whole batch."""
+    async with http.post("/v1/users", json=new_user()) as resp:
+        assert resp.status == 201
+        single = await resp.json()
+    conn = await asyncpg.connect(database)
+    notified: list[str] = []
+    await conn.add_listener("userservice_events", lambda *args: notified.append(args[-1]))
+    try:
+        status, body, _ = await batch(http, [new_user(), imported(BCRYPT), new_user()])
+        assert status == 200
+        created = body["users"]
+        rows = await conn.fetch(
+            """SELECT tx::text AS tx, subject::text AS subject, type, data, authtype, authid FROM user_events
+               WHERE subject = ANY($1::uuid[]) ORDER BY user_events.tx, seq""",
+            [single["id"], *(u["id"] for u in created)],
+        )
+        await asyncio.sleep(0.2)  # the notification, sent at commit, arrives
+    finally:
+        await conn.close()
+    alone, *rows = rows
+    assert [r["subject"] for r in rows] == [u["id"] for u in created]
+    assert len({r["tx"] for r in rows}) == 1
+    assert {(r["type"], r["authtype"], r["authid"]) for r in rows} == {
+        (alone["type"], alone["authtype"], alone["authid"])
+    }
+    assert [json.loads(r["data"])["user"] for r in rows] == created
+    assert notified == [""]
 
 
 async def test_a_deleted_users_nickname_and_email_are_free_in_a_batch_as_in_a_create(
