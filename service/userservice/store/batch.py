@@ -7,7 +7,7 @@ from uuid import UUID
 import asyncpg
 
 from userservice.domain.model import NewUser, User
-from userservice.store.users import COLUMNS, already_exists, row_user
+from userservice.store.users import COLUMNS, NEW_COLUMNS, already_exists, new_row, row_user
 
 
 async def taken(
@@ -24,21 +24,6 @@ async def taken(
     return {r["nickname"] for r in rows}, {r["email"] for r in rows}
 
 
-# The columns a batch writes; the others take their defaults.
-_COPIED = (
-    "id",
-    "first_name",
-    "last_name",
-    "nickname",
-    "email",
-    "country",
-    "password_hash",
-    "active",
-    "external_id",
-    "display_name",
-)
-
-
 async def insert(conn: asyncpg.Connection, rows: list[tuple[UUID, NewUser, str | None]]) -> list[User]:
     """Writes every (id, user, password hash) with one binary COPY, then reads them back with one SELECT (COPY
     returns no rows); the users come back in the order given. A unique index that refuses a row (a user created
@@ -46,22 +31,8 @@ async def insert(conn: asyncpg.Connection, rows: list[tuple[UUID, NewUser, str |
     try:
         await conn.copy_records_to_table(
             "users",
-            records=[
-                (
-                    user_id,
-                    new.first_name,
-                    new.last_name,
-                    new.nickname,
-                    new.email,
-                    new.country,
-                    password_hash,
-                    new.active,
-                    new.external_id,
-                    new.display_name,
-                )
-                for user_id, new, password_hash in rows
-            ],
-            columns=_COPIED,
+            records=[new_row(user_id, new, password_hash) for user_id, new, password_hash in rows],
+            columns=NEW_COLUMNS,
         )
     except asyncpg.UniqueViolationError as exc:
         raise already_exists(exc) from None

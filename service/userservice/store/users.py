@@ -31,25 +31,45 @@ def already_exists(exc: asyncpg.UniqueViolationError) -> AlreadyExists:
     return AlreadyExists(field, f"a user with this {field} already exists")
 
 
+# The columns a new user is written with (the others take their defaults); new_row gives its values in this order.
+NEW_COLUMNS = (
+    "id",
+    "first_name",
+    "last_name",
+    "nickname",
+    "email",
+    "country",
+    "password_hash",
+    "active",
+    "external_id",
+    "display_name",
+)
+_INSERT = (
+    f"INSERT INTO users ({', '.join(NEW_COLUMNS)})"
+    f" VALUES ({', '.join(f'${n}' for n in range(1, len(NEW_COLUMNS) + 1))}) RETURNING {COLUMNS}"
+)
+
+
+def new_row(user_id: UUID, new: NewUser, password_hash: str | None) -> tuple[object, ...]:
+    """A new user's values in the order of NEW_COLUMNS."""
+    return (
+        user_id,
+        new.first_name,
+        new.last_name,
+        new.nickname,
+        new.email,
+        new.country,
+        password_hash,
+        new.active,
+        new.external_id,
+        new.display_name,
+    )
+
+
 async def insert(conn: asyncpg.Connection, user_id: UUID, new: NewUser, password_hash: str | None) -> User:
     """`password_hash` None: a user without a password (no password verifies for it)."""
     try:
-        row = await conn.fetchrow(
-            f"""INSERT INTO users
-                    (id, first_name, last_name, nickname, email, country, password_hash, active, external_id,
-                     display_name)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {COLUMNS}""",
-            user_id,
-            new.first_name,
-            new.last_name,
-            new.nickname,
-            new.email,
-            new.country,
-            password_hash,
-            new.active,
-            new.external_id,
-            new.display_name,
-        )
+        row = await conn.fetchrow(_INSERT, *new_row(user_id, new, password_hash))
     except asyncpg.UniqueViolationError as exc:
         raise already_exists(exc) from None
     return row_user(row)
