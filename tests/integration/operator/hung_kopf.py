@@ -1,10 +1,10 @@
 """`python -m tests.integration.operator.hung_kopf ARGS`: the real `userservice-operator`, with three faults to
 inject. With `RUN_BETWEEN_NAMESPACE_LISTINGS` (a JSON argv) set, that command runs after kopf's namespace observer
-has listed the namespaces and before its watch lists them again (the window in which kopf misses a new
-namespace: userservice_operator/namespaces.py). On SIGUSR1 its kopf hangs the way kopf 1.45 does when a watch fails: its orchestrator ends, and a task
-that swallows its cancellation (kopf's `request_cancel_callback`, kopf issues #1145 and #1276) keeps
-`kopf.run_tasks` from ever returning. On SIGUSR2 every API call blocks (the threads they run in are taken), so
-reconcile passes start and never end. Everything else is the unchanged program.
+has listed the namespaces and before its watch lists them again (the window in which kopf misses a new namespace:
+userservice_operator/namespaces.py). On SIGUSR1 its kopf hangs the way kopf 1.45 does when a watch fails: its
+orchestrator ends, and a task that swallows its cancellation (kopf's `request_cancel_callback`, kopf issues #1145
+and #1276) keeps `kopf.run_tasks` from ever returning. On SIGUSR2 every API call blocks (the threads they run in
+are taken), so reconcile passes start and never end. Everything else is the unchanged program.
 """
 
 from __future__ import annotations
